@@ -1,0 +1,40 @@
+"""The ``atomate2-gmt`` command: assembles the command groups."""
+
+from __future__ import annotations
+
+import typer
+
+from atomate2_gmt import __version__
+
+app = typer.Typer(
+    name="atomate2-gmt",
+    help="GMTNet crystal-tensor screening: predict, screen, query, train.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.command()
+def version() -> None:
+    """Print the package version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def demo() -> None:
+    """Run the main job: screen generated candidates with the pretrained models."""
+    typer.echo(
+        "atomate2-gmt demo: screening is not wired yet. When it is, this command generates "
+        "candidate crystals by element substitution on known prototypes, predicts their "
+        "dielectric, piezoelectric and elastic tensors with the shipped GMTNet models into the "
+        "embedded store, and prints the top candidates per property."
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

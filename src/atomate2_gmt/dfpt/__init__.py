@@ -1,0 +1,1 @@
+"""dfpt layer (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""jobs layer (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""pretrained layer (see docs/architecture.md)."""

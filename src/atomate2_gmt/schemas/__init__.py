@@ -1,0 +1,1 @@
+"""schemas layer (see docs/architecture.md)."""

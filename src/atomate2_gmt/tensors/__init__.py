@@ -1,0 +1,1 @@
+"""tensors layer (see docs/architecture.md)."""
