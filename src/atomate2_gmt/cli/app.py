@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from atomate2_gmt import __version__
+from atomate2_gmt.cli import train as train_cli
 
 app = typer.Typer(
     name="atomate2-gmt",
@@ -29,6 +30,10 @@ def demo() -> None:
         "dielectric, piezoelectric and elastic tensors with the shipped GMTNet models into the "
         "embedded store, and prints the top candidates per property."
     )
+
+
+app.command()(train_cli.train)
+app.command()(train_cli.evaluate)
 
 
 def main() -> None:

@@ -1,0 +1,124 @@
+"""Checkpoints: config + weights + target normalisation + metadata, loaded weights-only.
+
+A checkpoint is a ``torch.save`` of a plain dict (strings, numbers, lists, tensors), so it loads
+with ``torch.load(weights_only=True)``: a file that needs arbitrary code to unpickle is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from atomate2_gmt.model.config import GMTNetConfig
+from atomate2_gmt.model.gmtnet import GMTNet
+
+FORMAT = "atomate2-gmt-checkpoint"
+FORMAT_VERSION = 1
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 hex digest of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_checkpoint(
+    path: str | Path, model: GMTNet, metadata: dict[str, Any] | None = None
+) -> Path:
+    """Write ``model`` (config, weights incl. target normalisation) and JSON-safe ``metadata``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "name": f"gmtnet-{model.config.task}",
+        "task": model.config.task,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **(metadata or {}),
+    }
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.as_dict(),
+        "state_dict": state,
+        "metadata": meta,
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)  # atomic: a crash never leaves a half-written checkpoint
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load the raw checkpoint dict, weights-only; ValueError naming the file if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"{path}: refused, not a weights-only checkpoint (it needs code to load): {exc}"
+        ) from exc
+    except Exception as exc:  # truncated zip, garbage bytes, ...
+        raise ValueError(f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: {exc})")
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path}: not an atomate2-gmt checkpoint (missing format tag {FORMAT!r})")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: checkpoint format version {payload.get('format_version')} "
+            f"is not supported (expected {FORMAT_VERSION})"
+        )
+    return payload
+
+
+def load_checkpoint(
+    path: str | Path, task: str | None = None, config: GMTNetConfig | None = None
+) -> tuple[GMTNet, dict[str, Any]]:
+    """Build the model a checkpoint describes and load its weights.
+
+    ``task``/``config``, when given, must match the checkpoint's; any mismatch (task, config field,
+    missing or unexpected weights, wrong shapes) is a ValueError naming the file and the mismatch.
+    Returns (model in eval mode on CPU, metadata incl. ``checkpoint_sha256``).
+    """
+    payload = read_checkpoint(path)
+    try:
+        stored = GMTNetConfig.from_dict(payload["config"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path}: invalid model config in checkpoint: {exc}") from exc
+    if task is not None and stored.task != task:
+        raise ValueError(f"{path}: checkpoint is for task {stored.task!r}, not {task!r}")
+    if config is not None:
+        diff = {
+            k: (v, getattr(stored, k))
+            for k, v in config.as_dict().items()
+            if getattr(stored, k) != v and k != "dtype"
+        }
+        if diff:
+            raise ValueError(f"{path}: config mismatch (expected, stored): {diff}")
+    model = GMTNet(stored)
+    state = payload.get("state_dict")
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: checkpoint has no state_dict")
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        raise ValueError(
+            f"{path}: weights do not match the config: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}, wrong shape {shapes[:5]}"
+        )
+    model.load_state_dict(state)
+    model.eval()
+    meta = dict(payload.get("metadata") or {})
+    meta["checkpoint_sha256"] = file_sha256(path)
+    meta["checkpoint_path"] = str(path)
+    return model, meta

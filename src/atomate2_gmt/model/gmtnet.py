@@ -1,0 +1,181 @@
+"""GMTNet: invariant Comformer layers → equivariant TFN layers → point-group-exact tensor head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from e3nn import nn as e3nn_nn
+from e3nn import o3
+from pymatgen.core import Structure
+from torch import nn
+
+from atomate2_gmt.model.config import GMTNetConfig
+from atomate2_gmt.model.embedding import AtomEmbedding, EdgeEmbedding
+from atomate2_gmt.model.equivariant_symmetry import (
+    default_dtype,
+    irrep_projectors,
+    project_features,
+)
+from atomate2_gmt.model.graph import CrystalGraph, GraphBatch, build_graph, check_structure, collate
+from atomate2_gmt.model.heads import TensorHead, feature_irreps
+from atomate2_gmt.model.layers import ComformerNodeLayer, TFNLayer, hidden_irreps, scatter_mean
+from atomate2_gmt.tensors.symmetry import point_group_info, projector, refined_structure
+
+
+@dataclass
+class PreparedCrystal:
+    """What the model needs of one structure: its graph and its point-group data."""
+
+    graph: CrystalGraph
+    ops: np.ndarray  # (n, 3, 3) Cartesian point-group operations, structure's frame
+    output_projector: np.ndarray  # (3**order, 3**order) tensor-space projector
+    point_group: str
+    crystal_system: str
+
+
+def prepare_crystal(structure: Structure, config: GMTNetConfig) -> PreparedCrystal:
+    """Validate ``structure``, find its point group, build its graph (ValueError on bad input)."""
+    structure = check_structure(structure, max_sites=config.max_sites)
+    info = point_group_info(structure, config.symprec, config.angle_tolerance)
+    if config.refine_structure:
+        structure = refined_structure(structure, config.symprec)
+    graph = build_graph(structure, config.k_neighbors, config.max_radius, config.max_sites)
+    return PreparedCrystal(
+        graph=graph,
+        ops=info.ops,
+        output_projector=projector(config.kind, info.ops),
+        point_group=info.point_group,
+        crystal_system=info.crystal_system,
+    )
+
+
+@dataclass
+class CrystalBatch:
+    """A batch of prepared crystals as tensors."""
+
+    graph: GraphBatch
+    ops: list[torch.Tensor]  # per crystal (n_b, 3, 3), float64
+    output_projector: torch.Tensor  # (B, 3**order, 3**order), float64
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> CrystalBatch:
+        """Move to ``device``; edge vectors cast to ``dtype`` (symmetry data stays float64)."""
+        return CrystalBatch(
+            graph=self.graph.to(device, dtype),
+            ops=[o.to(device) for o in self.ops],
+            output_projector=self.output_projector.to(device),
+        )
+
+
+def collate_crystals(
+    crystals: Sequence[PreparedCrystal], dtype: torch.dtype = torch.float32
+) -> CrystalBatch:
+    """Batch prepared crystals into one disjoint graph + stacked symmetry data."""
+    return CrystalBatch(
+        graph=collate([c.graph for c in crystals], dtype=dtype),
+        ops=[torch.from_numpy(np.ascontiguousarray(c.ops, dtype=np.float64)) for c in crystals],
+        output_projector=torch.from_numpy(np.stack([c.output_projector for c in crystals])),
+    )
+
+
+class GMTNet(nn.Module):
+    """The GMTNet model for one task (see docs/model.md for the irreps of every layer).
+
+    ``forward`` returns full Cartesian tensors (B, 3, ..., 3) in the frame of each input structure,
+    in the task's units (dimensionless, C/m², GPa), float64 after the symmetry projection.
+    """
+
+    def __init__(self, config: GMTNetConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or GMTNetConfig()
+        # e3nn computes its Clebsch-Gordan and change-of-basis constants in the default dtype:
+        # build under float64 when asked, so a float64 model is exact to float64 precision.
+        with default_dtype(torch.float64 if config.dtype == "float64" else torch.float32):
+            self._build(config)
+        if config.dtype == "float64":
+            self.double()
+
+    def _build(self, config: GMTNetConfig) -> None:
+        d = config.node_dim
+        self.atom_embedding = AtomEmbedding(d)
+        self.edge_embedding = EdgeEmbedding(d, config.rbf_bins, config.rbf_vmin, config.rbf_vmax)
+        self.invariant_layers = nn.ModuleList(
+            ComformerNodeLayer(d, output_bn=config.invariant_output_bn)
+            for _ in range(config.n_invariant_layers)
+        )
+        self.irreps_sh = o3.Irreps.spherical_harmonics(config.lmax_sh)
+        self.to_equivariant = nn.Linear(d, config.scalar_mul)
+        irreps: o3.Irreps = o3.Irreps(f"{config.scalar_mul}x0e")
+        gate = hidden_irreps(config.scalar_mul, config.vector_mul, config.head_lmax)
+        layers = []
+        for n in range(config.n_equivariant_layers):
+            last = n == config.n_equivariant_layers - 1
+            layer = TFNLayer(
+                irreps,
+                self.irreps_sh,
+                feature_irreps(config.kind, config.out_mul) if last else None,
+                edge_dim=d,
+                radial_hidden=config.radial_hidden,
+                gate=None if last else gate,
+                residual=(n == 0),
+            )
+            layers.append(layer)
+            irreps = layer.irreps_out
+        self.equivariant_layers = nn.ModuleList(layers)
+        self.irreps_feature = irreps
+        # per-irrep-channel normalisation of G: a fixed scaling in eval mode, so it commutes with
+        # the point-group projector and keeps equivariance exact
+        self.feature_norm: nn.Module | None = (
+            e3nn_nn.BatchNorm(irreps) if config.feature_norm else None
+        )
+        self.head = TensorHead(config.kind, irreps)
+        # target normalisation, set by the trainer and stored in checkpoints
+        self.register_buffer("target_scale", torch.tensor(1.0, dtype=torch.float64))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating-point type of the weights."""
+        return self.to_equivariant.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the weights."""
+        return self.to_equivariant.weight.device
+
+    def crystal_features(self, batch: CrystalBatch) -> torch.Tensor:
+        """The crystal feature G (B, irreps_feature.dim), projected if the config says so."""
+        g = batch.graph
+        f = self.atom_embedding(g.atomic_numbers)
+        lengths = torch.linalg.norm(g.edge_vec, dim=1)
+        e = self.edge_embedding(lengths)
+        for layer in self.invariant_layers:
+            f = layer(f, e, g.edge_src, g.edge_dst)
+        x = self.to_equivariant(f)
+        sh = o3.spherical_harmonics(
+            self.irreps_sh, g.edge_vec, normalize=True, normalization="component"
+        )
+        for tfn in self.equivariant_layers:
+            x = tfn(x, sh, e, g.edge_src, g.edge_dst)
+        G = scatter_mean(x, g.node_graph, g.n_graphs)
+        if self.feature_norm is not None:
+            G = self.feature_norm(G)
+        if self.config.feature_projection:
+            P = irrep_projectors(batch.ops, self.irreps_feature)
+            G = project_features(G, self.irreps_feature, P)
+        return G
+
+    def forward(self, batch: CrystalBatch) -> torch.Tensor:
+        """Predicted tensors (B, 3, ..., 3), float64, structure frames, task units."""
+        G = self.crystal_features(batch)
+        T = self.head(G).to(torch.float64) * self.target_scale
+        if self.config.output_projection:
+            B = T.shape[0]
+            flat = torch.einsum("bij,bj->bi", batch.output_projector.to(T.device), T.reshape(B, -1))
+            T = flat.reshape(T.shape)
+        return T
+
+    def n_parameters(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -1,0 +1,84 @@
+"""Test-set evaluation: the paper's metrics overall and per crystal system, plus timing."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import torch
+
+from atomate2_gmt.tensors.symmetry import tie_pairs, zero_mask
+from atomate2_gmt.training.trainer import (
+    PreparedSet,
+    predict_prepared,
+    voigt_fnorm,
+    voigt_relative_error,
+)
+
+#: A symmetry-forbidden entry is violated above this (absolute, task units); paper's threshold.
+ZERO_TOL = 1e-5
+#: A tied pair is broken when |a − b| exceeds this (absolute, task units).
+TIE_TOL = 1e-4
+
+
+def symmetry_success(pred: np.ndarray, projector: np.ndarray) -> tuple[bool, bool]:
+    """(zero-element success, equality success) of one predicted full tensor.
+
+    Zeros and ties are read off the tensor-space projector of the crystal's point group.
+    """
+    flat = pred.reshape(-1)
+    zeros = zero_mask(projector).reshape(-1)
+    zero_ok = bool(np.all(np.abs(flat[zeros]) <= ZERO_TOL))
+    eq_ok = all(abs(flat[i] - s * flat[j]) <= TIE_TOL for i, j, s in tie_pairs(projector))
+    return zero_ok, eq_ok
+
+
+def metrics_table(
+    pred: np.ndarray, true: np.ndarray, kind: str, projectors: list[np.ndarray]
+) -> dict[str, Any]:
+    """Fnorm (mean, Voigt), EwT 25/10/5 %, zero and equality success (fractions)."""
+    fn = voigt_fnorm(pred, true, kind)
+    rel = voigt_relative_error(pred, true, kind)
+    succ = np.array([symmetry_success(p, P) for p, P in zip(pred, projectors, strict=True)])
+    return {
+        "n": len(pred),
+        "fnorm": float(fn.mean()),
+        "ewt25": float((rel < 0.25).mean()),
+        "ewt10": float((rel < 0.10).mean()),
+        "ewt5": float((rel < 0.05).mean()),
+        "zero_success": float(succ[:, 0].mean()),
+        "equality_success": float(succ[:, 1].mean()),
+    }
+
+
+def evaluate_prepared(
+    model: torch.nn.Module, data: PreparedSet, batch_size: int = 64, device: Any = "cpu"
+) -> dict[str, Any]:
+    """Evaluate ``model`` on a prepared set: overall, per crystal system, and time per batch."""
+    model.to(device)
+    start = time.perf_counter()
+    pred = predict_prepared(model, data, batch_size, device)
+    elapsed = time.perf_counter() - start
+    true = data.targets.numpy()
+    kind = model.config.kind  # type: ignore[union-attr]
+    projectors = [c.output_projector for c in data.crystals]
+    report: dict[str, Any] = {"overall": metrics_table(pred, true, kind, projectors)}
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, c in enumerate(data.crystals):
+        groups[c.crystal_system].append(i)
+    report["per_crystal_system"] = {
+        cs: metrics_table(pred[idx], true[idx], kind, [projectors[i] for i in idx])
+        for cs, idx in sorted(groups.items())
+    }
+    if kind == "piezo":
+        nonzero = [i for i, t in enumerate(true) if np.abs(t).max() > 1e-8]
+        if nonzero:
+            report["nonzero_subset"] = metrics_table(
+                pred[nonzero], true[nonzero], kind, [projectors[i] for i in nonzero]
+            )
+    n_batches = max(1, -(-len(pred) // batch_size))
+    report["time_per_batch_s"] = elapsed / n_batches
+    report["batch_size"] = batch_size
+    return report

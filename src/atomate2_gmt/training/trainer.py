@@ -1,0 +1,294 @@
+"""Training loop for GMTNet (and the baselines): Huber loss, AdamW, polynomial LR decay.
+
+Seeded and deterministic: the split, the shuffling and the initial weights follow ``seed``. The best
+model on the validation set is saved as ``best.pt`` (a weights-only checkpoint); the full training
+state (weights, optimiser, scheduler, RNG, history) is saved as ``state.pt`` after every epoch, so
+``resume=True`` continues exactly where a run stopped. A CSV and a JSON log are written per epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from atomate2_gmt.data.records import TensorRecord, records_hash
+from atomate2_gmt.model.checkpoint import save_checkpoint
+from atomate2_gmt.model.config import GMTNetConfig
+from atomate2_gmt.model.gmtnet import GMTNet, PreparedCrystal, collate_crystals, prepare_crystal
+from atomate2_gmt.model.predict import resolve_device
+from atomate2_gmt.tensors.conventions import full_to_voigt
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (paper: lr 1e-3, 200 epochs, batch 64, AdamW wd 1e-5)."""
+
+    epochs: int = 200
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    lr_power: float = 1.0  # polynomial decay power (1 = linear to end_lr_factor·lr)
+    end_lr_factor: float = 0.01
+    warmup_epochs: int = 2
+    huber_delta: float = 1.0  # on scaled targets
+    target_scaling: bool = True  # divide targets by their RMS (see docs/training.md)
+    grad_clip: float = 10.0
+    seed: int = 32
+    device: str = "auto"
+    eval_every: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def voigt_fnorm(pred: np.ndarray, true: np.ndarray, kind: str) -> np.ndarray:
+    """Per-sample Frobenius norm of (pred − true) on the Voigt form (the paper's Fnorm)."""
+    vp = np.stack([full_to_voigt(p, kind) for p in pred])
+    vt = np.stack([full_to_voigt(t, kind) for t in true])
+    return np.linalg.norm((vp - vt).reshape(len(vp), -1), axis=1)
+
+
+def voigt_relative_error(pred: np.ndarray, true: np.ndarray, kind: str) -> np.ndarray:
+    """Per-sample ||pred − true||_F / ||true||_F on the Voigt form (the paper's EwT ratio)."""
+    vt = np.stack([full_to_voigt(t, kind) for t in true]).reshape(len(true), -1)
+    denom = np.linalg.norm(vt, axis=1)
+    return voigt_fnorm(pred, true, kind) / np.where(denom > 0, denom, np.inf)
+
+
+@dataclass
+class PreparedSet:
+    """Records turned into model inputs once (graph + symmetry), with targets, in one order."""
+
+    records: list[TensorRecord]
+    crystals: list[PreparedCrystal]
+    targets: torch.Tensor  # (n, 3, ..., 3) float64
+    failed: dict[str, str]  # record id → reason it could not be prepared
+
+
+def prepare_records(records: Sequence[TensorRecord], config: GMTNetConfig) -> PreparedSet:
+    """Prepare every record; records that fail (bad structure) are reported, not fatal."""
+    kept, crystals, targets, failed = [], [], [], {}
+    for rec in records:
+        try:
+            crystals.append(prepare_crystal(rec.structure, config))
+        except ValueError as exc:
+            failed[rec.id] = str(exc)
+            continue
+        kept.append(rec)
+        targets.append(torch.from_numpy(np.asarray(rec.tensor, dtype=np.float64)))
+    if not kept:
+        raise ValueError("no record could be prepared for training")
+    return PreparedSet(kept, crystals, torch.stack(targets), failed)
+
+
+def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warm = cfg.warmup_epochs * steps_per_epoch
+
+    def f(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        frac = min(1.0, (step - warm) / max(1, total - warm))
+        return cfg.end_lr_factor + (1 - cfg.end_lr_factor) * (1 - frac) ** cfg.lr_power
+
+    return f
+
+
+def predict_prepared(
+    model: torch.nn.Module, data: PreparedSet, batch_size: int = 64, device: Any = "cpu"
+) -> np.ndarray:
+    """Predicted full tensors (n, 3, ..., 3) float64 for a prepared set, eval mode, no grad."""
+    model.eval()
+    outs = []
+    dtype = next(model.parameters()).dtype
+    with torch.no_grad():
+        for start in range(0, len(data.crystals), batch_size):
+            batch = collate_crystals(data.crystals[start : start + batch_size], dtype)
+            outs.append(model(batch.to(device, dtype)).cpu())
+    return torch.cat(outs).numpy()
+
+
+class Trainer:
+    """Train one model on (train, val) prepared sets into ``out_dir``."""
+
+    def __init__(
+        self,
+        model: GMTNet,
+        train: PreparedSet,
+        val: PreparedSet,
+        out_dir: str | Path,
+        cfg: TrainConfig | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.model = model
+        self.train_set, self.val_set = train, val
+        self.cfg = cfg or TrainConfig()
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.device = resolve_device(self.cfg.device)
+        self.kind = model.config.kind
+        self.metadata = dict(metadata or {})
+        self.metadata.setdefault("training_data_hash", records_hash(train.records))
+        self.metadata.setdefault("n_train", len(train.records))
+        self.metadata.setdefault("n_val", len(val.records))
+        if self.cfg.target_scaling:
+            rms = float(train.targets.pow(2).mean().sqrt())
+            model.target_scale.fill_(rms if rms > 0 else 1.0)
+        self.model.to(self.device)
+        self.steps_per_epoch = math.ceil(len(train.crystals) / self.cfg.batch_size)
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _lr_lambda(self.cfg, self.steps_per_epoch)
+        )
+        self.epoch = 0
+        self.best: dict[str, Any] = {"val_fnorm": math.inf, "epoch": -1}
+        self.history: list[dict[str, Any]] = []
+        self.generator = torch.Generator().manual_seed(self.cfg.seed)
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        """Full training state, rewritten after every epoch."""
+        return self.out_dir / "state.pt"
+
+    @property
+    def best_path(self) -> Path:
+        """Best-on-validation weights-only checkpoint."""
+        return self.out_dir / "best.pt"
+
+    def save_state(self) -> None:
+        """Write the resumable state atomically."""
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "best_json": json.dumps(self.best),
+            "history_json": json.dumps(self.history),
+            "generator": self.generator.get_state(),
+            "config_json": json.dumps(self.model.config.as_dict()),
+            "train_json": json.dumps(asdict(self.cfg)),
+        }
+        tmp = self.state_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.state_path)
+
+    def load_state(self) -> bool:
+        """Resume from ``state.pt`` if present (weights-only load); returns whether it resumed."""
+        if not self.state_path.is_file():
+            return False
+        state = torch.load(self.state_path, map_location=self.device, weights_only=True)
+        stored = json.loads(state["config_json"])
+        if stored != self.model.config.as_dict():
+            raise ValueError(
+                f"{self.state_path}: cannot resume, the model config differs from the stored one"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        self.best = json.loads(state["best_json"])
+        self.history = json.loads(state["history_json"])
+        self.generator.set_state(state["generator"])
+        logger.info("resumed %s at epoch %d", self.out_dir, self.epoch)
+        return True
+
+    # -- loop --------------------------------------------------------------------------------
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        scale = self.model.target_scale
+        return F.huber_loss(pred / scale, target / scale, delta=self.cfg.huber_delta)
+
+    def train_epoch(self) -> float:
+        """One pass over the training set; returns the mean loss."""
+        self.model.train()
+        n = len(self.train_set.crystals)
+        order = torch.randperm(n, generator=self.generator).tolist()
+        dtype = self.model.dtype
+        losses = []
+        for start in range(0, n, self.cfg.batch_size):
+            idx = order[start : start + self.cfg.batch_size]
+            if len(idx) < 2:  # BatchNorm needs two samples
+                continue
+            batch = collate_crystals([self.train_set.crystals[i] for i in idx], dtype)
+            target = self.train_set.targets[idx].to(self.device)
+            pred = self.model(batch.to(self.device, dtype))
+            loss = self._loss(pred, target)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at epoch {self.epoch}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            losses.append(float(loss.detach()))
+        return float(np.mean(losses)) if losses else math.nan
+
+    def validate(self) -> dict[str, float]:
+        """Mean Fnorm and EwT25 on the validation set (Voigt form, task units)."""
+        pred = predict_prepared(self.model, self.val_set, self.cfg.batch_size, self.device)
+        true = self.val_set.targets.numpy()
+        fn = voigt_fnorm(pred, true, self.kind)
+        rel = voigt_relative_error(pred, true, self.kind)
+        return {"val_fnorm": float(fn.mean()), "val_ewt25": float((rel < 0.25).mean())}
+
+    def fit(self, resume: bool = True, progress: bool = True) -> dict[str, Any]:
+        """Train to ``cfg.epochs``; returns the best validation record."""
+        torch.manual_seed(self.cfg.seed)
+        if resume:
+            self.load_state()
+        bar = tqdm(
+            range(self.epoch, self.cfg.epochs),
+            initial=self.epoch,
+            total=self.cfg.epochs,
+            disable=not progress,
+            desc=f"train {self.model.config.task}",
+        )
+        for _ in bar:
+            t0 = time.perf_counter()
+            loss = self.train_epoch()
+            self.epoch += 1
+            row: dict[str, Any] = {
+                "epoch": self.epoch,
+                "train_loss": loss,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "epoch_s": time.perf_counter() - t0,
+            }
+            if self.epoch % self.cfg.eval_every == 0 or self.epoch == self.cfg.epochs:
+                row.update(self.validate())
+                if row["val_fnorm"] < self.best["val_fnorm"]:
+                    self.best = {"val_fnorm": row["val_fnorm"], "epoch": self.epoch,
+                                 "val_ewt25": row["val_ewt25"]}
+                    save_checkpoint(
+                        self.best_path,
+                        self.model,
+                        {**self.metadata, "best_epoch": self.epoch, "val": self.best},
+                    )
+            self.history.append(row)
+            self._write_logs()
+            self.save_state()
+            bar.set_postfix(loss=f"{loss:.4f}", val=f"{row.get('val_fnorm', math.nan):.3f}")
+        return self.best
+
+    def _write_logs(self) -> None:
+        keys = sorted({k for row in self.history for k in row})
+        with open(self.out_dir / "log.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(self.history)
+        (self.out_dir / "log.json").write_text(
+            json.dumps({"history": self.history, "best": self.best}, indent=1)
+        )
