@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from atomate2_gmt import __version__
+from atomate2_gmt.cli import data as data_cli
+from atomate2_gmt.cli import predict as predict_cli
 from atomate2_gmt.cli import train as train_cli
 
 app = typer.Typer(
@@ -32,6 +34,8 @@ def demo() -> None:
     )
 
 
+app.add_typer(data_cli.app, name="data", help="Datasets: info, fetch the GMTNet JARVIS benchmark.")
+app.command()(predict_cli.predict)
 app.command()(train_cli.train)
 app.command()(train_cli.evaluate)
 

@@ -1,0 +1,219 @@
+"""Write and query throughput of the prediction stores, with every index in place.
+
+Backends: a MongoDB wire-protocol server (SecantusDB's ``secantusd-py``, a local subprocess; a
+production ``mongod`` is faster), the embedded SQLite store (the default), and maggma's writable
+``JSONStore`` (the alternative embedded store that needs no new dependency; it rewrites its whole
+file on every update). Documents are real ``GMTPredictionDoc``s with all four tasks (dielectric,
+dielectric_total, piezo, elastic tensors in three forms + structure), built from shipped MP
+structures with symmetry-consistent tensors and replicated under distinct keys.
+
+    python benchmarks/bench_store.py            # 5000 documents, batches of 500
+    python benchmarks/bench_store.py --n 2000 --skip-json
+
+Prints a table and writes benchmarks/results/bench_store.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pymatgen.core import Structure
+
+from atomate2_gmt.query import query_candidates
+from atomate2_gmt.schemas.prediction import GMTPredictionDoc
+from atomate2_gmt.stores import EmbeddedStore, upsert_predictions
+from atomate2_gmt.tensors.conventions import full_to_voigt
+from atomate2_gmt.tensors.properties import isotropic_elastic_tensor
+from atomate2_gmt.tensors.symmetry import symmetrize
+
+RESULTS = Path(__file__).parent / "results" / "bench_store.json"
+
+
+def template_docs(n_templates: int, seed: int = 0) -> list[GMTPredictionDoc]:
+    """Real prediction documents for MP piezo structures (≤ 12 sites), all four tasks."""
+    path = resources.files("atomate2_gmt.data") / "datasets" / "mp_legacy_piezo.json.gz"
+    with path.open("rb") as fh, gzip.open(fh, "rt") as gz:
+        records = [r for r in json.load(gz) if len(r["structure"]["sites"]) <= 12]
+    records = records[:: max(1, len(records) // n_templates)][:n_templates]  # varied structures
+    rng = np.random.default_rng(seed)
+    docs = []
+    for rec in records:
+        s = Structure.from_dict(rec["structure"])
+        tensors = {
+            "dielectric": symmetrize(np.diag(rng.uniform(2, 12, 3)), s, "dielectric"),
+            "dielectric_total": symmetrize(np.diag(rng.uniform(5, 40, 3)), s, "dielectric"),
+            "piezo": symmetrize(rng.normal(size=(3, 3, 3)), s, "piezo"),
+            "elastic": isotropic_elastic_tensor(rng.uniform(30, 250), rng.uniform(10, 120))
+            + symmetrize(rng.normal(size=(3, 3, 3, 3)) * 5, s, "elastic"),
+        }
+        kinds = {"dielectric_total": "dielectric"}
+        preds = {
+            t: {
+                "state": "successful",
+                "error": None,
+                "tensor": v.tolist(),
+                "voigt": full_to_voigt(v, kinds.get(t, t)).tolist(),
+            }
+            for t, v in tensors.items()
+        }
+        info = {t: {"name": f"gmtnet-{t}", "version": "bench", "checkpoint_hash": "0" * 64}
+                for t in tensors}  # fmt: skip
+        docs.append(
+            GMTPredictionDoc.from_predictions(
+                s, preds, info, source=rec["material_id"], device="cpu"
+            )
+        )
+    return docs
+
+
+def replicate(templates: list[GMTPredictionDoc], n: int, seed: int = 1) -> list[dict[str, Any]]:
+    """``n`` store documents with distinct keys and spread-out sort values."""
+    rng = np.random.default_rng(seed)
+    base = [t.to_store_dict() for t in templates]
+    out = []
+    for i in range(n):
+        d = dict(base[i % len(base)])
+        d["structure_key"] = f"sk1-bench{i:08d}"
+        d["prediction_id"] = f"{d['structure_key']}:{d['model_version']}"
+        for f in ("e_ij_max", "K_VRH", "G_VRH", "dielectric_eig_max", "dielectric_total_mean"):
+            d[f] = float(d[f]) * float(rng.uniform(0.5, 1.5))
+        out.append(d)
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_mongo(storage: Path) -> tuple[subprocess.Popen[bytes], str]:
+    exe = shutil.which("secantusd-py") or str(Path(sys.executable).parent / "secantusd-py")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [exe, "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(storage),
+         "--standalone", "--log-level", "WARNING"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(400):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc, f"mongodb://127.0.0.1:{port}/"
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("secantusd-py did not start")
+
+
+def measure(store: Any, docs: list[dict[str, Any]], batch_size: int) -> dict[str, float]:
+    """Seconds for: first write (inserts), second write (replacing upserts), queries."""
+    t0 = time.perf_counter()
+    upsert_predictions(store, docs, batch_size=batch_size)
+    t1 = time.perf_counter()
+    upsert_predictions(store, docs, batch_size=batch_size)
+    t2 = time.perf_counter()
+    assert store.count() == len(docs)
+    queries = [
+        {"prop": "piezo", "sort": "e_ij_max"},
+        {"prop": "elastic", "sort": "K_VRH", "stable_only": True, "exclude_elements": "Pb,Cd"},
+        {"prop": "dielectric", "sort": "eig_max", "crystal_system": "hexagonal"},
+    ]
+    t3 = time.perf_counter()
+    reps = 5
+    for _ in range(reps):
+        for q in queries:
+            rows = query_candidates(store, top=20, **q)
+            assert rows
+    t4 = time.perf_counter()
+    n = len(docs)
+    return {
+        "insert_docs_per_s": n / (t1 - t0),
+        "upsert_docs_per_s": n / (t2 - t1),
+        "query_top20_ms": 1000 * (t4 - t3) / (reps * len(queries)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=5000, help="documents to write")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--templates", type=int, default=40)
+    parser.add_argument("--json-n", type=int, default=2000, help="documents for JSONStore")
+    parser.add_argument("--skip-mongo", action="store_true")
+    parser.add_argument("--skip-json", action="store_true")
+    args = parser.parse_args()
+
+    t = time.perf_counter()
+    templates = template_docs(args.templates)
+    build_s = (time.perf_counter() - t) / len(templates)
+    docs = replicate(templates, args.n)
+    doc_kb = float(np.mean([len(json.dumps(d, default=str)) for d in docs[:200]])) / 1024
+    results: dict[str, Any] = {
+        "n_documents": args.n,
+        "batch_size": args.batch_size,
+        "document_kb_json": round(doc_kb, 2),
+        "build_doc_ms": round(1000 * build_s, 2),
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpu_count": __import__("os").cpu_count(),
+        },
+        "backends": {},
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="bench_store_"))
+    try:
+        emb = EmbeddedStore(str(tmp / "embedded.sqlite"), "gmt_predictions", key="prediction_id")
+        results["backends"]["embedded (SQLite)"] = measure(emb, docs, args.batch_size)
+        emb.close()
+        if not args.skip_mongo:
+            from maggma.stores import MongoStore
+
+            proc, uri = start_mongo(tmp / "mongo")
+            try:
+                store = MongoStore("bench", "gmt_predictions", uri=uri, key="prediction_id")
+                results["backends"]["MongoDB wire (secantusd-py)"] = measure(
+                    store, docs, args.batch_size
+                )
+                store.close()
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+        if not args.skip_json:
+            from maggma.stores import JSONStore
+
+            n_json = min(args.json_n, args.n)
+            js = JSONStore(str(tmp / "store.json"), read_only=False, key="prediction_id")
+            res = measure(js, docs[:n_json], args.batch_size)
+            res["n_documents"] = n_json
+            results["backends"]["maggma JSONStore"] = res
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"{args.n} prediction documents ({doc_kb:.1f} kB JSON each), batches of {args.batch_size}, "
+          f"all prediction indexes; building one document: {1000 * build_s:.1f} ms")  # fmt: skip
+    print(
+        f"{'backend':<30} {'docs':>6} {'insert docs/s':>14} {'upsert docs/s':>14} {'query ms':>9}"
+    )
+    for name, r in results["backends"].items():
+        print(f"{name:<30} {r.get('n_documents', args.n):>6} {r['insert_docs_per_s']:>14.0f} "
+              f"{r['upsert_docs_per_s']:>14.0f} {r['query_top20_ms']:>9.1f}")  # fmt: skip
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,553 @@
+"""Candidate structures for screening: files, stores, Python lists, and a substitution generator.
+
+Every source gives a list of :class:`Candidate`: a name (``source``), the structure (or None with
+the ``error`` that made it unusable), provenance and, when the source has one, an energy above
+the hull (eV/atom). A bad input never raises: it becomes a failed candidate with its reason.
+
+:func:`generate_substitution_candidates` makes realistic new crystals offline: it takes small,
+common, charge-balanced prototypes from the Materials Project data shipped with the package,
+replaces each ion by ions of the same charge that are known to substitute for it (the data-mined
+substitution table of Hautier et al., *Inorg. Chem.* 50, 656 (2011), shipped with pymatgen),
+rescales the volume by the ratio of ionic volumes (Shannon radii), and drops compositions that are
+already in the shipped data with the same space group.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+import math
+import os
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pymatgen.core import Composition, Element, Species, Structure
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from maggma.core import Store
+
+__all__ = [
+    "DEFAULT_EXCLUDED_ELEMENTS",
+    "Candidate",
+    "candidates_from_files",
+    "candidates_from_folder",
+    "candidates_from_store",
+    "candidates_from_structures",
+    "check_structure",
+    "generate_substitution_candidates",
+    "known_formula_space_groups",
+    "load_candidates",
+    "substitution_prototypes",
+]
+
+DEFAULT_EXCLUDED_ELEMENTS: tuple[str, ...] = (
+    "H", "He", "Ne", "Ar", "Kr", "Xe", "Rn",  # hydrogen (not an ionic substituent), noble gases
+    "Tc", "Pm", "Po", "At", "Fr", "Ra", "Ac", "Th", "Pa", "U", "Np", "Pu",  # radioactive
+    "Am", "Cm", "Bk", "Cf", "Es", "Fm", "Md", "No", "Lr",
+)  # fmt: skip
+"""Elements the substitution generator never introduces (or keeps in a prototype)."""
+
+_DATASETS = ("mp_legacy_piezo.json.gz", "mp_legacy_dielectric.json.gz", "mp_legacy_elastic.json.gz")
+_MIN_DISTANCE = 0.5  # Å: closer sites are a broken structure
+
+
+@dataclass
+class Candidate:
+    """One structure to screen (or the reason it cannot be screened).
+
+    ``source`` names it (file name, store id, generated label); ``provenance`` says where it came
+    from; ``e_above_hull`` (eV/atom) is kept when the source provides it (it is not predicted).
+    """
+
+    source: str
+    structure: Structure | None = None
+    error: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    e_above_hull: float | None = None
+
+    @property
+    def state(self) -> Literal["successful", "failed"]:
+        """``"successful"`` when a usable structure is present, else ``"failed"``."""
+        return "successful" if self.structure is not None and self.error is None else "failed"
+
+
+def check_structure(structure: Any) -> str | None:
+    """The reason ``structure`` cannot be screened, or None if it can.
+
+    Rejects non-Structures, empty or disordered structures, non-finite coordinates and sites
+    closer than 0.5 Å.
+    """
+    if not isinstance(structure, Structure):
+        return f"not a pymatgen Structure but a {type(structure).__name__}"
+    if len(structure) == 0:
+        return "the structure has no sites"
+    if not structure.is_ordered:
+        return "the structure is disordered (partial occupancies); GMTNet needs ordered crystals"
+    if not np.all(np.isfinite(structure.lattice.matrix)) or not np.all(
+        np.isfinite(structure.frac_coords)
+    ):
+        return "the structure has non-finite lattice or coordinates"
+    if structure.volume <= 1e-6:
+        return "the lattice has zero volume"
+    if len(structure) > 1:
+        dmat = structure.distance_matrix
+        np.fill_diagonal(dmat, np.inf)
+        if float(dmat.min()) < _MIN_DISTANCE:
+            return f"two sites are {float(dmat.min()):.3f} Å apart (< {_MIN_DISTANCE} Å)"
+    return None
+
+
+def _read_one(path: Path, name: str) -> Candidate:
+    provenance: dict[str, Any] = {"file": str(path.resolve())}
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            structure = Structure.from_file(str(path))
+        if caught:
+            provenance["warnings"] = sorted({str(w.message)[:200] for w in caught})
+    except Exception as exc:
+        message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        return Candidate(
+            source=name,
+            error=f"unreadable structure file ({type(exc).__name__}: {message})",
+            provenance=provenance,
+        )
+    reason = check_structure(structure)
+    if reason is not None:
+        return Candidate(source=name, error=reason, provenance=provenance)
+    return Candidate(source=name, structure=structure, provenance=provenance)
+
+
+def candidates_from_files(paths: Iterable[str | os.PathLike[str]]) -> list[Candidate]:
+    """One candidate per file (CIF, POSCAR, pymatgen JSON, ... — anything
+    ``Structure.from_file`` reads); unreadable files become failed candidates."""
+    out = []
+    for p in paths:
+        path = Path(p)
+        out.append(_read_one(path, path.name))
+    return out
+
+
+def candidates_from_folder(
+    folder: str | os.PathLike[str], pattern: str = "*", recursive: bool = False
+) -> list[Candidate]:
+    """Candidates from the files in ``folder`` matching ``pattern`` (hidden files skipped).
+
+    Sources are the paths relative to ``folder``, in sorted order.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"candidate folder {str(root)!r} does not exist or is not a folder")
+    files = root.rglob(pattern) if recursive else root.glob(pattern)
+    paths = sorted(
+        p
+        for p in files
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+    return [_read_one(p, str(p.relative_to(root))) for p in paths]
+
+
+def candidates_from_structures(
+    structures: Sequence[Structure | dict[str, Any]], names: Sequence[str] | None = None
+) -> list[Candidate]:
+    """Candidates from Structures or ``Structure.as_dict()`` dicts; names default to
+    ``structure-<i>``."""
+    if names is not None and len(names) != len(structures):
+        raise ValueError(f"got {len(names)} names for {len(structures)} structures")
+    out = []
+    for i, item in enumerate(structures):
+        name = names[i] if names is not None else f"structure-{i}"
+        structure: Any = item
+        if isinstance(item, dict):
+            try:
+                structure = Structure.from_dict(item)
+            except Exception as exc:
+                out.append(
+                    Candidate(source=name, error=f"not a Structure dict ({type(exc).__name__})")
+                )
+                continue
+        reason = check_structure(structure)
+        out.append(
+            Candidate(source=name, error=reason)
+            if reason
+            else Candidate(source=name, structure=structure)
+        )
+    return out
+
+
+_HULL_FIELDS = ("e_above_hull", "energy_above_hull", "thermo.energy_above_hull")
+
+
+def candidates_from_store(
+    store: Store,
+    criteria: dict[str, Any] | None = None,
+    structure_field: str = "structure",
+    limit: int = 0,
+) -> list[Candidate]:
+    """Candidates from the documents of a maggma store (connected here if needed).
+
+    The source of each is ``<store key value>`` (e.g. an MP id); an energy above the hull is
+    taken from ``e_above_hull`` / ``energy_above_hull`` when a document has one.
+    """
+    from pydash import get
+
+    store.connect()
+    out = []
+    for i, doc in enumerate(store.query(criteria=criteria or {}, limit=limit)):
+        key = get(doc, store.key) if isinstance(store.key, str) else None
+        name = str(key) if key is not None else f"document-{i}"
+        provenance = {"store": store.__class__.__name__, "key": store.key, "id": key}
+        hull = next((get(doc, f) for f in _HULL_FIELDS if get(doc, f) is not None), None)
+        raw = get(doc, structure_field)
+        if raw is None:
+            out.append(
+                Candidate(
+                    source=name,
+                    error=f"document has no {structure_field!r} field",
+                    provenance=provenance,
+                )
+            )
+            continue
+        try:
+            structure = raw if isinstance(raw, Structure) else Structure.from_dict(raw)
+        except Exception as exc:
+            out.append(
+                Candidate(
+                    source=name,
+                    error=f"field {structure_field!r} is not a Structure ({type(exc).__name__})",
+                    provenance=provenance,
+                )
+            )
+            continue
+        reason = check_structure(structure)
+        out.append(
+            Candidate(
+                source=name,
+                structure=None if reason else structure,
+                error=reason,
+                provenance=provenance,
+                e_above_hull=float(hull) if hull is not None else None,
+            )
+        )
+    return out
+
+
+def load_candidates(source: Any) -> list[Candidate]:
+    """Candidates from a folder or file path, a maggma store, or a list of structures/dicts."""
+    from maggma.core import Store
+
+    if isinstance(source, Store):
+        return candidates_from_store(source)
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        if path.is_dir():
+            return candidates_from_folder(path)
+        if path.is_file():
+            return candidates_from_files([path])
+        raise ValueError(f"candidate source {str(path)!r} is neither a folder nor a file")
+    if isinstance(source, list | tuple):
+        if all(isinstance(c, Candidate) for c in source):
+            return list(source)
+        return candidates_from_structures(source)
+    raise ValueError(
+        "candidate source must be a folder/file path, a maggma Store or a list of structures, "
+        f"got {type(source).__name__}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the substitution generator
+# --------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _shipped_records() -> tuple[dict[str, Any], ...]:
+    records: list[dict[str, Any]] = []
+    base = resources.files("atomate2_gmt.data") / "datasets"
+    for name in _DATASETS:
+        with (base / name).open("rb") as fh, gzip.open(fh, "rt") as gz:
+            records.extend(json.load(gz))
+    return tuple(records)
+
+
+@lru_cache(maxsize=1)
+def known_formula_space_groups() -> frozenset[tuple[str, int]]:
+    """(reduced formula, space-group number) of every material in the shipped MP data."""
+    return frozenset(
+        (Composition(r["formula"]).reduced_formula, int(r["space_group"]))
+        for r in _shipped_records()
+    )
+
+
+@lru_cache(maxsize=1)
+def _lambda_table() -> dict[str, dict[str, float]]:
+    """Hautier et al. substitution log-weights λ(s, t), both directions, from pymatgen's data."""
+    import pymatgen.core.structure_prediction as sp_pkg
+
+    path = Path(sp_pkg.__file__).parent / "data" / "lambda.json"
+    with open(path, encoding="utf-8") as fh:
+        rows = json.load(fh)
+    table: dict[str, dict[str, float]] = {}
+    for a, b, lam in rows:
+        if "D1+" in (a, b):
+            continue
+        table.setdefault(a, {})[b] = float(lam)
+        table.setdefault(b, {})[a] = float(lam)
+    return table
+
+
+def _species_str(el: str, oxi: int) -> str:
+    return str(Species(el, oxi))
+
+
+@lru_cache(maxsize=512)
+def _radius(el: str, oxi: int) -> float:
+    """Shannon ionic radius (Å) of el^oxi; the element's average ionic or atomic radius if the
+    charge state has none."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = Species(el, oxi).ionic_radius
+    if r is None:
+        r = Element(el).average_ionic_radius or Element(el).atomic_radius
+    return float(r) if r else float("nan")
+
+
+@dataclass(frozen=True)
+class _Prototype:
+    material_id: str
+    formula: str
+    space_group: int
+    structure: Structure
+    oxidation_states: dict[str, int]
+    label: tuple[str, int]
+
+
+def _integer_oxidation_states(formula: str) -> dict[str, int] | None:
+    guesses = Composition(formula).oxi_state_guesses(max_sites=-50)
+    for guess in guesses:
+        if all(float(v).is_integer() and v != 0 for v in guess.values()):
+            return {el: int(v) for el, v in guess.items()}
+    return None
+
+
+def _mp_number(material_id: str) -> tuple[int, str]:
+    tail = material_id.rsplit("-", 1)[-1]
+    return (int(tail), material_id) if tail.isdigit() else (10**12, material_id)
+
+
+def substitution_prototypes(
+    max_sites: int = 10,
+    max_prototypes: int = 24,
+    exclude_elements: Iterable[str] = DEFAULT_EXCLUDED_ELEMENTS,
+) -> list[_Prototype]:
+    """Prototypes for substitution: the most common (anonymous formula, space group) structure
+    types among the shipped MP cells with at most ``max_sites`` sites, one charge-balanced
+    representative each (lowest MP id whose ions are all in the substitution table)."""
+    if max_sites < 1:
+        raise ValueError(f"max_sites must be at least 1, got {max_sites}")
+    if max_prototypes < 1:
+        raise ValueError(f"max_prototypes must be at least 1, got {max_prototypes}")
+    excluded = set(exclude_elements)
+    table = _lambda_table()
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    seen_ids: set[str] = set()
+    for rec in _shipped_records():
+        if rec["material_id"] in seen_ids or len(rec["structure"]["sites"]) > max_sites:
+            continue
+        seen_ids.add(rec["material_id"])
+        comp = Composition(rec["formula"])
+        if len(comp) < 2 or any(el.symbol in excluded for el in comp):
+            continue
+        groups.setdefault((comp.anonymized_formula, int(rec["space_group"])), []).append(rec)
+    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    out: list[_Prototype] = []
+    for label, recs in ordered:
+        for rec in sorted(recs, key=lambda r: _mp_number(r["material_id"])):
+            oxi = _integer_oxidation_states(rec["formula"])
+            if oxi is None or any(_species_str(el, q) not in table for el, q in oxi.items()):
+                continue
+            structure = Structure.from_dict(rec["structure"])
+            if not structure.is_ordered:
+                continue
+            structure.remove_oxidation_states()
+            out.append(
+                _Prototype(
+                    material_id=rec["material_id"],
+                    formula=Composition(rec["formula"]).reduced_formula,
+                    space_group=int(rec["space_group"]),
+                    structure=structure,
+                    oxidation_states=oxi,
+                    label=label,
+                )
+            )
+            break
+        if len(out) >= max_prototypes:
+            break
+    return out
+
+
+def _alternatives(
+    el: str, oxi: int, excluded: set[str], max_per_site: int, min_lambda: float
+) -> list[tuple[str, float]]:
+    """Same-charge ions that substitute for ``el^oxi``: (element, λ - λ_self), best first."""
+    table = _lambda_table()
+    own = _species_str(el, oxi)
+    self_lambda = table[own].get(own, 0.0)
+    options = []
+    for other, lam in table[own].items():
+        if other == own or lam < min_lambda:
+            continue
+        sp = Species.from_str(other)
+        if sp.oxi_state != oxi or sp.symbol in excluded or sp.symbol == el:
+            continue
+        options.append((sp.symbol, lam - self_lambda))
+    options.sort(key=lambda t: (-t[1], t[0]))
+    return options[:max_per_site]
+
+
+def _space_group_number(structure: Structure, symprec: float) -> int | None:
+    import spglib
+
+    cell: Any = (
+        structure.lattice.matrix,
+        structure.frac_coords,
+        [site.specie.Z for site in structure],
+    )
+    dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    return None if dataset is None else int(dataset.number)
+
+
+def generate_substitution_candidates(
+    n: int = 300,
+    seed: int = 0,
+    max_sites: int = 10,
+    max_prototypes: int = 24,
+    max_per_site: int = 8,
+    min_lambda: float = 0.5,
+    exclude_elements: Iterable[str] = DEFAULT_EXCLUDED_ELEMENTS,
+    symprec: float = 0.01,
+) -> list[Candidate]:
+    """Up to ``n`` new, charge-balanced crystals by ion substitution on known prototypes.
+
+    For each prototype (see :func:`substitution_prototypes`) every ion may be replaced by a
+    same-charge ion with substitution log-weight λ ≥ ``min_lambda`` (top ``max_per_site`` per
+    ion); combinations are drawn at random with weight exp(Σ λ - λ_self) (Gumbel top-k, seeded),
+    taken round-robin over prototypes for variety. The volume is scaled by Σ r³(new) / Σ r³(old)
+    with Shannon ionic radii. Candidates whose (reduced formula, space group) is in the shipped
+    data, or repeats an earlier candidate, are skipped; the result is charge-balanced by
+    construction and checked with ``Composition.oxi_state_guesses``. Deterministic for a seed.
+    """
+    if n < 0:
+        raise ValueError(f"n must be non-negative, got {n}")
+    if max_per_site < 1:
+        raise ValueError(f"max_per_site must be at least 1, got {max_per_site}")
+    excluded = set(exclude_elements)
+    unknown = sorted(e for e in excluded if not Element.is_valid_symbol(e))
+    if unknown:
+        raise ValueError(f"exclude_elements has unknown element symbols {unknown}")
+    if n == 0:
+        return []
+    rng = np.random.default_rng(seed)
+    known = known_formula_space_groups()
+    prototypes = substitution_prototypes(max_sites, max_prototypes, excluded)
+    queues: list[list[tuple[_Prototype, dict[str, str], float]]] = []
+    for proto in prototypes:
+        elements = sorted(proto.oxidation_states)
+        choices = []
+        for el in elements:
+            alts = _alternatives(el, proto.oxidation_states[el], excluded, max_per_site, min_lambda)
+            choices.append([(el, 0.0), *alts])
+        combos = []
+        for combo in itertools.product(*choices):
+            new_elements = [c[0] for c in combo]
+            if new_elements == elements or len(set(new_elements)) < len(new_elements):
+                continue
+            mapping = {
+                old: new for old, (new, _) in zip(elements, combo, strict=True) if old != new
+            }
+            combos.append((proto, mapping, float(sum(c[1] for c in combo))))
+        if not combos:
+            continue
+        logw = np.array([c[2] for c in combos])
+        keys = logw + rng.gumbel(size=len(combos))
+        queues.append([combos[i] for i in np.argsort(-keys, kind="stable")])
+
+    out: list[Candidate] = []
+    seen: set[tuple[str, int]] = set()
+    positions = [0] * len(queues)
+    while len(out) < n and any(p < len(q) for p, q in zip(positions, queues, strict=True)):
+        for qi, queue in enumerate(queues):
+            if len(out) >= n:
+                break
+            while positions[qi] < len(queue):
+                proto, mapping, logw_value = queue[positions[qi]]
+                positions[qi] += 1
+                cand = _build_candidate(proto, mapping, logw_value, seed, known, seen, symprec)
+                if cand is not None:
+                    out.append(cand)
+                    break
+    return out
+
+
+def _build_candidate(
+    proto: _Prototype,
+    mapping: dict[str, str],
+    logw: float,
+    seed: int,
+    known: frozenset[tuple[str, int]],
+    seen: set[tuple[str, int]],
+    symprec: float,
+) -> Candidate | None:
+    oxi = proto.oxidation_states
+    new_oxi = {mapping.get(el, el): q for el, q in oxi.items()}
+    structure = proto.structure.copy()
+    structure.replace_species(dict(mapping))  # type: ignore[arg-type]
+    comp = structure.composition
+    formula = comp.reduced_formula
+    if (formula, proto.space_group) in seen or (formula, proto.space_group) in known:
+        return None  # substitution keeps the prototype's space group (checked again below)
+    guesses = comp.oxi_state_guesses(max_sites=-50)
+    if not any(all(g.get(el) == q for el, q in new_oxi.items()) for g in guesses):
+        return None
+    counts = Counter({site.specie.symbol: 0 for site in proto.structure})
+    for site in proto.structure:
+        counts[site.specie.symbol] += 1
+    old_v = sum(c * _radius(el, oxi[el]) ** 3 for el, c in counts.items())
+    new_v = sum(c * _radius(mapping.get(el, el), oxi[el]) ** 3 for el, c in counts.items())
+    ratio = new_v / old_v
+    if not math.isfinite(ratio) or ratio <= 0:
+        return None
+    structure.scale_lattice(proto.structure.volume * ratio)
+    sg = _space_group_number(structure, symprec)
+    if sg is None or (formula, sg) in known or (formula, sg) in seen:
+        return None
+    if check_structure(structure) is not None:
+        return None
+    seen.add((formula, sg))
+    return Candidate(
+        source=f"substitution:{proto.material_id}:{formula}",
+        structure=structure,
+        provenance={
+            "generator": "atomate2_gmt.candidates.generate_substitution_candidates",
+            "seed": seed,
+            "prototype": proto.material_id,
+            "prototype_formula": proto.formula,
+            "prototype_space_group": proto.space_group,
+            "prototype_type": f"{proto.label[0]} (space group {proto.label[1]})",
+            "substitution": {
+                _species_str(el, oxi[el]): _species_str(new, oxi[el]) for el, new in mapping.items()
+            },
+            "log_weight": round(logw, 4),
+            "volume_scale": round(float(ratio), 4),
+            "space_group": sg,
+        },
+    )

@@ -1,0 +1,68 @@
+"""``atomate2-gmt predict FILES... --task T [--model PATH] [--json OUT]``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from atomate2_gmt.model.config import TASK_KIND
+
+
+def read_structures(files: list[Path]) -> list[tuple[str, Any]]:
+    """(file, Structure or the exception that stopped reading it) for each file."""
+    from pymatgen.core import Structure
+
+    out: list[tuple[str, Any]] = []
+    for f in files:
+        try:
+            out.append((str(f), Structure.from_file(f)))
+        except Exception as exc:  # unreadable file: reported, never fatal
+            out.append((str(f), ValueError(f"cannot read {f.name}: {type(exc).__name__}: {exc}")))
+    return out
+
+
+def predict(
+    files: list[Path] = typer.Argument(..., help="structure files (CIF, POSCAR, JSON, ...)"),
+    task: str = typer.Option(..., help=f"one of {', '.join(TASK_KIND)}"),
+    model: Path | None = typer.Option(None, help="checkpoint; default: the shipped model"),
+    json_out: Path | None = typer.Option(None, "--json", help="write all results here"),
+    device: str = typer.Option("auto"),
+    batch_size: int = typer.Option(64),
+) -> None:
+    """Predict a tensor for each file; the frame is that of the structure the file gives."""
+    from atomate2_gmt.model.predict import predict as run_predict
+
+    read = read_structures(files)
+    structures = [s for _, s in read if not isinstance(s, Exception)]
+    results = iter(
+        run_predict(structures, task, model=model, device=device, batch_size=batch_size)
+    )
+    rows = []
+    for name, s in read:
+        if isinstance(s, Exception):
+            row = {"state": "failed", "error": str(s), "tensor": None, "voigt": None}
+        else:
+            row = dict(next(results))
+            row["formula"] = s.composition.reduced_formula
+        row["file"] = name
+        rows.append(row)
+    table = Table(title=f"GMTNet {task} predictions")
+    for col in ("file", "formula", "point group", "state", "Voigt / error"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        if row["state"] == "successful":
+            voigt = np.array2string(np.array(row["voigt"]), precision=3, suppress_small=True)
+        else:
+            voigt = row["error"]
+        table.add_row(Path(row["file"]).name, row.get("formula", ""),
+                      row.get("point_group", ""), row["state"], voigt)
+    Console(width=140).print(table)
+    if json_out:
+        json_out.write_text(json.dumps(rows, indent=1))
+        typer.echo(f"wrote {json_out}")

@@ -1,0 +1,313 @@
+"""The Materials Project tensors shipped with the package (``data/datasets/mp_legacy_*.json.gz``).
+
+DFT tensors of the Materials Project as released in the matminer datasets
+``dielectric_constant`` (Petousis et al., Sci. Data 4, 160134, 2017), ``piezoelectric_tensor``
+(de Jong et al., Sci. Data 2, 150053, 2015) and ``elastic_tensor_2015`` (de Jong et al.,
+Sci. Data 2, 150009, 2015); licence CC BY 4.0. See ``data/datasets/README.md``.
+
+Every record's tensor is in its structure's Cartesian frame. Records whose tensor is not invariant
+under the structure's point group (label noise, mostly an old axis convention) are filtered out
+by their symmetry residual ``max_g |g·T − T|_F / |T|_F`` (:data:`RESIDUAL_THRESHOLDS`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from pymatgen.core import Structure
+
+from atomate2_gmt.data.records import (
+    TASK_UNITS,
+    TensorRecord,
+    dielectric_symmetric_part,
+    validate_task,
+)
+from atomate2_gmt.tensors.conventions import voigt_to_full
+from atomate2_gmt.tensors.symmetry import point_group_info, symmetry_residual
+
+__all__ = [
+    "MP_CITATIONS",
+    "MP_FILES",
+    "MP_SOURCE",
+    "MP_TENSOR_FIELDS",
+    "RESIDUAL_SYMPREC",
+    "RESIDUAL_THRESHOLDS",
+    "MPDataset",
+    "crystal_system_from_space_group",
+    "load_mp",
+]
+
+MP_SOURCE = "mp_legacy"
+
+MP_FILES: dict[str, str] = {
+    "dielectric": "mp_legacy_dielectric.json.gz",
+    "dielectric_total": "mp_legacy_dielectric.json.gz",
+    "piezo": "mp_legacy_piezo.json.gz",
+    "elastic": "mp_legacy_elastic.json.gz",
+}
+"""Shipped file per task (both dielectric tasks read the same file)."""
+
+MP_TENSOR_FIELDS: dict[str, str] = {
+    "dielectric": "eps_electronic",
+    "dielectric_total": "eps_total",
+    "piezo": "piezo_cartesian_C_m2",
+    "elastic": "elastic_voigt_GPa",
+}
+"""Field of the shipped record that holds each task's tensor."""
+
+RESIDUAL_THRESHOLDS: dict[str, float] = {
+    "dielectric": 5e-2,
+    "dielectric_total": 5e-2,
+    "piezo": 1e-2,
+    "elastic": 5e-2,
+}
+"""A record is kept when its symmetry residual is strictly below this (relative, Frobenius)."""
+
+RESIDUAL_SYMPREC = 0.01
+"""spglib tolerance (Å) of the point-group operations used for the residual (as shipped)."""
+
+MP_CITATIONS: dict[str, str] = {
+    "dielectric": (
+        "I. Petousis et al., High-throughput screening of inorganic compounds for the discovery "
+        "of novel dielectric and optical materials, Sci. Data 4, 160134 (2017)"
+    ),
+    "piezo": (
+        "M. de Jong et al., A database to enable discovery and design of piezoelectric "
+        "materials, Sci. Data 2, 150053 (2015)"
+    ),
+    "elastic": (
+        "M. de Jong et al., Charting the complete elastic properties of inorganic crystalline "
+        "compounds, Sci. Data 2, 150009 (2015)"
+    ),
+}
+_MATMINER_DATASET = {
+    "dielectric": "dielectric_constant",
+    "piezo": "piezoelectric_tensor",
+    "elastic": "elastic_tensor_2015",
+}
+_META_FIELDS = (
+    "formula",
+    "space_group",
+    "point_group",
+    "band_gap_eV",
+    "n",
+    "poly_total",
+    "eij_max",
+    "K_VRH",
+    "G_VRH",
+)
+_PIEZO_AGREEMENT_TOL = 1e-8  # C/m^2, between piezo_cartesian_C_m2 and piezo_voigt_C_m2
+
+
+@dataclass
+class MPDataset:
+    """The records of one task after the symmetry-residual filter, and what was left out.
+
+    Attributes:
+        task: one of ``TASKS``.
+        records: kept records, in file order.
+        n_total: records in the shipped file.
+        threshold: residual threshold applied (None when unfiltered).
+        excluded: material id → symmetry residual, for every record left out.
+        residual_field: the tensor the residual was measured on.
+        residuals: material id → symmetry residual, for every record of the file.
+    """
+
+    task: str
+    records: list[TensorRecord]
+    n_total: int
+    threshold: float | None
+    excluded: dict[str, float] = field(default_factory=dict)
+    residual_field: str = ""
+    residuals: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_kept(self) -> int:
+        """Number of records kept."""
+        return len(self.records)
+
+    @property
+    def n_excluded(self) -> int:
+        """Number of records left out by the filter."""
+        return len(self.excluded)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def crystal_system_from_space_group(number: int) -> str:
+    """Crystal system of an international space-group number (1–230)."""
+    if isinstance(number, bool) or not isinstance(number, int | np.integer):
+        raise ValueError(f"space-group number must be an integer, got {number!r}")
+    bounds = (
+        (2, "triclinic"),
+        (15, "monoclinic"),
+        (74, "orthorhombic"),
+        (142, "tetragonal"),
+        (167, "trigonal"),
+        (194, "hexagonal"),
+        (230, "cubic"),
+    )
+    if not 1 <= number <= 230:
+        raise ValueError(f"space-group number must be in 1..230, got {number}")
+    return next(name for upper, name in bounds if number <= upper)
+
+
+@cache
+def _raw_records(filename: str) -> tuple[dict[str, Any], ...]:
+    """Parsed shipped file (cached per process; callers must not mutate the dicts)."""
+    path = resources.files("atomate2_gmt.data").joinpath("datasets", filename)
+    with path.open("rb") as handle, gzip.open(handle, "rt", encoding="utf-8") as text:
+        data = json.load(text)
+    if not isinstance(data, list):
+        raise ValueError(f"{filename}: expected a JSON list of records, got {type(data).__name__}")
+    return tuple(data)
+
+
+@cache
+def _electronic_residuals() -> dict[str, float]:
+    """Symmetry residual of ``eps_electronic`` per material id (the shipped residual of the
+    dielectric file is measured on ``eps_total``); computed once per process."""
+    out: dict[str, float] = {}
+    for raw in _raw_records(MP_FILES["dielectric"]):
+        structure = Structure.from_dict(raw["structure"])
+        tensor = np.asarray(raw["eps_electronic"], dtype=np.float64)
+        info = point_group_info(structure, symprec=RESIDUAL_SYMPREC)
+        out[raw["material_id"]] = float(symmetry_residual(tensor, info, "dielectric"))
+    return out
+
+
+def _tensor_of(task: str, raw: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Full Cartesian tensor of ``task`` from a shipped record, plus provenance notes."""
+    mid = raw.get("material_id", "?")
+    notes: dict[str, Any] = {}
+    fname = MP_TENSOR_FIELDS[task]
+    if fname not in raw:
+        raise ValueError(f"{MP_FILES[task]} record {mid}: missing tensor field {fname!r}")
+    if task in ("dielectric", "dielectric_total"):
+        eps = np.asarray(raw[fname], dtype=np.float64)
+        if eps.shape != (3, 3):
+            raise ValueError(f"record {mid}: {fname} must be 3x3, got shape {eps.shape}")
+        sym, notes["antisymmetric_part_rel"] = dielectric_symmetric_part(eps)
+        return sym, notes
+    if task == "piezo":
+        cart = np.asarray(raw["piezo_cartesian_C_m2"], dtype=np.float64)
+        voigt = np.asarray(raw["piezo_voigt_C_m2"], dtype=np.float64)
+        if cart.shape != (3, 3, 3) or voigt.shape != (3, 6):
+            raise ValueError(
+                f"record {mid}: piezo tensors must be 3x3x3 and 3x6, got {cart.shape} and "
+                f"{voigt.shape}"
+            )
+        from_voigt = np.asarray(voigt_to_full(voigt, "piezo"), dtype=np.float64)
+        diff = float(np.max(np.abs(from_voigt - cart)))
+        if diff > _PIEZO_AGREEMENT_TOL:
+            raise ValueError(
+                f"record {mid}: piezo_cartesian_C_m2 and piezo_voigt_C_m2 disagree by {diff:.3g} "
+                "C/m^2"
+            )
+        asym = float(np.max(np.abs(cart - cart.transpose(0, 2, 1))))
+        if asym > _PIEZO_AGREEMENT_TOL:
+            raise ValueError(f"record {mid}: piezo tensor is not symmetric in j,k ({asym:.3g})")
+        return cart, notes
+    # elastic
+    c_voigt = np.asarray(raw[fname], dtype=np.float64)
+    if c_voigt.shape != (6, 6):
+        raise ValueError(f"record {mid}: elastic_voigt_GPa must be 6x6, got {c_voigt.shape}")
+    asym = float(np.max(np.abs(c_voigt - c_voigt.T)))
+    if asym > 0:
+        notes["voigt_asymmetry_GPa"] = asym
+    return np.asarray(voigt_to_full(0.5 * (c_voigt + c_voigt.T), "elastic")), notes
+
+
+def _provenance(task: str, raw: dict[str, Any], residual: float, residual_field: str) -> dict:
+    base = "dielectric" if task.startswith("dielectric") else task
+    prov: dict[str, Any] = {
+        "dataset": MP_FILES[task],
+        "field": MP_TENSOR_FIELDS[task],
+        "frame": raw.get("frame"),
+        "sym_residual": residual,
+        "residual_field": residual_field,
+        "origin": f"Materials Project via matminer dataset {_MATMINER_DATASET[base]!r}",
+        "citation": MP_CITATIONS[base],
+        "licence": "CC-BY-4.0",
+    }
+    if "source_column" in raw:
+        prov["source_column"] = raw["source_column"]
+    return prov
+
+
+def _meta(raw: dict[str, Any]) -> dict[str, Any]:
+    meta = {k: raw[k] for k in _META_FIELDS if raw.get(k) is not None}
+    sg = raw.get("space_group")
+    if isinstance(sg, int):
+        meta["crystal_system"] = crystal_system_from_space_group(sg)
+    return meta
+
+
+def load_mp(task: str, filter_residual: bool = True) -> MPDataset:
+    """Load the shipped Materials Project records of ``task``.
+
+    Args:
+        task: ``dielectric`` (ε∞ = ``eps_electronic``), ``dielectric_total`` (ε0 = ``eps_total``),
+            ``piezo`` (``piezo_cartesian_C_m2``, C/m²) or ``elastic`` (``elastic_voigt_GPa``,
+            GPa, returned as the full 3x3x3x3 tensor).
+        filter_residual: keep only records whose symmetry residual is below
+            ``RESIDUAL_THRESHOLDS[task]``. The residual is that of the task's own tensor: the
+            shipped ``sym_residual`` (measured on ``eps_total``, the piezo tensor or the elastic
+            tensor), except for ``dielectric``, whose ε∞ residual is computed here (once per
+            process) with the same definition and ``symprec``.
+
+    Returns:
+        An :class:`MPDataset`; records are in file order, tensors in each structure's frame.
+        Dielectric tensors are the symmetric part of the shipped 3x3 (the removed antisymmetric
+        part's relative size is in ``provenance["antisymmetric_part_rel"]``).
+    """
+    validate_task(task)
+    raws = _raw_records(MP_FILES[task])
+    if task == "dielectric":
+        residual_of = _electronic_residuals()
+        residual_field = "eps_electronic"
+    else:
+        residual_of = {r["material_id"]: float(r["sym_residual"]) for r in raws}
+        residual_field = "eps_total" if task == "dielectric_total" else MP_TENSOR_FIELDS[task]
+    threshold = RESIDUAL_THRESHOLDS[task] if filter_residual else None
+    records: list[TensorRecord] = []
+    excluded: dict[str, float] = {}
+    residuals: dict[str, float] = {}
+    for raw in raws:
+        mid = raw["material_id"]
+        residual = residual_of[mid]
+        residuals[mid] = residual
+        if threshold is not None and not residual < threshold:
+            excluded[mid] = residual
+            continue
+        tensor, notes = _tensor_of(task, raw)
+        provenance = _provenance(task, raw, residual, residual_field)
+        provenance.update(notes)
+        records.append(
+            TensorRecord(
+                structure=Structure.from_dict(raw["structure"]),
+                tensor=tensor,
+                task=task,
+                units=TASK_UNITS[task],
+                source=MP_SOURCE,
+                id=mid,
+                provenance=provenance,
+                meta=_meta(raw),
+            )
+        )
+    return MPDataset(
+        task=task,
+        records=records,
+        n_total=len(raws),
+        threshold=threshold,
+        excluded=excluded,
+        residual_field=residual_field,
+        residuals=residuals,
+    )

@@ -1,0 +1,237 @@
+"""Queries of the prediction store, used by the CLI and by candidate selection.
+
+:func:`query_candidates` returns the best candidates for one property, sorted on one of its
+derived scalars (see :mod:`atomate2_gmt.schemas.fields`), as flat rows. "Stable" means Born
+(mechanically) stable, from the predicted elastic tensor: thermodynamic stability (energy above
+the hull) is not predicted; documents that carry an ``e_above_hull`` from their candidate source
+can be filtered on it with ``max_e_above_hull``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from atomate2_gmt.schemas.fields import (
+    DERIVED_FIELDS,
+    PREDICTION_KEY,
+    SUMMARY_FIELDS,
+    TASKS,
+    resolve_sort_field,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from maggma.core import Store
+
+__all__ = ["CRYSTAL_SYSTEMS", "build_criteria", "query_candidates"]
+
+CRYSTAL_SYSTEMS: tuple[str, ...] = (
+    "triclinic",
+    "monoclinic",
+    "orthorhombic",
+    "tetragonal",
+    "trigonal",
+    "hexagonal",
+    "cubic",
+)
+_STATES = ("successful", "failed")
+
+
+def _elements(symbols: Iterable[str] | str, what: str) -> list[str]:
+    from pymatgen.core import Element
+
+    if isinstance(symbols, str):
+        symbols = [s for s in symbols.replace(" ", ",").split(",") if s]
+    out = []
+    for s in symbols:
+        s = str(s).strip()
+        if not Element.is_valid_symbol(s):
+            raise ValueError(f"unknown element symbol {s!r} in {what}")
+        out.append(s)
+    return out
+
+
+def build_criteria(
+    prop: str,
+    sort_field: str | None = None,
+    crystal_system: str | None = None,
+    exclude_elements: Iterable[str] | str = (),
+    include_elements: Iterable[str] | str = (),
+    non_centrosymmetric: bool | None = None,
+    stable_only: bool = False,
+    state: str | None = "successful",
+    max_e_above_hull: float | None = None,
+    model_version: str | None = None,
+) -> dict[str, Any]:
+    """The MongoDB-style filter behind :func:`query_candidates` (validated; see there)."""
+    if prop not in TASKS:
+        raise ValueError(f"unknown property {prop!r}; valid properties: {', '.join(TASKS)}")
+    criteria: dict[str, Any] = {}
+    if state is None:
+        criteria[f"predictions.{prop}"] = {"$exists": True}
+    elif state in _STATES:
+        criteria[f"predictions.{prop}.state"] = state
+    else:
+        raise ValueError(f"state must be 'successful', 'failed' or None, got {state!r}")
+    if sort_field is not None and state == "successful":
+        criteria[sort_field] = {"$ne": None}
+    if crystal_system is not None:
+        cs = str(crystal_system).strip().lower()
+        if cs not in CRYSTAL_SYSTEMS:
+            raise ValueError(
+                f"unknown crystal system {crystal_system!r}; valid: {', '.join(CRYSTAL_SYSTEMS)}"
+            )
+        criteria["symmetry.crystal_system"] = cs.capitalize()
+    excluded = _elements(exclude_elements, "exclude_elements")
+    included = _elements(include_elements, "include_elements")
+    overlap = sorted(set(excluded) & set(included))
+    if overlap:
+        raise ValueError(f"elements {overlap} are both included and excluded")
+    if excluded:
+        criteria["elements"] = {"$nin": excluded}
+    if included:
+        criteria.setdefault("elements", {})["$all"] = included
+    if non_centrosymmetric is not None:
+        criteria["is_centrosymmetric"] = not non_centrosymmetric
+    if stable_only:
+        criteria["born_stable"] = True
+    if max_e_above_hull is not None:
+        if not max_e_above_hull >= 0:
+            raise ValueError(f"max_e_above_hull must be >= 0 eV/atom, got {max_e_above_hull}")
+        criteria["e_above_hull"] = {"$lte": float(max_e_above_hull)}
+    if model_version is not None:
+        criteria["model_version"] = model_version
+    return criteria
+
+
+def _row(doc: dict[str, Any], prop: str, rank: int, include_tensors: bool) -> dict[str, Any]:
+    sym = doc.get("symmetry") or {}
+    row: dict[str, Any] = {
+        "rank": rank,
+        "formula": doc.get("formula_pretty"),
+        "space_group": sym.get("symbol"),
+        "space_group_number": sym.get("number"),
+        "crystal_system": sym.get("crystal_system"),
+        "point_group": sym.get("point_group"),
+        "is_centrosymmetric": doc.get("is_centrosymmetric"),
+    }
+    for f in DERIVED_FIELDS[prop]:
+        row[f] = doc.get(f)
+    pred = (doc.get("predictions") or {}).get(prop) or {}
+    row.update(
+        {
+            "state": pred.get("state"),
+            "error": pred.get("error"),
+            "e_above_hull": doc.get("e_above_hull"),
+            "source": doc.get("source"),
+            "nsites": doc.get("nsites"),
+            "structure_key": doc.get("structure_key"),
+            "model_version": doc.get("model_version"),
+            PREDICTION_KEY: doc.get(PREDICTION_KEY),
+        }
+    )
+    if include_tensors:
+        row["units"] = pred.get("units")
+        row["voigt"] = pred.get("voigt")
+        row["voigt_ieee"] = pred.get("voigt_ieee")
+        row["tensor"] = pred.get("tensor")
+    return row
+
+
+def _several_versions(store: Store, criteria: dict[str, Any]) -> bool:
+    """Whether the matches come from more than one model version (two index look-ups when the
+    whole store has a single version)."""
+    ends = [
+        next(store.query({}, properties=["model_version"], sort={"model_version": d}, limit=1), {})
+        for d in (1, -1)
+    ]
+    if ends[0].get("model_version") == ends[1].get("model_version"):
+        return False
+    return len(store.distinct("model_version", criteria)) > 1
+
+
+def query_candidates(
+    store: Store,
+    prop: str,
+    sort: str | None = None,
+    top: int = 20,
+    crystal_system: str | None = None,
+    exclude_elements: Iterable[str] | str = (),
+    include_elements: Iterable[str] | str = (),
+    non_centrosymmetric: bool | None = None,
+    stable_only: bool = False,
+    state: str | None = "successful",
+    ascending: bool = False,
+    max_e_above_hull: float | None = None,
+    model_version: str | None = None,
+    latest_only: bool = True,
+    include_tensors: bool = False,
+) -> list[dict[str, Any]]:
+    """The ``top`` candidates for property ``prop``, best first, as flat dict rows.
+
+    Args:
+        store: prediction store (connected here if needed).
+        prop: ``dielectric``, ``dielectric_total``, ``piezo`` or ``elastic``.
+        sort: a derived field of ``prop`` (e.g. ``e_ij_max``, ``K_VRH``, ``dielectric_eig_max``
+            or its alias ``eig_max``); None → the property's default.
+        top: number of rows (> 0).
+        crystal_system: keep one crystal system (case-insensitive, e.g. ``"hexagonal"``).
+        exclude_elements / include_elements: element symbols (list or "Pb,Cd"); a hit contains
+            none of the excluded and all of the included elements.
+        non_centrosymmetric: True → only non-centrosymmetric crystals, False → only
+            centrosymmetric, None → both.
+        stable_only: only Born-stable crystals (needs the elastic prediction).
+        state: the property's prediction state ("successful", "failed", or None for both).
+            Failed predictions have no derived scalars and are listed by source.
+        ascending: smallest first instead of largest first.
+        max_e_above_hull: keep documents whose source gave ``e_above_hull`` ≤ this (eV/atom).
+        model_version: only predictions of this model version.
+        latest_only: with several model versions of one structure, keep its latest prediction.
+        include_tensors: add the property's ``tensor``/``voigt``/``voigt_ieee`` to each row.
+
+    Rows have ``rank``, ``formula``, space group, crystal and point group, the property's
+    derived scalars, ``source``, ``structure_key``, ``model_version`` and ``prediction_id``.
+    """
+    if not isinstance(top, int) or isinstance(top, bool) or top <= 0:
+        raise ValueError(f"top must be a positive integer, got {top!r}")
+    sort_field = resolve_sort_field(prop, sort)
+    criteria = build_criteria(
+        prop,
+        sort_field=sort_field,
+        crystal_system=crystal_system,
+        exclude_elements=exclude_elements,
+        include_elements=include_elements,
+        non_centrosymmetric=non_centrosymmetric,
+        stable_only=stable_only,
+        state=state,
+        max_e_above_hull=max_e_above_hull,
+        model_version=model_version,
+    )
+    direction = 1 if ascending else -1
+    order: dict[str, Any] = {sort_field if state == "successful" else "source": direction}
+    order[PREDICTION_KEY] = direction  # deterministic ties, one direction: index-friendly
+    properties = [
+        *SUMMARY_FIELDS,
+        *DERIVED_FIELDS[prop],
+        "last_updated",
+        f"predictions.{prop}.state",
+        f"predictions.{prop}.error",
+        f"predictions.{prop}.units",
+    ]
+    if include_tensors:
+        properties += [f"predictions.{prop}.{f}" for f in ("tensor", "voigt", "voigt_ieee")]
+
+    store.connect()
+    if latest_only and model_version is None and _several_versions(store, criteria):
+        latest: dict[str, tuple[Any, str]] = {}
+        for doc in store.query(
+            criteria=criteria, properties=[PREDICTION_KEY, "structure_key", "last_updated"]
+        ):
+            key = doc.get("structure_key") or doc[PREDICTION_KEY]
+            stamp = str(doc.get("last_updated") or "")
+            if key not in latest or stamp > latest[key][0]:
+                latest[key] = (stamp, doc[PREDICTION_KEY])
+        criteria = {**criteria, PREDICTION_KEY: {"$in": [v[1] for v in latest.values()]}}
+    docs = store.query(criteria=criteria, properties=properties, sort=order, limit=top)
+    return [_row(doc, prop, i + 1, include_tensors) for i, doc in enumerate(docs)]

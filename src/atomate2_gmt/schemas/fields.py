@@ -1,0 +1,108 @@
+"""Field names of the prediction documents, shared by the schema, the stores and the queries.
+
+Kept free of emmet/pydantic imports so that the store and query layers can name fields cheaply.
+Derived scalars are flattened to the top level of a :class:`~atomate2_gmt.schemas.prediction.
+GMTPredictionDoc` so that they can be indexed and sorted on:
+
+- ``dielectric_mean``, ``dielectric_eig_max``: mean and largest eigenvalue of the electronic
+  ε∞ (dimensionless); ``dielectric_total_mean``, ``dielectric_total_eig_max`` for the static ε0;
+- ``e_ij_max``: largest |e_ij| of the piezoelectric tensor, Voigt components (C/m²);
+- ``K_VRH``, ``G_VRH``: Voigt-Reuss-Hill bulk and shear moduli (GPa); ``AU``: universal
+  elastic anisotropy (dimensionless); ``born_stable``: Born mechanical stability (bool).
+"""
+
+from __future__ import annotations
+
+from atomate2_gmt.data.records import TASKS
+
+__all__ = [
+    "DEFAULT_SORT",
+    "DERIVED_FIELDS",
+    "PREDICTION_INDEXES",
+    "PREDICTION_KEY",
+    "SORT_FIELDS",
+    "SUMMARY_FIELDS",
+    "TASKS",
+    "resolve_sort_field",
+]
+
+PREDICTION_KEY = "prediction_id"
+"""Unique key of a prediction document: ``"<structure_key>:<model_version>"``."""
+
+DERIVED_FIELDS: dict[str, tuple[str, ...]] = {
+    "dielectric": ("dielectric_mean", "dielectric_eig_max"),
+    "dielectric_total": ("dielectric_total_mean", "dielectric_total_eig_max"),
+    "piezo": ("e_ij_max",),
+    "elastic": ("K_VRH", "G_VRH", "AU", "born_stable"),
+}
+"""Top-level derived fields written for each task when its prediction succeeded."""
+
+SORT_FIELDS: dict[str, tuple[str, ...]] = {
+    task: tuple(f for f in fields if f != "born_stable") for task, fields in DERIVED_FIELDS.items()
+}
+"""Numeric derived fields a query for each property may sort on."""
+
+DEFAULT_SORT: dict[str, str] = {
+    "dielectric": "dielectric_eig_max",
+    "dielectric_total": "dielectric_total_eig_max",
+    "piezo": "e_ij_max",
+    "elastic": "K_VRH",
+}
+
+_SORT_ALIASES: dict[str, dict[str, str]] = {
+    "dielectric": {"mean": "dielectric_mean", "eig_max": "dielectric_eig_max"},
+    "dielectric_total": {"mean": "dielectric_total_mean", "eig_max": "dielectric_total_eig_max"},
+    "piezo": {},
+    "elastic": {},
+}
+
+SUMMARY_FIELDS: tuple[str, ...] = (
+    "prediction_id",
+    "structure_key",
+    "formula_pretty",
+    "chemsys",
+    "nsites",
+    "symmetry.crystal_system",
+    "symmetry.symbol",
+    "symmetry.number",
+    "symmetry.point_group",
+    "is_centrosymmetric",
+    "source",
+    "model_version",
+    "state",
+    "e_above_hull",
+)
+"""Fields a query returns for every hit, besides the property's derived scalars."""
+
+PREDICTION_INDEXES: tuple[tuple[tuple[str, ...], bool], ...] = (
+    ((PREDICTION_KEY,), True),
+    (("structure_key", "model_version"), False),
+    (("model_version",), False),
+    (("state",), False),
+    (("symmetry.crystal_system",), False),
+    *(((field, PREDICTION_KEY), False) for task in TASKS for field in SORT_FIELDS[task]),
+)
+"""Indexes of the prediction store: (key fields, unique). The key, structure_key (prefix of the
+compound index), model_version, state, crystal system and every sort field (with the key, the
+tie-breaker of sorted queries, so that a top-k query walks one index). Low-selectivity
+booleans, element lists (used with ``$nin``) and per-task states are filtered while walking a
+sort index instead: each index costs write throughput (see docs/benchmarks.md, Stores)."""
+
+
+def resolve_sort_field(prop: str, sort: str | None) -> str:
+    """The document field for ``sort`` on property ``prop`` (None → the property's default).
+
+    Accepts the field name (``dielectric_eig_max``) or its short alias (``eig_max``).
+    """
+    if prop not in SORT_FIELDS:
+        raise ValueError(f"unknown property {prop!r}; valid properties: {', '.join(TASKS)}")
+    if sort is None:
+        return DEFAULT_SORT[prop]
+    if sort in SORT_FIELDS[prop]:
+        return sort
+    if sort in _SORT_ALIASES[prop]:
+        return _SORT_ALIASES[prop][sort]
+    valid = sorted(set(SORT_FIELDS[prop]) | set(_SORT_ALIASES[prop]))
+    raise ValueError(
+        f"cannot sort property {prop!r} on {sort!r}; valid sort keys: {', '.join(valid)}"
+    )

@@ -1,0 +1,126 @@
+"""A stable key for a crystal structure, independent of how the cell is written down.
+
+:func:`structure_key` hashes a canonical form of the crystal: spglib's primitive standardised
+cell (symmetrised at ``symprec``), Niggli-reduced and made right-handed, with the remaining
+freedom (the lattice's proper rotations that keep the reduced metric, and the origin) removed by
+taking the lexicographically smallest description. The key is therefore the same for any atom
+order, origin shift, supercell or rigid rotation of the same crystal, while enantiomorphs
+(mirror images) and different compositions, structures or volumes get different keys. Fractional
+coordinates are compared on a 1e-3 grid and lattice lengths/angles to 1e-3 Å / 1e-2 degrees.
+
+The key identifies one description up to round-off: two relaxations of the same material that
+differ by more than that can get different keys (use pymatgen's ``StructureMatcher`` to match
+near-identical crystals).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import spglib
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+__all__ = ["KEY_VERSION", "structure_key"]
+
+KEY_VERSION = "sk1"
+"""Prefix of every key; changes if the canonical form ever changes."""
+
+_GRID = 1000  # fractional-coordinate grid (1e-3)
+
+
+@lru_cache(maxsize=1)
+def _unimodular_candidates() -> np.ndarray:
+    """All 3x3 matrices with entries in {-1, 0, 1} and determinant +1 (proper basis changes)."""
+    mats = np.array(list(itertools.product((-1, 0, 1), repeat=9)), dtype=np.int64).reshape(-1, 3, 3)
+    dets = np.rint(np.linalg.det(mats.astype(float))).astype(int)
+    return mats[dets == 1]
+
+
+def _niggli_right_handed(lattice: np.ndarray, frac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from pymatgen.core import Lattice
+
+    reduced = Lattice(lattice).get_niggli_reduced_lattice().matrix
+    if np.linalg.det(reduced) < 0:
+        reduced = -reduced
+    cart = frac @ lattice
+    new_frac = cart @ np.linalg.inv(reduced)
+    return reduced, new_frac
+
+
+def _metric_preserving(lattice: np.ndarray) -> np.ndarray:
+    """Integer basis changes M (det +1) with M G M^T = G, G the metric of ``lattice`` rows."""
+    g = lattice @ lattice.T
+    mats = _unimodular_candidates().astype(float)
+    transformed = np.einsum("nij,jk,nlk->nil", mats, g, mats)
+    tol = 1e-4 * float(np.max(np.diag(g)))
+    ok = np.all(np.abs(transformed - g) < tol, axis=(1, 2))
+    return mats[ok]
+
+
+def _lattice_parameters(lattice: np.ndarray) -> tuple[float, ...]:
+    a, b, c = np.linalg.norm(lattice, axis=1)
+    alpha = np.degrees(np.arccos(np.dot(lattice[1], lattice[2]) / (b * c)))
+    beta = np.degrees(np.arccos(np.dot(lattice[0], lattice[2]) / (a * c)))
+    gamma = np.degrees(np.arccos(np.dot(lattice[0], lattice[1]) / (a * b)))
+    return (
+        round(float(a), 3) + 0.0,
+        round(float(b), 3) + 0.0,
+        round(float(c), 3) + 0.0,
+        round(float(alpha), 2) + 0.0,
+        round(float(beta), 2) + 0.0,
+        round(float(gamma), 2) + 0.0,
+    )
+
+
+def _canonical_sites(frac: np.ndarray, numbers: np.ndarray, ops: np.ndarray) -> tuple:
+    counts = {int(z): int(np.sum(numbers == z)) for z in np.unique(numbers)}
+    anchor_z = min(counts, key=lambda z: (counts[z], z))
+    anchors = np.flatnonzero(numbers == anchor_z)
+    best: tuple | None = None
+    for m in ops:
+        f = frac @ np.linalg.inv(m)
+        for a in anchors:
+            shifted = np.mod(f - f[a], 1.0)
+            grid = np.mod(np.rint(shifted * _GRID).astype(np.int64), _GRID)
+            rows = sorted(zip(numbers.tolist(), *grid.T.tolist(), strict=True))
+            candidate = tuple(rows)
+            if best is None or candidate < best:
+                best = candidate
+    assert best is not None
+    return best
+
+
+def structure_key(structure: Structure, symprec: float = 0.01) -> str:
+    """A stable hash of the crystal (see the module docstring), e.g. ``"sk1-3f9a…"``.
+
+    ``symprec`` (Å) is spglib's tolerance for finding the primitive standardised cell; if spglib
+    finds no symmetry the input cell itself is used. Oxidation states are ignored. Disordered
+    structures (partial occupancies) and empty structures raise a ``ValueError``.
+    """
+    if symprec <= 0:
+        raise ValueError(f"symprec must be positive, got {symprec}")
+    if len(structure) == 0:
+        raise ValueError("cannot key an empty structure")
+    if not structure.is_ordered:
+        raise ValueError("cannot key a disordered structure (partial occupancies); order it first")
+    lattice = np.asarray(structure.lattice.matrix, dtype=float)
+    frac = np.asarray(structure.frac_coords, dtype=float)
+    numbers = np.array([site.specie.Z for site in structure], dtype=np.int64)
+    if not np.all(np.isfinite(lattice)) or not np.all(np.isfinite(frac)):
+        raise ValueError("structure has non-finite lattice or coordinates")
+    cell: Any = (lattice, frac, numbers)
+    std = spglib.standardize_cell(cell, to_primitive=True, no_idealize=False, symprec=symprec)
+    if std is not None:
+        lattice, frac, numbers = (np.asarray(x) for x in std)
+        numbers = numbers.astype(np.int64)
+    reduced, frac = _niggli_right_handed(np.asarray(lattice, dtype=float), frac)
+    ops = _metric_preserving(reduced)
+    sites = _canonical_sites(frac, numbers, ops)
+    payload = repr((_lattice_parameters(reduced), sites))
+    return f"{KEY_VERSION}-" + hashlib.sha256(payload.encode()).hexdigest()[:32]

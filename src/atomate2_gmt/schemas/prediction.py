@@ -1,0 +1,442 @@
+"""The prediction document: one per screened structure (and model version), emmet style.
+
+A :class:`GMTPredictionDoc` carries emmet's structure metadata (formula, chemsys, elements,
+composition, density, volume, ``symmetry``), the structure itself, its ``structure_key``, and
+per task a :class:`TaskPrediction` with the predicted tensor in three forms:
+
+- ``tensor``: full Cartesian tensor in the structure's own Cartesian frame (nested lists);
+- ``voigt``: standard Voigt (xx, yy, zz, yz, xz, xy; tensor components, no factors of 2), same
+  frame;
+- ``voigt_ieee``: standard Voigt in the IEEE 176 frame of the structure (pymatgen's
+  ``convert_to_ieee``), the frame the Materials Project reports tensors in.
+
+Units: dielectric dimensionless, piezo C/m² (stress-charge e_iJ), elastic GPa. Derived scalars
+(see :mod:`atomate2_gmt.schemas.fields`) are also flattened at top level for indexing/sorting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, Literal
+
+import numpy as np
+from emmet.core.structure import StructureMetadata
+from emmet.core.symmetry import CrystalSystem, SymmetryData
+from pydantic import BaseModel, Field
+from pymatgen.core import Element, Structure
+
+from atomate2_gmt import __version__
+from atomate2_gmt.data.records import TASK_RANK, TASK_UNITS, TASKS
+from atomate2_gmt.schemas.fields import DERIVED_FIELDS
+from atomate2_gmt.schemas.keys import structure_key as compute_structure_key
+
+__all__ = ["GMTPredictionDoc", "ModelInfo", "TaskPrediction", "derive_model_version"]
+
+State = Literal["successful", "failed"]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ModelInfo(BaseModel):
+    """The model that made one task's prediction."""
+
+    name: str | None = Field(default=None, description="Model name, e.g. 'gmtnet-piezo'.")
+    version: str | None = Field(
+        default=None, description="Model version (registry or release label)."
+    )
+    checkpoint_hash: str | None = Field(default=None, description="sha256 of the checkpoint file.")
+    spec: str | None = Field(
+        default=None, description="How the model was chosen: 'pretrained', 'registry' or a path."
+    )
+
+
+class TaskPrediction(BaseModel):
+    """One task's predicted tensor (structure's Cartesian frame) and derived quantities."""
+
+    task: str = Field(description="dielectric, dielectric_total, piezo or elastic.")
+    state: State = Field(description="'successful' or 'failed'.")
+    error: str | None = Field(default=None, description="Why the prediction failed.")
+    units: str = Field(description="dimensionless, C/m^2 or GPa.")
+    tensor: list[Any] | None = Field(
+        default=None, description="Full Cartesian tensor in the structure's frame (nested lists)."
+    )
+    voigt: list[list[float]] | None = Field(
+        default=None, description="Standard Voigt (xx,yy,zz,yz,xz,xy), structure's frame."
+    )
+    voigt_ieee: list[list[float]] | None = Field(
+        default=None,
+        description="Standard Voigt in the structure's IEEE 176 frame (as MP reports).",
+    )
+    ieee_error: str | None = Field(default=None, description="Why the IEEE-frame form is missing.")
+    derived: dict[str, Any] = Field(
+        default_factory=dict, description="Derived quantities (units of the tensor)."
+    )
+    model: ModelInfo = Field(default_factory=ModelInfo)
+    time_s: float | None = Field(
+        default=None, description="Wall time of this task's prediction (s)."
+    )
+
+
+def derive_model_version(model_info: dict[str, dict[str, Any]], tasks: list[str]) -> str:
+    """One version label for a set of task models: the common version if every task has the
+    same one, else ``"task=version|..."`` (sorted); ``"unversioned"`` when none is known."""
+    versions = {t: (model_info.get(t) or {}).get("version") for t in sorted(tasks)}
+    known = {v for v in versions.values() if v}
+    if not known:
+        return "unversioned"
+    if len(known) == 1 and all(versions.values()):
+        return str(known.pop())
+    label = "|".join(f"{t}={v or 'unversioned'}" for t, v in versions.items())
+    if len(label) > 200:
+        return "models-" + hashlib.sha256(label.encode()).hexdigest()[:16]
+    return label
+
+
+_AMU_PER_A3_IN_G_PER_CM3 = 1.66053906660  # 1 amu / Å^3 in g/cm^3
+
+
+@lru_cache(maxsize=256)
+def _atomic_mass(symbol: str) -> float:
+    return float(Element(symbol).atomic_mass)
+
+
+def _structure_metadata(structure: Structure) -> dict[str, Any]:
+    """emmet composition fields plus nsites, volume (Å^3), density (g/cm^3), Å^3/atom."""
+    comp = structure.composition.remove_charges()
+    meta = StructureMetadata.from_composition(comp).model_dump(exclude_none=True)
+    mass = sum(_atomic_mass(el.symbol) * amount for el, amount in comp.items())
+    volume = float(structure.volume)
+    meta.update(
+        {
+            "nsites": len(structure),
+            "volume": volume,
+            "density": mass * _AMU_PER_A3_IN_G_PER_CM3 / volume,
+            "density_atomic": volume / len(structure),
+        }
+    )
+    return meta
+
+
+def _structure_dict(structure: Structure) -> dict[str, Any]:
+    """``structure.as_dict()`` with plain JSON types (lists, floats), as a store returns it."""
+    from monty.json import jsanitize
+
+    return jsanitize(structure.as_dict(), strict=False)  # type: ignore[no-any-return]
+
+
+def _symmetry(structure: Structure, symprec: float) -> tuple[SymmetryData, bool]:
+    import spglib
+
+    from atomate2_gmt.tensors.symmetry import point_group_info
+
+    info = point_group_info(structure, symprec=symprec)
+    centro = bool(any(np.allclose(op, -np.eye(3), atol=1e-6) for op in info.ops))
+    data = SymmetryData(
+        crystal_system=CrystalSystem(info.crystal_system.capitalize()),
+        symbol=info.space_group_symbol,
+        hall=None,
+        number=info.space_group_number,
+        point_group=info.point_group,
+        symprec=info.symprec,
+        angle_tolerance=info.angle_tolerance,
+        version=spglib.__version__,
+    )
+    return data, centro
+
+
+def _derived(task: str, tensor: np.ndarray) -> dict[str, Any]:
+    from atomate2_gmt.tensors import properties as props
+
+    if task in ("dielectric", "dielectric_total"):
+        eig = props.dielectric_eigenvalues(tensor)
+        return {
+            f"{task}_mean": props.dielectric_average(tensor),
+            f"{task}_eig_max": float(eig[-1]),
+            "eigenvalues": [float(x) for x in eig],
+        }
+    if task == "piezo":
+        value, (i, j) = props.piezo_max_eij(tensor)
+        return {"e_ij_max": value, "e_ij_max_index": [i, j]}
+    out: dict[str, Any] = {"born_stable": props.born_stable(tensor)}
+    try:
+        out.update(props.elastic_moduli(tensor))
+    except ValueError:  # singular tensor: no Reuss bounds, no VRH moduli
+        out.update(dict.fromkeys(("K_VRH", "G_VRH", "AU")))
+    return out
+
+
+def _task_prediction(
+    task: str,
+    pred: dict[str, Any],
+    ieee: np.ndarray | str,
+    model: ModelInfo,
+    time_s: float | None,
+) -> TaskPrediction:
+    """One task's sub-document; ``ieee`` is the rotation to the IEEE frame or why it is missing."""
+    from atomate2_gmt.tensors.conventions import full_to_voigt, kind_of, rotate
+
+    base: dict[str, Any] = {
+        "task": task,
+        "units": TASK_UNITS[task],
+        "model": model,
+        "time_s": time_s,
+    }
+    if not isinstance(pred, dict):
+        return TaskPrediction(
+            state="failed", error=f"prediction is a {type(pred).__name__}, not a dict", **base
+        )
+    if pred.get("state") != "successful":
+        error = pred.get("error") or f"prediction state is {pred.get('state')!r}"
+        return TaskPrediction(state="failed", error=str(error), **base)
+    try:
+        tensor = np.asarray(pred.get("tensor"), dtype=float)
+    except (TypeError, ValueError):
+        return TaskPrediction(state="failed", error="tensor is not numeric", **base)
+    shape = (3,) * TASK_RANK[task]
+    if tensor.shape != shape:
+        return TaskPrediction(
+            state="failed", error=f"tensor has shape {tensor.shape}, expected {shape}", **base
+        )
+    if not np.all(np.isfinite(tensor)):
+        return TaskPrediction(state="failed", error="tensor has non-finite entries", **base)
+    kind = kind_of(task)
+    voigt = full_to_voigt(tensor, kind)
+    voigt_ieee = None
+    ieee_error = ieee if isinstance(ieee, str) else None
+    if not isinstance(ieee, str):
+        voigt_ieee = full_to_voigt(rotate(tensor, ieee), kind)
+    return TaskPrediction(
+        state="successful",
+        tensor=tensor.tolist(),
+        voigt=voigt.tolist(),
+        voigt_ieee=None if voigt_ieee is None else voigt_ieee.tolist(),
+        ieee_error=ieee_error,
+        derived=_derived(task, tensor),
+        **base,
+    )
+
+
+class GMTPredictionDoc(StructureMetadata):
+    """GMTNet predictions for one structure with one model version (key ``prediction_id``)."""
+
+    prediction_id: str = Field(description="Unique key: '<structure_key>:<model_version>'.")
+    structure_key: str | None = Field(
+        default=None, description="Stable structure hash (None if the structure is unreadable)."
+    )
+    model_version: str = Field(description="Version label of the models used.")
+    source: str = Field(description="Where the structure came from (file name, id, label).")
+    provenance: dict[str, Any] = Field(default_factory=dict)
+    structure: dict[str, Any] | None = Field(
+        default=None, description="pymatgen Structure.as_dict()."
+    )
+    is_centrosymmetric: bool | None = Field(
+        default=None, description="Point group contains inversion."
+    )
+    e_above_hull: float | None = Field(
+        default=None,
+        description="Energy above hull (eV/atom) from the candidate source; not predicted.",
+    )
+    state: State = Field(description="'successful' when every requested task succeeded.")
+    error: str | None = Field(default=None, description="Reasons of the failed tasks / structure.")
+    tasks: list[str] = Field(default_factory=list, description="Tasks requested.")
+    predictions: dict[str, TaskPrediction] = Field(default_factory=dict)
+
+    dielectric_mean: float | None = Field(default=None, description="tr(ε∞)/3.")
+    dielectric_eig_max: float | None = Field(default=None, description="Largest eigenvalue of ε∞.")
+    dielectric_total_mean: float | None = Field(default=None, description="tr(ε0)/3.")
+    dielectric_total_eig_max: float | None = Field(
+        default=None, description="Largest eigenvalue of ε0."
+    )
+    e_ij_max: float | None = Field(default=None, description="max |e_iJ| (C/m²), standard Voigt.")
+    K_VRH: float | None = Field(default=None, description="Hill bulk modulus (GPa).")
+    G_VRH: float | None = Field(default=None, description="Hill shear modulus (GPa).")
+    AU: float | None = Field(default=None, description="Universal elastic anisotropy index.")
+    born_stable: bool | None = Field(default=None, description="Elastic tensor positive definite.")
+
+    device: str | None = Field(default=None, description="Device the predictions ran on.")
+    timings: dict[str, float] = Field(default_factory=dict, description="Seconds per task.")
+    atomate2_gmt_version: str = Field(default=__version__)
+    last_updated: datetime = Field(default_factory=_utcnow)
+
+    @classmethod
+    def from_predictions(
+        cls,
+        structure: Structure,
+        predictions: dict[str, dict[str, Any]],
+        model_info: dict[str, dict[str, Any]] | None = None,
+        *,
+        source: str,
+        model_version: str | None = None,
+        symprec: float = 0.01,
+        device: str | None = None,
+        timings: dict[str, float] | None = None,
+        provenance: dict[str, Any] | None = None,
+        e_above_hull: float | None = None,
+        structure_key: str | None = None,
+    ) -> GMTPredictionDoc:
+        """Build the document of ``structure`` from per-task results of ``atomate2_gmt.predict``.
+
+        Args:
+            structure: the crystal as predicted (its Cartesian frame is the tensors' frame).
+            predictions: task → ``{"state", "error", "tensor", "voigt"}`` as ``predict`` returns.
+            model_info: task → ``{"name", "version", "checkpoint_hash" (or
+                "checkpoint_sha256"), "spec"}``.
+            source: name of the input (file, id); provenance: where it came from.
+            model_version: version label (default: :func:`derive_model_version`).
+            symprec: symmetry tolerance (Å) for the symmetry data and the structure key.
+            device, timings: where the predictions ran and seconds per task.
+            e_above_hull: eV/atom from the candidate source, when known.
+            structure_key: precomputed key (computed here if None).
+        """
+        if not isinstance(structure, Structure):
+            raise ValueError(f"structure must be a pymatgen Structure, got {type(structure)}")
+        if not isinstance(predictions, dict) or not predictions:
+            raise ValueError("predictions must be a non-empty dict task -> prediction")
+        unknown = sorted(set(predictions) - set(TASKS))
+        if unknown:
+            raise ValueError(f"unknown tasks {unknown}; valid tasks: {', '.join(TASKS)}")
+        if not isinstance(source, str) or not source:
+            raise ValueError("source must be a non-empty string")
+        if symprec <= 0:
+            raise ValueError(f"symprec must be positive, got {symprec}")
+        model_info = dict(model_info or {})
+        unknown = sorted(set(model_info) - set(TASKS))
+        if unknown:
+            raise ValueError(f"model_info has unknown tasks {unknown}")
+        timings = {k: float(v) for k, v in (timings or {}).items()}
+        tasks = [t for t in TASKS if t in predictions]
+        version = model_version or derive_model_version(model_info, tasks)
+
+        errors: list[str] = []
+        key = structure_key
+        if key is None:
+            try:
+                key = compute_structure_key(structure, symprec=symprec)
+            except Exception as exc:
+                errors.append(f"structure_key: {exc}")
+        symmetry = None
+        centro = None
+        try:
+            symmetry, centro = _symmetry(structure, symprec)
+        except Exception as exc:
+            errors.append(f"symmetry: {exc}")
+
+        ieee: np.ndarray | str
+        try:  # the same rotation pymatgen's Tensor.convert_to_ieee applies
+            from atomate2_gmt.tensors.conventions import ieee_rotation
+
+            ieee = ieee_rotation(structure)
+        except Exception as exc:  # the IEEE form is a convenience: keep the predictions
+            ieee = f"{type(exc).__name__}: {exc}"
+        task_docs: dict[str, TaskPrediction] = {}
+        flat: dict[str, Any] = {}
+        for task in tasks:
+            info = dict(model_info.get(task) or {})
+            model = ModelInfo(
+                name=info.get("name"),
+                version=info.get("version"),
+                checkpoint_hash=info.get("checkpoint_hash") or info.get("checkpoint_sha256"),
+                spec=info.get("spec"),
+            )
+            doc = _task_prediction(task, predictions[task], ieee, model, timings.get(task))
+            task_docs[task] = doc
+            if doc.state == "failed":
+                errors.append(f"{task}: {doc.error}")
+                continue
+            for f in DERIVED_FIELDS[task]:
+                value = doc.derived.get(f)
+                if isinstance(value, float) and not math.isfinite(value):
+                    value = None
+                flat[f] = value
+        failed = any(d.state == "failed" for d in task_docs.values())
+        return cls(
+            **_structure_metadata(structure),
+            symmetry=symmetry,
+            prediction_id=_prediction_id(key, source, version),
+            structure_key=key,
+            model_version=version,
+            source=source,
+            provenance=dict(provenance or {}),
+            structure=_structure_dict(structure),
+            is_centrosymmetric=centro,
+            e_above_hull=e_above_hull,
+            state="failed" if failed else "successful",
+            error="; ".join(errors) if failed else None,
+            tasks=tasks,
+            predictions=task_docs,
+            device=device,
+            timings=timings,
+            **flat,
+        )
+
+    @classmethod
+    def from_failure(
+        cls,
+        source: str,
+        error: str,
+        structure: Structure | None = None,
+        *,
+        tasks: list[str] | tuple[str, ...] = (),
+        model_version: str = "unversioned",
+        symprec: float = 0.01,
+        provenance: dict[str, Any] | None = None,
+        e_above_hull: float | None = None,
+    ) -> GMTPredictionDoc:
+        """A failed document for an input that could not be predicted at all (unreadable file,
+        disordered structure, ...). It keeps the source, and the structure's metadata and key
+        when the structure is readable."""
+        if not isinstance(source, str) or not source:
+            raise ValueError("source must be a non-empty string")
+        unknown = sorted(set(tasks) - set(TASKS))
+        if unknown:
+            raise ValueError(f"unknown tasks {unknown}; valid tasks: {', '.join(TASKS)}")
+        meta: dict[str, Any] = {}
+        key = None
+        struct_dict = None
+        if structure is not None:
+            struct_dict = _structure_dict(structure)
+            try:
+                meta = _structure_metadata(structure)
+            except Exception:
+                meta = {}
+            try:
+                key = compute_structure_key(structure, symprec=symprec)
+            except Exception:
+                key = None
+        task_docs = {
+            t: TaskPrediction(task=t, state="failed", error=error, units=TASK_UNITS[t])
+            for t in TASKS
+            if t in tasks
+        }
+        return cls(
+            **meta,
+            prediction_id=_prediction_id(key, source, model_version),
+            structure_key=key,
+            model_version=model_version,
+            source=source,
+            provenance=dict(provenance or {}),
+            structure=struct_dict,
+            e_above_hull=e_above_hull,
+            state="failed",
+            error=error,
+            tasks=[t for t in TASKS if t in tasks],
+            predictions=task_docs,
+        )
+
+    def to_store_dict(self) -> dict[str, Any]:
+        """JSON-safe dict for a store (``last_updated`` stays a datetime for MongoDB)."""
+        out = self.model_dump(mode="json")
+        out["last_updated"] = self.last_updated
+        return out
+
+
+def _prediction_id(key: str | None, source: str, model_version: str) -> str:
+    """The store key (field :data:`~atomate2_gmt.schemas.fields.PREDICTION_KEY`)."""
+    if key is None:
+        key = "unkeyed-" + hashlib.sha256(source.encode()).hexdigest()[:24]
+    return f"{key}:{model_version}"

@@ -1,0 +1,253 @@
+"""Settings for atomate2-gmt, in the pattern of atomate2's ``Atomate2Settings``.
+
+Values come, highest priority first, from keyword arguments, environment variables with the
+prefix ``ATOMATE2_GMT_`` (e.g. ``ATOMATE2_GMT_DEVICE=cuda``; dict fields as JSON), a YAML file
+(``~/.atomate2_gmt.yaml``, or the path in ``ATOMATE2_GMT_CONFIG_FILE``), then the defaults here.
+
+Stores: with no store spec and no ``MONGO_URI`` every store is embedded on disk in
+``PROJECT_DIR`` (no server). ``MONGO_URI`` (+ ``MONGO_DATABASE``) switches all stores to MongoDB;
+a per-store spec (a maggma ``Store.as_dict()`` dict) overrides both for that store.
+Credentials are read only from here and are masked in ``repr``/``str``.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_serializer, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from atomate2_gmt.data.records import TASKS
+
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "ENV_PREFIX",
+    "TASKS",
+    "GMTSettings",
+    "mask_secrets",
+    "mask_uri",
+]
+
+DEFAULT_CONFIG_FILE = "~/.atomate2_gmt.yaml"
+ENV_PREFIX = "ATOMATE2_GMT_"
+
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_MODEL_KEYWORDS = ("pretrained", "registry")
+_SECRET_KEYS = frozenset({"password", "passwd", "pwd", "secret", "token", "api_key", "key_secret"})
+_URI_CRED_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]+):[^\s/]*@")
+
+
+def mask_uri(uri: str) -> str:
+    """``uri`` with any ``user:password@`` credential reduced to ``user:***@``."""
+    return _URI_CRED_RE.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", uri)
+
+
+def mask_secrets(value: Any) -> Any:
+    """A copy of ``value`` (nested dicts/lists/strings) with passwords and URI credentials
+    masked."""
+    if isinstance(value, SecretStr):
+        return "**********" if value.get_secret_value() else ""
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            if isinstance(key, str) and key.lower() in _SECRET_KEYS and item:
+                out[key] = "***"
+            else:
+                out[key] = mask_secrets(item)
+        return out
+    if isinstance(value, list | tuple):
+        return type(value)(mask_secrets(item) for item in value)
+    if isinstance(value, str):
+        return mask_uri(value)
+    return value
+
+
+def _default_models() -> dict[str, str]:
+    return dict.fromkeys(TASKS, "pretrained")
+
+
+class GMTSettings(BaseSettings):
+    """Settings for atomate2-gmt (env prefix ``ATOMATE2_GMT_``, optional YAML config file)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    CONFIG_FILE: str = Field(
+        default=DEFAULT_CONFIG_FILE, description="YAML file to load alternative defaults from."
+    )
+
+    # models and inference
+    MODELS: dict[str, str] = Field(
+        default_factory=_default_models,
+        description=(
+            "Model per task: 'pretrained' (shipped weights), 'registry' (latest registered "
+            "version in the registry store) or a path to a checkpoint file. Tasks not given "
+            "keep 'pretrained'."
+        ),
+    )
+    DEVICE: str = Field(default="auto", description="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
+    BATCH_SIZE: int = Field(default=64, gt=0, description="Structures per inference batch.")
+    SYMPREC: float = Field(
+        default=0.01,
+        gt=0,
+        description="spglib symmetry precision (Å) for symmetry and structure keys.",
+    )
+
+    # where things live
+    PROJECT_DIR: Path = Field(
+        default=Path("./gmt_project"),
+        description="Project folder; the embedded stores and registry blobs live in it.",
+    )
+
+    # stores
+    MONGO_URI: SecretStr | None = Field(
+        default=None,
+        description=(
+            "MongoDB connection string (may carry credentials). When set, all stores without "
+            "their own spec are MongoDB collections in MONGO_DATABASE."
+        ),
+    )
+    MONGO_DATABASE: str = Field(
+        default="atomate2_gmt", description="Database name used with MONGO_URI."
+    )
+    STORE_TIMEOUT_S: float = Field(
+        default=5.0, gt=0, description="Seconds to wait for a store server before failing."
+    )
+    CANDIDATE_STORE: dict[str, Any] | None = Field(
+        default=None, description="maggma Store.as_dict() spec of the prediction (candidate) store."
+    )
+    TRAINING_STORE: dict[str, Any] | None = Field(
+        default=None, description="maggma Store.as_dict() spec of the training-record store."
+    )
+    REGISTRY_STORE: dict[str, Any] | None = Field(
+        default=None, description="maggma Store.as_dict() spec of the model-registry store."
+    )
+    REGISTRY_BLOB_STORE: dict[str, Any] | None = Field(
+        default=None,
+        description="maggma Store.as_dict() spec of the registry weights (blob) store.",
+    )
+    CANDIDATE_COLLECTION: str = Field(
+        default="gmt_predictions", description="Prediction collection."
+    )
+    TRAINING_COLLECTION: str = Field(
+        default="gmt_training", description="Training-record collection."
+    )
+    REGISTRY_COLLECTION: str = Field(default="gmt_models", description="Model-registry collection.")
+    REGISTRY_BLOB_COLLECTION: str = Field(
+        default="gmt_model_blobs",
+        description="GridFS bucket / folder name of the registry weights.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def load_default_settings(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Use the YAML config file (if any) as defaults under env vars and keyword arguments."""
+        from monty.serialization import loadfn
+
+        config_file_path = Path(
+            values.get("CONFIG_FILE", DEFAULT_CONFIG_FILE) or DEFAULT_CONFIG_FILE
+        ).expanduser()
+        env_var_name = f"{ENV_PREFIX}CONFIG_FILE"
+        new_values: dict[str, Any] = {}
+        if config_file_path.exists():
+            if config_file_path.stat().st_size == 0:
+                warnings.warn(f"{env_var_name} at {config_file_path} is empty", stacklevel=2)
+            else:
+                try:
+                    loaded = loadfn(config_file_path)
+                except Exception as exc:
+                    raise ValueError(
+                        f"{env_var_name} at {config_file_path} is not readable YAML: {exc}"
+                    ) from None
+                if not isinstance(loaded, dict):
+                    raise ValueError(
+                        f"{env_var_name} at {config_file_path} must hold a mapping of settings, "
+                        f"got {type(loaded).__name__}"
+                    )
+                new_values.update({str(k).upper(): v for k, v in loaded.items()})
+        elif config_file_path != Path(DEFAULT_CONFIG_FILE).expanduser():
+            warnings.warn(f"{env_var_name} at {config_file_path} does not exist", stacklevel=2)
+        return new_values | values
+
+    @field_validator("MODELS", mode="before")
+    @classmethod
+    def _merge_models(cls, value: Any) -> dict[str, str]:
+        if value is None:
+            return _default_models()
+        if not isinstance(value, dict):
+            raise ValueError(f"MODELS must be a mapping task -> model, got {type(value).__name__}")
+        unknown = sorted(set(value) - set(TASKS))
+        if unknown:
+            raise ValueError(f"MODELS has unknown tasks {unknown}; valid tasks: {', '.join(TASKS)}")
+        merged = _default_models()
+        for task, spec in value.items():
+            if not isinstance(spec, str | Path) or not str(spec).strip():
+                raise ValueError(
+                    f"MODELS[{task!r}] must be 'pretrained', 'registry' or a checkpoint path, "
+                    f"got {spec!r}"
+                )
+            merged[task] = str(spec).strip()
+        return merged
+
+    @field_validator("DEVICE")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not _DEVICE_RE.match(value):
+            raise ValueError(
+                f"DEVICE must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {value!r}"
+            )
+        return value
+
+    @field_validator(
+        "CANDIDATE_COLLECTION",
+        "TRAINING_COLLECTION",
+        "REGISTRY_COLLECTION",
+        "REGISTRY_BLOB_COLLECTION",
+    )
+    @classmethod
+    def _check_collection(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(
+                f"collection name {value!r} must be letters, digits and underscores, "
+                "not starting with a digit"
+            )
+        return value
+
+    @field_validator("CANDIDATE_STORE", "TRAINING_STORE", "REGISTRY_STORE", "REGISTRY_BLOB_STORE")
+    @classmethod
+    def _check_store_spec(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and not {"@module", "@class"} <= set(value):
+            raise ValueError(
+                "a store spec must be a maggma Store.as_dict() dict with '@module' and '@class' "
+                f"keys, got keys {sorted(value)}"
+            )
+        return value
+
+    @field_serializer(
+        "CANDIDATE_STORE",
+        "TRAINING_STORE",
+        "REGISTRY_STORE",
+        "REGISTRY_BLOB_STORE",
+        when_used="json",
+    )
+    def _mask_store_spec(self, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return mask_secrets(value)  # type: ignore[no-any-return]
+
+    def model_for(self, task: str) -> str:
+        """The model spec for ``task``: 'pretrained', 'registry' or a checkpoint path."""
+        if task not in self.MODELS:
+            raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+        return self.MODELS[task]
+
+    @property
+    def mongo_uri(self) -> str | None:
+        """The MongoDB URI in clear text (for building clients only; never log it)."""
+        return None if self.MONGO_URI is None else self.MONGO_URI.get_secret_value()
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, mask_secrets(value)

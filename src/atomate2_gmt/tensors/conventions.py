@@ -1,0 +1,236 @@
+"""Tensor conventions: kinds, Voigt orders, full <-> Voigt, rotation, IEEE frame.
+
+Every public function works on full Cartesian tensors in the structure's own Cartesian frame
+unless stated otherwise. Voigt matrices hold tensor components (no factors of 2) in the
+standard order xx, yy, zz, yz, xz, xy. VASP writes xx, yy, zz, xy, yz, zx; convert with
+:func:`vasp_voigt_to_standard` at the point where VASP/JARVIS data enters.
+
+Units: dielectric dimensionless, piezoelectric (stress-charge e_iJ) C/m^2, elastic GPa.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+    from pymatgen.core import Structure
+
+__all__ = [
+    "FULL_SHAPE",
+    "KINDS",
+    "TASK_TO_KIND",
+    "TENSOR_ORDER",
+    "VASP_VOIGT_PAIRS",
+    "VOIGT_PAIRS",
+    "VOIGT_SHAPE",
+    "as_full",
+    "full_to_voigt",
+    "ieee_rotation",
+    "kind_of",
+    "rotate",
+    "standard_voigt_to_vasp",
+    "to_ieee",
+    "validate_kind",
+    "vasp_voigt_to_standard",
+    "voigt_to_full",
+]
+
+TENSOR_ORDER: dict[str, int] = {"dielectric": 2, "piezo": 3, "elastic": 4}
+"""Cartesian order of each tensor kind."""
+
+KINDS: tuple[str, ...] = tuple(TENSOR_ORDER)
+
+TASK_TO_KIND: dict[str, str] = {
+    "dielectric": "dielectric",
+    "dielectric_total": "dielectric",
+    "dielectric_ionic": "dielectric",
+    "dielectric_electronic": "dielectric",
+    "piezo": "piezo",
+    "elastic": "elastic",
+}
+"""Prediction tasks and the tensor kind each one predicts."""
+
+FULL_SHAPE: dict[str, tuple[int, ...]] = {k: (3,) * n for k, n in TENSOR_ORDER.items()}
+VOIGT_SHAPE: dict[str, tuple[int, int]] = {"dielectric": (3, 3), "piezo": (3, 6), "elastic": (6, 6)}
+
+VOIGT_PAIRS: tuple[tuple[int, int], ...] = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+"""Standard Voigt order xx, yy, zz, yz, xz, xy as Cartesian index pairs."""
+
+VASP_VOIGT_PAIRS: tuple[tuple[int, int], ...] = ((0, 0), (1, 1), (2, 2), (0, 1), (1, 2), (0, 2))
+"""VASP's Voigt order xx, yy, zz, xy, yz, zx as Cartesian index pairs."""
+
+# standard[..., J] = vasp[..., _VASP_TO_STD[J]]
+_VASP_TO_STD = np.array([VASP_VOIGT_PAIRS.index(p) for p in VOIGT_PAIRS])
+_STD_TO_VASP = np.argsort(_VASP_TO_STD)
+
+# Voigt index of each Cartesian pair (i, j), symmetric.
+_PAIR_TO_VOIGT = np.empty((3, 3), dtype=int)
+for _J, (_a, _b) in enumerate(VOIGT_PAIRS):
+    _PAIR_TO_VOIGT[_a, _b] = _PAIR_TO_VOIGT[_b, _a] = _J
+
+
+def validate_kind(kind: str) -> str:
+    """Return ``kind`` if it is a tensor kind, else raise a ``ValueError`` naming the valid ones."""
+    if kind not in TENSOR_ORDER:
+        raise ValueError(f"unknown tensor kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+    return kind
+
+
+def kind_of(task: str) -> str:
+    """Tensor kind (``dielectric``, ``piezo`` or ``elastic``) predicted by a task name."""
+    try:
+        return TASK_TO_KIND[task]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown task {task!r}; valid tasks: {', '.join(sorted(TASK_TO_KIND))}"
+        ) from None
+
+
+def _as_float_array(x: ArrayLike, name: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=float)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def _check_trailing_shape(arr: np.ndarray, shape: tuple[int, ...], what: str) -> None:
+    n = len(shape)
+    if arr.ndim < n or arr.shape[arr.ndim - n :] != shape:
+        raise ValueError(f"{what} must have shape {shape} (optionally batched), got {arr.shape}")
+
+
+def full_to_voigt(tensor: ArrayLike, kind: str) -> np.ndarray:
+    """Full Cartesian tensor -> Voigt matrix in the standard order (tensor components).
+
+    dielectric 3x3 -> 3x3 (symmetric part), piezo 3x3x3 -> 3x6, elastic 3x3x3x3 -> 6x6.
+    Components related by the intrinsic index symmetry (e_ijk = e_ikj, C_ijkl = C_jikl =
+    C_ijlk) are averaged, so the map is exact on tensors that have that symmetry. Leading
+    batch dimensions are allowed. Units are unchanged.
+    """
+    validate_kind(kind)
+    t = _as_float_array(tensor, f"{kind} tensor")
+    _check_trailing_shape(t, FULL_SHAPE[kind], f"full {kind} tensor")
+    a = np.array([p[0] for p in VOIGT_PAIRS])
+    b = np.array([p[1] for p in VOIGT_PAIRS])
+    if kind == "dielectric":
+        return 0.5 * (t + np.swapaxes(t, -1, -2))
+    if kind == "piezo":
+        return 0.5 * (t[..., :, a, b] + t[..., :, b, a])
+    sym = 0.25 * (
+        t[..., a[:, None], b[:, None], a[None, :], b[None, :]]
+        + t[..., b[:, None], a[:, None], a[None, :], b[None, :]]
+        + t[..., a[:, None], b[:, None], b[None, :], a[None, :]]
+        + t[..., b[:, None], a[:, None], b[None, :], a[None, :]]
+    )
+    return sym
+
+
+def voigt_to_full(voigt: ArrayLike, kind: str) -> np.ndarray:
+    """Standard-order Voigt matrix (tensor components) -> full Cartesian tensor.
+
+    dielectric 3x3 -> 3x3 symmetrised; piezo 3x6 -> 3x3x3 with e_ijk = e_ikj; elastic 6x6 ->
+    3x3x3x3 with the minor symmetries (major symmetry only if the 6x6 is symmetric).
+    Leading batch dimensions are allowed. Units are unchanged.
+    """
+    validate_kind(kind)
+    v = _as_float_array(voigt, f"{kind} Voigt matrix")
+    _check_trailing_shape(v, VOIGT_SHAPE[kind], f"Voigt {kind} matrix")
+    if kind == "dielectric":
+        return 0.5 * (v + np.swapaxes(v, -1, -2))
+    m = _PAIR_TO_VOIGT
+    if kind == "piezo":
+        return v[..., :, m]
+    return v[..., m[:, :, None, None], m[None, None, :, :]]
+
+
+def vasp_voigt_to_standard(voigt: ArrayLike, kind: str) -> np.ndarray:
+    """Reorder a Voigt matrix from VASP's order (xx,yy,zz,xy,yz,zx) to the standard one.
+
+    Piezo 3x6: columns permuted; elastic 6x6: rows and columns; dielectric: unchanged.
+    """
+    validate_kind(kind)
+    v = _as_float_array(voigt, f"{kind} Voigt matrix")
+    _check_trailing_shape(v, VOIGT_SHAPE[kind], f"Voigt {kind} matrix")
+    if kind == "dielectric":
+        return v.copy()
+    if kind == "piezo":
+        return v[..., _VASP_TO_STD]
+    return v[..., _VASP_TO_STD[:, None], _VASP_TO_STD[None, :]]
+
+
+def standard_voigt_to_vasp(voigt: ArrayLike, kind: str) -> np.ndarray:
+    """Reorder a Voigt matrix from the standard order to VASP's (xx,yy,zz,xy,yz,zx)."""
+    validate_kind(kind)
+    v = _as_float_array(voigt, f"{kind} Voigt matrix")
+    _check_trailing_shape(v, VOIGT_SHAPE[kind], f"Voigt {kind} matrix")
+    if kind == "dielectric":
+        return v.copy()
+    if kind == "piezo":
+        return v[..., _STD_TO_VASP]
+    return v[..., _STD_TO_VASP[:, None], _STD_TO_VASP[None, :]]
+
+
+def as_full(tensor: ArrayLike, kind: str) -> np.ndarray:
+    """Full Cartesian tensor from either a full tensor or a standard Voigt matrix.
+
+    The form is read from the trailing shape (piezo 3x6 / elastic 6x6 are Voigt; a 3x3
+    dielectric is both and returned as given). Leading batch dimensions are allowed.
+    """
+    validate_kind(kind)
+    t = _as_float_array(tensor, f"{kind} tensor")
+    full, voigt = FULL_SHAPE[kind], VOIGT_SHAPE[kind]
+    if t.ndim >= len(full) and t.shape[t.ndim - len(full) :] == full:
+        return t
+    if t.ndim >= 2 and t.shape[-2:] == voigt:
+        return voigt_to_full(t, kind)
+    raise ValueError(
+        f"{kind} tensor must have shape {full} (full) or {voigt} (Voigt), got {t.shape}"
+    )
+
+
+def rotate(tensor: ArrayLike, R: ArrayLike) -> np.ndarray:
+    """Rotate a Cartesian tensor of any order: T'_{ij..} = R_ia R_jb .. T_ab...
+
+    ``R`` is a 3x3 orthogonal matrix, proper or improper. No det(R) factor is applied: the
+    dielectric, piezoelectric and elastic tensors are polar tensors.
+    """
+    t = _as_float_array(tensor, "tensor")
+    r = _as_float_array(R, "rotation matrix")
+    if r.shape != (3, 3):
+        raise ValueError(f"rotation matrix must be 3x3, got {r.shape}")
+    if not np.allclose(r @ r.T, np.eye(3), atol=1e-6):
+        raise ValueError("rotation matrix is not orthogonal (R R^T != I within 1e-6)")
+    if t.ndim == 0 or any(n != 3 for n in t.shape):
+        raise ValueError(f"tensor must have shape (3, 3, ..., 3), got {t.shape}")
+    out = t
+    for axis in range(t.ndim):
+        out = np.moveaxis(np.tensordot(r, out, axes=([1], [axis])), 0, axis)
+    return out
+
+
+def ieee_rotation(structure: Structure) -> np.ndarray:
+    """Rotation taking the structure's Cartesian frame to the IEEE 176 frame (pymatgen)."""
+    from pymatgen.core.tensors import Tensor
+
+    return np.asarray(Tensor.get_ieee_rotation(structure, refine_rotation=True), dtype=float)
+
+
+def to_ieee(
+    tensor: ArrayLike, structure: Structure, kind: str, initial_fit: bool = True
+) -> np.ndarray:
+    """The tensor as a full Cartesian tensor in the IEEE 176 frame of ``structure``.
+
+    ``tensor`` is full or standard Voigt in the structure's own frame. Uses pymatgen's
+    ``Tensor.convert_to_ieee``; with ``initial_fit`` the tensor is first fitted to the
+    structure's symmetry, as pymatgen does. Units are unchanged.
+    """
+    from pymatgen.core.tensors import Tensor
+
+    full = as_full(tensor, kind)
+    if full.shape != FULL_SHAPE[kind]:
+        raise ValueError(f"to_ieee takes a single tensor, got shape {full.shape}")
+    converted = Tensor(full).convert_to_ieee(structure, initial_fit=initial_fit)
+    return np.asarray(converted, dtype=float)

@@ -1,0 +1,160 @@
+"""Derived quantities of dielectric, piezoelectric and elastic tensors.
+
+Inputs are full Cartesian tensors or standard Voigt matrices (tensor components, order
+xx, yy, zz, yz, xz, xy) in any Cartesian frame; scalar results are frame independent.
+Units: dielectric dimensionless, piezo e in C/m^2, elastic in GPa, compliance in 1/GPa,
+piezo d in pC/N.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from atomate2_gmt.tensors.conventions import as_full, full_to_voigt
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+__all__ = [
+    "born_stable",
+    "compliance_from_elastic",
+    "dielectric_average",
+    "dielectric_eigenvalues",
+    "elastic_eigenvalues",
+    "elastic_moduli",
+    "isotropic_elastic_tensor",
+    "piezo_d_from_e",
+    "piezo_max_eij",
+    "piezo_principal",
+]
+
+_MANDEL = np.array([1.0, 1.0, 1.0, np.sqrt(2.0), np.sqrt(2.0), np.sqrt(2.0)])
+
+
+def _single(tensor: ArrayLike, kind: str) -> np.ndarray:
+    full = as_full(tensor, kind)
+    if full.ndim != {"dielectric": 2, "piezo": 3, "elastic": 4}[kind]:
+        raise ValueError(f"expected a single {kind} tensor, got shape {np.shape(tensor)}")
+    return full
+
+
+# ----------------------------------------------------------------------------------------------
+# dielectric
+# ----------------------------------------------------------------------------------------------
+def dielectric_eigenvalues(eps: ArrayLike) -> np.ndarray:
+    """Principal values (ascending) of the symmetric part of a 3x3 dielectric tensor."""
+    e = _single(eps, "dielectric")
+    return np.linalg.eigvalsh(0.5 * (e + e.T))
+
+
+def dielectric_average(eps: ArrayLike) -> float:
+    """Orientation average of a dielectric tensor, tr(eps)/3 (the polycrystalline value)."""
+    return float(np.trace(_single(eps, "dielectric")) / 3.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# piezoelectric
+# ----------------------------------------------------------------------------------------------
+def piezo_max_eij(e: ArrayLike) -> tuple[float, tuple[int, int]]:
+    """Largest |e_iJ| (C/m^2) of the standard Voigt 3x6 form and its 0-based index (i, J)."""
+    v = full_to_voigt(_single(e, "piezo"), "piezo")
+    i, j = np.unravel_index(int(np.argmax(np.abs(v))), v.shape)
+    return float(abs(v[i, j])), (int(i), int(j))
+
+
+def piezo_principal(e: ArrayLike) -> tuple[float, np.ndarray, np.ndarray]:
+    """Largest singular value of the Voigt 3x6 e (C/m^2) with its unit field direction (3,)
+    and unit Voigt strain (6,) (the definition emmet uses for ``e_ij_max``). The sign is
+    fixed so that the direction's largest component is positive."""
+    v = full_to_voigt(_single(e, "piezo"), "piezo")
+    u, s, vt = np.linalg.svd(v, full_matrices=False)
+    direction, strain = u[:, 0], vt[0]
+    if direction[np.argmax(np.abs(direction))] < 0:
+        direction, strain = -direction, -strain
+    return float(s[0]), direction, strain
+
+
+def compliance_from_elastic(C: ArrayLike) -> np.ndarray:
+    """Full compliance tensor S_ijkl (1/GPa) of an elastic tensor (GPa): the inverse of C on
+    symmetric strains (S_ijkl C_klmn = symmetric identity). Raises ``ValueError`` if C is
+    singular."""
+    cv = full_to_voigt(_single(C, "elastic"), "elastic")
+    mandel = _MANDEL[:, None] * cv * _MANDEL[None, :]
+    if np.linalg.cond(mandel) > 1e12:
+        raise ValueError("elastic tensor is singular: it has no compliance")
+    s_mandel = np.linalg.inv(mandel)
+    s_voigt = s_mandel / _MANDEL[:, None] / _MANDEL[None, :]
+    return as_full(s_voigt, "elastic")
+
+
+def piezo_d_from_e(e: ArrayLike, compliance: ArrayLike) -> np.ndarray:
+    """Piezoelectric strain tensor d_ijk = e_ilm S_lmjk as a full 3x3x3 tensor in pC/N.
+
+    ``e`` in C/m^2 and ``compliance`` in 1/GPa (full, or Voigt 6x6 of *tensor components*, i.e.
+    without the factors 2 and 4 of the engineering compliance; use
+    :func:`compliance_from_elastic`). The conventional Voigt d_iJ doubles the shear columns:
+    d_iJ = d_ijk for J <= 3 and 2 d_ijk for J > 3.
+    """
+    ef = _single(e, "piezo")
+    sf = _single(compliance, "elastic")
+    return 1e3 * np.einsum("ilm,lmjk->ijk", ef, sf)  # C/m^2 * 1/GPa = 1e-9 C/N = 1e3 pC/N
+
+
+# ----------------------------------------------------------------------------------------------
+# elastic
+# ----------------------------------------------------------------------------------------------
+def isotropic_elastic_tensor(K: float, G: float) -> np.ndarray:
+    """Full elastic tensor (GPa) of an isotropic solid with bulk modulus K and shear modulus G:
+    C_ijkl = (K - 2G/3) δ_ij δ_kl + G (δ_ik δ_jl + δ_il δ_jk)."""
+    d = np.eye(3)
+    lam = K - 2.0 * G / 3.0
+    return lam * np.einsum("ij,kl->ijkl", d, d) + G * (
+        np.einsum("ik,jl->ijkl", d, d) + np.einsum("il,jk->ijkl", d, d)
+    )
+
+
+def elastic_eigenvalues(C: ArrayLike) -> np.ndarray:
+    """Kelvin moduli (GPa, ascending): eigenvalues of the symmetric part of C in Mandel form."""
+    cv = full_to_voigt(_single(C, "elastic"), "elastic")
+    mandel = _MANDEL[:, None] * cv * _MANDEL[None, :]
+    return np.linalg.eigvalsh(0.5 * (mandel + mandel.T))
+
+
+def born_stable(C: ArrayLike, tol: float = 0.0) -> bool:
+    """Born mechanical stability: the 6x6 elastic matrix is positive definite (smallest Kelvin
+    modulus > ``tol`` GPa). Positive definiteness of the Voigt and Mandel forms coincide."""
+    return bool(elastic_eigenvalues(C)[0] > tol)
+
+
+def elastic_moduli(C: ArrayLike) -> dict[str, float]:
+    """Polycrystalline moduli (GPa) of an elastic tensor (GPa, full or Voigt 6x6).
+
+    Keys: K_V, K_R, K_VRH, G_V, G_R, G_VRH (Voigt, Reuss, Hill bulk and shear moduli), E
+    (Young's modulus from the Hill values), nu (Poisson ratio, Hill), AU (universal anisotropy
+    index 5 G_V/G_R + K_V/K_R - 6). Raises ``ValueError`` for a singular tensor.
+    """
+    c = full_to_voigt(_single(C, "elastic"), "elastic")
+    c = 0.5 * (c + c.T)
+    if np.linalg.cond(c) > 1e12:
+        raise ValueError("elastic tensor is singular: Reuss averages are undefined")
+    s = np.linalg.inv(c)  # engineering compliance (factors 2, 4 included), 1/GPa
+    d_c, o_c, sh_c = np.trace(c[:3, :3]), c[0, 1] + c[1, 2] + c[0, 2], np.trace(c[3:, 3:])
+    d_s, o_s, sh_s = np.trace(s[:3, :3]), s[0, 1] + s[1, 2] + s[0, 2], np.trace(s[3:, 3:])
+    k_v = (d_c + 2.0 * o_c) / 9.0
+    g_v = (d_c - o_c + 3.0 * sh_c) / 15.0
+    k_r = 1.0 / (d_s + 2.0 * o_s)
+    g_r = 15.0 / (4.0 * d_s - 4.0 * o_s + 3.0 * sh_s)
+    k, g = 0.5 * (k_v + k_r), 0.5 * (g_v + g_r)
+    return {
+        "K_V": float(k_v),
+        "K_R": float(k_r),
+        "K_VRH": float(k),
+        "G_V": float(g_v),
+        "G_R": float(g_r),
+        "G_VRH": float(g),
+        "E": float(9.0 * k * g / (3.0 * k + g)),
+        "nu": float((3.0 * k - 2.0 * g) / (2.0 * (3.0 * k + g))),
+        "AU": float(5.0 * g_v / g_r + k_v / k_r - 6.0),
+    }

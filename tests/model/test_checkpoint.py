@@ -1,0 +1,81 @@
+"""Checkpoints: round trip, metadata, and refusal of corrupt, mismatched or unsafe files."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from atomate2_gmt.model.checkpoint import load_checkpoint, save_checkpoint
+from atomate2_gmt.model.config import GMTNetConfig
+from atomate2_gmt.model.gmtnet import GMTNet
+from tests.model.conftest import calibrated_model, predict_one, prototypes
+
+
+def test_round_trip_keeps_predictions_and_metadata(tmp_path):
+    model = calibrated_model("piezo", "float32")
+    path = save_checkpoint(tmp_path / "m.pt", model, {"version": "7", "training_data_hash": "abc"})
+    loaded, meta = load_checkpoint(path, task="piezo")
+    s = prototypes()["wurtzite_ZnO"]
+    assert np.allclose(predict_one(loaded, s), predict_one(model, s), rtol=1e-6, atol=1e-9)
+    assert loaded.target_scale.item() == pytest.approx(model.target_scale.item())
+    assert meta["version"] == "7" and meta["training_data_hash"] == "abc"
+    assert len(meta["checkpoint_sha256"]) == 64
+
+
+def test_task_mismatch_is_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", GMTNet(GMTNetConfig(task="dielectric")))
+    with pytest.raises(ValueError, match=r"m.pt.*task 'dielectric', not 'elastic'"):
+        load_checkpoint(path, task="elastic")
+
+
+def test_config_mismatch_is_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", GMTNet(GMTNetConfig(task="dielectric")))
+    with pytest.raises(ValueError, match="config mismatch.*k_neighbors"):
+        load_checkpoint(path, config=GMTNetConfig(task="dielectric", k_neighbors=12))
+
+
+def test_weights_that_do_not_fit_the_config_are_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", GMTNet(GMTNetConfig(task="dielectric")))
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["node_dim"] = 64
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match="weights do not match the config"):
+        load_checkpoint(path)
+
+
+def test_truncated_and_garbage_files_are_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", GMTNet(GMTNetConfig(task="dielectric")))
+    data = path.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cut.pt: corrupt or truncated"):
+        load_checkpoint(tmp_path / "cut.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="junk.pt"):
+        load_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(FileNotFoundError, match="nothere.pt"):
+        load_checkpoint(tmp_path / "nothere.pt")
+
+
+class _Payload:
+    def __init__(self, sentinel: str) -> None:
+        self.sentinel = sentinel
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.sentinel),))
+
+
+@pytest.mark.parametrize("via", ["torch", "pickle"])
+def test_a_pickle_that_runs_code_is_never_executed(tmp_path, via):
+    sentinel = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    if via == "torch":
+        torch.save({"format": "atomate2-gmt-checkpoint", "x": _Payload(str(sentinel))}, path)
+    else:
+        path.write_bytes(pickle.dumps(_Payload(str(sentinel))))
+    with pytest.raises(ValueError, match="evil.pt"):
+        load_checkpoint(path)
+    assert not sentinel.exists()

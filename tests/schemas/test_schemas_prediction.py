@@ -1,0 +1,237 @@
+"""GMTPredictionDoc: frames, derived physics, metadata, failures, round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+from pymatgen.core.tensors import Tensor
+from scipy.spatial.transform import Rotation
+
+from atomate2_gmt.schemas.fields import DERIVED_FIELDS, PREDICTION_INDEXES, resolve_sort_field
+from atomate2_gmt.schemas.keys import structure_key
+from atomate2_gmt.schemas.prediction import GMTPredictionDoc, derive_model_version
+from atomate2_gmt.tensors.conventions import full_to_voigt, rotate
+from atomate2_gmt.tensors.properties import isotropic_elastic_tensor
+from atomate2_gmt.tensors.symmetry import symmetrize
+
+ZNO = Structure.from_spacegroup(
+    "P6_3mc", Lattice.hexagonal(3.25, 5.21), ["Zn", "O"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]]
+)
+NACL = Structure.from_spacegroup(
+    "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+)
+KIND = {"dielectric": "dielectric", "dielectric_total": "dielectric", "piezo": "piezo",
+        "elastic": "elastic"}  # fmt: skip
+
+
+def _ok(tensor: np.ndarray, task: str) -> dict:
+    return {
+        "state": "successful",
+        "error": None,
+        "tensor": np.asarray(tensor).tolist(),
+        "voigt": full_to_voigt(tensor, KIND[task]).tolist(),
+    }
+
+
+def _zno_tensors(structure: Structure = ZNO) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    return {
+        "dielectric": symmetrize(np.diag([3.7, 3.7, 4.6]), structure, "dielectric"),
+        "dielectric_total": symmetrize(np.diag([7.8, 7.8, 8.9]), structure, "dielectric"),
+        "piezo": symmetrize(rng.normal(size=(3, 3, 3)), structure, "piezo"),
+        "elastic": isotropic_elastic_tensor(140.0, 45.0)
+        + symmetrize(rng.normal(size=(3, 3, 3, 3)), structure, "elastic"),
+    }
+
+
+def _doc(structure=ZNO, tensors=None, **kwargs) -> GMTPredictionDoc:
+    tensors = tensors if tensors is not None else _zno_tensors(structure)
+    info = {
+        t: {"name": f"gmtnet-{t}", "version": "v2", "checkpoint_sha256": "ab" * 32} for t in tensors
+    }
+    return GMTPredictionDoc.from_predictions(
+        structure, {t: _ok(v, t) for t, v in tensors.items()}, info, source="ZnO.cif", **kwargs
+    )
+
+
+def test_metadata_symmetry_and_key():
+    doc = _doc()
+    assert doc.formula_pretty == "ZnO"
+    assert doc.chemsys == "O-Zn"
+    assert doc.nsites == 4
+    assert doc.elements is not None
+    assert [str(e) for e in doc.elements] == ["O", "Zn"]
+    assert doc.density == pytest.approx(ZNO.density, rel=1e-6)
+    assert doc.symmetry is not None
+    assert doc.symmetry.crystal_system.value == "Hexagonal"
+    assert (doc.symmetry.number, doc.symmetry.symbol, doc.symmetry.point_group) == (
+        186,
+        "P6_3mc",
+        "6mm",
+    )
+    assert doc.symmetry.symprec == 0.01
+    assert doc.is_centrosymmetric is False
+    assert doc.structure_key == structure_key(ZNO)
+    assert doc.prediction_id == f"{doc.structure_key}:v2"
+    assert doc.model_version == "v2"
+    assert Structure.from_dict(doc.structure) == ZNO
+    assert doc.state == "successful"
+    assert doc.error is None
+    assert doc.tasks == ["dielectric", "dielectric_total", "piezo", "elastic"]
+    assert doc.predictions["piezo"].model.checkpoint_hash == "ab" * 32
+    nacl = _doc(NACL, {"dielectric": np.eye(3) * 2.3})
+    assert nacl.is_centrosymmetric is True
+    assert nacl.symmetry.point_group == "m-3m"
+
+
+def test_tensors_are_kept_in_the_structure_frame_with_voigt_forms():
+    tensors = _zno_tensors()
+    doc = _doc(tensors=tensors)
+    for task, tensor in tensors.items():
+        pred = doc.predictions[task]
+        assert np.allclose(pred.tensor, tensor)
+        assert np.allclose(pred.voigt, full_to_voigt(tensor, KIND[task]))
+    e = np.asarray(doc.predictions["piezo"].tensor)
+    assert np.asarray(doc.predictions["piezo"].voigt)[2, 3] == pytest.approx(e[2, 1, 2])  # e_zyz
+    assert doc.predictions["elastic"].units == "GPa"
+    assert doc.predictions["piezo"].units == "C/m^2"
+
+
+def test_ieee_form_is_independent_of_the_input_orientation():
+    """Rotating structure and tensors together must not change the IEEE-frame Voigt."""
+    tensors = _zno_tensors()
+    ref = _doc(tensors=tensors)
+    r = Rotation.from_euler("zyx", [31.0, -47.0, 12.0], degrees=True).as_matrix()
+    rotated = Structure(ZNO.lattice.matrix @ r.T, ZNO.species, ZNO.frac_coords)
+    moved = _doc(rotated, {t: rotate(v, r) for t, v in tensors.items()})
+    for task in tensors:
+        assert np.allclose(
+            moved.predictions[task].voigt_ieee, ref.predictions[task].voigt_ieee, atol=1e-8
+        )
+        assert not np.allclose(
+            moved.predictions[task].voigt, ref.predictions[task].voigt, atol=1e-3
+        )
+    expected = Tensor(tensors["piezo"]).convert_to_ieee(ZNO, initial_fit=False)
+    assert np.allclose(
+        ref.predictions["piezo"].voigt_ieee, full_to_voigt(np.asarray(expected), "piezo")
+    )
+    assert moved.structure_key == ref.structure_key
+
+
+def test_derived_scalars_follow_the_physics():
+    rot = Rotation.from_euler("xyz", [20, 35, -10], degrees=True).as_matrix()
+    eps = rot @ np.diag([2.0, 3.0, 7.0]) @ rot.T  # triclinic cell: any ε is allowed
+    triclinic = Structure(
+        Lattice.from_parameters(4.1, 5.3, 6.2, 81, 95, 103),
+        ["Li", "O"],
+        [[0, 0, 0], [0.4, 0.3, 0.6]],
+    )
+    e = np.zeros((3, 3, 3))
+    e[2, 0, 1] = e[2, 1, 0] = -0.8  # e_36 = -0.8, the largest |e_iJ|
+    e[0, 0, 0] = 0.3
+    stable = isotropic_elastic_tensor(120.0, 50.0)
+    doc = _doc(triclinic, {"dielectric": eps, "piezo": e, "elastic": stable})
+    assert doc.dielectric_mean == pytest.approx(4.0)
+    assert doc.dielectric_eig_max == pytest.approx(7.0)
+    assert doc.predictions["dielectric"].derived["eigenvalues"] == pytest.approx([2.0, 3.0, 7.0])
+    assert doc.e_ij_max == pytest.approx(0.8)
+    assert doc.predictions["piezo"].derived["e_ij_max_index"] == [2, 5]
+    assert (pytest.approx(120.0), pytest.approx(50.0)) == (doc.K_VRH, doc.G_VRH)
+    assert pytest.approx(0.0, abs=1e-9) == doc.AU
+    assert doc.born_stable is True
+    assert doc.dielectric_total_mean is None  # not predicted
+    unstable = _doc(triclinic, {"elastic": isotropic_elastic_tensor(120.0, -10.0)})
+    assert unstable.born_stable is False
+
+
+def test_a_failed_task_fails_the_document_but_keeps_the_rest():
+    tensors = _zno_tensors()
+    preds = {t: _ok(v, t) for t, v in tensors.items()}
+    preds["elastic"] = {"state": "failed", "error": "out of memory", "tensor": None, "voigt": None}
+    preds["piezo"]["tensor"] = [[1.0, 2.0, 3.0]]
+    doc = GMTPredictionDoc.from_predictions(ZNO, preds, source="x.cif", model_version="m1")
+    assert doc.state == "failed"
+    assert "elastic: out of memory" in doc.error
+    assert "piezo: tensor has shape (1, 3)" in doc.error
+    assert doc.predictions["dielectric"].state == "successful"
+    assert doc.dielectric_mean is not None
+    assert doc.K_VRH is None
+    assert doc.e_ij_max is None
+    assert doc.structure_key is not None
+    assert doc.prediction_id.endswith(":m1")
+
+
+def test_failure_documents_always_have_the_source():
+    unreadable = GMTPredictionDoc.from_failure(
+        "bad.cif", "unreadable structure file", tasks=["piezo"]
+    )
+    assert unreadable.state == "failed"
+    assert unreadable.source == "bad.cif"
+    assert unreadable.structure_key is None
+    assert unreadable.prediction_id.startswith("unkeyed-")
+    assert unreadable.predictions["piezo"].error == "unreadable structure file"
+    again = GMTPredictionDoc.from_failure("bad.cif", "other reason")
+    assert again.prediction_id == unreadable.prediction_id  # same source, same key
+    disordered = Structure(Lattice.cubic(4), [{"Na": 0.5, "K": 0.5}, "Cl"], [[0, 0, 0], [0.5] * 3])
+    doc = GMTPredictionDoc.from_failure("dis.cif", "disordered", disordered, tasks=["dielectric"])
+    assert doc.formula_pretty is not None
+    assert doc.structure is not None
+    readable = GMTPredictionDoc.from_failure("z.cif", "model missing", ZNO)
+    assert readable.structure_key == structure_key(ZNO)
+
+
+def test_store_dict_round_trip_is_json_safe():
+    import json
+
+    doc = _doc(device="cpu", timings={"piezo": 0.25}, provenance={"prototype": "mp-2133"},
+               e_above_hull=0.012)  # fmt: skip
+    d = doc.to_store_dict()
+    json.dumps({k: v for k, v in d.items() if k != "last_updated"})
+    assert d["last_updated"] == doc.last_updated
+    again = GMTPredictionDoc.model_validate(d)
+    assert again == doc
+    for fields, _ in PREDICTION_INDEXES:
+        for f in fields:
+            assert f.split(".")[0] in d, f
+    for task, fields in DERIVED_FIELDS.items():
+        for f in fields:
+            assert d[f] is not None, (task, f)
+    assert d["timings"] == {"piezo": 0.25}
+    assert d["predictions"]["piezo"]["time_s"] == 0.25
+
+
+def test_model_version_labels():
+    same = {"piezo": {"version": "v3"}, "elastic": {"version": "v3"}}
+    assert derive_model_version(same, ["piezo", "elastic"]) == "v3"
+    mixed = {"piezo": {"version": "v3"}, "elastic": {"version": "v1"}}
+    assert derive_model_version(mixed, ["piezo", "elastic"]) == "elastic=v1|piezo=v3"
+    assert derive_model_version({}, ["piezo"]) == "unversioned"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"predictions": {}}, "non-empty dict"),
+        ({"predictions": {"bandgap": {}}}, "unknown tasks"),
+        ({"source": ""}, "source must be a non-empty string"),
+        ({"symprec": 0}, "symprec must be positive"),
+        ({"structure": "ZnO"}, "must be a pymatgen Structure"),
+    ],
+)
+def test_builder_input_errors(kwargs, message):
+    args = {"structure": ZNO, "predictions": {"dielectric": _ok(np.eye(3), "dielectric")},
+            "source": "x"}  # fmt: skip
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        GMTPredictionDoc.from_predictions(**args)
+
+
+def test_sort_field_resolution():
+    assert resolve_sort_field("piezo", None) == "e_ij_max"
+    assert resolve_sort_field("dielectric", "eig_max") == "dielectric_eig_max"
+    assert resolve_sort_field("elastic", "G_VRH") == "G_VRH"
+    with pytest.raises(ValueError, match="valid sort keys: AU, G_VRH, K_VRH"):
+        resolve_sort_field("elastic", "e_ij_max")
+    with pytest.raises(ValueError, match="unknown property 'bandgap'"):
+        resolve_sort_field("bandgap", None)

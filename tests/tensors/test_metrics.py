@@ -1,0 +1,106 @@
+"""Fnorm, EwT, zero / equality success, R² and the per-crystal-system report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pymatgen.core import Structure
+
+from atomate2_gmt.tensors import (
+    as_full,
+    equality_success,
+    evaluate,
+    ewt,
+    fnorm,
+    point_group_info,
+    projector,
+    r2_per_component,
+    relative_error,
+    symmetrize,
+    symmetry_violation,
+    zero_success,
+)
+
+
+def test_fnorm_voigt_and_full_by_hand() -> None:
+    true = np.zeros((3, 6))
+    pred = np.zeros((3, 6))
+    pred[0, 0] = 3.0  # e_xxx: one entry in both forms
+    pred[2, 3] = 4.0  # e_zyz: one Voigt entry, two full entries (e_zyz, e_zzy)
+    assert fnorm(pred, true, "piezo") == pytest.approx(5.0)
+    assert fnorm(pred, true, "piezo", form="full") == pytest.approx(np.sqrt(9 + 2 * 16))
+    batch = fnorm(np.stack([pred, 2 * pred]), np.stack([true, true]), "piezo")
+    np.testing.assert_allclose(batch, [5.0, 10.0])
+    with pytest.raises(ValueError, match="form must be"):
+        fnorm(pred, true, "piezo", form="mandel")
+
+
+def test_ewt_thresholds() -> None:
+    true = np.tile(np.eye(3), (4, 1, 1)) * 10.0  # |true|_F = 17.32
+    scale = np.array([0.01, 0.07, 0.2, 0.5])  # relative errors 1 %, 7 %, 20 %, 50 %
+    pred = true * (1 + scale)[:, None, None]
+    np.testing.assert_allclose(relative_error(pred, true, "dielectric"), scale)
+    assert ewt(pred, true, "dielectric") == {0.25: 0.75, 0.1: 0.5, 0.05: 0.25}
+
+
+def test_zero_and_equality_success_at_their_thresholds(zno: Structure) -> None:
+    p = projector("piezo", point_group_info(zno))
+    e = symmetrize(np.random.default_rng(0).normal(size=(3, 6)), zno, "piezo")
+    assert zero_success(e, p)
+    assert equality_success(e, p)
+    # forbidden entry e11: 0.9e-5 passes, 2e-5 fails; the pair e31 = e32 stays intact
+    for delta, ok in [(0.9e-5, True), (2e-5, False)]:
+        bad = e.copy()
+        bad[0, 0] += delta
+        assert zero_success(bad, p) is ok
+        assert equality_success(bad, p)
+    # tied pair e31 = e32: broken above 1e-4, zeros unaffected
+    for delta, ok in [(0.5e-4, True), (3e-4, False)]:
+        bad = e.copy()
+        bad[2, 0] += delta
+        assert equality_success(bad, p) is ok
+        assert zero_success(bad, p)
+    batch = np.stack([e, e + 1e-3])
+    np.testing.assert_array_equal(zero_success(batch, p), [True, False])
+    assert symmetry_violation(e, p) < 1e-12
+    assert symmetry_violation(e + 0.1, p) > 0.01
+
+
+def test_r2_per_component() -> None:
+    rng = np.random.default_rng(1)
+    trues = rng.normal(size=(50, 3, 3))
+    np.testing.assert_allclose(r2_per_component(trues, trues), 1.0)
+    mean_pred = np.broadcast_to(trues.mean(axis=0), trues.shape)
+    np.testing.assert_allclose(r2_per_component(mean_pred, trues), 0.0, atol=1e-12)
+    const = np.ones((5, 2))
+    assert np.isnan(r2_per_component(const, const)).all()
+    with pytest.raises(ValueError, match="at least two samples"):
+        r2_per_component(trues[:1], trues[:1])
+
+
+def test_evaluate_groups_by_crystal_system(zno: Structure, nacl: Structure) -> None:
+    rng = np.random.default_rng(5)
+    infos = [point_group_info(s) for s in (zno, nacl, zno, nacl)]
+    trues = np.stack(
+        [symmetrize(200 * np.eye(6) + rng.normal(size=(6, 6)), i, "elastic") for i in infos]
+    )
+    preds = trues * 1.02  # 2 % error, symmetric
+    preds[1] += 0.1  # a cubic prediction that breaks its symmetry
+    projs = [projector("elastic", i) for i in infos]
+    systems = [i.crystal_system for i in infos]
+    report = evaluate(preds, trues, systems, "elastic", projs)
+    overall = report["overall"]
+    assert overall["n"] == 4
+    assert overall["ewt_5"] == 1.0
+    assert overall["zero_success"] == 0.75
+    assert overall["equality_success"] == 1.0  # a uniform shift keeps ties
+    assert overall["fnorm"] == pytest.approx(np.mean(fnorm(preds, trues, "elastic")))
+    assert overall["fnorm_full"] == pytest.approx(
+        np.mean(fnorm(as_full(preds, "elastic"), as_full(trues, "elastic"), "elastic", "full"))
+    )
+    assert set(report["by_crystal_system"]) == {"cubic", "hexagonal"}
+    assert report["by_crystal_system"]["cubic"]["zero_success"] == 0.5
+    assert report["by_crystal_system"]["hexagonal"]["zero_success"] == 1.0
+    assert len(overall["r2"]) == 6
+    with pytest.raises(ValueError, match="3 crystal systems for 4 samples"):
+        evaluate(preds, trues, systems[:3], "elastic")
