@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
     from pymatgen.core import Structure
 
 __all__ = ["__version__", "predict"]
@@ -26,11 +27,10 @@ def predict(
 ) -> list[dict[str, Any]]:
     """Predict a crystal tensor for each structure; see :func:`atomate2_gmt.model.predict.predict`.
 
-    ``model`` is a ``GMTNet``, a checkpoint path, or None (the shipped pretrained model for ``task``).
+    ``model``: a ``GMTNet``, a checkpoint path, or None (the shipped pretrained model).
     Each result dict has ``state``, ``error``, ``tensor`` (full Cartesian, structure's frame) and
     ``voigt`` (standard order xx,yy,zz,yz,xz,xy). One bad structure never fails the batch.
     """
     from atomate2_gmt.model.predict import predict as _predict
 
     return _predict(structures, task, model=model, device=device, batch_size=batch_size)
-

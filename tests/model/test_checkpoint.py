@@ -22,7 +22,8 @@ def test_round_trip_keeps_predictions_and_metadata(tmp_path):
     s = prototypes()["wurtzite_ZnO"]
     assert np.allclose(predict_one(loaded, s), predict_one(model, s), rtol=1e-6, atol=1e-9)
     assert loaded.target_scale.item() == pytest.approx(model.target_scale.item())
-    assert meta["version"] == "7" and meta["training_data_hash"] == "abc"
+    assert meta["version"] == "7"
+    assert meta["training_data_hash"] == "abc"
     assert len(meta["checkpoint_sha256"]) == 64
 
 
@@ -34,7 +35,7 @@ def test_task_mismatch_is_refused(tmp_path):
 
 def test_config_mismatch_is_refused(tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", GMTNet(GMTNetConfig(task="dielectric")))
-    with pytest.raises(ValueError, match="config mismatch.*k_neighbors"):
+    with pytest.raises(ValueError, match=r"config mismatch.*k_neighbors"):
         load_checkpoint(path, config=GMTNetConfig(task="dielectric", k_neighbors=12))
 
 
@@ -43,7 +44,7 @@ def test_weights_that_do_not_fit_the_config_are_refused(tmp_path):
     payload = torch.load(path, weights_only=True)
     payload["config"]["node_dim"] = 64
     torch.save(payload, path)
-    with pytest.raises(ValueError, match="weights do not match the config"):
+    with pytest.raises(ValueError, match=r"weights do not match the config"):
         load_checkpoint(path)
 
 
@@ -51,12 +52,12 @@ def test_truncated_and_garbage_files_are_refused(tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", GMTNet(GMTNetConfig(task="dielectric")))
     data = path.read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="cut.pt: corrupt or truncated"):
+    with pytest.raises(ValueError, match=r"cut.pt: corrupt or truncated"):
         load_checkpoint(tmp_path / "cut.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(ValueError, match="junk.pt"):
+    with pytest.raises(ValueError, match=r"junk.pt"):
         load_checkpoint(tmp_path / "junk.pt")
-    with pytest.raises(FileNotFoundError, match="nothere.pt"):
+    with pytest.raises(FileNotFoundError, match=r"nothere.pt"):
         load_checkpoint(tmp_path / "nothere.pt")
 
 
@@ -76,6 +77,6 @@ def test_a_pickle_that_runs_code_is_never_executed(tmp_path, via):
         torch.save({"format": "atomate2-gmt-checkpoint", "x": _Payload(str(sentinel))}, path)
     else:
         path.write_bytes(pickle.dumps(_Payload(str(sentinel))))
-    with pytest.raises(ValueError, match="evil.pt"):
+    with pytest.raises(ValueError, match=r"evil.pt"):
         load_checkpoint(path)
     assert not sentinel.exists()

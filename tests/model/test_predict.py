@@ -62,16 +62,28 @@ def test_cli_predict_reads_files_and_writes_json(tmp_path):
     zno.to(filename=str(tmp_path / "ZnO.cif"))
     (tmp_path / "broken.cif").write_text("this is not a CIF")
     out = tmp_path / "out.json"
-    result = CliRunner().invoke(app, [
-        "predict", str(tmp_path / "ZnO.cif"), str(tmp_path / "broken.cif"),
-        "--task", "piezo", "--model", str(ckpt), "--json", str(out),
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(tmp_path / "ZnO.cif"),
+            str(tmp_path / "broken.cif"),
+            "--task",
+            "piezo",
+            "--model",
+            str(ckpt),
+            "--json",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())
     assert [r["state"] for r in rows] == ["successful", "failed"]
-    assert rows[0]["file"].endswith("ZnO.cif") and rows[1]["file"].endswith("broken.cif")
+    assert rows[0]["file"].endswith("ZnO.cif")
+    assert rows[1]["file"].endswith("broken.cif")
     e = np.array(rows[0]["voigt"])
-    assert e.shape == (3, 6) and np.abs(e[2, 2]) > 0  # 6mm: e33 allowed
+    assert e.shape == (3, 6)
+    assert np.abs(e[2, 2]) > 0
     assert "ZnO" in result.output
 
 

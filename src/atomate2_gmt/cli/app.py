@@ -6,7 +6,9 @@ import typer
 
 from atomate2_gmt import __version__
 from atomate2_gmt.cli import data as data_cli
+from atomate2_gmt.cli import demo as demo_cli
 from atomate2_gmt.cli import predict as predict_cli
+from atomate2_gmt.cli import query as query_cli
 from atomate2_gmt.cli import train as train_cli
 
 app = typer.Typer(
@@ -23,21 +25,14 @@ def version() -> None:
     typer.echo(__version__)
 
 
-@app.command()
-def demo() -> None:
-    """Run the main job: screen generated candidates with the pretrained models."""
-    typer.echo(
-        "atomate2-gmt demo: screening is not wired yet. When it is, this command generates "
-        "candidate crystals by element substitution on known prototypes, predicts their "
-        "dielectric, piezoelectric and elastic tensors with the shipped GMTNet models into the "
-        "embedded store, and prints the top candidates per property."
-    )
-
-
 app.add_typer(data_cli.app, name="data", help="Datasets: info, fetch the GMTNet JARVIS benchmark.")
+app.command()(demo_cli.demo)
 app.command()(predict_cli.predict)
 app.command()(train_cli.train)
 app.command()(train_cli.evaluate)
+
+
+query_cli.register(app)
 
 
 def main() -> None:

@@ -40,13 +40,11 @@ def predict(
 
     read = read_structures(files)
     structures = [s for _, s in read if not isinstance(s, Exception)]
-    results = iter(
-        run_predict(structures, task, model=model, device=device, batch_size=batch_size)
-    )
-    rows = []
+    results = iter(run_predict(structures, task, model=model, device=device, batch_size=batch_size))
+    rows: list[dict[str, Any]] = []
     for name, s in read:
         if isinstance(s, Exception):
-            row = {"state": "failed", "error": str(s), "tensor": None, "voigt": None}
+            row: dict[str, Any] = {"state": "failed", "error": str(s), "tensor": None}
         else:
             row = dict(next(results))
             row["formula"] = s.composition.reduced_formula
@@ -60,8 +58,13 @@ def predict(
             voigt = np.array2string(np.array(row["voigt"]), precision=3, suppress_small=True)
         else:
             voigt = row["error"]
-        table.add_row(Path(row["file"]).name, row.get("formula", ""),
-                      row.get("point_group", ""), row["state"], voigt)
+        table.add_row(
+            Path(row["file"]).name,
+            row.get("formula", ""),
+            row.get("point_group", ""),
+            row["state"],
+            voigt,
+        )
     Console(width=140).print(table)
     if json_out:
         json_out.write_text(json.dumps(rows, indent=1))

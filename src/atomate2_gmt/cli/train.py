@@ -44,8 +44,13 @@ def train(
     out_dir = out / task if out == Path("runs") else out
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
     report = train_task(
-        task, out_dir, data=data, train_cfg=cfg, model_overrides=overrides,
-        resume=not no_resume, command=_command(),
+        task,
+        out_dir,
+        data=data,
+        train_cfg=cfg,
+        model_overrides=overrides,
+        resume=not no_resume,
+        command=_command(),
     )
     overall = report["overall"]
     typer.echo(

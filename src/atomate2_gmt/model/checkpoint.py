@@ -68,7 +68,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path}: refused, not a weights-only checkpoint (it needs code to load): {exc}"
         ) from exc
     except Exception as exc:  # truncated zip, garbage bytes, ...
-        raise ValueError(f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: {exc})")
+        raise ValueError(
+            f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not an atomate2-gmt checkpoint (missing format tag {FORMAT!r})")
     if payload.get("format_version") != FORMAT_VERSION:

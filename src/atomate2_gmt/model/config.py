@@ -103,7 +103,7 @@ class GMTNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GMTNetConfig:
-        """Build from :meth:`as_dict` output; unknown keys are an error (a mismatched checkpoint)."""
+        """Build from :meth:`as_dict` output; unknown keys (a mismatched checkpoint) raise."""
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:

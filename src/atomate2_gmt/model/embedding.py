@@ -30,6 +30,8 @@ def cgcnn_table() -> np.ndarray:
 class AtomEmbedding(nn.Module):
     """Atomic number → 92-d CGCNN features → Linear(out_dim)."""
 
+    table: torch.Tensor
+
     def __init__(self, out_dim: int = 128) -> None:
         super().__init__()
         table = torch.from_numpy(cgcnn_table())
@@ -43,6 +45,8 @@ class AtomEmbedding(nn.Module):
 
 class EdgeEmbedding(nn.Module):
     """Edge length r (Å) → x = −0.75/r → Gaussian RBFs on [vmin, vmax] → Linear → Softplus."""
+
+    centers: torch.Tensor
 
     def __init__(
         self, out_dim: int = 128, bins: int = 512, vmin: float = -4.0, vmax: float = 0.0

@@ -87,6 +87,8 @@ class GMTNet(nn.Module):
     in the task's units (dimensionless, C/m², GPa), float64 after the symmetry projection.
     """
 
+    target_scale: torch.Tensor
+
     def __init__(self, config: GMTNetConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or GMTNetConfig()

@@ -61,7 +61,9 @@ def check_structure(structure: object, max_sites: int = 2000) -> Structure:
     for site in structure:
         z = getattr(site.specie, "Z", None)
         if z is None or not (1 <= z <= MAX_Z):
-            raise ValueError(f"unknown element {site.specie!s} (CGCNN features cover Z = 1..{MAX_Z})")
+            raise ValueError(
+                f"unknown element {site.specie!s} (CGCNN features cover Z = 1..{MAX_Z})"
+            )
     return structure
 
 

@@ -90,7 +90,9 @@ class TensorHead(nn.Module):
         s = torch.einsum("aij,bij->ba", Q, eps)
         out = self.tp(G, s)
         if self.kind == "piezo":
-            rows = [torch.autograd.grad(out[:, i].sum(), eps, create_graph=True)[0] for i in range(3)]
+            rows = [
+                torch.autograd.grad(out[:, i].sum(), eps, create_graph=True)[0] for i in range(3)
+            ]
             return torch.stack(rows, dim=1)
         sigma = torch.einsum("aij,ba->bij", Q, out)
         grads = [

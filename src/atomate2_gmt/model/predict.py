@@ -1,4 +1,4 @@
-"""Batched, device-aware inference for lists of structures; one bad structure never fails a batch."""
+"""Batched, device-aware inference for structures; one bad structure never fails a batch."""
 
 from __future__ import annotations
 

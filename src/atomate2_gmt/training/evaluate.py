@@ -7,8 +7,8 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
-import torch
 
+from atomate2_gmt.model.gmtnet import GMTNet
 from atomate2_gmt.tensors.symmetry import tie_pairs, zero_mask
 from atomate2_gmt.training.trainer import (
     PreparedSet,
@@ -54,7 +54,7 @@ def metrics_table(
 
 
 def evaluate_prepared(
-    model: torch.nn.Module, data: PreparedSet, batch_size: int = 64, device: Any = "cpu"
+    model: GMTNet, data: PreparedSet, batch_size: int = 64, device: Any = "cpu"
 ) -> dict[str, Any]:
     """Evaluate ``model`` on a prepared set: overall, per crystal system, and time per batch."""
     model.to(device)
@@ -62,7 +62,7 @@ def evaluate_prepared(
     pred = predict_prepared(model, data, batch_size, device)
     elapsed = time.perf_counter() - start
     true = data.targets.numpy()
-    kind = model.config.kind  # type: ignore[union-attr]
+    kind = model.config.kind
     projectors = [c.output_projector for c in data.crystals]
     report: dict[str, Any] = {"overall": metrics_table(pred, true, kind, projectors)}
     groups: dict[str, list[int]] = defaultdict(list)

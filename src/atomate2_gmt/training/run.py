@@ -68,19 +68,29 @@ def train_task(
     overrides = {**TASK_MODEL_DEFAULTS.get(task, {}), **(model_overrides or {})}
     config = GMTNetConfig(task=task, **overrides)
     model = GMTNet(config)
-    sets = {name: prepare_records(recs, config) for name, recs in
-            (("train", train), ("val", val), ("test", test))}
+    sets = {
+        name: prepare_records(recs, config)
+        for name, recs in (("train", train), ("val", val), ("test", test))
+    }
+    split_info: dict[str, Any] = {
+        "fractions": list(split),
+        "seed": train_cfg.seed,
+        "sizes": {k: len(v.records) for k, v in sets.items()},
+    }
     metadata = {
         "name": f"gmtnet-{task}",
         "version": "1",
         "data": data_info,
         "training_data_hash": records_hash(records),
-        "split": {"fractions": list(split), "seed": train_cfg.seed,
-                  "sizes": {k: len(v.records) for k, v in sets.items()}},
+        "split": {
+            "fractions": list(split),
+            "seed": train_cfg.seed,
+            "sizes": {k: len(v.records) for k, v in sets.items()},
+        },
         "train_config": asdict(train_cfg),
         "command": command or " ".join(shlex.quote(a) for a in sys.argv),
         "machine": f"{platform.machine()} {platform.processor() or ''} "
-                   f"torch {torch.__version__} threads {torch.get_num_threads()}",
+        f"torch {torch.__version__} threads {torch.get_num_threads()}",
         "n_parameters": model.n_parameters(),
     }
     trainer = Trainer(model, sets["train"], sets["val"], out, train_cfg, metadata)
@@ -88,19 +98,21 @@ def train_task(
     best, _meta = load_checkpoint(trainer.best_path, task=task)
     report = evaluate_prepared(best, sets["test"], batch_size=train_cfg.batch_size)
     epoch_times = [row["epoch_s"] for row in trainer.history if "epoch_s" in row]
-    report.update({
-        "task": task,
-        "model": "gmtnet",
-        "data": data_info,
-        "split_sizes": metadata["split"]["sizes"],
-        "failed_records": {k: v.failed for k, v in sets.items() if v.failed},
-        "n_parameters": model.n_parameters(),
-        "best_epoch": trainer.best.get("epoch"),
-        "epochs": train_cfg.epochs,
-        "mean_epoch_s": sum(epoch_times) / max(1, len(epoch_times)),
-        "machine": metadata["machine"],
-        "command": metadata["command"],
-        "training_data_hash": metadata["training_data_hash"],
-    })
+    report.update(
+        {
+            "task": task,
+            "model": "gmtnet",
+            "data": data_info,
+            "split_sizes": split_info["sizes"],
+            "failed_records": {k: v.failed for k, v in sets.items() if v.failed},
+            "n_parameters": model.n_parameters(),
+            "best_epoch": trainer.best.get("epoch"),
+            "epochs": train_cfg.epochs,
+            "mean_epoch_s": sum(epoch_times) / max(1, len(epoch_times)),
+            "machine": metadata["machine"],
+            "command": metadata["command"],
+            "training_data_hash": metadata["training_data_hash"],
+        }
+    )
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return report

@@ -270,8 +270,11 @@ class Trainer:
             if self.epoch % self.cfg.eval_every == 0 or self.epoch == self.cfg.epochs:
                 row.update(self.validate())
                 if row["val_fnorm"] < self.best["val_fnorm"]:
-                    self.best = {"val_fnorm": row["val_fnorm"], "epoch": self.epoch,
-                                 "val_ewt25": row["val_ewt25"]}
+                    self.best = {
+                        "val_fnorm": row["val_fnorm"],
+                        "epoch": self.epoch,
+                        "val_ewt25": row["val_ewt25"],
+                    }
                     save_checkpoint(
                         self.best_path,
                         self.model,
