@@ -54,7 +54,11 @@ def metrics_table(
 
 
 def evaluate_prepared(
-    model: GMTNet, data: PreparedSet, batch_size: int = 64, device: Any = "cpu"
+    model: GMTNet,
+    data: PreparedSet,
+    batch_size: int = 64,
+    device: Any = "cpu",
+    parity_png: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on a prepared set: overall, per crystal system, and time per batch."""
     model.to(device)
@@ -80,5 +84,9 @@ def evaluate_prepared(
             )
     n_batches = max(1, -(-len(pred) // batch_size))
     report["time_per_batch_s"] = elapsed / n_batches
+    if parity_png:
+        from atomate2_gmt.training.report import parity_plot
+
+        parity_plot(pred, true, kind, parity_png, title=f"GMTNet {model.config.task} (test)")
     report["batch_size"] = batch_size
     return report

@@ -19,6 +19,7 @@ from atomate2_gmt.model.checkpoint import load_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig, check_task
 from atomate2_gmt.model.gmtnet import GMTNet
 from atomate2_gmt.training.evaluate import evaluate_prepared
+from atomate2_gmt.training.report import report_markdown
 from atomate2_gmt.training.trainer import TrainConfig, Trainer, prepare_records
 
 logger = logging.getLogger(__name__)
@@ -96,7 +97,9 @@ def train_task(
     trainer = Trainer(model, sets["train"], sets["val"], out, train_cfg, metadata)
     trainer.fit(resume=resume, progress=progress)
     best, _meta = load_checkpoint(trainer.best_path, task=task)
-    report = evaluate_prepared(best, sets["test"], batch_size=train_cfg.batch_size)
+    report = evaluate_prepared(
+        best, sets["test"], batch_size=train_cfg.batch_size, parity_png=str(out / "parity.png")
+    )
     epoch_times = [row["epoch_s"] for row in trainer.history if "epoch_s" in row]
     report.update(
         {
@@ -115,4 +118,5 @@ def train_task(
         }
     )
     (out / "report.json").write_text(json.dumps(report, indent=1))
+    (out / "report.md").write_text(report_markdown(report))
     return report

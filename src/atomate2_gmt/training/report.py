@@ -1,0 +1,67 @@
+"""Evaluation report rendering: Markdown tables and parity plots (PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from atomate2_gmt.tensors.conventions import full_to_voigt
+
+_UNITS = {"dielectric": "", "dielectric_total": "", "piezo": " (C/m²)", "elastic": " (GPa)"}
+
+
+def _row(name: str, m: dict[str, Any]) -> str:
+    return (
+        f"| {name} | {m['n']} | {m['fnorm']:.3f} | {m['ewt25']:.1%} | {m['ewt10']:.1%} | "
+        f"{m['ewt5']:.1%} | {m['zero_success']:.1%} | {m['equality_success']:.1%} |"
+    )
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The paper's table (overall, per crystal system, piezo non-zero subset) as Markdown."""
+    task = report.get("task", "?")
+    lines = [
+        f"# GMTNet {task}: test-set evaluation",
+        "",
+        f"Split sizes: {report.get('split_sizes')}; parameters: {report.get('n_parameters')}; "
+        f"best epoch {report.get('best_epoch')} of {report.get('epochs')}; "
+        f"time per batch of {report.get('batch_size')}: {report.get('time_per_batch_s', 0):.3f} s.",
+        "",
+        f"| subset | n | Fnorm{_UNITS.get(task, '')} | EwT25 | EwT10 | EwT5 | zero | equality |",
+        "|---|---|---|---|---|---|---|---|",
+        _row("all", report["overall"]),
+    ]
+    if "nonzero_subset" in report:
+        lines.append(_row("non-zero tensors", report["nonzero_subset"]))
+    for cs, m in report.get("per_crystal_system", {}).items():
+        lines.append(_row(cs, m))
+    lines += ["", f"Machine: {report.get('machine', '?')}. Command: `{report.get('command', '?')}`"]
+    return "\n".join(lines) + "\n"
+
+
+def parity_plot(
+    pred: np.ndarray, true: np.ndarray, kind: str, path: str | Path, title: str = ""
+) -> Path:
+    """Predicted vs true Voigt components (task units), one point per component, PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    vp = np.stack([full_to_voigt(p, kind) for p in pred]).reshape(-1)
+    vt = np.stack([full_to_voigt(t, kind) for t in true]).reshape(-1)
+    keep = (np.abs(vt) > 1e-8) | (np.abs(vp) > 1e-8)  # drop symmetry zeros (exact in both)
+    lo, hi = float(min(vt[keep].min(), vp[keep].min())), float(max(vt[keep].max(), vp[keep].max()))
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    ax.plot([lo, hi], [lo, hi], color="0.5", lw=1)
+    ax.scatter(vt[keep], vp[keep], s=6, alpha=0.5)
+    ax.set_xlabel("DFT (Voigt components)")
+    ax.set_ylabel("GMTNet")
+    ax.set_title(title or kind)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

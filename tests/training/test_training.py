@@ -1,0 +1,119 @@
+"""Trainer: learning, determinism, resuming, best checkpoint, reports (small model, small data)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from atomate2_gmt.data.mp import load_mp
+from atomate2_gmt.data.records import split_records
+from atomate2_gmt.model.checkpoint import load_checkpoint
+from atomate2_gmt.model.config import GMTNetConfig
+from atomate2_gmt.model.gmtnet import GMTNet
+from atomate2_gmt.training.evaluate import evaluate_prepared
+from atomate2_gmt.training.report import report_markdown
+from atomate2_gmt.training.trainer import TrainConfig, Trainer, prepare_records
+
+SMALL = {
+    "node_dim": 32,
+    "rbf_bins": 64,
+    "scalar_mul": 8,
+    "vector_mul": 2,
+    "out_mul": 4,
+    "radial_hidden": 16,
+}
+
+
+@pytest.fixture(scope="module")
+def sets():
+    records = load_mp("dielectric").records
+    train, val, test = split_records(records[:80], seed=32)
+    cfg = GMTNetConfig(task="dielectric", **SMALL)
+    return cfg, prepare_records(train, cfg), prepare_records(val, cfg), prepare_records(test, cfg)
+
+
+def _trainer(sets, out, epochs):
+    cfg, train, val, _ = sets
+    tcfg = TrainConfig(epochs=epochs, batch_size=16, seed=3, device="cpu", warmup_epochs=0)
+    torch.manual_seed(tcfg.seed)  # initial weights, as train_task does
+    return Trainer(GMTNet(cfg), train, val, out, tcfg)
+
+
+def test_loss_decreases_and_best_checkpoint_loads(sets, tmp_path):
+    trainer = _trainer(sets, tmp_path, epochs=4)
+    best = trainer.fit(progress=False)
+    losses = [row["train_loss"] for row in trainer.history]
+    assert losses[-1] < losses[0]
+    model, meta = load_checkpoint(trainer.best_path, task="dielectric")
+    assert meta["best_epoch"] == best["epoch"]
+    assert meta["training_data_hash"]
+    assert meta["n_train"] == len(sets[1].records)
+    assert model.target_scale.item() == pytest.approx(trainer.model.target_scale.item())
+    assert (tmp_path / "log.csv").read_text().count("\n") == 5  # header + 4 epochs
+
+
+def test_same_seed_same_run(sets, tmp_path):
+    a = _trainer(sets, tmp_path / "a", epochs=2)
+    a.fit(progress=False)
+    b = _trainer(sets, tmp_path / "b", epochs=2)
+    b.fit(progress=False)
+    # identical up to the summation order of multithreaded CPU reductions (~1e-8 relative)
+    la, lb = [r["train_loss"] for r in a.history], [r["train_loss"] for r in b.history]
+    assert la == pytest.approx(lb, rel=1e-6)
+    assert la[0] == lb[0]
+
+
+def test_resume_continues_from_saved_state(sets, tmp_path):
+    straight = _trainer(sets, tmp_path / "straight", epochs=3)
+    straight.fit(progress=False)
+    first = _trainer(sets, tmp_path / "resumed", epochs=3)
+    # run 2 of 3 epochs, as if the job died there, then resume in a fresh Trainer
+    for _ in range(2):
+        first.train_epoch()
+        first.epoch += 1
+        first.history.append({"epoch": first.epoch})
+        first.save_state()
+    resumed = _trainer(sets, tmp_path / "resumed", epochs=3)
+    assert resumed.load_state()
+    assert resumed.epoch == 2
+    resumed.fit(progress=False)
+    assert resumed.epoch == 3
+    final_straight = straight.history[-1]["train_loss"]
+    assert resumed.history[-1]["train_loss"] == pytest.approx(final_straight, rel=1e-6)
+
+
+def test_resume_refuses_a_different_model(sets, tmp_path):
+    _trainer(sets, tmp_path, epochs=1).fit(progress=False)
+    _cfg, train, val, _ = sets
+    other = Trainer(
+        GMTNet(GMTNetConfig(task="dielectric", **{**SMALL, "out_mul": 6})),
+        train,
+        val,
+        tmp_path,
+        TrainConfig(epochs=2, device="cpu"),
+    )
+    with pytest.raises(ValueError, match="config differs"):
+        other.load_state()
+
+
+def test_report_markdown_and_parity_plot(sets, tmp_path):
+    _cfg, _train, _val, test = sets
+    trainer = _trainer(sets, tmp_path, epochs=1)
+    trainer.fit(progress=False)
+    png = tmp_path / "parity.png"
+    report = evaluate_prepared(trainer.model, test, batch_size=8, parity_png=str(png))
+    assert png.stat().st_size > 5000
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert report["overall"]["n"] == len(test.records)
+    assert report["overall"]["zero_success"] == 1.0
+    assert report["overall"]["equality_success"] == 1.0
+    assert 0.0 <= report["overall"]["ewt25"] <= 1.0
+    assert sum(m["n"] for m in report["per_crystal_system"].values()) == len(test.records)
+    md = report_markdown({**report, "task": "dielectric"})
+    assert "| all |" in md
+    assert "EwT25" in md
+    json.dumps(report)  # JSON-safe
+    assert np.isfinite(report["overall"]["fnorm"])
