@@ -66,6 +66,9 @@ def evaluate(
     split: str = typer.Option("test", help="train, val, test or all"),
     seed: int = typer.Option(32),
     json_out: Path | None = typer.Option(None, "--json", help="write the report here"),
+    report_dir: Path | None = typer.Option(
+        None, help="write report.json, report.md and parity.png into this folder"
+    ),
 ) -> None:
     """Evaluate a checkpoint on a split of a data source (the paper's metrics)."""
     from atomate2_gmt.data.records import split_records
@@ -78,9 +81,22 @@ def evaluate(
     records, _ = load_records(model.config.task, data)
     parts = dict(zip(("train", "val", "test"), split_records(records, seed=seed), strict=True))
     chosen = records if split == "all" else parts[split]
-    report = evaluate_prepared(model, prepare_records(chosen, model.config))
+    parity = None
+    if report_dir:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        parity = str(report_dir / "parity.png")
+    report = evaluate_prepared(model, prepare_records(chosen, model.config), parity_png=parity)
     report["checkpoint"] = {k: meta.get(k) for k in ("name", "version", "checkpoint_sha256")}
+    report.update({"task": model.config.task, "split": split, "command": _command()})
+    report.setdefault("epochs", (meta.get("train_config") or {}).get("epochs"))
+    for key in ("split_sizes", "n_parameters", "best_epoch", "machine"):
+        report.setdefault(key, meta.get(key, (meta.get("split") or {}).get("sizes")))
     text = json.dumps(report, indent=1)
+    if report_dir:
+        from atomate2_gmt.training.report import report_markdown
+
+        (report_dir / "report.json").write_text(text)
+        (report_dir / "report.md").write_text(report_markdown(report))
     if json_out:
         json_out.write_text(text)
     typer.echo(text)
