@@ -28,7 +28,7 @@ from atomate2_gmt.model.checkpoint import save_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig
 from atomate2_gmt.model.gmtnet import GMTNet, PreparedCrystal, collate_crystals, prepare_crystal
 from atomate2_gmt.model.predict import resolve_device
-from atomate2_gmt.tensors.conventions import full_to_voigt
+from atomate2_gmt.tensors.metrics import fnorm, relative_error
 
 logger = logging.getLogger(__name__)
 
@@ -51,20 +51,6 @@ class TrainConfig:
     device: str = "auto"
     eval_every: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def voigt_fnorm(pred: np.ndarray, true: np.ndarray, kind: str) -> np.ndarray:
-    """Per-sample Frobenius norm of (pred − true) on the Voigt form (the paper's Fnorm)."""
-    vp = np.stack([full_to_voigt(p, kind) for p in pred])
-    vt = np.stack([full_to_voigt(t, kind) for t in true])
-    return np.linalg.norm((vp - vt).reshape(len(vp), -1), axis=1)
-
-
-def voigt_relative_error(pred: np.ndarray, true: np.ndarray, kind: str) -> np.ndarray:
-    """Per-sample ||pred − true||_F / ||true||_F on the Voigt form (the paper's EwT ratio)."""
-    vt = np.stack([full_to_voigt(t, kind) for t in true]).reshape(len(true), -1)
-    denom = np.linalg.norm(vt, axis=1)
-    return voigt_fnorm(pred, true, kind) / np.where(denom > 0, denom, np.inf)
 
 
 @dataclass
@@ -241,8 +227,8 @@ class Trainer:
         """Mean Fnorm and EwT25 on the validation set (Voigt form, task units)."""
         pred = predict_prepared(self.model, self.val_set, self.cfg.batch_size, self.device)
         true = self.val_set.targets.numpy()
-        fn = voigt_fnorm(pred, true, self.kind)
-        rel = voigt_relative_error(pred, true, self.kind)
+        fn = np.asarray(fnorm(pred, true, self.kind))
+        rel = np.asarray(relative_error(pred, true, self.kind))
         return {"val_fnorm": float(fn.mean()), "val_ewt25": float((rel < 0.25).mean())}
 
     def fit(self, resume: bool = True, progress: bool = True) -> dict[str, Any]:
