@@ -26,6 +26,9 @@ def train(
     seed: int = typer.Option(32, help="seed of the 80/10/10 split, shuffling and init"),
     device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda', 'cuda:1'"),
     no_resume: bool = typer.Option(False, "--no-resume", help="start over even if state.pt exists"),
+    max_abs_target: float | None = typer.Option(
+        None, help="drop train/val records with a larger |component| (paper: 100 for ε); test kept"
+    ),
     model_option: list[str] = typer.Option(
         [], "--model-option", "-m", help="GMTNetConfig override KEY=VALUE (JSON value), repeatable"
     ),
@@ -50,6 +53,7 @@ def train(
         train_cfg=cfg,
         model_overrides=overrides,
         resume=not no_resume,
+        max_abs_target=max_abs_target,
         command=_command(),
     )
     overall = report["overall"]
