@@ -117,3 +117,14 @@ def test_report_markdown_and_parity_plot(sets, tmp_path):
     assert "EwT25" in md
     json.dumps(report)  # JSON-safe
     assert np.isfinite(report["overall"]["fnorm"])
+
+
+def test_filter_max_abs_drops_only_the_tail():
+    from atomate2_gmt.training.run import filter_max_abs
+
+    records = load_mp("dielectric").records
+    kept, dropped = filter_max_abs(records, 100.0)
+    assert dropped == len(records) - len(kept) > 0
+    assert all(np.abs(r.tensor).max() <= 100.0 for r in kept)
+    assert max(np.abs(r.tensor).max() for r in records) > 100.0
+    assert filter_max_abs(records, float("inf")) == (records, 0)

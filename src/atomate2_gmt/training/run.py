@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from atomate2_gmt.data.mp import load_mp
@@ -47,6 +48,12 @@ def load_records(task: str, data: str = "mp") -> tuple[list[TensorRecord], dict[
     raise ValueError(f"unknown data source {data!r} (available: 'mp')")
 
 
+def filter_max_abs(records: list[TensorRecord], limit: float) -> tuple[list[TensorRecord], int]:
+    """Records whose largest |component| is <= ``limit`` (task units), and how many were dropped."""
+    kept = [r for r in records if float(np.abs(r.tensor).max()) <= limit]
+    return kept, len(records) - len(kept)
+
+
 def train_task(
     task: str,
     out_dir: str | Path,
@@ -74,10 +81,8 @@ def train_task(
     train, val, test = split_records(records, split, seed=train_cfg.seed)
     dropped: dict[str, int] = {}
     if max_abs_target is not None:
-        for name, part in (("train", train), ("val", val)):
-            kept = [r for r in part if float(abs(r.tensor).max()) <= max_abs_target]
-            dropped[name] = len(part) - len(kept)
-            part[:] = kept
+        train, dropped["train"] = filter_max_abs(train, max_abs_target)
+        val, dropped["val"] = filter_max_abs(val, max_abs_target)
     overrides = {**TASK_MODEL_DEFAULTS.get(task, {}), **(model_overrides or {})}
     config = GMTNetConfig(task=task, **overrides)
     model = GMTNet(config)
