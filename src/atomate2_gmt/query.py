@@ -18,6 +18,7 @@ from atomate2_gmt.schemas.fields import (
     TASKS,
     resolve_sort_field,
 )
+from atomate2_gmt.tensors.symmetry import CRYSTAL_SYSTEMS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -26,15 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["CRYSTAL_SYSTEMS", "build_criteria", "query_candidates"]
 
-CRYSTAL_SYSTEMS: tuple[str, ...] = (
-    "triclinic",
-    "monoclinic",
-    "orthorhombic",
-    "tetragonal",
-    "trigonal",
-    "hexagonal",
-    "cubic",
-)
 _STATES = ("successful", "failed")
 
 

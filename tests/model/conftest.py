@@ -13,34 +13,12 @@ import torch
 from e3nn import nn as e3nn_nn
 from pymatgen.core import Lattice, Structure
 
+from atomate2_gmt.data.mp import crystal_system_from_space_group
 from atomate2_gmt.model.config import GMTNetConfig
 from atomate2_gmt.model.gmtnet import GMTNet, collate_crystals, prepare_crystal
+from atomate2_gmt.tensors.symmetry import CRYSTAL_SYSTEMS
 
 DATA = Path(__file__).parents[2] / "src" / "atomate2_gmt" / "data" / "datasets"
-CRYSTAL_SYSTEMS = (
-    "triclinic",
-    "monoclinic",
-    "orthorhombic",
-    "tetragonal",
-    "trigonal",
-    "hexagonal",
-    "cubic",
-)
-
-
-def crystal_system(number: int) -> str:
-    """Crystal system of a space-group number."""
-    for bound, name in (
-        (2, "triclinic"),
-        (15, "monoclinic"),
-        (74, "orthorhombic"),
-        (142, "tetragonal"),
-        (167, "trigonal"),
-        (194, "hexagonal"),
-    ):
-        if number <= bound:
-            return name
-    return "cubic"
 
 
 @cache
@@ -52,7 +30,9 @@ def mp_by_system(per_system: int = 2) -> dict[str, list[Structure]]:
             for rec in json.load(fh):
                 s = rec["structure"]
                 number = rec["space_group"]
-                pool[crystal_system(number)].append((len(s["sites"]), rec["material_id"], s))
+                pool[crystal_system_from_space_group(number)].append(
+                    (len(s["sites"]), rec["material_id"], s)
+                )
     out = {}
     for cs, items in pool.items():
         items.sort(key=lambda t: (t[0], t[1]))

@@ -151,26 +151,24 @@ def vasp_voigt_to_standard(voigt: ArrayLike, kind: str) -> np.ndarray:
 
     Piezo 3x6: columns permuted; elastic 6x6: rows and columns; dielectric: unchanged.
     """
-    validate_kind(kind)
-    v = _as_float_array(voigt, f"{kind} Voigt matrix")
-    _check_trailing_shape(v, VOIGT_SHAPE[kind], f"Voigt {kind} matrix")
-    if kind == "dielectric":
-        return v.copy()
-    if kind == "piezo":
-        return v[..., _VASP_TO_STD]
-    return v[..., _VASP_TO_STD[:, None], _VASP_TO_STD[None, :]]
+    return _reorder_voigt(voigt, kind, _VASP_TO_STD)
 
 
 def standard_voigt_to_vasp(voigt: ArrayLike, kind: str) -> np.ndarray:
     """Reorder a Voigt matrix from the standard order to VASP's (xx,yy,zz,xy,yz,zx)."""
+    return _reorder_voigt(voigt, kind, _STD_TO_VASP)
+
+
+def _reorder_voigt(voigt: ArrayLike, kind: str, order: np.ndarray) -> np.ndarray:
+    """Permute the Voigt index of piezo columns / elastic rows and columns by ``order``."""
     validate_kind(kind)
     v = _as_float_array(voigt, f"{kind} Voigt matrix")
     _check_trailing_shape(v, VOIGT_SHAPE[kind], f"Voigt {kind} matrix")
     if kind == "dielectric":
         return v.copy()
     if kind == "piezo":
-        return v[..., _STD_TO_VASP]
-    return v[..., _STD_TO_VASP[:, None], _STD_TO_VASP[None, :]]
+        return v[..., order]
+    return v[..., order[:, None], order[None, :]]
 
 
 def as_full(tensor: ArrayLike, kind: str) -> np.ndarray:

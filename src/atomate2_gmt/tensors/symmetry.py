@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from pymatgen.core import IStructure, Structure
 
 __all__ = [
+    "CRYSTAL_SYSTEMS",
     "CRYSTAL_SYSTEM_OF_POINT_GROUP",
     "PointGroupInfo",
     "cartesian_operations",
@@ -53,6 +54,17 @@ __all__ = [
     "tie_pairs",
     "zero_mask",
 ]
+
+#: The seven crystal systems, from lowest to highest symmetry.
+CRYSTAL_SYSTEMS: tuple[str, ...] = (
+    "triclinic",
+    "monoclinic",
+    "orthorhombic",
+    "tetragonal",
+    "trigonal",
+    "hexagonal",
+    "cubic",
+)
 
 CRYSTAL_SYSTEM_OF_POINT_GROUP: dict[str, str] = {
     **dict.fromkeys(("1", "-1"), "triclinic"),
