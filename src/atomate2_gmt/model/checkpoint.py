@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from atomate2_gmt.model.baselines import GMTNET_ARCH, build_model, model_arch
 from atomate2_gmt.model.config import GMTNetConfig
 from atomate2_gmt.model.gmtnet import GMTNet
 
@@ -36,8 +37,9 @@ def save_checkpoint(
     """Write ``model`` (config, weights incl. target normalisation) and JSON-safe ``metadata``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    arch = model_arch(model)
     meta = {
-        "name": f"gmtnet-{model.config.task}",
+        "name": f"{arch}-{model.config.task}",
         "task": model.config.task,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **(metadata or {}),
@@ -47,6 +49,7 @@ def save_checkpoint(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "config": model.config.as_dict(),
+        "arch": arch,  # absent in pre-baseline checkpoints: read as "gmtnet"
         "state_dict": state,
         "metadata": meta,
     }
@@ -105,7 +108,11 @@ def load_checkpoint(
         }
         if diff:
             raise ValueError(f"{path}: config mismatch (expected, stored): {diff}")
-    model = GMTNet(stored)
+    arch = payload.get("arch", GMTNET_ARCH)
+    try:
+        model = build_model(stored, arch)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
     state = payload.get("state_dict")
     if not isinstance(state, dict):
         raise ValueError(f"{path}: checkpoint has no state_dict")
@@ -123,4 +130,5 @@ def load_checkpoint(
     meta = dict(payload.get("metadata") or {})
     meta["checkpoint_sha256"] = file_sha256(path)
     meta["checkpoint_path"] = str(path)
+    meta["arch"] = arch
     return model, meta

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from atomate2_gmt.data.records import TensorRecord, records_hash
+from atomate2_gmt.model.baselines import GMTNET_ARCH, model_arch
 from atomate2_gmt.model.checkpoint import save_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig
 from atomate2_gmt.model.gmtnet import GMTNet, PreparedCrystal, collate_crystals, prepare_crystal
@@ -167,6 +168,7 @@ class Trainer:
             "history_json": json.dumps(self.history),
             "generator": self.generator.get_state(),
             "config_json": json.dumps(self.model.config.as_dict()),
+            "arch": model_arch(self.model),
             "train_json": json.dumps(asdict(self.cfg)),
         }
         tmp = self.state_path.with_suffix(".tmp")
@@ -179,6 +181,11 @@ class Trainer:
             return False
         state = torch.load(self.state_path, map_location=self.device, weights_only=True)
         stored = json.loads(state["config_json"])
+        if state.get("arch", GMTNET_ARCH) != model_arch(self.model):
+            raise ValueError(
+                f"{self.state_path}: cannot resume, it holds a {state.get('arch', GMTNET_ARCH)!r} "
+                f"model, not {model_arch(self.model)!r}"
+            )
         if stored != self.model.config.as_dict():
             raise ValueError(
                 f"{self.state_path}: cannot resume, the model config differs from the stored one"
