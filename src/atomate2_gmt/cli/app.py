@@ -14,6 +14,7 @@ from atomate2_gmt.cli import train as train_cli
 
 app = typer.Typer(
     name="atomate2-gmt",
+    help="GMTNet crystal-tensor screening: predict, screen, query, train.",
     no_args_is_help=True,
     add_completion=False,
 )
