@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from monty.json import MSONable
 from pymatgen.core import Composition, Element, Species, Structure
 
 if TYPE_CHECKING:
@@ -61,8 +62,9 @@ _MIN_DISTANCE = 0.5  # Å: closer sites are a broken structure
 
 
 @dataclass
-class Candidate:
-    """One structure to screen (or the reason it cannot be screened).
+class Candidate(MSONable):
+    """One structure to screen (or the reason it cannot be screened); MSONable, so lists of
+    candidates travel as jobflow job inputs.
 
     ``source`` names it (file name, store id, generated label); ``provenance`` says where it came
     from; ``e_above_hull`` (eV/atom) is kept when the source provides it (it is not predicted).

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from maggma.core import Store
 
-__all__ = ["CRYSTAL_SYSTEMS", "build_criteria", "query_candidates"]
+__all__ = ["CRYSTAL_SYSTEMS", "build_criteria", "find_document", "query_candidates"]
 
 _STATES = ("successful", "failed")
 
@@ -227,3 +227,17 @@ def query_candidates(
         criteria = {**criteria, PREDICTION_KEY: {"$in": [v[1] for v in latest.values()]}}
     docs = store.query(criteria=criteria, properties=properties, sort=order, limit=top)
     return [_row(doc, prop, i + 1, include_tensors) for i, doc in enumerate(docs)]
+
+
+def find_document(store: Store, key: str) -> dict[str, Any]:
+    """One prediction document by ``prediction_id``, ``structure_key`` or ``source`` (the
+    latest when several match). ``KeyError`` naming ``key`` if nothing matches."""
+    if not isinstance(key, str) or not key.strip():
+        raise ValueError("key must be a non-empty string")
+    store.connect()
+    for field in (PREDICTION_KEY, "structure_key", "source"):
+        docs = list(store.query({field: key}))
+        if docs:
+            docs.sort(key=lambda d: str(d.get("last_updated") or ""))
+            return docs[-1]
+    raise KeyError(f"no prediction document with prediction_id, structure_key or source {key!r}")

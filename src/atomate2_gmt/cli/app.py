@@ -10,6 +10,7 @@ from atomate2_gmt.cli import data as data_cli
 from atomate2_gmt.cli import demo as demo_cli
 from atomate2_gmt.cli import predict as predict_cli
 from atomate2_gmt.cli import query as query_cli
+from atomate2_gmt.cli import screen as screen_cli
 from atomate2_gmt.cli import train as train_cli
 
 app = typer.Typer(
@@ -29,6 +30,8 @@ def version() -> None:
 app.add_typer(data_cli.app, name="data", help="Datasets: info, fetch the GMTNet JARVIS benchmark.")
 app.command()(demo_cli.demo)
 app.command()(predict_cli.predict)
+app.command()(screen_cli.screen)
+app.command()(screen_cli.show)
 app.command()(train_cli.train)
 app.command()(train_cli.evaluate)
 app.command()(baselines_cli.baselines)

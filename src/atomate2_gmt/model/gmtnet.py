@@ -22,7 +22,12 @@ from atomate2_gmt.model.equivariant_symmetry import (
 from atomate2_gmt.model.graph import CrystalGraph, GraphBatch, build_graph, check_structure, collate
 from atomate2_gmt.model.heads import TensorHead, feature_irreps
 from atomate2_gmt.model.layers import ComformerNodeLayer, TFNLayer, hidden_irreps, scatter_mean
-from atomate2_gmt.tensors.symmetry import point_group_info, projector, refined_structure
+from atomate2_gmt.tensors.symmetry import (
+    PointGroupInfo,
+    point_group_info,
+    projector,
+    refined_structure,
+)
 
 
 @dataclass
@@ -36,20 +41,48 @@ class PreparedCrystal:
     crystal_system: str
 
 
-def prepare_crystal(structure: Structure, config: GMTNetConfig) -> PreparedCrystal:
-    """Validate ``structure``, find its point group, build its graph (ValueError on bad input)."""
+def graph_key(config: GMTNetConfig) -> tuple[object, ...]:
+    """The config fields the graph and the point group depend on: models with equal keys can
+    share one :func:`prepare_structure` of a structure (the tensor kind only changes the
+    output projector)."""
+    return (
+        config.k_neighbors,
+        config.max_radius,
+        config.max_sites,
+        config.symprec,
+        config.angle_tolerance,
+        config.refine_structure,
+    )
+
+
+def prepare_structure(
+    structure: Structure, config: GMTNetConfig
+) -> tuple[CrystalGraph, PointGroupInfo]:
+    """Validate ``structure``, find its point group and build its graph (task-independent part
+    of :func:`prepare_crystal`; ValueError on bad input)."""
     structure = check_structure(structure, max_sites=config.max_sites)
     info = point_group_info(structure, config.symprec, config.angle_tolerance)
     if config.refine_structure:
         structure = refined_structure(structure, config.symprec)
     graph = build_graph(structure, config.k_neighbors, config.max_radius, config.max_sites)
+    return graph, info
+
+
+def crystal_for_kind(graph: CrystalGraph, info: PointGroupInfo, kind: str) -> PreparedCrystal:
+    """A :class:`PreparedCrystal` for tensor ``kind`` from a shared graph and point group."""
     return PreparedCrystal(
         graph=graph,
         ops=info.ops,
-        output_projector=projector(config.kind, info.ops),
+        output_projector=projector(kind, info.ops),
         point_group=info.point_group,
         crystal_system=info.crystal_system,
     )
+
+
+def prepare_crystal(structure: Structure, config: GMTNetConfig) -> PreparedCrystal:
+    """Validate ``structure``, find its point group, build its graph (ValueError on bad input)."""
+    graph, info = prepare_structure(structure, config)
+    return crystal_for_kind(graph, info, config.kind)
 
 
 @dataclass

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,16 @@ from pymatgen.core import Structure
 
 from atomate2_gmt.model.checkpoint import load_checkpoint
 from atomate2_gmt.model.config import TASK_UNITS, check_task
-from atomate2_gmt.model.gmtnet import GMTNet, PreparedCrystal, collate_crystals, prepare_crystal
+from atomate2_gmt.model.gmtnet import (
+    GMTNet,
+    PreparedCrystal,
+    collate_crystals,
+    crystal_for_kind,
+    graph_key,
+    prepare_structure,
+)
 from atomate2_gmt.tensors.conventions import full_to_voigt
+from atomate2_gmt.tensors.symmetry import PointGroupInfo
 
 logger = logging.getLogger(__name__)
 
@@ -74,20 +83,96 @@ def predict(
     coordinates, unknown elements, isolated atoms, ...) fail with their reason; the rest are
     predicted. ``model``: a GMTNet, a checkpoint path, or None for the shipped pretrained model.
     """
-    check_task(task)
+    return predict_many(structures, {task: model}, device=device, batch_size=batch_size).results[
+        task
+    ]
+
+
+@dataclass
+class MultiTaskPrediction:
+    """Output of :func:`predict_many`.
+
+    ``results``: task → one result dict per structure (as :func:`predict` returns);
+    ``point_groups``: per structure the :class:`PointGroupInfo` found while preparing it (None if
+    it could not be prepared); ``timings``: seconds spent per task (model forward passes and the
+    task's share of preparation) and in ``"prepare"`` (graphs and symmetry, shared by tasks).
+    """
+
+    results: dict[str, list[dict[str, Any]]]
+    point_groups: list[PointGroupInfo | None]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def predict_many(
+    structures: Sequence[Structure],
+    models: Mapping[str, ModelLike],
+    device: str | torch.device | None = None,
+    batch_size: int = 64,
+) -> MultiTaskPrediction:
+    """Predict several tasks for the same structures, building each graph and point group once.
+
+    ``models``: task → a GMTNet, a checkpoint path or None (the shipped model). Models whose
+    graph settings agree (:func:`graph_key`) share one preparation of each structure, so three
+    tasks cost one symmetry search and one neighbour list per structure. One bad structure never
+    fails the batch: it gets a failed result (with its reason) for every task.
+    """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
-    net, _meta = resolve_model(model, task)
+    if not models:
+        raise ValueError("models must name at least one task")
+    nets: dict[str, GMTNet] = {}
+    for task, model in models.items():
+        check_task(task)
+        nets[task], _meta = resolve_model(model, task)
     dev = resolve_device(device)
-    net = net.to(dev).eval()
+    n = len(structures)
+    timings: dict[str, float] = {"prepare": 0.0}
+    shared: dict[tuple[object, ...], list[tuple[Any, PointGroupInfo] | Exception]] = {}
+    for net in nets.values():
+        key = graph_key(net.config)
+        if key in shared:
+            continue
+        start = time.perf_counter()
+        prepared: list[tuple[Any, PointGroupInfo] | Exception] = []
+        for structure in structures:
+            try:
+                prepared.append(prepare_structure(structure, net.config))
+            except Exception as exc:  # one bad structure never sinks the batch
+                prepared.append(exc)
+        shared[key] = prepared
+        timings["prepare"] += time.perf_counter() - start
+    point_groups: list[PointGroupInfo | None] = [None] * n
+    for prepared in shared.values():
+        for i, item in enumerate(prepared):
+            if point_groups[i] is None and not isinstance(item, Exception):
+                point_groups[i] = item[1]
+    results: dict[str, list[dict[str, Any]]] = {}
+    for task, net in nets.items():
+        start = time.perf_counter()
+        net = net.to(dev).eval()
+        crystals: list[tuple[int, PreparedCrystal]] = []
+        out: list[dict[str, Any] | None] = [None] * n
+        for i, item in enumerate(shared[graph_key(net.config)]):
+            if isinstance(item, Exception):
+                out[i] = _failed(f"{type(item).__name__}: {item}", task)
+            else:
+                crystals.append((i, crystal_for_kind(item[0], item[1], net.config.kind)))
+        _predict_prepared(net, crystals, out, dev, batch_size, task)
+        results[task] = [r for r in out if r is not None]
+        timings[task] = time.perf_counter() - start
+    return MultiTaskPrediction(results=results, point_groups=point_groups, timings=timings)
+
+
+def _predict_prepared(
+    net: GMTNet,
+    prepared: list[tuple[int, PreparedCrystal]],
+    results: list[dict[str, Any] | None],
+    dev: torch.device,
+    batch_size: int,
+    task: str,
+) -> None:
+    """Fill ``results[i]`` for every prepared crystal, batch by batch (isolating failures)."""
     config = net.config
-    results: list[dict[str, Any] | None] = [None] * len(structures)
-    prepared: list[tuple[int, PreparedCrystal]] = []
-    for i, structure in enumerate(structures):
-        try:
-            prepared.append((i, prepare_crystal(structure, config)))
-        except Exception as exc:  # one bad structure never sinks the batch
-            results[i] = _failed(f"{type(exc).__name__}: {exc}", task)
     for chunk in _batches(prepared, batch_size):
         try:
             tensors = _forward(net, [c for _, c in chunk], dev)
@@ -118,7 +203,6 @@ def predict(
                 "point_group": crystal.point_group,
                 "crystal_system": crystal.crystal_system,
             }
-    return [r for r in results if r is not None]
 
 
 def _forward(net: GMTNet, crystals: Sequence[PreparedCrystal], device: torch.device) -> list[Any]:

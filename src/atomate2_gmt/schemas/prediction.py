@@ -129,12 +129,17 @@ def _structure_dict(structure: Structure) -> dict[str, Any]:
     return jsanitize(structure.as_dict(), strict=False)  # type: ignore[no-any-return]
 
 
-def _symmetry(structure: Structure, symprec: float) -> tuple[SymmetryData, bool]:
+def _symmetry(
+    structure: Structure, symprec: float, info: Any = None
+) -> tuple[SymmetryData, bool]:
+    """emmet SymmetryData and centrosymmetry; ``info``: a PointGroupInfo already found for
+    ``structure`` (e.g. while predicting) to reuse instead of searching again."""
     import spglib
 
     from atomate2_gmt.tensors.symmetry import point_group_info
 
-    info = point_group_info(structure, symprec=symprec)
+    if info is None:
+        info = point_group_info(structure, symprec=symprec)
     centro = bool(any(np.allclose(op, -np.eye(3), atol=1e-6) for op in info.ops))
     data = SymmetryData(
         crystal_system=CrystalSystem(info.crystal_system.capitalize()),
@@ -278,6 +283,7 @@ class GMTPredictionDoc(StructureMetadata):
         provenance: dict[str, Any] | None = None,
         e_above_hull: float | None = None,
         structure_key: str | None = None,
+        point_group_info: Any = None,
     ) -> GMTPredictionDoc:
         """Build the document of ``structure`` from per-task results of ``atomate2_gmt.predict``.
 
@@ -292,6 +298,8 @@ class GMTPredictionDoc(StructureMetadata):
             device, timings: where the predictions ran and seconds per task.
             e_above_hull: eV/atom from the candidate source, when known.
             structure_key: precomputed key (computed here if None).
+            point_group_info: the ``tensors.symmetry.PointGroupInfo`` of ``structure`` at
+                ``symprec`` when already known (saves a symmetry search).
         """
         if not isinstance(structure, Structure):
             raise ValueError(f"structure must be a pymatgen Structure, got {type(structure)}")
@@ -322,7 +330,7 @@ class GMTPredictionDoc(StructureMetadata):
         symmetry = None
         centro = None
         try:
-            symmetry, centro = _symmetry(structure, symprec)
+            symmetry, centro = _symmetry(structure, symprec, point_group_info)
         except Exception as exc:
             errors.append(f"symmetry: {exc}")
 

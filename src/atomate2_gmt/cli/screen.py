@@ -1,0 +1,166 @@
+"""``atomate2-gmt screen PATH`` and ``atomate2-gmt show KEY``.
+
+``screen`` runs the screening flow (:class:`~atomate2_gmt.flows.screen.GMTScreenMaker`) locally
+with jobflow's ``run_locally`` into the configured candidate store and prints the ranking;
+``show`` prints one stored document and writes a picture of its tensors.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+__all__ = ["print_screening", "run_screening", "screen", "show"]
+
+
+def run_screening(
+    candidates: Any,
+    tasks: tuple[str, ...] | None = None,
+    chunk_size: int = 500,
+    top: int = 10,
+    device: str | None = None,
+    batch_size: int | None = None,
+    store: Any = None,
+) -> dict[str, Any]:
+    """Build the screening flow for ``candidates`` and run it with ``run_locally``; returns the
+    ranking job's output (raises if a job failed)."""
+    import logging
+
+    from jobflow import run_locally
+
+    from atomate2_gmt.flows.screen import GMTScreenMaker
+    from atomate2_gmt.jobs.predict import GMTPredictMaker
+
+    maker = GMTScreenMaker(
+        predict_maker=GMTPredictMaker(tasks=tasks, device=device, batch_size=batch_size),
+        chunk_size=chunk_size,
+        top=top,
+        store=store,
+    )
+    flow = maker.make(candidates)
+    logging.getLogger("jobflow").setLevel(logging.WARNING)
+    responses = run_locally(flow, ensure_success=True, log=False)
+    output = responses[flow.jobs[-1].uuid][1].output
+    return dict(output)
+
+
+def print_screening(output: dict[str, Any], elapsed: float | None = None) -> None:
+    """Print the ranking tables and the failures of a screening run."""
+    from rich.console import Console
+
+    from atomate2_gmt.cli.query import render_rows
+
+    console = Console(width=160)
+    rate = f", {output['n'] / elapsed:.0f} structures/s" if elapsed else ""
+    console.print(
+        f"screened {output['n']} candidates: {output['n_successful']} predicted, "
+        f"{output['n_failed']} failed (tasks: {', '.join(output['tasks'])}; model version "
+        f"{output['model_version']}; store {output['store']}{rate})"
+    )
+    for task, rows in output["ranking"].items():
+        if rows:
+            console.print(render_rows(rows, task, "table"), end="")
+    for source, reason in output["failures"][:10]:
+        console.print(f"  failed: {source}: {reason}")
+    if len(output["failures"]) > 10:
+        console.print(f"  ... and {len(output['failures']) - 10} more failures")
+
+
+def screen(
+    path: Annotated[Path, typer.Argument(help="Folder of CIF/POSCAR/JSON files, or one file.")],
+    tasks: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated tasks (default: dielectric, piezo, elastic)."),
+    ] = None,
+    chunk_size: Annotated[int, typer.Option(min=1, help="Structures per prediction job.")] = 500,
+    top: Annotated[int, typer.Option(min=1, help="Rows per property.")] = 10,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda (default: settings).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1)] = None,
+    project_dir: Annotated[
+        Path | None, typer.Option(help="Project folder (default: settings PROJECT_DIR).")
+    ] = None,
+) -> None:
+    """Screen structure files into the candidate store (run locally) and print the ranking."""
+    import os
+
+    from atomate2_gmt.stores import StoreConnectionError
+
+    if project_dir is not None:
+        os.environ["ATOMATE2_GMT_PROJECT_DIR"] = str(project_dir)
+    task_list = tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else None
+    start = time.perf_counter()
+    try:
+        output = run_screening(
+            path, task_list, chunk_size=chunk_size, top=top, device=device, batch_size=batch_size
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except StoreConnectionError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    print_screening(output, time.perf_counter() - start)
+
+
+def show(
+    key: Annotated[str, typer.Argument(help="prediction_id, structure_key or source name.")],
+    picture: Annotated[
+        Path | None, typer.Option(help="PNG to write (default: <project>/figures/<key>.png).")
+    ] = None,
+    project_dir: Annotated[Path | None, typer.Option(help="Project folder.")] = None,
+) -> None:
+    """Print one prediction document and write a picture of its tensors."""
+    import json
+
+    from atomate2_gmt.plotting import plot_tensor_surfaces
+    from atomate2_gmt.query import find_document
+    from atomate2_gmt.settings import GMTSettings
+    from atomate2_gmt.stores import StoreConnectionError, candidate_store, check_store
+
+    settings = GMTSettings(PROJECT_DIR=project_dir) if project_dir else GMTSettings()
+    store = candidate_store(settings)
+    try:
+        check_store(store, timeout_s=settings.STORE_TIMEOUT_S)
+        doc = find_document(store, key)
+    except StoreConnectionError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except (KeyError, ValueError) as exc:
+        typer.echo(f"Error: {exc.args[0]}", err=True)
+        raise typer.Exit(2) from None
+    sym = doc.get("symmetry") or {}
+    typer.echo(
+        f"{doc.get('formula_pretty')}  {sym.get('symbol')} ({sym.get('number')}), point group "
+        f"{sym.get('point_group')}, {sym.get('crystal_system')}; source {doc.get('source')}\n"
+        f"prediction_id {doc.get('prediction_id')}\nstate {doc.get('state')}"
+        + (f" ({doc.get('error')})" if doc.get("error") else "")
+    )
+    tensors = {}
+    for task, pred in (doc.get("predictions") or {}).items():
+        if pred.get("state") != "successful":
+            typer.echo(f"\n{task}: failed: {pred.get('error')}")
+            continue
+        tensors[task] = pred["tensor"]
+        typer.echo(f"\n{task} ({pred.get('units')}), Voigt xx,yy,zz,yz,xz,xy, structure frame:")
+        for row in pred["voigt"]:
+            typer.echo("  " + " ".join(f"{v:10.4f}" for v in row))
+        derived = {k: v for k, v in (pred.get("derived") or {}).items()}
+        typer.echo("  " + json.dumps(derived, default=str))
+    if not tensors:
+        typer.echo("no successful prediction to draw")
+        return
+    if picture is None:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)[:80]
+        picture = Path(settings.PROJECT_DIR).expanduser() / "figures" / f"{safe}.png"
+    try:
+        out = plot_tensor_surfaces(tensors, picture, title=str(doc.get("formula_pretty")))
+    except ValueError as exc:  # e.g. a singular elastic tensor: draw the others
+        tensors.pop("elastic", None)
+        if not tensors:
+            typer.echo(f"no picture: {exc}")
+            return
+        out = plot_tensor_surfaces(tensors, picture, title=str(doc.get("formula_pretty")))
+    typer.echo(f"\npicture: {out}")

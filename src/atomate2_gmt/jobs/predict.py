@@ -1,0 +1,282 @@
+"""``GMTPredictMaker``: one jobflow job that predicts crystal tensors for a list of structures.
+
+One job per large batch, not per structure: the models are loaded once, every structure's graph
+and point group are built once for all tasks, and the forward passes run in batches on the
+chosen device. Each structure becomes one :class:`~atomate2_gmt.schemas.prediction.
+GMTPredictionDoc`; a bad structure becomes a failed document with its reason and never sinks the
+batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jobflow import Maker, job
+
+from atomate2_gmt.candidates import Candidate, candidates_from_files, check_structure
+from atomate2_gmt.data.records import TASKS
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from maggma.core import Store
+
+    from atomate2_gmt.model.gmtnet import GMTNet
+    from atomate2_gmt.settings import GMTSettings
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_TASKS", "GMTPredictMaker", "as_candidates", "predict_documents"]
+
+DEFAULT_TASKS: tuple[str, ...] = ("dielectric", "piezo", "elastic")
+"""Tasks predicted when none are named: the three tensors (ε∞, e_ij, C_ij)."""
+
+CandidateLike = Candidate | Any  # Candidate, Structure, Structure dict, or a file path
+
+
+def as_candidates(items: Sequence[CandidateLike]) -> list[Candidate]:
+    """Normalise job inputs to :class:`Candidate` s: candidates pass through, structures (or
+    their dicts) are named ``structure-<i>``, strings and paths are read as structure files
+    (unreadable ones become failed candidates with the reason)."""
+    from pymatgen.core import Structure
+
+    out: list[Candidate] = []
+    for i, item in enumerate(items):
+        if isinstance(item, Candidate):
+            out.append(item)
+        elif isinstance(item, str | Path):
+            out.extend(candidates_from_files([item]))
+        elif isinstance(item, Structure | dict):
+            structure: Any = item
+            if isinstance(item, dict):
+                try:
+                    structure = Structure.from_dict(item)
+                except Exception as exc:
+                    out.append(
+                        Candidate(
+                            source=f"structure-{i}",
+                            error=f"not a Structure dict ({type(exc).__name__})",
+                        )
+                    )
+                    continue
+            reason = check_structure(structure)
+            out.append(
+                Candidate(source=f"structure-{i}", error=reason)
+                if reason
+                else Candidate(source=f"structure-{i}", structure=structure)
+            )
+        else:
+            out.append(
+                Candidate(
+                    source=f"input-{i}",
+                    error=f"cannot screen a {type(item).__name__}: give a Structure, a file "
+                    "path or a Candidate",
+                )
+            )
+    return out
+
+
+@dataclass
+class GMTPredictMaker(Maker):
+    """Predict crystal tensors for many structures in ONE job (batched, on one device).
+
+    Args:
+        name: job name (jobflow-remote workers are chosen by it: ``gmt_predict*``).
+        tasks: tasks to predict; None → :data:`DEFAULT_TASKS` that have a model (a default task
+            without a model is skipped with a warning; a named task without one is an error).
+        models: task → ``"pretrained"``, ``"registry"`` or a checkpoint path; tasks not given
+            use the settings' ``MODELS``.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...; None → the settings' ``DEVICE``.
+        batch_size: structures per forward pass; None → the settings' ``BATCH_SIZE``.
+        symprec: symmetry tolerance (Å) of the documents' symmetry data and structure keys;
+            None → the settings' ``SYMPREC``.
+        write_to_store: upsert the documents into ``store`` (checked before any prediction).
+        store: the prediction store; None → the settings' candidate store, built on the worker
+            (so credentials come from the worker's settings, never from the job document).
+        return_documents: the job returns the documents (store dicts); False → a summary with
+            the prediction ids and the failures (what the screening flow uses, so that large
+            documents are not copied into the job store).
+
+    Override :meth:`load_model` to put another model in (tests use small random models).
+    """
+
+    name: str = "gmt_predict"
+    tasks: tuple[str, ...] | None = None
+    models: dict[str, str] = field(default_factory=dict)
+    device: str | None = None
+    batch_size: int | None = None
+    symprec: float | None = None
+    write_to_store: bool = False
+    store: Store | None = None
+    return_documents: bool = True
+
+    def settings(self) -> GMTSettings:
+        """The settings in force (environment, ``~/.atomate2_gmt.yaml``)."""
+        from atomate2_gmt.settings import GMTSettings
+
+        return GMTSettings()
+
+    def model_spec(self, task: str) -> str:
+        """``"pretrained"``, ``"registry"`` or a checkpoint path for ``task``."""
+        return self.models.get(task) or self.settings().model_for(task)
+
+    def load_model(self, task: str) -> tuple[GMTNet, dict[str, Any]]:
+        """The model of ``task`` and its info (name, version, checkpoint hash, spec).
+
+        Raises a ``ValueError`` naming the task when no model is available for it.
+        """
+        from atomate2_gmt.model.checkpoint import load_checkpoint
+
+        spec = self.model_spec(task)
+        if spec == "pretrained":
+            from atomate2_gmt.pretrained import pretrained_path
+
+            path: Any = pretrained_path(task)
+        elif spec == "registry":
+            from atomate2_gmt.registry import resolve_model_spec
+
+            path = resolve_model_spec(task, self.settings())
+        else:
+            path = Path(spec).expanduser()
+            if not path.is_file():
+                raise ValueError(f"model for task {task!r}: checkpoint {str(path)!r} not found")
+        net, meta = load_checkpoint(path, task=task)
+        info = {
+            "name": meta.get("name") or f"gmtnet-{task}",
+            "version": meta.get("version"),
+            "checkpoint_hash": meta.get("checkpoint_sha256"),
+            "spec": spec,
+        }
+        return net, info
+
+    def resolve_tasks(self) -> tuple[str, ...]:
+        """The tasks this maker predicts (see ``tasks``)."""
+        if self.tasks is not None:
+            unknown = sorted(set(self.tasks) - set(TASKS))
+            if unknown or not self.tasks:
+                raise ValueError(
+                    f"unknown or no tasks {unknown or list(self.tasks)}; valid: {', '.join(TASKS)}"
+                )
+            return tuple(t for t in TASKS if t in self.tasks)
+        available = []
+        for task in DEFAULT_TASKS:
+            if self.model_spec(task) == "pretrained":
+                from atomate2_gmt.pretrained import available as shipped
+
+                if task not in shipped():
+                    logger.warning("no shipped model for task %r: not predicted", task)
+                    continue
+            available.append(task)
+        if not available:
+            raise ValueError("no model is available for any of the default tasks")
+        return tuple(available)
+
+    @job
+    def make(self, candidates: Sequence[CandidateLike]) -> list[dict[str, Any]] | dict[str, Any]:
+        """Predict every candidate (Candidate, Structure, Structure dict or file path).
+
+        Returns the documents' store dicts (``return_documents``) or a summary:
+        ``{"n", "n_successful", "n_failed", "prediction_ids", "failures": [[source, reason]],
+        "model_version", "tasks", "device", "timings", "written"}``.
+        """
+        return predict_documents(self, candidates)
+
+
+def predict_documents(
+    maker: GMTPredictMaker, candidates: Sequence[CandidateLike]
+) -> list[dict[str, Any]] | dict[str, Any]:
+    """The body of :meth:`GMTPredictMaker.make`, callable without jobflow."""
+    from atomate2_gmt.model.predict import predict_many, resolve_device
+    from atomate2_gmt.schemas.prediction import GMTPredictionDoc, derive_model_version
+    from atomate2_gmt.stores import candidate_store, check_store, upsert_predictions
+
+    settings = maker.settings()
+    store = None
+    if maker.write_to_store:  # fail before any prediction if the store is unreachable
+        store = maker.store if maker.store is not None else candidate_store(settings)
+        check_store(store, timeout_s=settings.STORE_TIMEOUT_S)
+    tasks = maker.resolve_tasks()
+    symprec = maker.symprec if maker.symprec is not None else settings.SYMPREC
+    device = str(resolve_device(maker.device or settings.DEVICE))
+    batch_size = maker.batch_size or settings.BATCH_SIZE
+    loaded = {task: maker.load_model(task) for task in tasks}
+    model_info = {task: info for task, (_, info) in loaded.items()}
+    version = derive_model_version(model_info, list(tasks))
+
+    items = as_candidates(candidates)
+    usable = [c for c in items if c.state == "successful"]
+    start = time.perf_counter()
+    result = predict_many(
+        [c.structure for c in usable],
+        {task: net for task, (net, _) in loaded.items()},
+        device=device,
+        batch_size=batch_size,
+    )
+    n_usable = max(len(usable), 1)
+    timings = {k: v / n_usable for k, v in result.timings.items()}  # seconds per structure
+    docs: list[GMTPredictionDoc] = []
+    index = {id(c): i for i, c in enumerate(usable)}
+    for cand in items:
+        if cand.state != "successful":
+            docs.append(
+                GMTPredictionDoc.from_failure(
+                    cand.source,
+                    cand.error or "unusable structure",
+                    cand.structure,
+                    tasks=tasks,
+                    model_version=version,
+                    symprec=symprec,
+                    provenance=cand.provenance,
+                    e_above_hull=cand.e_above_hull,
+                )
+            )
+            continue
+        i = index[id(cand)]
+        assert cand.structure is not None
+        same_tolerance = all(net.config.symprec == symprec for net, _ in loaded.values())
+        docs.append(
+            GMTPredictionDoc.from_predictions(
+                cand.structure,
+                {task: result.results[task][i] for task in tasks},
+                model_info,
+                source=cand.source,
+                model_version=version,
+                symprec=symprec,
+                device=device,
+                timings={t: timings.get(t, 0.0) for t in tasks},
+                provenance=cand.provenance,
+                e_above_hull=cand.e_above_hull,
+                point_group_info=result.point_groups[i] if same_tolerance else None,
+            )
+        )
+    elapsed = time.perf_counter() - start
+    written = 0
+    if store is not None:
+        written = upsert_predictions(store, docs)
+    failures = [[d.source, d.error or ""] for d in docs if d.state == "failed"]
+    logger.info(
+        "predicted %d structures (%d failed) for %s in %.1f s on %s",
+        len(docs),
+        len(failures),
+        ", ".join(tasks),
+        elapsed,
+        device,
+    )
+    if maker.return_documents:
+        return [d.to_store_dict() for d in docs]
+    return {
+        "n": len(docs),
+        "n_successful": len(docs) - len(failures),
+        "n_failed": len(failures),
+        "prediction_ids": [d.prediction_id for d in docs],
+        "failures": failures,
+        "model_version": version,
+        "tasks": list(tasks),
+        "device": device,
+        "timings": {"total_s": elapsed, **{f"{k}_s": v for k, v in result.timings.items()}},
+        "written": written,
+    }

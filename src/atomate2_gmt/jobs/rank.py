@@ -1,0 +1,76 @@
+"""``rank_predictions``: the job that turns a screening run's store contents into its ranking."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from jobflow import job
+
+from atomate2_gmt.schemas.fields import DEFAULT_SORT
+
+if TYPE_CHECKING:
+    from maggma.core import Store
+
+__all__ = ["rank_predictions", "ranking"]
+
+
+def ranking(
+    store: Store,
+    tasks: list[str],
+    model_version: str | None,
+    top: int = 20,
+    query: dict[str, Any] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Task → the ``top`` rows of :func:`atomate2_gmt.query.query_candidates` for the task's
+    default sort field (ε∞ largest eigenvalue, max |e_ij|, K_VRH), restricted to
+    ``model_version``; ``query`` adds filters (e.g. ``{"exclude_elements": "Pb,Cd"}``)."""
+    from atomate2_gmt.query import query_candidates
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for task in tasks:
+        out[task] = query_candidates(
+            store,
+            task,
+            sort=DEFAULT_SORT[task],
+            top=top,
+            model_version=model_version,
+            **(query or {}),
+        )
+    return out
+
+
+@job(name="gmt_rank")
+def rank_predictions(
+    summaries: list[dict[str, Any]],
+    top: int = 20,
+    store: Store | None = None,
+    query: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Rank the predictions a screening run wrote (``summaries``: outputs of the chunk jobs).
+
+    Returns ``{"ranking": task → rows, "n", "n_successful", "n_failed", "failures",
+    "model_version", "tasks", "store"}``; the rows are those of ``atomate2-gmt query``.
+    """
+    from atomate2_gmt.settings import GMTSettings
+    from atomate2_gmt.stores import candidate_store, describe_store
+
+    settings = GMTSettings()
+    store = store if store is not None else candidate_store(settings)
+    versions = sorted({s["model_version"] for s in summaries})
+    tasks = sorted({t for s in summaries for t in s["tasks"]}, key=list(DEFAULT_SORT).index)
+    version = versions[0] if len(versions) == 1 else None
+    store.connect()
+    try:
+        rows = ranking(store, tasks, version, top=top, query=query)
+    finally:
+        store.close()
+    return {
+        "ranking": rows,
+        "n": sum(s["n"] for s in summaries),
+        "n_successful": sum(s["n_successful"] for s in summaries),
+        "n_failed": sum(s["n_failed"] for s in summaries),
+        "failures": [f for s in summaries for f in s["failures"]],
+        "model_version": version,
+        "tasks": tasks,
+        "store": describe_store(store),
+    }
