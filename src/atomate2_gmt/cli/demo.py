@@ -1,77 +1,74 @@
-"""``atomate2-gmt demo``: rank generated candidates with the shipped models (no configuration)."""
+"""``atomate2-gmt demo``: the main job with nothing to configure.
+
+Generates substitution candidates on known prototypes (offline), screens them with the shipped
+models into the embedded store (``PROJECT_DIR``, default ``./gmt_project``) through the
+screening flow, prints the top candidates per property and writes a picture of the best piezo
+candidate's tensors.
+"""
 
 from __future__ import annotations
 
 import time
+import warnings
+from pathlib import Path
 
 import typer
-from pymatgen.core import Structure
-from rich.console import Console
-from rich.table import Table
 
 
 def demo(
     n: int = typer.Option(300, help="number of substitution candidates to generate"),
     top: int = typer.Option(10, help="rows shown per property"),
     seed: int = typer.Option(0),
+    project_dir: Path | None = typer.Option(
+        None, help="project folder (default: settings PROJECT_DIR, ./gmt_project)"
+    ),
 ) -> None:
-    """Generate candidates by substitution on known prototypes; rank them with the shipped models.
+    """Generate candidates, screen them with the shipped models into the embedded store, print
+    the top candidates per property and write one tensor picture."""
+    import os
 
-    Not yet stored: the store-backed screening flow (`atomate2-gmt screen`) is the next step.
-    """
+    from rich.console import Console
+
     from atomate2_gmt.candidates import generate_substitution_candidates
-    from atomate2_gmt.model.predict import predict
+    from atomate2_gmt.cli.screen import print_screening, run_screening
+    from atomate2_gmt.plotting import plot_tensor_surfaces
     from atomate2_gmt.pretrained import available
-    from atomate2_gmt.tensors.properties import dielectric_eigenvalues, piezo_max_eij
+    from atomate2_gmt.query import find_document
+    from atomate2_gmt.settings import GMTSettings
+    from atomate2_gmt.stores import candidate_store
 
-    console = Console(width=120)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    if project_dir is not None:
+        os.environ["ATOMATE2_GMT_PROJECT_DIR"] = str(project_dir)
+    console = Console(width=160)
     start = time.perf_counter()
-    candidates = [c for c in generate_substitution_candidates(n=n, seed=seed) if c.structure]
-    structures: list[Structure] = [c.structure for c in candidates if c.structure is not None]
+    candidates = generate_substitution_candidates(n=n, seed=seed)
     console.print(
         f"generated {len(candidates)} charge-balanced substitution candidates "
-        f"({time.perf_counter() - start:.1f} s)"
+        f"({time.perf_counter() - start:.1f} s); shipped models: {', '.join(available())}"
     )
-    shipped = available()
+    t0 = time.perf_counter()
+    output = run_screening(candidates, top=top)
+    print_screening(output, time.perf_counter() - t0)
+
+    settings = GMTSettings()
+    best = next(iter(output["ranking"].get("piezo") or []), None)
+    if best is None:
+        best = next((rows[0] for rows in output["ranking"].values() if rows), None)
+    if best is not None:
+        store = candidate_store(settings)
+        doc = find_document(store, best["prediction_id"])
+        tensors = {
+            task: pred["tensor"]
+            for task, pred in doc["predictions"].items()
+            if pred.get("state") == "successful"
+        }
+        if doc.get("born_stable") is not True:
+            tensors.pop("elastic", None)  # no Young's modulus surface without a compliance
+        picture = Path(settings.PROJECT_DIR).expanduser() / "figures" / "demo_top_piezo.png"
+        plot_tensor_surfaces(tensors, picture, title=f"{doc['formula_pretty']} ({best['source']})")
+        console.print(f"tensor picture of {doc['formula_pretty']}: {picture}")
     console.print(
-        f"shipped pretrained models: {', '.join(shipped)} "
-        "(first-pass CPU trainings; metrics in src/atomate2_gmt/pretrained/*.json)"
+        f"done in {time.perf_counter() - start:.1f} s; query the store with e.g. "
+        "`atomate2-gmt query --property piezo --top 20 --exclude-elements Pb,Cd`"
     )
-    scorers = {
-        "dielectric": ("max eigenvalue of ε∞", lambda T: float(dielectric_eigenvalues(T).max())),
-        "dielectric_total": (
-            "max eigenvalue of ε0",
-            lambda T: float(dielectric_eigenvalues(T).max()),
-        ),
-        "piezo": ("max |e_iJ| (C/m²)", lambda T: piezo_max_eij(T)[0]),
-    }
-    for task, (label, score) in scorers.items():
-        if task not in shipped:
-            continue
-        t0 = time.perf_counter()
-        results = predict(structures, task)
-        dt = time.perf_counter() - t0
-        ok = [
-            (score(r["tensor"]), c, r)
-            for c, r in zip(candidates, results, strict=True)
-            if r["state"] == "successful"
-        ]
-        failed = len(results) - len(ok)
-        ok.sort(key=lambda t: -t[0])
-        table = Table(
-            title=f"top {top} by {label} — {task}: {len(ok)} predicted, {failed} failed, "
-            f"{len(results) / dt:.0f} structures/s"
-        )
-        for col in ("rank", "formula", "point group", label, "from prototype"):
-            table.add_column(col)
-        for rank, (value, cand, res) in enumerate(ok[:top], 1):
-            proto = cand.provenance.get("prototype", "")
-            table.add_row(
-                str(rank),
-                cand.structure.composition.reduced_formula if cand.structure else "?",
-                res["point_group"],
-                f"{value:.3f}",
-                str(proto),
-            )
-        console.print(table)
-    console.print(f"done in {time.perf_counter() - start:.1f} s")
