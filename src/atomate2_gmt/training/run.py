@@ -45,7 +45,16 @@ def load_records(task: str, data: str = "mp") -> tuple[list[TensorRecord], dict[
             "n_excluded_residual": ds.n_excluded,
             "residual_threshold": ds.threshold,
         }
-    raise ValueError(f"unknown data source {data!r} (available: 'mp')")
+    if data in ("store", "mp+store"):  # DFPT feedback: TrainingDocs in the training store
+        from atomate2_gmt.data.store_source import records_from_store
+        from atomate2_gmt.stores import training_store
+
+        records, info = records_from_store(training_store(), task)
+        if data == "store":
+            return records, info
+        mp_records, mp_info = load_records(task, "mp")
+        return mp_records + records, {"source": "mp+store", "mp": mp_info, "store": info}
+    raise ValueError(f"unknown data source {data!r} (available: 'mp', 'store', 'mp+store')")
 
 
 def filter_max_abs(records: list[TensorRecord], limit: float) -> tuple[list[TensorRecord], int]:
