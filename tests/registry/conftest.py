@@ -1,0 +1,78 @@
+"""Registry fixtures: tiny real checkpoints, and a registry on each backend (embedded, MongoDB)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from atomate2_gmt.model.checkpoint import save_checkpoint
+from atomate2_gmt.model.config import GMTNetConfig
+from atomate2_gmt.model.gmtnet import GMTNet
+from atomate2_gmt.registry import ModelRegistry
+from atomate2_gmt.settings import GMTSettings
+
+TINY = {
+    "node_dim": 16,
+    "rbf_bins": 16,
+    "n_invariant_layers": 1,
+    "n_equivariant_layers": 1,
+    "scalar_mul": 8,
+    "vector_mul": 2,
+    "out_mul": 2,
+    "radial_hidden": 8,
+    "k_neighbors": 4,
+}
+
+
+@pytest.fixture(scope="session")
+def make_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``make_checkpoint(task, seed)``: a small real GMTNet checkpoint (distinct per seed)."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+
+    def make(task: str = "piezo", seed: int = 0) -> Path:
+        path = folder / f"{task}_{seed}.pt"
+        if not path.exists():
+            torch.manual_seed(seed)
+            model = GMTNet(GMTNetConfig(task=task, **TINY))
+            save_checkpoint(
+                path, model, {"training_data_hash": f"hash-{seed}", "n_train": 10 + seed}
+            )
+        return path
+
+    return make
+
+
+def embedded_settings(tmp_path: Path) -> GMTSettings:
+    return GMTSettings(PROJECT_DIR=tmp_path / "project", CONFIG_FILE=str(tmp_path / "none.yaml"))
+
+
+def mongo_settings(uri: str, tmp_path: Path) -> GMTSettings:
+    return GMTSettings(
+        MONGO_URI=uri,
+        MONGO_DATABASE=f"gmt_reg_{uuid.uuid4().hex[:8]}",
+        STORE_TIMEOUT_S=5.0,
+        PROJECT_DIR=tmp_path / "project",
+        CONFIG_FILE=str(tmp_path / "none.yaml"),
+    )
+
+
+@pytest.fixture(params=["embedded", pytest.param("mongo", marks=pytest.mark.slow)])
+def settings(request: pytest.FixtureRequest, tmp_path: Path, recwarn) -> GMTSettings:
+    """Settings of a fresh registry: embedded (default) or on the real MongoDB server."""
+    if request.param == "embedded":
+        return embedded_settings(tmp_path)
+    server = request.getfixturevalue("mongo_server")
+    return mongo_settings(server.uri, tmp_path)
+
+
+@pytest.fixture
+def registry(settings: GMTSettings) -> Iterator[ModelRegistry]:
+    reg = ModelRegistry(settings=settings)
+    try:
+        yield reg.connect()
+    finally:
+        reg.close()
