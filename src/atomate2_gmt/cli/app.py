@@ -8,6 +8,7 @@ from atomate2_gmt import __version__
 from atomate2_gmt.cli import baselines as baselines_cli
 from atomate2_gmt.cli import data as data_cli
 from atomate2_gmt.cli import demo as demo_cli
+from atomate2_gmt.cli import models as models_cli
 from atomate2_gmt.cli import predict as predict_cli
 from atomate2_gmt.cli import query as query_cli
 from atomate2_gmt.cli import screen as screen_cli
@@ -38,6 +39,7 @@ app.command()(baselines_cli.baselines)
 
 
 query_cli.register(app)
+app.add_typer(models_cli.app, name="models", help="Model registry: list, show, promote, seed.")
 
 
 def main() -> None:
