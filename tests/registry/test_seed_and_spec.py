@@ -66,6 +66,8 @@ def test_resolve_model_spec(tmp_path, recwarn):
     path = resolve_model_spec("piezo", reg_settings)
     assert file_sha256(path) == file_sha256(ck)
     assert path.parent == tmp_path / "project" / "models" / "cache"
+    assert resolve_model_spec("piezo", base, spec="registry") == path  # a maker's own spec
+    assert resolve_model_spec("piezo", reg_settings, spec="pretrained") is None
     with pytest.raises(ValueError, match="unknown task 'foo'"):
         resolve_model_spec("foo", base)
 

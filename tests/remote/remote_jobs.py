@@ -11,7 +11,7 @@ def add(a: float, b: float) -> float:
     return a + b
 
 
-@job
-def multiply(a: float, b: float) -> float:
-    """a * b."""
-    return a * b
+@job(data="values")
+def table(n: int, scale: float) -> dict:
+    """``values``: n numbers (goes to the job store's GridFS "data" store)."""
+    return {"n": n, "values": [scale * i for i in range(n)]}

@@ -9,15 +9,24 @@ from atomate2_gmt.settings import GMTSettings
 __all__ = ["resolve_model_spec"]
 
 
-def resolve_model_spec(task: str, settings: GMTSettings | None = None) -> str | Path | None:
+def resolve_model_spec(
+    task: str, settings: GMTSettings | None = None, spec: str | None = None
+) -> str | Path | None:
     """``'pretrained'`` → None (shipped weights), ``'registry'`` → the fetched, verified
     checkpoint of the promoted model, a path → that path (it must be an existing file).
+
+    ``spec`` overrides the settings' ``MODELS[task]`` (e.g. a maker's own ``models`` entry);
+    the registry and the cache are still those of ``settings``.
 
     Raises ``NoPromotedModelError`` (registry, nothing promoted) or ``FileNotFoundError``
     (a path that does not exist), each naming the task and the setting.
     """
     settings = settings or GMTSettings()
-    spec = settings.model_for(task)
+    if spec is None:
+        spec = settings.model_for(task)
+    else:
+        settings.model_for(task)  # unknown task: same clear error
+        spec = str(spec).strip()
     if spec == "pretrained":
         return None
     if spec == "registry":
