@@ -123,4 +123,8 @@ def test_screening_flow_with_registry_model(jf_project, tmp_path, monkeypatch):
         ranking = job_store.get_output(flow.output.uuid, load=True)
     finally:
         job_store.close()
-    assert ranking is not None
+    assert ranking["n"] == 3
+    assert ranking["n_successful"] == 3
+    assert ranking["tasks"] == ["piezo"]
+    assert len(ranking["ranking"]["piezo"]) == 3
+    assert "gmt_" in ranking["store"]  # the candidate store of the workers' settings
