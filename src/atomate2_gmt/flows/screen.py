@@ -39,7 +39,15 @@ def screening_inputs(candidates: Any) -> list[Any]:
             return [str(path)]
         raise ValueError(f"candidate source {str(path)!r} is neither a folder nor a file")
     if isinstance(candidates, list | tuple):
-        return list(candidates)
+        from pymatgen.core import Structure
+
+        from atomate2_gmt.jobs.predict import as_candidates
+
+        # structures are named by their place in the whole list (structure-<i>), not in a chunk
+        return [
+            as_candidates([c], first_index=i)[0] if isinstance(c, Structure | dict) else c
+            for i, c in enumerate(candidates)
+        ]
     raise ValueError(
         "candidates must be a folder/file path, a maggma Store or a list of structures, "
         f"got {type(candidates).__name__}"

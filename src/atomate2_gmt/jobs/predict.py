@@ -38,14 +38,14 @@ DEFAULT_TASKS: tuple[str, ...] = ("dielectric", "piezo", "elastic")
 CandidateLike = Candidate | Any  # Candidate, Structure, Structure dict, or a file path
 
 
-def as_candidates(items: Sequence[CandidateLike]) -> list[Candidate]:
+def as_candidates(items: Sequence[CandidateLike], first_index: int = 0) -> list[Candidate]:
     """Normalise job inputs to :class:`Candidate` s: candidates pass through, structures (or
-    their dicts) are named ``structure-<i>``, strings and paths are read as structure files
-    (unreadable ones become failed candidates with the reason)."""
+    their dicts) are named ``structure-<i>`` (i counted from ``first_index``), strings and paths
+    are read as structure files (unreadable ones become failed candidates with the reason)."""
     from pymatgen.core import Structure
 
     out: list[Candidate] = []
-    for i, item in enumerate(items):
+    for i, item in enumerate(items, start=first_index):
         if isinstance(item, Candidate):
             out.append(item)
         elif isinstance(item, str | Path):

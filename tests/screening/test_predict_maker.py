@@ -1,0 +1,100 @@
+"""GMTPredictMaker: one job, all tasks, documents that agree with predict(), bad inputs alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from jobflow import run_locally
+
+from atomate2_gmt.model.predict import predict, predict_many
+from atomate2_gmt.tensors.symmetry import point_group_operations
+from tests.screening.conftest import (
+    LOADS,
+    TEST_TASKS,
+    SmallModelPredictMaker,
+    bad_inputs,
+    small_model,
+)
+
+
+def _run(job):
+    responses = run_locally(job, ensure_success=True, log=False)
+    return responses[job.uuid][1].output
+
+
+def test_predict_many_equals_predict_per_task(good_structures):
+    models = {t: small_model(t) for t in TEST_TASKS}
+    many = predict_many(good_structures, models)
+    assert set(many.timings) == {"prepare", *TEST_TASKS}
+    assert all(info is not None for info in many.point_groups)
+    for task, model in models.items():
+        single = predict(good_structures, task, model=model)
+        for a, b in zip(many.results[task], single, strict=True):
+            assert a["state"] == b["state"] == "successful"
+            np.testing.assert_allclose(a["tensor"], b["tensor"], rtol=1e-6, atol=1e-9)
+
+
+def test_one_job_all_tasks_documents_match_predict(good_structures):
+    job = SmallModelPredictMaker(tasks=TEST_TASKS, batch_size=4).make(good_structures)
+    docs = _run(job)
+    assert len(docs) == len(good_structures)
+    assert sorted(LOADS) == sorted(TEST_TASKS)  # each model loaded once for the whole batch
+    for task in TEST_TASKS:
+        expected = predict(good_structures, task, model=small_model(task))
+        for doc, exp in zip(docs, expected, strict=True):
+            pred = doc["predictions"][task]
+            assert pred["state"] == "successful"
+            np.testing.assert_allclose(pred["tensor"], exp["tensor"], rtol=1e-6, atol=1e-9)
+            assert pred["model"]["name"] == f"small-{task}"
+    for doc, structure in zip(docs, good_structures, strict=True):
+        assert doc["state"] == "successful" and doc["error"] is None
+        assert doc["model_version"] == "test-1"
+        assert doc["prediction_id"] == f"{doc['structure_key']}:test-1"
+        assert doc["symmetry"]["point_group"]
+        assert doc["e_ij_max"] is not None and doc["K_VRH"] is not None
+        # physics: the stored elastic tensor is invariant under the crystal's point group
+        C = np.asarray(doc["predictions"]["elastic"]["tensor"])
+        for R in point_group_operations(structure):
+            rotated = np.einsum("ia,jb,kc,ld,abcd->ijkl", R, R, R, R, C)
+            np.testing.assert_allclose(rotated, C, atol=1e-6 * np.abs(C).max())
+
+
+def test_bad_inputs_fail_alone_with_their_reason(good_structures, tmp_path):
+    bad = bad_inputs()
+    unreadable = tmp_path / "broken.cif"
+    unreadable.write_text("data_x\n_cell_length_a nonsense\n")
+    inputs = [good_structures[0], *(s for s, _ in bad.values()), str(unreadable)]
+    docs = _run(SmallModelPredictMaker(tasks=("dielectric", "piezo")).make(inputs))
+    assert len(docs) == len(inputs)
+    assert docs[0]["state"] == "successful"
+    for doc, (name, (_, reason)) in zip(docs[1:], bad.items(), strict=False):
+        assert doc["state"] == "failed", name
+        assert reason in doc["error"], (name, doc["error"])
+        assert doc["predictions"]["piezo"]["state"] == "failed"
+    assert docs[-1]["state"] == "failed" and "unreadable structure file" in docs[-1]["error"]
+    assert docs[-1]["source"] == "broken.cif"
+
+
+def test_summary_output_and_store_write(good_structures, project):
+    from atomate2_gmt.stores import candidate_store
+
+    maker = SmallModelPredictMaker(
+        tasks=("dielectric",), write_to_store=True, return_documents=False
+    )
+    out = _run(maker.make(good_structures[:4]))
+    assert out["n"] == 4 and out["n_successful"] == 4 and out["written"] == 4
+    assert out["tasks"] == ["dielectric"] and out["device"] == "cpu"
+    store = candidate_store()
+    store.connect()
+    assert store.count() == 4
+    assert sorted(store.distinct("prediction_id")) == sorted(out["prediction_ids"])
+
+
+def test_unknown_task_and_missing_model_are_clear_errors(tmp_path):
+    from atomate2_gmt.jobs.predict import GMTPredictMaker, predict_documents
+
+    with pytest.raises(ValueError, match="unknown or no tasks"):
+        SmallModelPredictMaker(tasks=("bandgap",)).resolve_tasks()
+    maker = GMTPredictMaker(tasks=("piezo",), models={"piezo": str(tmp_path / "none.pt")})
+    with pytest.raises(ValueError, match=r"model for task 'piezo': checkpoint .*none.pt"):
+        predict_documents(maker, [])
