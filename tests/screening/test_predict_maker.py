@@ -47,11 +47,13 @@ def test_one_job_all_tasks_documents_match_predict(good_structures):
             np.testing.assert_allclose(pred["tensor"], exp["tensor"], rtol=1e-6, atol=1e-9)
             assert pred["model"]["name"] == f"small-{task}"
     for doc, structure in zip(docs, good_structures, strict=True):
-        assert doc["state"] == "successful" and doc["error"] is None
+        assert doc["state"] == "successful"
+        assert doc["error"] is None
         assert doc["model_version"] == "test-1"
         assert doc["prediction_id"] == f"{doc['structure_key']}:test-1"
         assert doc["symmetry"]["point_group"]
-        assert doc["e_ij_max"] is not None and doc["K_VRH"] is not None
+        assert doc["e_ij_max"] is not None
+        assert doc["K_VRH"] is not None
         # physics: the stored elastic tensor is invariant under the crystal's point group
         C = np.asarray(doc["predictions"]["elastic"]["tensor"])
         for R in point_group_operations(structure):
@@ -71,7 +73,8 @@ def test_bad_inputs_fail_alone_with_their_reason(good_structures, tmp_path):
         assert doc["state"] == "failed", name
         assert reason in doc["error"], (name, doc["error"])
         assert doc["predictions"]["piezo"]["state"] == "failed"
-    assert docs[-1]["state"] == "failed" and "unreadable structure file" in docs[-1]["error"]
+    assert docs[-1]["state"] == "failed"
+    assert "unreadable structure file" in docs[-1]["error"]
     assert docs[-1]["source"] == "broken.cif"
 
 
@@ -82,8 +85,11 @@ def test_summary_output_and_store_write(good_structures, project):
         tasks=("dielectric",), write_to_store=True, return_documents=False
     )
     out = _run(maker.make(good_structures[:4]))
-    assert out["n"] == 4 and out["n_successful"] == 4 and out["written"] == 4
-    assert out["tasks"] == ["dielectric"] and out["device"] == "cpu"
+    assert out["n"] == 4
+    assert out["n_successful"] == 4
+    assert out["written"] == 4
+    assert out["tasks"] == ["dielectric"]
+    assert out["device"] == "cpu"
     store = candidate_store()
     store.connect()
     assert store.count() == 4

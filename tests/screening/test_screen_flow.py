@@ -28,7 +28,8 @@ def test_chunks_store_and_ranking(good_structures):
     names = [j.name for j in flow.jobs]
     assert names == [f"gmt_predict_{i}" for i in range(4)] + ["gmt_rank"]
     out = responses[flow.jobs[-1].uuid][1].output
-    assert out["n"] == len(candidates) and out["n_failed"] == 1
+    assert out["n"] == len(candidates)
+    assert out["n_failed"] == 1
     assert out["failures"][0][0] == f"structure-{len(good_structures)}"  # global name
     store = candidate_store()
     store.connect()
