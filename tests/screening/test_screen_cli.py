@@ -1,0 +1,65 @@
+"""``atomate2-gmt screen`` / ``show`` on real files, with small models put in by settings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from atomate2_gmt.cli.app import app
+from atomate2_gmt.model.checkpoint import save_checkpoint
+from tests.screening.conftest import small_model
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cif_folder(tmp_path, good_structures):
+    folder = tmp_path / "candidates"
+    folder.mkdir()
+    for i, s in enumerate(good_structures[:5]):
+        s.to(filename=str(folder / f"c{i}_{s.composition.reduced_formula}.cif"))
+    (folder / "broken.cif").write_text("not a cif")
+    return folder
+
+
+@pytest.fixture
+def small_models(tmp_path, monkeypatch):
+    paths = {}
+    for task in ("dielectric", "piezo"):
+        paths[task] = tmp_path / f"{task}.pt"
+        save_checkpoint(paths[task], small_model(task), metadata={"version": "cli-1"})
+    models = {task: str(path) for task, path in paths.items()}
+    monkeypatch.setenv("ATOMATE2_GMT_MODELS", json.dumps(models))
+    return paths
+
+
+def test_screen_then_query_then_show(cif_folder, small_models, project):
+    result = runner.invoke(app, ["screen", str(cif_folder), "--tasks", "dielectric,piezo"])
+    assert result.exit_code == 0, result.output
+    assert "screened 6 candidates: 5 predicted, 1 failed" in result.output
+    assert "failed: broken.cif: unreadable structure file" in result.output
+    assert "top 5 candidates: piezo" in result.output
+
+    result = runner.invoke(app, ["query", "--property", "piezo", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert len(rows) == 5
+    assert rows[0]["model_version"] == "cli-1"
+
+    source = rows[0]["source"]
+    picture = project / "pic.png"
+    result = runner.invoke(app, ["show", source, "--picture", str(picture)])
+    assert result.exit_code == 0, result.output
+    assert "piezo (C/m^2), Voigt xx,yy,zz,yz,xz,xy" in result.output
+    assert picture.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_show_unknown_key_and_screen_missing_folder(small_models, project, tmp_path):
+    result = runner.invoke(app, ["screen", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2
+    assert "neither a folder nor a file" in result.output
+    result = runner.invoke(app, ["show", "no-such-key"])
+    assert result.exit_code == 2
+    assert "no prediction document" in result.output
