@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from registry_helpers import embedded_settings, mongo_settings
 
 from atomate2_gmt.model.checkpoint import save_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig
@@ -44,20 +44,6 @@ def make_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., P
         return path
 
     return make
-
-
-def embedded_settings(tmp_path: Path) -> GMTSettings:
-    return GMTSettings(PROJECT_DIR=tmp_path / "project", CONFIG_FILE=str(tmp_path / "none.yaml"))
-
-
-def mongo_settings(uri: str, tmp_path: Path) -> GMTSettings:
-    return GMTSettings(
-        MONGO_URI=uri,
-        MONGO_DATABASE=f"gmt_reg_{uuid.uuid4().hex[:8]}",
-        STORE_TIMEOUT_S=5.0,
-        PROJECT_DIR=tmp_path / "project",
-        CONFIG_FILE=str(tmp_path / "none.yaml"),
-    )
 
 
 @pytest.fixture(params=["embedded", pytest.param("mongo", marks=pytest.mark.slow)])

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from registry_helpers import embedded_settings
 
 from atomate2_gmt.model.checkpoint import file_sha256
 from atomate2_gmt.pretrained import available, pretrained_path
@@ -17,7 +18,6 @@ from atomate2_gmt.registry import (
     seed_from_pretrained,
 )
 from atomate2_gmt.settings import GMTSettings
-from conftest import embedded_settings
 
 
 def test_seed_registers_and_promotes_the_shipped_models(registry):
@@ -72,6 +72,7 @@ def test_resolve_model_spec(tmp_path, recwarn):
         resolve_model_spec("foo", base)
 
 
+@pytest.mark.slow
 def test_registry_model_predicts(tmp_path, recwarn):
     """The resolved path is what atomate2_gmt.predict takes."""
     from pymatgen.core import Lattice, Structure
