@@ -139,7 +139,7 @@ class GMTPredictMaker(Maker):
         elif spec == "registry":
             from atomate2_gmt.registry import resolve_model_spec
 
-            path = resolve_model_spec(task, self.settings())
+            path = resolve_model_spec(task, self.settings(), spec=spec)
         else:
             path = Path(spec).expanduser()
             if not path.is_file():
