@@ -171,14 +171,30 @@ def apply_feedback(
     }
 
 
-@job(name="dfpt feedback")
+@job(name="dfpt_feedback")
 def feedback_job(
-    dfpt_doc: DFPTResultDoc | dict[str, Any],
+    dfpt_doc: DFPTResultDoc | dict[str, Any] | None,
     training_store: Store | None = None,
     candidate_store: Store | None = None,
     symprec: float = 0.01,
+    candidate_id: str | None = None,
+    structure: dict[str, Any] | None = None,
+    code: str = "abinit",
 ) -> dict[str, Any]:
-    """jobflow job: :func:`apply_feedback` (the stores are closed afterwards)."""
+    """jobflow job: :func:`apply_feedback` (the stores are closed afterwards).
+
+    ``dfpt_doc`` None means the DFPT job itself died (the job runs with ``OnMissing.NONE``
+    after the DFPT flow): the candidate ``candidate_id`` is then marked failed, and nothing is
+    written as training data.
+    """
+    if dfpt_doc is None:
+        dfpt_doc = DFPTResultDoc(
+            structure=structure or {},
+            code=code,  # type: ignore[arg-type]
+            state="failed",
+            error="the DFPT calculation produced no result (its job failed)",
+            candidate_id=candidate_id,
+        )
     try:
         return apply_feedback(dfpt_doc, training_store, candidate_store, symprec)
     finally:
