@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-__all__ = ["print_screening", "run_screening", "screen", "show"]
+__all__ = ["print_screening", "report", "run_screening", "screen", "show"]
 
 
 def run_screening(
@@ -164,3 +164,31 @@ def show(
             return
         out = plot_tensor_surfaces(tensors, picture, title=str(doc.get("formula_pretty")))
     typer.echo(f"\npicture: {out}")
+
+
+def report(
+    out: Annotated[
+        Path, typer.Option(help="Folder for report.md, report.json, parity.png.")
+    ] = Path("gmt_report"),
+    include_rejected: Annotated[
+        bool, typer.Option(help="Also list DFPT results that failed validation.")
+    ] = False,
+    project_dir: Annotated[Path | None, typer.Option(help="Project folder.")] = None,
+) -> None:
+    """Predicted vs DFPT tensors for every candidate with a DFPT result (table + parity plot)."""
+    from atomate2_gmt.report import dfpt_comparison, write_report
+    from atomate2_gmt.settings import GMTSettings
+    from atomate2_gmt.stores import StoreConnectionError, candidate_store, check_store
+
+    settings = GMTSettings(PROJECT_DIR=project_dir) if project_dir else GMTSettings()
+    store = candidate_store(settings)
+    try:
+        check_store(store, timeout_s=settings.STORE_TIMEOUT_S)
+    except StoreConnectionError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    states = ("accepted", "rejected") if include_rejected else ("accepted",)
+    rows = dfpt_comparison(store, states)
+    paths = write_report(rows, out)
+    typer.echo(paths["md"].read_text())
+    typer.echo(f"{len(rows)} comparisons; wrote {', '.join(str(p) for p in paths.values())}")

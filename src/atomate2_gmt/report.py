@@ -1,0 +1,126 @@
+"""Prediction vs DFPT: for every candidate with a DFPT result, how good was the prediction?
+
+Reads the candidate store (documents with a ``dfpt`` field, written by the feedback job), and
+per task compares the predicted tensor with the computed one, both full Cartesian in the
+structure's frame: Fnorm and relative error (standard Voigt, tensor units), and the symmetry
+pattern (the residual of each tensor outside the structure's point-group subspace, and whether
+the prediction's symmetry-forbidden components are zero). Writes a Markdown table, JSON and a
+parity plot (``atomate2-gmt report``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from atomate2_gmt.schemas.fields import PREDICTION_KEY
+from atomate2_gmt.tensors.conventions import full_to_voigt, kind_of
+from atomate2_gmt.tensors.metrics import fnorm, relative_error, symmetry_violation, zero_success
+from atomate2_gmt.tensors.symmetry import point_group_operations, projector
+
+if TYPE_CHECKING:
+    from maggma.core import Store
+
+__all__ = ["dfpt_comparison", "write_report"]
+
+_UNITS = {"dielectric": "", "dielectric_total": "", "piezo": "C/m²", "elastic": "GPa"}
+
+
+def dfpt_comparison(store: Store, states: tuple[str, ...] = ("accepted",)) -> list[dict[str, Any]]:
+    """One row per (candidate, task) with both a prediction and a DFPT tensor.
+
+    ``states``: which DFPT outcomes to include (``accepted``; add ``rejected`` to see the
+    results that failed validation). Rows: prediction_id, formula, task, code, dfpt_state,
+    fnorm, rel_error, pred_symmetry_residual, dfpt_symmetry_residual, pred_zero_success,
+    predicted and computed standard Voigt matrices.
+    """
+    from pymatgen.core import Structure
+
+    store.connect()
+    rows = []
+    criteria = {"dfpt.state": {"$in": list(states)}}
+    for doc in store.query(criteria=criteria):
+        dfpt = doc.get("dfpt") or {}
+        structure = Structure.from_dict(doc["structure"])
+        ops = point_group_operations(structure)
+        for task, computed in sorted((dfpt.get("tensors") or {}).items()):
+            pred = (doc.get("predictions") or {}).get(task) or {}
+            if pred.get("state") != "successful":
+                continue
+            kind = kind_of(task)
+            P = projector(kind, ops)
+            p, t = np.asarray(pred["tensor"]), np.asarray(computed)
+            rows.append(
+                {
+                    PREDICTION_KEY: doc[PREDICTION_KEY],
+                    "formula": doc.get("formula_pretty"),
+                    "point_group": (doc.get("symmetry") or {}).get("point_group"),
+                    "task": task,
+                    "code": dfpt.get("code"),
+                    "dfpt_state": dfpt.get("state"),
+                    "fnorm": float(fnorm(p, t, kind)),
+                    "rel_error": float(relative_error(p, t, kind)),
+                    "pred_symmetry_residual": float(symmetry_violation(p, P)),
+                    "dfpt_symmetry_residual": float(symmetry_violation(t, P)),
+                    "pred_zero_success": bool(zero_success(p, P)),
+                    "units": _UNITS[task],
+                    "voigt_predicted": full_to_voigt(p, kind).tolist(),
+                    "voigt_dfpt": full_to_voigt(t, kind).tolist(),
+                }
+            )
+    return rows
+
+
+def _markdown(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| formula | point group | task | code | Fnorm | rel. error | symmetry residual "
+        "(pred / DFPT) | forbidden zeros (pred) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['formula']} | {r['point_group']} | {r['task']} | {r['code']} | "
+            f"{r['fnorm']:.3g} {r['units']} | {r['rel_error']:.1%} | "
+            f"{r['pred_symmetry_residual']:.1e} / {r['dfpt_symmetry_residual']:.1e} | "
+            f"{'yes' if r['pred_zero_success'] else 'no'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_report(rows: list[dict[str, Any]], out_dir: str | Path) -> dict[str, Path]:
+    """Write ``report.md``, ``report.json`` and ``parity.png`` (one panel per task: every
+    standard Voigt component, predicted vs DFPT) into ``out_dir``; returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"md": out / "report.md", "json": out / "report.json", "png": out / "parity.png"}
+    paths["md"].write_text(_markdown(rows))
+    paths["json"].write_text(json.dumps(rows, indent=1))
+    tasks = sorted({r["task"] for r in rows})
+    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(4 * max(len(tasks), 1), 4))
+    axes = np.atleast_1d(axes)
+    for ax, task in zip(axes, tasks, strict=False):
+        sub = [r for r in rows if r["task"] == task]
+        x = np.concatenate([np.ravel(r["voigt_dfpt"]) for r in sub])
+        y = np.concatenate([np.ravel(r["voigt_predicted"]) for r in sub])
+        lim = float(max(np.abs(x).max(), np.abs(y).max(), 1e-9)) * 1.05
+        ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
+        ax.scatter(x, y, s=12)
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_xlabel(f"DFPT {_UNITS[task]}")
+        ax.set_ylabel(f"GMTNet {_UNITS[task]}")
+        ax.set_title(f"{task} ({len(sub)} materials)")
+    if not tasks:
+        axes[0].set_title("no candidate has an accepted DFPT result yet")
+    fig.tight_layout()
+    fig.savefig(paths["png"], dpi=110)
+    plt.close(fig)
+    return paths
