@@ -43,7 +43,8 @@ def _backup_outputs(directory: Path) -> None:
 
 
 class AbinitJob(Job):
-    """One serial ABINIT run of ``run.abi`` in a directory (one OpenMP thread by default)."""
+    """One serial ABINIT run of ``run.abi`` in a directory (one OpenMP thread by default;
+    ``timeout_s``: kill ABINIT after that many seconds of wall time)."""
 
     def __init__(
         self,
@@ -64,10 +65,11 @@ class AbinitJob(Job):
         """Start ABINIT; custodian waits for the returned process."""
         env = {**os.environ, "OMP_NUM_THREADS": str(self.omp_threads)}
         d = Path(directory)
+        cmd = [self.abinit_cmd, self.input_file]
+        if self.timeout_s is not None:  # coreutils timeout: SIGTERM after timeout_s seconds
+            cmd = ["timeout", str(max(1, int(self.timeout_s))), *cmd]
         with open(d / "log", "wb") as out, open(d / "err", "wb") as err:
-            return subprocess.Popen(
-                [self.abinit_cmd, self.input_file], cwd=d, stdout=out, stderr=err, env=env
-            )
+            return subprocess.Popen(cmd, cwd=d, stdout=out, stderr=err, env=env)
 
     def postprocess(self, directory: str = "./") -> None:
         """Nothing to clean up (the DDB files are used by mrgddb/anaddb next)."""

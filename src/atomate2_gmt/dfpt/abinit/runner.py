@@ -129,6 +129,10 @@ def run_abinit_dfpt(
     except Exception as exc:
         return failed(f"mrgddb/anaddb failed: {type(exc).__name__}: {exc}")
 
+    if not settings.keep_wavefunctions:
+        for path in workdir.glob("out_DS*"):
+            if "WF" in path.name or "POT" in path.name or path.name.endswith("DEN"):
+                path.unlink()
     tensors = {k: v for k, v in results.tensors.items() if np.all(np.isfinite(v))}
     if not tensors:
         return failed("anaddb printed no tensors")

@@ -36,7 +36,8 @@ class AbinitDFPTSettings(MSONable):
     preconditioner; ``functional`` picks the PseudoDojo table (``PBE`` or ``LDA``);
     ``pseudo_dir``: folder holding the tables (Debian's ``abinit-data``);
     ``max_nstep``: the custodian handler doubles ``nstep`` up to this; ``max_errors``: custodian
-    retries; ``timeout_s``: wall-clock limit of one ABINIT run (None: no limit).
+    retries; ``timeout_s``: wall-clock limit of one ABINIT run (None: no limit);
+    ``keep_wavefunctions``: keep the (large) WFK/1WF/POT files after a successful run.
     """
 
     ecut: float = 40.0
@@ -52,6 +53,7 @@ class AbinitDFPTSettings(MSONable):
     max_nstep: int = 400
     max_errors: int = 3
     timeout_s: float | None = None
+    keep_wavefunctions: bool = False
     preset: str = "default"
     extra: dict[str, Any] = field(default_factory=dict)
 
