@@ -31,7 +31,8 @@ def test_scf_handler_check_and_correct(tmp_path):
     result = handler.correct(str(d))
     assert result["actions"][0]["action"] == {"_set": {"nstep": 6}}
     assert get_variable((d / "run.abi").read_text(), "nstep") == "6"
-    assert not (d / "run.abo").exists() and (d / "run.abo.err1").exists()
+    assert not (d / "run.abo").exists()
+    assert (d / "run.abo.err1").exists()
     assert not handler.check(str(d))  # old output moved aside
     # at max_nstep: switch the mixing, then give up
     shutil.copy(DATA / "scf_not_converged" / "run.abo", d / "run.abo")
@@ -39,7 +40,8 @@ def test_scf_handler_check_and_correct(tmp_path):
     shutil.copy(DATA / "scf_not_converged" / "run.abo", d / "run.abo")
     result = handler.correct(str(d))
     text = (d / "run.abi").read_text()
-    assert get_variable(text, "iscf") == "17" and float(get_variable(text, "diemac")) == 48.0
+    assert get_variable(text, "iscf") == "17"
+    assert float(get_variable(text, "diemac")) == 48.0
     shutil.copy(DATA / "scf_not_converged" / "run.abo", d / "run.abo")
     assert handler.correct(str(d))["actions"] is None
 
@@ -51,7 +53,8 @@ def test_kgrid_handler_check_and_correct(tmp_path):
     assert not AbinitScfHandler().check(str(d))
     handler.correct(str(d))
     text = (d / "run.abi").read_text()
-    assert get_variable(text, "shiftk") == "0 0 0" and get_variable(text, "nshiftk") == "1"
+    assert get_variable(text, "shiftk") == "0 0 0"
+    assert get_variable(text, "nshiftk") == "1"
 
 
 @pytest.mark.slow
@@ -72,5 +75,7 @@ def test_custodian_recovers_unconverged_scf(tmp_path, require_abinit):
     )
     corrections = c.run()
     summary = parse_abinit_output(tmp_path / "run.abo", tmp_path / "log")
-    assert summary.completed and not summary.unconverged
-    assert corrections and int(get_variable((tmp_path / "run.abi").read_text(), "nstep")) > 3
+    assert summary.completed
+    assert not summary.unconverged
+    assert corrections
+    assert int(get_variable((tmp_path / "run.abi").read_text(), "nstep")) > 3

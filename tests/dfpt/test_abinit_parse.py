@@ -65,7 +65,8 @@ def test_born_charges_physical_sign(alp):
 def test_abinit_output_summaries():
     ok = parse_abinit_output(DATA / "scf_not_converged" / "run.abo")
     assert ok.version == "9.6.2"
-    assert ok.unconverged and all("nstep=    3" in m for m in ok.unconverged)
+    assert ok.unconverged
+    assert all("nstep=    3" in m for m in ok.unconverged)
     bad = parse_abinit_output(
         DATA / "kgrid_not_symmetric" / "run.abo", DATA / "kgrid_not_symmetric" / "log"
     )
