@@ -80,6 +80,24 @@ def as_candidates(items: Sequence[CandidateLike], first_index: int = 0) -> list[
     return out
 
 
+_MODEL_CACHE: dict[tuple[str, str, int, int], tuple[Any, dict[str, Any]]] = {}
+
+
+def _load_cached(path: Path, task: str) -> tuple[GMTNet, dict[str, Any]]:
+    """``load_checkpoint`` once per process and file version (path, size, mtime): the chunk
+    jobs of a flow run in one process by ``run_locally`` build each model once (building the
+    e3nn layers takes seconds). A changed file is loaded again."""
+    from atomate2_gmt.model.checkpoint import load_checkpoint
+
+    stat = path.stat()
+    key = (str(path.resolve()), task, stat.st_size, stat.st_mtime_ns)
+    if key not in _MODEL_CACHE:
+        if len(_MODEL_CACHE) >= 8:
+            _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
+        _MODEL_CACHE[key] = load_checkpoint(path, task=task)
+    return _MODEL_CACHE[key]
+
+
 @dataclass
 class GMTPredictMaker(Maker):
     """Predict crystal tensors for many structures in ONE job (batched, on one device).
@@ -129,8 +147,6 @@ class GMTPredictMaker(Maker):
 
         Raises a ``ValueError`` naming the task when no model is available for it.
         """
-        from atomate2_gmt.model.checkpoint import load_checkpoint
-
         spec = self.model_spec(task)
         if spec == "pretrained":
             from atomate2_gmt.pretrained import pretrained_path
@@ -144,7 +160,7 @@ class GMTPredictMaker(Maker):
             path = Path(spec).expanduser()
             if not path.is_file():
                 raise ValueError(f"model for task {task!r}: checkpoint {str(path)!r} not found")
-        net, meta = load_checkpoint(path, task=task)
+        net, meta = _load_cached(Path(path), task)
         info = {
             "name": meta.get("name") or f"gmtnet-{task}",
             "version": meta.get("version"),
@@ -211,7 +227,7 @@ def predict_documents(
     usable = [c for c in items if c.state == "successful"]
     start = time.perf_counter()
     result = predict_many(
-        [c.structure for c in usable],
+        [c.structure for c in usable if c.structure is not None],
         {task: net for task, (net, _) in loaded.items()},
         device=device,
         batch_size=batch_size,

@@ -215,4 +215,6 @@ def select_for_dfpt(
         ],
         "policy": asdict(policy),
     }
-    return Response(output=output, addition=Flow(jobs, name="dfpt") if jobs else None)
+    if not jobs:
+        return Response(output=output)
+    return Response(output=output, addition=Flow(jobs, name="dfpt"))
