@@ -197,8 +197,31 @@ class Trainer:
         self.best = json.loads(state["best_json"])
         self.history = json.loads(state["history_json"])
         self.generator.set_state(state["generator"])
+        self._adopt_schedule(json.loads(state.get("train_json", "{}")))
         logger.info("resumed %s at epoch %d", self.out_dir, self.epoch)
         return True
+
+    def _adopt_schedule(self, stored: dict[str, Any]) -> None:
+        """Resuming with another peak ``lr`` or ``batch_size`` than the saved run (what the
+        custodian handlers change): continue the current config's schedule at the resumed epoch."""
+        if stored.get("lr") == self.cfg.lr and stored.get("batch_size") == self.cfg.batch_size:
+            return
+        step = self.epoch * self.steps_per_epoch
+        factor = self.scheduler.lr_lambdas[0](step)
+        self.scheduler.base_lrs = [self.cfg.lr for _ in self.optimizer.param_groups]
+        self.scheduler.last_epoch = step
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = self.cfg.lr
+            group["lr"] = self.cfg.lr * factor
+        logger.info(
+            "resumed with lr %g (was %s), batch size %d (was %s)",
+            self.cfg.lr, stored.get("lr"), self.cfg.batch_size, stored.get("batch_size"),
+        )  # fmt: skip
+
+    def _check_finite_weights(self) -> None:
+        """FloatingPointError if an update made any weight non-finite (never saved as state)."""
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            raise FloatingPointError(f"non-finite weights after epoch {self.epoch}")
 
     # -- loop --------------------------------------------------------------------------------
     def _loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -253,6 +276,7 @@ class Trainer:
         for _ in bar:
             t0 = time.perf_counter()
             loss = self.train_epoch()
+            self._check_finite_weights()
             self.epoch += 1
             row: dict[str, Any] = {
                 "epoch": self.epoch,
