@@ -37,7 +37,7 @@ def summary(comparison: dict[str, Any]) -> dict[str, Any]:
                 **{k: r[k] for k in keep},
                 "eval_time_per_batch_s": r["time_per_batch_s"],
                 "overall": r["overall"],
-                **({"nonzero_subset": r["nonzero_subset"]} if "nonzero_subset" in r else {}),
+                **{k: r[k] for k in ("nonzero_subset", "rotated_test") if k in r},
             }
             for name, r in comparison["models"].items()
         },

@@ -175,7 +175,7 @@ def test_comparison_runs_end_to_end_and_writes_the_table(comparison):
     assert stored["models"].keys() == cmp["models"].keys()
     table = (out / "comparison.md").read_text()
     for spec in harness.MODEL_SPECS.values():
-        assert table.count(f"| {spec.label} |") >= 2  # main table + per-system rows
+        assert table.count(f"| {spec.label} |") >= 3  # main, rotated, per-system rows
     for name, r in cmp["models"].items():
         assert (out / name / "best.pt").is_file()
         assert r["epochs_trained"] == 2
@@ -192,6 +192,14 @@ def test_comparison_runs_end_to_end_and_writes_the_table(comparison):
     # same trunk: (a) and (b) have the same parameters, so do (c) and (d)
     assert models["invariant"]["n_parameters"] == models["invariant_avg"]["n_parameters"]
     assert models["gmtnet_nosym"]["n_parameters"] == models["gmtnet"]["n_parameters"]
+    # the rotated test set: GMTNet scores the same in any frame, the invariant model does not
+    for name in ("gmtnet_nosym", "gmtnet"):
+        fn = models[name]["overall"]["fnorm"]
+        assert models[name]["rotated_test"]["fnorm"] == pytest.approx(fn, rel=1e-3)
+    assert models["gmtnet"]["rotated_test"]["zero_success"] == 1.0
+    inv = models["invariant"]
+    assert inv["rotated_test"]["fnorm"] != pytest.approx(inv["overall"]["fnorm"], rel=1e-3)
+    assert "rotated" in table
     # the best checkpoints are usable by the public predict()
     best = out / "invariant_avg" / "best.pt"
     res = atomate2_gmt.predict(_structures()[:2], "dielectric", model=str(best))
@@ -244,3 +252,21 @@ def test_resume_refuses_a_state_of_another_architecture(comparison):
     trainer = Trainer(InvariantTensorNet(cfg), data, data, out / "gmtnet_nosym")
     with pytest.raises(ValueError, match="cannot resume, it holds a 'gmtnet' model"):
         trainer.load_state()
+
+
+def test_rotated_records_move_structure_and_tensor_together():
+    from atomate2_gmt.data.mp import load_mp
+
+    recs = load_mp("dielectric").records[:5]
+    moved = harness.rotated_records(recs, seed=3)
+    for a, b in zip(recs, moved, strict=True):
+        np.testing.assert_allclose(
+            b.structure.distance_matrix, a.structure.distance_matrix, atol=1e-8
+        )
+        # the tensor keeps its invariants (eigenvalues) but not its components
+        np.testing.assert_allclose(
+            np.linalg.eigvalsh(b.tensor), np.linalg.eigvalsh(a.tensor), atol=1e-8
+        )
+        assert not np.allclose(b.tensor, a.tensor, atol=1e-3)
+        R = np.linalg.solve(a.structure.lattice.matrix, b.structure.lattice.matrix).T
+        np.testing.assert_allclose(b.tensor, R @ a.tensor @ R.T, atol=1e-8)

@@ -25,16 +25,19 @@ import platform
 import shlex
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from pymatgen.core import Lattice, Structure
 
-from atomate2_gmt.data.records import records_hash, split_records
+from atomate2_gmt.data.records import TensorRecord, records_hash, split_records
 from atomate2_gmt.model.baselines import GMTNET_ARCH, INVARIANT_ARCH, build_model
 from atomate2_gmt.model.checkpoint import load_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig, check_task
+from atomate2_gmt.tensors.conventions import rotate
 from atomate2_gmt.training.evaluate import evaluate_prepared
 from atomate2_gmt.training.run import filter_max_abs, load_records
 from atomate2_gmt.training.trainer import TrainConfig, Trainer, prepare_records
@@ -91,6 +94,37 @@ def machine_description() -> str:
     return text
 
 
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random proper rotation matrix (det +1)."""
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] *= -1
+    return q
+
+
+def rotated_records(records: Sequence[TensorRecord], seed: int) -> list[TensorRecord]:
+    """Each record with its structure and its tensor rotated by its own random rotation R.
+
+    Cartesian lattice and positions map x → R x, the tensor T → R·T (``tensors.rotate``), so the
+    physics is unchanged and only the frame differs: an equivariant model scores the same on
+    these as on the originals; a model that learned the frame of the data set does not.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for rec in records:
+        R = random_rotation(rng)
+        s = rec.structure
+        moved = Structure(
+            Lattice(s.lattice.matrix @ R.T),
+            s.species,
+            s.cart_coords @ R.T,
+            coords_are_cartesian=True,
+        )
+        out.append(replace(rec, structure=moved, tensor=rotate(rec.tensor, R)))
+    return out
+
+
 def _train_and_evaluate(
     spec: ModelSpec,
     task: str,
@@ -112,6 +146,8 @@ def _train_and_evaluate(
     trainer.fit(resume=resume, progress=progress)
     best, _ = load_checkpoint(trainer.best_path, task=task)
     report = evaluate_prepared(best, sets["test"], batch_size=cfg.batch_size, device=cfg.device)
+    rotated = evaluate_prepared(best, sets["test_rotated"], cfg.batch_size, cfg.device)
+    report["rotated_test"] = rotated["overall"]
     epoch_s = [row["epoch_s"] for row in trainer.history if "epoch_s" in row]
     mean_epoch_s = sum(epoch_s) / max(1, len(epoch_s))
     report.update(
@@ -181,6 +217,8 @@ def compare_models(
         n: prepare_records(r, base) for n, r in (("train", train), ("val", val), ("test", test))
     }
     split_sizes = {k: len(v.records) for k, v in sets.items()}
+    # the same test crystals in random frames: what a frame-blind model cannot handle
+    sets["test_rotated"] = prepare_records(rotated_records(test, seed), base)
     command = command or " ".join(shlex.quote(a) for a in sys.argv)
     metadata = {
         "version": "1",
@@ -261,6 +299,18 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
             if "nonzero_subset" in r:
                 m = r["nonzero_subset"]
                 lines.append(f"| {r['label']} | {m['n']} | {_metric_cells(m)} |")
+    lines += [
+        "",
+        "The same test crystals, each rotated by its own random rotation (targets rotated with "
+        "them):",
+        "",
+        header,
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in models.values():
+        if "rotated_test" in r:
+            m = r["rotated_test"]
+            lines.append(f"| {r['label']} | {m['n']} | {_metric_cells(m)} |")
     systems = sorted({cs for r in models.values() for cs in r["per_crystal_system"]})
     lines += ["", "Per crystal system:", "", header.replace("| model |", "| system | model |")]
     lines.append("|---|---|---|---|---|---|---|---|---|")
