@@ -11,6 +11,7 @@ from atomate2_gmt.cli import demo as demo_cli
 from atomate2_gmt.cli import models as models_cli
 from atomate2_gmt.cli import predict as predict_cli
 from atomate2_gmt.cli import query as query_cli
+from atomate2_gmt.cli import retrain as retrain_cli
 from atomate2_gmt.cli import screen as screen_cli
 from atomate2_gmt.cli import train as train_cli
 
@@ -37,6 +38,7 @@ app.command()(screen_cli.report)
 app.command()(train_cli.train)
 app.command()(train_cli.evaluate)
 app.command()(baselines_cli.baselines)
+app.command()(retrain_cli.retrain)
 
 
 query_cli.register(app)
