@@ -239,6 +239,7 @@ class OutOfMemoryHandler(ErrorHandler):
 
     def __init__(self, min_batch_size: int = 2, max_retries: int = 5) -> None:
         self.min_batch_size = max(2, min_batch_size)  # BatchNorm needs two samples
+        self.max_retries = max_retries
         self.max_num_corrections = max_retries
         self.raise_on_max = True
 
