@@ -104,6 +104,7 @@ def test_rotated_structure_gives_rotated_tensors(tmp_path, mp_piezo_record, rota
         got = docs[1].tensor(part)
         scale = np.abs(expected).max()
         assert np.abs(got - expected).max() < 2e-3 * scale, part
-        # and not trivially: the rotation changes the components
-        assert np.abs(docs[0].tensor(part) - expected).max() > 0.05 * scale, part
+        if part != "dielectric_electronic":  # cubic ε is rotation invariant
+            # and not trivially: the rotation changes the components
+            assert np.abs(docs[0].tensor(part) - expected).max() > 0.05 * scale, part
     assert docs[1].get_structure().lattice == rotated.lattice  # stored as given

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from atomate2_gmt.dfpt.abinit.parse import parse_abinit_output, parse_anaddb_output
+from atomate2_gmt.dfpt.abinit.parse import (
+    parse_abinit_dielectric,
+    parse_abinit_output,
+    parse_anaddb_output,
+)
 from atomate2_gmt.tensors.conventions import full_to_voigt
 
 DATA = Path(__file__).parent / "data" / "abinit"
@@ -72,3 +77,12 @@ def test_abinit_output_summaries():
     )
     assert not bad.completed
     assert any("k point grid is not symmetric" in e for e in bad.errors)
+
+
+def test_abinit_dielectric_block_matches_anaddb(alp, tmp_path):
+    """ε∞ from ABINIT's own output (used for E-field-only runs) equals anaddb's."""
+    abo = tmp_path / "run.abo"
+    abo.write_bytes(gzip.decompress((DATA / "anaddb_alp" / "run.abo.gz").read_bytes()))
+    np.testing.assert_allclose(
+        parse_abinit_dielectric(abo), alp.tensors["dielectric_electronic"], atol=1e-8
+    )

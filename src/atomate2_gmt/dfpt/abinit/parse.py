@@ -27,6 +27,7 @@ from atomate2_gmt.tensors.conventions import voigt_to_full
 __all__ = [
     "AbinitRunSummary",
     "AnaddbResults",
+    "parse_abinit_dielectric",
     "parse_abinit_output",
     "parse_anaddb_output",
 ]
@@ -148,3 +149,26 @@ def parse_abinit_output(abo: str | Path, log: str | Path | None = None) -> Abini
         version=version.group(1) if version else None,
         wall_time_s=float(wall.group(1)) if wall else None,
     )
+
+
+def parse_abinit_dielectric(abo: str | Path) -> np.ndarray | None:
+    """ε∞ (3×3, Cartesian, input frame) from ABINIT's own "Dielectric tensor, in cartesian
+    coordinates" block of the E-field response dataset (rows ``dir1 pert1 dir2 pert2 re im``).
+
+    anaddb prints ε∞ only when the DDB also holds Γ phonons, so an E-field-only run reads it
+    here; with phonons both agree.
+    """
+    lines = Path(abo).read_text(errors="replace").splitlines()
+    for i, line in enumerate(lines):
+        if "Dielectric tensor, in cartesian coordinates" in line:
+            eps = np.full((3, 3), np.nan)
+            started = False
+            for nxt in lines[i + 3 : i + 30]:  # skip the two column-header lines
+                vals = _floats(nxt)
+                if len(vals) == 6 and vals[1] == vals[3]:
+                    eps[int(vals[0]) - 1, int(vals[2]) - 1] = vals[4]
+                    started = True
+                elif started and nxt.strip():
+                    break
+            return None if np.isnan(eps).any() else eps
+    return None

@@ -28,7 +28,11 @@ from atomate2_gmt.dfpt.abinit.custodian import (
     AbinitScfHandler,
 )
 from atomate2_gmt.dfpt.abinit.inputs import make_dfpt_input
-from atomate2_gmt.dfpt.abinit.parse import parse_abinit_output, parse_anaddb_output
+from atomate2_gmt.dfpt.abinit.parse import (
+    parse_abinit_dielectric,
+    parse_abinit_output,
+    parse_anaddb_output,
+)
 from atomate2_gmt.dfpt.abinit.pseudos import MissingPseudopotentialError, find_pseudos
 from atomate2_gmt.dfpt.abinit.settings import AbinitDFPTSettings, perturbations_for
 from atomate2_gmt.schemas.dfpt import DFPTResultDoc
@@ -126,6 +130,10 @@ def run_abinit_dfpt(
         ddbs = sorted(p.name for p in workdir.glob("out_DS*_DDB"))
         merge_ddbs(workdir, ddbs)
         results = parse_anaddb_output(run_anaddb(workdir, perturbations))
+        if perturbations.efield and "dielectric_electronic" not in results.tensors:
+            eps_inf = parse_abinit_dielectric(workdir / ABO)  # E-field only: not in anaddb
+            if eps_inf is not None:
+                results.tensors["dielectric_electronic"] = eps_inf
     except Exception as exc:
         return failed(f"mrgddb/anaddb failed: {type(exc).__name__}: {exc}")
 
