@@ -94,9 +94,7 @@ def _submit(maker: GMTRetrainMaker, project: str | None, dry_run: bool) -> None:
 
     flow = Flow([maker.make()], name="gmt_retrain")
     if dry_run:
-        typer.echo(
-            f"dry run: would submit flow {flow.name} ({len(flow.jobs)} job) to jobflow-remote"
-        )
+        typer.echo(f"dry run: would submit flow {flow.name} ({len(flow.jobs)} job), not submitted")
         return
     try:
         from jobflow_remote import submit_flow
