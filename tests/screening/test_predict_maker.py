@@ -104,3 +104,24 @@ def test_unknown_task_and_missing_model_are_clear_errors(tmp_path):
     maker = GMTPredictMaker(tasks=("piezo",), models={"piezo": str(tmp_path / "none.pt")})
     with pytest.raises(ValueError, match=r"model for task 'piezo': checkpoint .*none.pt"):
         predict_documents(maker, [])
+
+
+def test_pipelined_parts_in_a_worker_equal_in_process(good_structures, tmp_path):
+    from atomate2_gmt.jobs.predict import predict_documents
+
+    broken = tmp_path / "broken.cif"
+    broken.write_text("not a cif")
+    inputs = [*good_structures[:5], str(broken), *good_structures[5:8]]
+    serial = SmallModelPredictMaker(tasks=("dielectric", "piezo"), workers=0, part_size=4)
+    piped = SmallModelPredictMaker(tasks=("dielectric", "piezo"), workers=1, part_size=4)
+    a, b = predict_documents(serial, inputs), predict_documents(piped, inputs)
+    assert [d["prediction_id"] for d in a] == [d["prediction_id"] for d in b]
+    assert [d["source"] for d in b][5] == "broken.cif"
+    assert [d["source"] for d in b][6] == "structure-6"  # named by place in the whole input
+    for x, y in zip(a, b, strict=True):
+        assert x["state"] == y["state"]
+        if x["state"] == "successful":
+            assert (
+                x["predictions"]["piezo"]["voigt_ieee"] == y["predictions"]["piezo"]["voigt_ieee"]
+            )
+            assert x["e_ij_max"] == y["e_ij_max"]

@@ -10,6 +10,7 @@ batch.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,9 @@ class GMTPredictMaker(Maker):
         return_documents: the job returns the documents (store dicts); False → a summary with
             the prediction ids and the failures (what the screening flow uses, so that large
             documents are not copied into the job store).
+        workers: processes that read files and compute structure keys and IEEE rotations while
+            the models predict (None → one if the machine has ≥ 2 cores; 0 → all in-process).
+        part_size: structures per pipelined part.
 
     Override :meth:`load_model` to put another model in (tests use small random models).
     """
@@ -131,6 +135,8 @@ class GMTPredictMaker(Maker):
     write_to_store: bool = False
     store: Store | None = None
     return_documents: bool = True
+    workers: int | None = None
+    part_size: int = 256
 
     def settings(self) -> GMTSettings:
         """The settings in force (environment, ``~/.atomate2_gmt.yaml``)."""
@@ -202,12 +208,46 @@ class GMTPredictMaker(Maker):
         return predict_documents(self, candidates)
 
 
+def structure_facts(
+    items: Sequence[CandidateLike], first_index: int, symprec: float
+) -> list[tuple[Candidate, dict[str, Any]]]:
+    """The model-free part of a document for each input: read files, check structures, structure
+    key and IEEE rotation. Runs in a worker process while the models predict the previous part
+    (top-level and picklable for that reason)."""
+    from atomate2_gmt.schemas.keys import structure_key
+    from atomate2_gmt.schemas.prediction import compute_ieee_rotation
+
+    out = []
+    for cand in as_candidates(items, first_index=first_index):
+        facts: dict[str, Any] = {}
+        if cand.state == "successful" and cand.structure is not None:
+            try:
+                facts["structure_key"] = structure_key(cand.structure, symprec=symprec)
+            except Exception:  # from_predictions computes it again and records the reason
+                facts["structure_key"] = None
+            facts["ieee_rotation"] = compute_ieee_rotation(cand.structure)
+        out.append((cand, facts))
+    return out
+
+
+def _parts(items: Sequence[Any], size: int) -> list[tuple[int, list[Any]]]:
+    return [(i, list(items[i : i + size])) for i in range(0, len(items), size)]
+
+
 def predict_documents(
     maker: GMTPredictMaker, candidates: Sequence[CandidateLike]
 ) -> list[dict[str, Any]] | dict[str, Any]:
-    """The body of :meth:`GMTPredictMaker.make`, callable without jobflow."""
-    from atomate2_gmt.model.predict import predict_many, resolve_device
-    from atomate2_gmt.schemas.prediction import GMTPredictionDoc, derive_model_version
+    """The body of :meth:`GMTPredictMaker.make`, callable without jobflow.
+
+    Pipelined: the inputs are split into parts of ``part_size``; while the models predict one
+    part, ``workers`` processes read and key the next ones (:func:`structure_facts`).
+    """
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    from atomate2_gmt.model.predict import resolve_device
+    from atomate2_gmt.schemas.prediction import derive_model_version
     from atomate2_gmt.stores import candidate_store, check_store, upsert_predictions
 
     settings = maker.settings()
@@ -222,57 +262,29 @@ def predict_documents(
     loaded = {task: maker.load_model(task) for task in tasks}
     model_info = {task: info for task, (_, info) in loaded.items()}
     version = derive_model_version(model_info, list(tasks))
+    context = _Context(tasks, loaded, model_info, version, symprec, device, batch_size)
 
-    items = as_candidates(candidates)
-    usable = [c for c in items if c.state == "successful"]
     start = time.perf_counter()
-    result = predict_many(
-        [c.structure for c in usable if c.structure is not None],
-        {task: net for task, (net, _) in loaded.items()},
-        device=device,
-        batch_size=batch_size,
-    )
-    n_usable = max(len(usable), 1)
-    timings = {k: v / n_usable for k, v in result.timings.items()}  # seconds per structure
-    docs: list[GMTPredictionDoc] = []
-    index = {id(c): i for i, c in enumerate(usable)}
-    for cand in items:
-        if cand.state != "successful":
-            docs.append(
-                GMTPredictionDoc.from_failure(
-                    cand.source,
-                    cand.error or "unusable structure",
-                    cand.structure,
-                    tasks=tasks,
-                    model_version=version,
-                    symprec=symprec,
-                    provenance=cand.provenance,
-                    e_above_hull=cand.e_above_hull,
-                )
-            )
-            continue
-        i = index[id(cand)]
-        assert cand.structure is not None
-        same_tolerance = all(net.config.symprec == symprec for net, _ in loaded.values())
-        docs.append(
-            GMTPredictionDoc.from_predictions(
-                cand.structure,
-                {task: result.results[task][i] for task in tasks},
-                model_info,
-                source=cand.source,
-                model_version=version,
-                symprec=symprec,
-                device=device,
-                timings={t: timings.get(t, 0.0) for t in tasks},
-                provenance=cand.provenance,
-                e_above_hull=cand.e_above_hull,
-                point_group_info=result.point_groups[i] if same_tolerance else None,
-            )
-        )
+    parts = _parts(list(candidates), maker.part_size)
+    docs: list[Any] = []
+    timings: dict[str, float] = {}
+    n_workers = maker.workers if maker.workers is not None else min(2, os.cpu_count() or 1) - 1
+    if n_workers > 0 and len(parts) > 1:
+        method = "fork" if sys.platform.startswith("linux") else "spawn"
+        pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context(method))
+        with pool:
+            futures = [pool.submit(structure_facts, part, i, symprec) for i, part in parts]
+            for future in futures:
+                docs.extend(_documents(context, future.result(), timings))
+    else:
+        for i, part in parts:
+            docs.extend(_documents(context, structure_facts(part, i, symprec), timings))
     elapsed = time.perf_counter() - start
     written = 0
     if store is not None:
+        t0 = time.perf_counter()
         written = upsert_predictions(store, docs)
+        timings["store"] = time.perf_counter() - t0
     failures = [[d.source, d.error or ""] for d in docs if d.state == "failed"]
     logger.info(
         "predicted %d structures (%d failed) for %s in %.1f s on %s",
@@ -293,6 +305,78 @@ def predict_documents(
         "model_version": version,
         "tasks": list(tasks),
         "device": device,
-        "timings": {"total_s": elapsed, **{f"{k}_s": v for k, v in result.timings.items()}},
+        "timings": {"total_s": elapsed, **{f"{k}_s": v for k, v in timings.items()}},
         "written": written,
     }
+
+
+@dataclass
+class _Context:
+    """What every part of a prediction job shares."""
+
+    tasks: tuple[str, ...]
+    loaded: dict[str, tuple[Any, dict[str, Any]]]
+    model_info: dict[str, dict[str, Any]]
+    version: str
+    symprec: float
+    device: str
+    batch_size: int
+
+
+def _documents(
+    ctx: _Context, facts: list[tuple[Candidate, dict[str, Any]]], timings: dict[str, float]
+) -> list[Any]:
+    """Predict one part and build its documents; adds the part's stage times to ``timings``."""
+    from atomate2_gmt.model.predict import predict_many
+    from atomate2_gmt.schemas.prediction import GMTPredictionDoc
+
+    usable = [(c, f) for c, f in facts if c.state == "successful" and c.structure is not None]
+    result = predict_many(
+        [c.structure for c, _ in usable],  # type: ignore[misc]
+        {task: net for task, (net, _) in ctx.loaded.items()},
+        device=ctx.device,
+        batch_size=ctx.batch_size,
+    )
+    for key, value in result.timings.items():
+        timings[key] = timings.get(key, 0.0) + value
+    t0 = time.perf_counter()
+    per_structure = {k: v / max(len(usable), 1) for k, v in result.timings.items()}
+    same_tolerance = all(net.config.symprec == ctx.symprec for net, _ in ctx.loaded.values())
+    index = {id(c): i for i, (c, _) in enumerate(usable)}
+    docs: list[Any] = []
+    for cand, fact in facts:
+        if id(cand) not in index:
+            docs.append(
+                GMTPredictionDoc.from_failure(
+                    cand.source,
+                    cand.error or "unusable structure",
+                    cand.structure,
+                    tasks=ctx.tasks,
+                    model_version=ctx.version,
+                    symprec=ctx.symprec,
+                    provenance=cand.provenance,
+                    e_above_hull=cand.e_above_hull,
+                )
+            )
+            continue
+        i = index[id(cand)]
+        assert cand.structure is not None
+        docs.append(
+            GMTPredictionDoc.from_predictions(
+                cand.structure,
+                {task: result.results[task][i] for task in ctx.tasks},
+                ctx.model_info,
+                source=cand.source,
+                model_version=ctx.version,
+                symprec=ctx.symprec,
+                device=ctx.device,
+                timings={t: per_structure.get(t, 0.0) for t in ctx.tasks},
+                provenance=cand.provenance,
+                e_above_hull=cand.e_above_hull,
+                structure_key=fact.get("structure_key"),
+                point_group_info=result.point_groups[i] if same_tolerance else None,
+                ieee_rotation=fact.get("ieee_rotation"),
+            )
+        )
+    timings["documents"] = timings.get("documents", 0.0) + time.perf_counter() - t0
+    return docs

@@ -129,9 +129,7 @@ def _structure_dict(structure: Structure) -> dict[str, Any]:
     return jsanitize(structure.as_dict(), strict=False)  # type: ignore[no-any-return]
 
 
-def _symmetry(
-    structure: Structure, symprec: float, info: Any = None
-) -> tuple[SymmetryData, bool]:
+def _symmetry(structure: Structure, symprec: float, info: Any = None) -> tuple[SymmetryData, bool]:
     """emmet SymmetryData and centrosymmetry; ``info``: a PointGroupInfo already found for
     ``structure`` (e.g. while predicting) to reuse instead of searching again."""
     import spglib
@@ -284,6 +282,7 @@ class GMTPredictionDoc(StructureMetadata):
         e_above_hull: float | None = None,
         structure_key: str | None = None,
         point_group_info: Any = None,
+        ieee_rotation: Any = None,
     ) -> GMTPredictionDoc:
         """Build the document of ``structure`` from per-task results of ``atomate2_gmt.predict``.
 
@@ -300,6 +299,9 @@ class GMTPredictionDoc(StructureMetadata):
             structure_key: precomputed key (computed here if None).
             point_group_info: the ``tensors.symmetry.PointGroupInfo`` of ``structure`` at
                 ``symprec`` when already known (saves a symmetry search).
+            ieee_rotation: the rotation to the IEEE frame
+                (``tensors.conventions.ieee_rotation``), or the reason it failed, when already
+                computed (e.g. in a worker process).
         """
         if not isinstance(structure, Structure):
             raise ValueError(f"structure must be a pymatgen Structure, got {type(structure)}")
@@ -335,12 +337,10 @@ class GMTPredictionDoc(StructureMetadata):
             errors.append(f"symmetry: {exc}")
 
         ieee: np.ndarray | str
-        try:  # the same rotation pymatgen's Tensor.convert_to_ieee applies
-            from atomate2_gmt.tensors.conventions import ieee_rotation
-
-            ieee = ieee_rotation(structure)
-        except Exception as exc:  # the IEEE form is a convenience: keep the predictions
-            ieee = f"{type(exc).__name__}: {exc}"
+        if ieee_rotation is not None:
+            ieee = ieee_rotation if isinstance(ieee_rotation, str) else np.asarray(ieee_rotation)
+        else:
+            ieee = compute_ieee_rotation(structure)
         task_docs: dict[str, TaskPrediction] = {}
         flat: dict[str, Any] = {}
         for task in tasks:
@@ -441,6 +441,17 @@ class GMTPredictionDoc(StructureMetadata):
         out = self.model_dump(mode="json")
         out["last_updated"] = self.last_updated
         return out
+
+
+def compute_ieee_rotation(structure: Structure) -> np.ndarray | str:
+    """The rotation to the IEEE frame (as pymatgen's ``Tensor.convert_to_ieee`` applies it), or
+    the reason it could not be found (the IEEE form is a convenience: predictions are kept)."""
+    from atomate2_gmt.tensors.conventions import ieee_rotation
+
+    try:
+        return ieee_rotation(structure)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
 
 
 def _prediction_id(key: str | None, source: str, model_version: str) -> str:
