@@ -144,3 +144,18 @@ def mongo_server_factory(tmp_path: Path) -> Iterator[Callable[[], MongoServer]]:
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """jobflow's ``run_locally(log=True)`` adds a stdout handler to the root logger; remove what
+    a test added so that later CLI tests see only their own output."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
