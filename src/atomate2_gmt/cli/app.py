@@ -6,6 +6,7 @@ import typer
 
 from atomate2_gmt import __version__
 from atomate2_gmt.cli import baselines as baselines_cli
+from atomate2_gmt.cli import campaign as campaign_cli
 from atomate2_gmt.cli import data as data_cli
 from atomate2_gmt.cli import demo as demo_cli
 from atomate2_gmt.cli import models as models_cli
@@ -43,6 +44,7 @@ app.command()(retrain_cli.retrain)
 
 query_cli.register(app)
 app.add_typer(models_cli.app, name="models", help="Model registry: list, show, promote, seed.")
+app.add_typer(campaign_cli.app, name="campaign", help="Active-learning campaigns: simulate.")
 
 
 def main() -> None:

@@ -1,0 +1,502 @@
+"""A simulated active-learning campaign: known DFT labels play the oracle (no DFPT is run).
+
+The records of a task (piezo: the shipped MP tensors, e_ij in C/m²) are shuffled with the seed
+and cut into a **seed set** (labels known from the start; a fixed part of it is the validation
+set of every training), a **held-out set** (never selectable; the held-out Fnorm after every
+retraining is measured on it) and the **pool** (labels hidden behind an :class:`Oracle`). The
+**true top-K** are the K pool records with the largest target value (piezo: max |e_ij| of the
+Voigt 3×6 tensor, C/m²). Each round a strategy picks ``per_round`` pool records that it has not
+picked before, the oracle reveals their labels (one oracle call per record) and the number of
+the true top-K among all picks so far is recorded.
+
+Strategies (:data:`~atomate2_gmt.active_learning.policies.STRATEGIES`):
+
+* ``random``: uniform picks, averaged over ``random_repeats`` draws; the exact expectation is the
+  hypergeometric mean n·K/N.
+* ``ranking``: one model trained on the seed set ranks the pool once; round r takes the next
+  ``per_round`` of that ranking (no retraining).
+* ``exploit``: the same initial model; after every round it is fine-tuned on the seed training
+  part plus everything revealed, and the next round picks by the new model's predictions.
+* ``ucb``: an ensemble of ``ensemble`` models (different initial seeds, member 0 is the initial
+  model above), each fine-tuned every round; score = ensemble mean + κ·std of the values.
+
+No model is ever trained on a label the oracle has not revealed; the policies see predictions
+made from structures only (the pool's prepared inputs carry zero targets).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from atomate2_gmt.active_learning.policies import (
+    STRATEGIES,
+    hypergeometric_mean,
+    pick_random,
+    pick_top,
+    target_value,
+    ucb_scores,
+)
+from atomate2_gmt.data.records import TensorRecord
+from atomate2_gmt.model.checkpoint import load_checkpoint
+from atomate2_gmt.model.config import GMTNetConfig, check_task
+from atomate2_gmt.model.gmtnet import GMTNet
+from atomate2_gmt.tensors.metrics import fnorm
+from atomate2_gmt.training.trainer import (
+    PreparedSet,
+    TrainConfig,
+    Trainer,
+    predict_prepared,
+    prepare_records,
+)
+
+__all__ = [
+    "SMALL_MODEL",
+    "CampaignConfig",
+    "CampaignResult",
+    "Oracle",
+    "StrategyTrace",
+    "campaign_records",
+    "run_campaign",
+    "run_replicates",
+    "summarize",
+    "train_model",
+]
+
+logger = logging.getLogger(__name__)
+
+SMALL_MODEL: dict[str, Any] = {
+    "node_dim": 64,
+    "scalar_mul": 32,
+    "vector_mul": 8,
+    "out_mul": 8,
+    "radial_hidden": 64,
+    "rbf_bins": 128,
+    "n_equivariant_layers": 2,
+}
+"""GMTNetConfig overrides of the simulation's model (~158 k parameters instead of ~744 k)."""
+
+
+@dataclass
+class CampaignConfig:
+    """One simulated campaign.
+
+    Args:
+        task: the task (its records are loaded with ``training.run.load_records(task, data)``).
+        rounds, per_round: rounds and oracle calls (picks) per round.
+        seed_size: labelled records at the start; ``val_fraction`` of them (at least one) are
+            the validation set (best epoch) of every training, the rest the initial training set.
+        heldout_size: records never selectable, for the held-out Fnorm after each retraining.
+        top: K of the true top-K in the pool.
+        seed: shuffles the records into seed / held-out / pool and seeds the models.
+        strategies: a subset of ``random``, ``ranking``, ``exploit``, ``ucb``.
+        ensemble, kappa: members and exploration weight of ``ucb``.
+        random_repeats: draws averaged for ``random``.
+        init_epochs, lr: the initial training (from scratch).
+        finetune_epochs, finetune_lr: each round's fine-tuning (target scale kept).
+        batch_size: training batch size.
+        model_overrides: GMTNetConfig fields of the model (default :data:`SMALL_MODEL`).
+        limit: use only the first N records (quick runs and tests).
+        data: the records' source for ``load_records`` (``mp``).
+    """
+
+    task: str = "piezo"
+    rounds: int = 5
+    per_round: int = 20
+    seed_size: int = 100
+    heldout_size: int = 88
+    top: int = 50
+    seed: int = 0
+    strategies: tuple[str, ...] = STRATEGIES
+    ensemble: int = 3
+    kappa: float = 1.0
+    random_repeats: int = 200
+    init_epochs: int = 60
+    lr: float = 1e-3
+    finetune_epochs: int = 20
+    finetune_lr: float = 3e-4
+    batch_size: int = 32
+    val_fraction: float = 0.15
+    model_overrides: dict[str, Any] = field(default_factory=lambda: dict(SMALL_MODEL))
+    limit: int | None = None
+    data: str = "mp"
+
+    def __post_init__(self) -> None:
+        check_task(self.task)
+        self.strategies = tuple(self.strategies)
+        unknown = sorted(set(self.strategies) - set(STRATEGIES))
+        if unknown or not self.strategies:
+            raise ValueError(f"unknown or no strategies {unknown}; valid: {', '.join(STRATEGIES)}")
+        for name in ("rounds", "per_round", "seed_size", "top", "ensemble", "random_repeats"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.seed_size < 3:
+            raise ValueError("seed_size must be >= 3 (training and validation records)")
+        if self.heldout_size < 1:
+            raise ValueError(f"heldout_size must be >= 1, got {self.heldout_size}")
+
+    @property
+    def n_val(self) -> int:
+        """Validation records taken from the seed set."""
+        return max(1, round(self.val_fraction * self.seed_size))
+
+
+@dataclass
+class StrategyTrace:
+    """One strategy's campaign. Index r of the lists is "after round r" (0 = before any call).
+
+    ``found``: true top-K found (for ``random`` the mean over the repeats, ``found_std`` their
+    standard deviation). ``heldout_fnorm``: mean Fnorm (C/m² for piezo) on the held-out set of
+    the model in use after round r's retraining (None for ``random``; constant for
+    ``ranking``; the ensemble-mean tensor for ``ucb``). ``selected``: record ids per round
+    (for ``random``: of the first repeat).
+    """
+
+    name: str
+    oracle_calls: list[int]
+    found: list[float]
+    selected: list[list[str]]
+    heldout_fnorm: list[float | None]
+    seconds: float
+    found_std: list[float] | None = None
+
+
+@dataclass
+class CampaignResult:
+    """What one simulated campaign measured (see the module docstring)."""
+
+    config: dict[str, Any]
+    n_records: int
+    n_failed: int
+    seed_ids: list[str]
+    heldout_ids: list[str]
+    pool_ids: list[str]
+    top_ids: list[str]
+    top_threshold: float  # the K-th largest pool value (C/m² for piezo)
+    random_expectation: list[float]  # n·K/N after each round
+    strategies: dict[str, StrategyTrace]
+    initial_seconds: float
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe dict."""
+        return asdict(self)
+
+
+class Oracle:
+    """The pool's hidden labels: :meth:`reveal` hands out each one once, in the order asked."""
+
+    def __init__(self, data: PreparedSet, pool: Sequence[int]) -> None:
+        self._data = data
+        self._pool = set(int(i) for i in pool)
+        self.revealed: list[int] = []
+
+    def reveal(self, picks: Sequence[int]) -> list[int]:
+        """Reveal the labels of ``picks`` (indices into the data); each may be asked once."""
+        seen = set(self.revealed)
+        for i in picks:
+            if int(i) not in self._pool:
+                raise ValueError(f"record {i} is not in the pool")
+            if int(i) in seen:
+                raise ValueError(f"record {i} was already revealed")
+            seen.add(int(i))
+        self.revealed.extend(int(i) for i in picks)
+        return [int(i) for i in picks]
+
+    @property
+    def calls(self) -> int:
+        """Oracle calls so far (labels revealed)."""
+        return len(self.revealed)
+
+
+def _subset(data: PreparedSet, idx: Sequence[int], labelled: bool = True) -> PreparedSet:
+    """The records ``idx`` of ``data``; ``labelled=False``: no records and zero targets."""
+    index = torch.as_tensor(list(idx), dtype=torch.long)
+    crystals = [data.crystals[i] for i in idx]
+    if labelled:
+        return PreparedSet([data.records[i] for i in idx], crystals, data.targets[index], {})
+    return PreparedSet([], crystals, torch.zeros_like(data.targets[index]), {})
+
+
+def _clone(model: GMTNet) -> GMTNet:
+    copy = GMTNet(model.config)
+    copy.load_state_dict(model.state_dict())
+    return copy
+
+
+def train_model(
+    train: PreparedSet,
+    val: PreparedSet,
+    cfg: CampaignConfig,
+    seed: int,
+    init: GMTNet | None = None,
+) -> GMTNet:
+    """Train from scratch (``init`` None: ``init_epochs``, ``lr``, targets scaled by their RMS)
+    or fine-tune a copy of ``init`` (``finetune_epochs``, ``finetune_lr``, its target scale
+    kept) with the project's :class:`~atomate2_gmt.training.trainer.Trainer`; returns the
+    best-on-validation model (CPU, eval mode)."""
+    if init is None:
+        torch.manual_seed(seed)
+        model = GMTNet(GMTNetConfig(task=cfg.task, **cfg.model_overrides))
+        epochs, lr, scaling = cfg.init_epochs, cfg.lr, True
+    else:
+        model = _clone(init)
+        epochs, lr, scaling = cfg.finetune_epochs, cfg.finetune_lr, False
+    tcfg = TrainConfig(
+        epochs=epochs,
+        batch_size=cfg.batch_size,
+        lr=lr,
+        seed=seed,
+        device="cpu",
+        target_scaling=scaling,
+        warmup_epochs=min(2, max(0, epochs - 1)),
+    )
+    with tempfile.TemporaryDirectory(prefix="gmt-campaign-") as tmp:
+        trainer = Trainer(model, train, val, tmp, tcfg, metadata={"campaign_seed": seed})
+        trainer.fit(resume=False, progress=False)
+        best, _ = load_checkpoint(Path(tmp) / "best.pt", task=cfg.task)
+    return best
+
+
+class _Campaign:
+    """The shared state of one replicate: data, index sets, initial models, evaluators."""
+
+    def __init__(self, cfg: CampaignConfig, records: Sequence[TensorRecord]) -> None:
+        self.cfg = cfg
+        config = GMTNetConfig(task=cfg.task, **cfg.model_overrides)
+        self.data = prepare_records(records, config)
+        self.n_failed = len(self.data.failed)
+        n = len(self.data.records)
+        order = list(range(n))
+        random.Random(cfg.seed).shuffle(order)
+        self.seed_idx = order[: cfg.seed_size]
+        self.heldout_idx = order[cfg.seed_size : cfg.seed_size + cfg.heldout_size]
+        self.pool_idx = sorted(order[cfg.seed_size + cfg.heldout_size :])
+        need = cfg.rounds * cfg.per_round
+        if len(self.pool_idx) < max(need, cfg.top):
+            raise ValueError(
+                f"pool of {len(self.pool_idx)} records is smaller than the top-{cfg.top} or the "
+                f"{need} picks of {cfg.rounds} rounds × {cfg.per_round}"
+            )
+        self.val_idx = self.seed_idx[: cfg.n_val]
+        self.base_train_idx = self.seed_idx[cfg.n_val :]
+        truth = target_value(self.data.targets.numpy(), cfg.task)  # evaluator only
+        ranked = pick_top(truth, self.pool_idx, cfg.top)
+        self.top_set = set(ranked)
+        self.top_ids = [self.data.records[i].id for i in ranked]
+        self.top_threshold = float(truth[ranked[-1]])
+        self._initial: dict[int, GMTNet] = {}
+        self.initial_seconds = 0.0
+
+    # -- helpers -----------------------------------------------------------------------------
+    def ids(self, idx: Sequence[int]) -> list[str]:
+        return [self.data.records[i].id for i in idx]
+
+    def initial_model(self, seed: int) -> GMTNet:
+        """The model trained from scratch on the seed set's training part (cached per seed)."""
+        if seed not in self._initial:
+            t0 = time.perf_counter()
+            self._initial[seed] = train_model(
+                _subset(self.data, self.base_train_idx), _subset(self.data, self.val_idx),
+                self.cfg, seed,
+            )  # fmt: skip
+            self.initial_seconds += time.perf_counter() - t0
+        return self._initial[seed]
+
+    def finetune(self, model: GMTNet, revealed: Sequence[int], seed: int) -> GMTNet:
+        """Fine-tune on the seed training part + every revealed label."""
+        train = _subset(self.data, [*self.base_train_idx, *revealed])
+        return train_model(train, _subset(self.data, self.val_idx), self.cfg, seed, init=model)
+
+    def predict(self, model: GMTNet, idx: Sequence[int]) -> np.ndarray:
+        """Full predicted tensors of ``idx`` from their structures only (no labels)."""
+        return predict_prepared(model, _subset(self.data, idx, labelled=False), batch_size=64)
+
+    def pool_values(self, model: GMTNet) -> np.ndarray:
+        """Predicted target values, indexed like the data (NaN outside the pool)."""
+        values = np.full(len(self.data.records), np.nan)
+        values[self.pool_idx] = target_value(self.predict(model, self.pool_idx), self.cfg.task)
+        return values
+
+    def heldout_fnorm(self, models: Sequence[GMTNet]) -> float:
+        """Mean Fnorm on the held-out set of the (ensemble-mean) predicted tensors."""
+        pred = np.mean([self.predict(m, self.heldout_idx) for m in models], axis=0)
+        true = _subset(self.data, self.heldout_idx).targets.numpy()
+        return float(np.mean(fnorm(pred, true, GMTNetConfig(task=self.cfg.task).kind)))
+
+    def found(self, picked: Sequence[int]) -> int:
+        return len(self.top_set.intersection(picked))
+
+    def available(self, picked: Sequence[int]) -> list[int]:
+        done = set(picked)
+        return [i for i in self.pool_idx if i not in done]
+
+
+# -- strategies ---------------------------------------------------------------------------------
+def _random(c: _Campaign) -> StrategyTrace:
+    cfg = c.cfg
+    curves, first_selection = [], []
+    for rep in range(cfg.random_repeats):
+        rng = np.random.default_rng([cfg.seed, rep])
+        oracle = Oracle(c.data, c.pool_idx)
+        curve, rounds = [0], []
+        for _ in range(cfg.rounds):
+            picks = oracle.reveal(pick_random(rng, c.available(oracle.revealed), cfg.per_round))
+            rounds.append(c.ids(picks))
+            curve.append(c.found(oracle.revealed))
+        curves.append(curve)
+        if rep == 0:
+            first_selection = rounds
+    arr = np.asarray(curves, dtype=np.float64)
+    return StrategyTrace(
+        name="random",
+        oracle_calls=[r * cfg.per_round for r in range(cfg.rounds + 1)],
+        found=[float(x) for x in arr.mean(axis=0)],
+        found_std=[float(x) for x in arr.std(axis=0)],
+        selected=first_selection,
+        heldout_fnorm=[None] * (cfg.rounds + 1),
+        seconds=0.0,
+    )
+
+
+def _model_strategy(c: _Campaign, name: str) -> StrategyTrace:
+    """``ranking``, ``exploit`` or ``ucb`` (see the module docstring)."""
+    cfg = c.cfg
+    members = 1 if name != "ucb" else cfg.ensemble
+    models = [c.initial_model(cfg.seed + 1000 * m) for m in range(members)]
+    t0 = time.perf_counter()
+    oracle = Oracle(c.data, c.pool_idx)
+    fn0 = c.heldout_fnorm(models)
+    found, fnorms, selected = [0.0], [fn0], []
+    ranking: list[int] = []
+    if name == "ranking":
+        ranking = pick_top(c.pool_values(models[0]), c.pool_idx, len(c.pool_idx))
+    for r in range(1, cfg.rounds + 1):
+        avail = c.available(oracle.revealed)
+        if name == "ranking":
+            picks = [i for i in ranking if i in set(avail)][: cfg.per_round]
+        else:
+            values = np.stack([c.pool_values(m) for m in models])
+            scores = values[0] if name == "exploit" else ucb_scores(values, cfg.kappa)[0]
+            picks = pick_top(scores, avail, cfg.per_round)
+        oracle.reveal(picks)
+        selected.append(c.ids(picks))
+        found.append(float(c.found(oracle.revealed)))
+        if name != "ranking":
+            models = [
+                c.finetune(m, oracle.revealed, cfg.seed + 1000 * k + r)
+                for k, m in enumerate(models)
+            ]
+            fnorms.append(c.heldout_fnorm(models))
+        else:
+            fnorms.append(fn0)
+        logger.info(
+            "%s round %d: %d oracle calls, %d of the top-%d found, held-out Fnorm %.4f",
+            name, r, oracle.calls, int(found[-1]), cfg.top, fnorms[-1],
+        )  # fmt: skip
+    return StrategyTrace(
+        name=name,
+        oracle_calls=[r * cfg.per_round for r in range(cfg.rounds + 1)],
+        found=found,
+        selected=selected,
+        heldout_fnorm=list(fnorms),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def campaign_records(cfg: CampaignConfig) -> list[TensorRecord]:
+    """The task's records from ``cfg.data`` (the first ``cfg.limit`` when set)."""
+    from atomate2_gmt.training.run import load_records
+
+    records, _ = load_records(cfg.task, cfg.data)
+    return records[: cfg.limit] if cfg.limit is not None else records
+
+
+def run_campaign(
+    cfg: CampaignConfig, records: Sequence[TensorRecord] | None = None
+) -> CampaignResult:
+    """Run every strategy of ``cfg`` on one seed/held-out/pool split (``records`` default: the
+    task's records from ``cfg.data``). Deterministic for a given config."""
+    t0 = time.perf_counter()
+    c = _Campaign(cfg, list(records) if records is not None else campaign_records(cfg))
+    traces: dict[str, StrategyTrace] = {}
+    for name in cfg.strategies:
+        traces[name] = _random(c) if name == "random" else _model_strategy(c, name)
+        if name != "random":
+            logger.info("%s done in %.0f s", name, traces[name].seconds)
+    n_pool = len(c.pool_idx)
+    return CampaignResult(
+        config=asdict(cfg),
+        n_records=len(c.data.records),
+        n_failed=c.n_failed,
+        seed_ids=c.ids(c.seed_idx),
+        heldout_ids=c.ids(c.heldout_idx),
+        pool_ids=c.ids(c.pool_idx),
+        top_ids=c.top_ids,
+        top_threshold=c.top_threshold,
+        random_expectation=[
+            hypergeometric_mean(r * cfg.per_round, cfg.top, n_pool) for r in range(cfg.rounds + 1)
+        ],
+        strategies=traces,
+        initial_seconds=c.initial_seconds,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def run_replicates(
+    cfg: CampaignConfig, replicates: int = 1, records: Sequence[TensorRecord] | None = None
+) -> list[CampaignResult]:
+    """``replicates`` campaigns with seeds ``cfg.seed``, ``cfg.seed + 1``, ... (other splits)."""
+    from dataclasses import replace
+
+    records = list(records) if records is not None else campaign_records(cfg)
+    return [run_campaign(replace(cfg, seed=cfg.seed + k), records) for k in range(replicates)]
+
+
+def summarize(results: Sequence[CampaignResult], target_factor: float = 3.0) -> dict[str, Any]:
+    """Means over the replicates per strategy and round, and the target check: found top-K
+    after all oracle calls ≥ ``target_factor`` × the random expectation."""
+    if not results:
+        raise ValueError("no results to summarize")
+    first = results[0]
+    calls = first.strategies[next(iter(first.strategies))].oracle_calls
+    expectation = np.mean([r.random_expectation for r in results], axis=0)
+    out: dict[str, Any] = {
+        "replicates": len(results),
+        "oracle_calls": calls,
+        "random_expectation": [float(x) for x in expectation],
+        "strategies": {},
+    }
+    final_expectation = float(expectation[-1])
+    for name in first.strategies:
+        found = np.array([r.strategies[name].found for r in results], dtype=np.float64)
+        fn = [r.strategies[name].heldout_fnorm for r in results]
+        fn_mean = (
+            None if fn[0][0] is None else [float(x) for x in np.mean(np.array(fn, float), axis=0)]
+        )
+        final = float(found[:, -1].mean())
+        out["strategies"][name] = {
+            "found_mean": [float(x) for x in found.mean(axis=0)],
+            "found_per_replicate": found.tolist(),
+            "heldout_fnorm_mean": fn_mean,
+            "ratio_to_random": final / final_expectation if final_expectation else None,
+            "meets_target": bool(final >= target_factor * final_expectation),
+            "seconds": float(np.mean([r.strategies[name].seconds for r in results])),
+        }
+    out["target"] = {
+        "factor": target_factor,
+        "oracle_calls": calls[-1],
+        "random_expectation": final_expectation,
+        "needed": target_factor * final_expectation,
+        "met_by": [n for n, s in out["strategies"].items() if s["meets_target"] and n != "random"],
+    }
+    return out

@@ -1,0 +1,193 @@
+"""Simulated campaign on 40 real piezo records (tiny model, 1 epoch): the bookkeeping (no label
+before it is revealed, picks never repeated, found counts), the random baseline, the
+no-retraining ranking, determinism, and the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from atomate2_gmt.active_learning import simulate
+from atomate2_gmt.active_learning.policies import (
+    hypergeometric_mean,
+    pick_random,
+    pick_top,
+    target_value,
+    ucb_scores,
+)
+from atomate2_gmt.active_learning.simulate import CampaignConfig, run_campaign, summarize
+from atomate2_gmt.cli.app import app
+from atomate2_gmt.data.mp import load_mp
+from atomate2_gmt.tensors.properties import piezo_max_eij
+
+TINY = {
+    "node_dim": 16, "rbf_bins": 16, "n_invariant_layers": 1, "n_equivariant_layers": 1,
+    "scalar_mul": 8, "vector_mul": 2, "out_mul": 2, "radial_hidden": 8, "k_neighbors": 4,
+}  # fmt: skip
+CFG = CampaignConfig(
+    rounds=2, per_round=4, seed_size=10, heldout_size=6, top=5, seed=3, ensemble=2,
+    random_repeats=20, init_epochs=1, finetune_epochs=1, batch_size=8, model_overrides=TINY,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def records() -> list[Any]:
+    return load_mp("piezo").records[:40]
+
+
+@pytest.fixture(scope="module")
+def result(records) -> simulate.CampaignResult:  # type: ignore[no-untyped-def]
+    return run_campaign(CFG, records)
+
+
+def test_policies() -> None:
+    scores = np.array([0.5, 2.0, 2.0, np.nan, 1.0])
+    assert pick_top(scores, [0, 1, 2, 4], 3) == [1, 2, 4]  # ties: lower index first
+    assert pick_top(scores, [2, 0], 5) == [2, 0]
+    score, mean, std = ucb_scores(np.array([[1.0, 2.0], [3.0, 2.0]]), kappa=2.0)
+    assert mean.tolist() == [2.0, 2.0]
+    assert std.tolist() == [1.0, 0.0]
+    assert score.tolist() == [4.0, 2.0]
+    picks = pick_random(np.random.default_rng(0), range(10), 4)
+    assert len(set(picks)) == 4
+    assert set(picks) <= set(range(10))
+    assert hypergeometric_mean(100, 50, 500) == pytest.approx(10.0)
+    assert hypergeometric_mean(600, 50, 500) == pytest.approx(50.0)
+    e = np.zeros((3, 3, 3))
+    e[2, 0, 0] = -1.5  # e_31 = -1.5 C/m²
+    assert target_value(np.array([e]), "piezo").tolist() == [piezo_max_eij(e)[0]] == [1.5]
+
+
+def test_no_label_before_it_is_revealed(records, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    oracles: list[simulate.Oracle] = []
+    original_init = simulate.Oracle.__init__
+
+    def init(self, data, pool):  # type: ignore[no-untyped-def]
+        original_init(self, data, pool)
+        oracles.append(self)
+
+    trained: list[tuple[set[str], set[str], set[str]]] = []
+    original_train = simulate.train_model
+
+    def train(train_set, val, cfg, seed, init=None):  # type: ignore[no-untyped-def]
+        # the labels revealed so far by the oracle of the running strategy (none before it)
+        revealed = (
+            {oracles[-1]._data.records[i].id for i in oracles[-1].revealed} if oracles else set()
+        )
+        trained.append(({r.id for r in train_set.records}, {r.id for r in val.records}, revealed))
+        return original_train(train_set, val, cfg, seed, init)
+
+    predicted: list[int] = []
+    original_predict = simulate.predict_prepared
+
+    def predict(model, data, batch_size=64, device="cpu"):  # type: ignore[no-untyped-def]
+        assert data.records == []  # the policies' predictions come from structures only
+        assert not data.targets.any()
+        predicted.append(len(data.crystals))
+        return original_predict(model, data, batch_size, device)
+
+    monkeypatch.setattr(simulate.Oracle, "__init__", init)
+    monkeypatch.setattr(simulate, "train_model", train)
+    monkeypatch.setattr(simulate, "predict_prepared", predict)
+    res = run_campaign(CFG, records)
+    seed_ids = set(res.seed_ids)
+    assert trained
+    assert predicted
+    for train_ids, val_ids, revealed in trained:
+        assert val_ids <= seed_ids
+        assert train_ids <= seed_ids | revealed  # only seed labels and those revealed so far
+        assert not train_ids & val_ids
+    # exploit + ucb fine-tune once per round per member: 1 + 2 members, 2 rounds
+    n_initial = CFG.ensemble  # member 0 is shared with ranking/exploit
+    assert len(trained) == n_initial + CFG.rounds * (1 + CFG.ensemble)
+
+
+def test_bookkeeping(result) -> None:  # type: ignore[no-untyped-def]
+    pool, top = set(result.pool_ids), set(result.top_ids)
+    assert len(result.pool_ids) == 40 - CFG.seed_size - CFG.heldout_size
+    assert not pool & set(result.seed_ids)
+    assert not pool & set(result.heldout_ids)
+    assert len(top) == CFG.top
+    assert top <= pool
+    assert set(result.strategies) == set(CFG.strategies)
+    for name, trace in result.strategies.items():
+        assert trace.oracle_calls == [0, 4, 8]
+        flat = [i for r in trace.selected for i in r]
+        assert len(flat) == len(set(flat)) == CFG.rounds * CFG.per_round  # never twice
+        assert set(flat) <= pool
+        assert all(b >= a for a, b in zip(trace.found, trace.found[1:], strict=False))
+        if name != "random":  # random: found is the mean over the draws
+            cumulative = [len(top & {i for p in trace.selected[:r] for i in p}) for r in range(3)]
+            assert trace.found == cumulative
+            assert all(f is not None and f > 0 for f in trace.heldout_fnorm)
+    assert (
+        result.strategies["ranking"].heldout_fnorm
+        == [result.strategies["ranking"].heldout_fnorm[0]] * 3
+    )  # never retrained
+    assert (
+        result.strategies["exploit"].heldout_fnorm[0]
+        == (result.strategies["ranking"].heldout_fnorm[0])
+    )  # same initial model
+
+
+def test_random_baseline_math(records) -> None:  # type: ignore[no-untyped-def]
+    cfg = replace(CFG, strategies=("random",), random_repeats=3000)
+    res = run_campaign(cfg, records)
+    n_pool = len(res.pool_ids)
+    assert res.random_expectation == pytest.approx([r * 4 * 5 / n_pool for r in range(3)])
+    trace = res.strategies["random"]
+    assert trace.found_std is not None
+    for mean, exp, std in zip(trace.found, res.random_expectation, trace.found_std, strict=True):
+        assert abs(mean - exp) <= 4 * std / np.sqrt(3000) + 1e-12
+    assert trace.heldout_fnorm == [None, None, None]
+    summary = summarize([res])
+    assert summary["strategies"]["random"]["ratio_to_random"] == pytest.approx(
+        trace.found[-1] / res.random_expectation[-1]
+    )
+
+
+def test_ranking_is_the_initial_models_order(result, records) -> None:  # type: ignore[no-untyped-def]
+    c = simulate._Campaign(CFG, records)
+    model = c.initial_model(CFG.seed)
+    values = target_value(c.predict(model, c.pool_idx), "piezo")
+    order = sorted(range(len(c.pool_idx)), key=lambda k: (-values[k], c.pool_idx[k]))
+    expected = [c.data.records[c.pool_idx[k]].id for k in order[: CFG.rounds * CFG.per_round]]
+    got = [i for r in result.strategies["ranking"].selected for i in r]
+    assert got == expected
+
+
+def test_deterministic(result, records) -> None:  # type: ignore[no-untyped-def]
+    again = run_campaign(CFG, records).as_dict()
+    first = result.as_dict()
+    for d in (again, first):
+        d.pop("seconds"), d.pop("initial_seconds")
+        for t in d["strategies"].values():
+            t.pop("seconds")
+    assert again == first
+
+
+def test_cli_end_to_end(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out, png = tmp_path / "c.json", tmp_path / "c.png"
+    args = [
+        "campaign", "simulate", "--limit", "40", "--seed-size", "10", "--heldout-size", "6",
+        "--top", "5", "--rounds", "2", "--per-round", "4", "--init-epochs", "1",
+        "--finetune-epochs", "1", "--ensemble", "2", "--random-repeats", "10",
+        "--batch-size", "8", "--model-overrides", json.dumps(TINY), "--replicates", "2",
+        "--out", str(out), "--plot", str(png), "--quiet",
+    ]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "| exploit |" in res.output
+    assert "target ≥ 3× random after 8 oracle calls" in res.output
+    payload = json.loads(out.read_text())
+    assert payload["summary"]["replicates"] == 2
+    assert [r["config"]["seed"] for r in payload["replicates"]] == [0, 1]
+    assert png.stat().st_size > 1000
+    bad = CliRunner().invoke(app, ["campaign", "simulate", "--strategies", "greedy", "--quiet"])
+    assert bad.exit_code != 0
+    assert "unknown or no strategies" in bad.output
