@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from jobflow import Flow, Maker, OnMissing, Response, job
+from monty.json import MSONable
 
 from atomate2_gmt.query import build_criteria
 from atomate2_gmt.schemas.fields import PREDICTION_KEY, resolve_sort_field
@@ -33,8 +34,8 @@ __all__ = ["SelectionPolicy", "select_candidates", "select_for_dfpt"]
 
 
 @dataclass
-class SelectionPolicy:
-    """Which candidates go to DFPT.
+class SelectionPolicy(MSONable):
+    """Which candidates go to DFPT (MSONable: it travels as a jobflow job input).
 
     Args:
         prop: ``dielectric``, ``dielectric_total``, ``piezo`` or ``elastic``.
@@ -152,6 +153,19 @@ def select_candidates(store: Store, policy: SelectionPolicy) -> list[dict[str, A
     return picked
 
 
+def _backend_code(maker: Maker) -> str:
+    """'abinit', 'vasp' or 'forcefield' for the project's DFPT Makers (their ``code`` attribute
+    or their module), else the Maker's class name."""
+    code = getattr(maker, "code", None)
+    if isinstance(code, str) and code:
+        return code
+    module = type(maker).__module__
+    for name in ("abinit", "vasp", "forcefield"):
+        if f".{name}" in module:
+            return name
+    return type(maker).__name__
+
+
 def _mark_selected(store: Store, docs: list[dict[str, Any]], mark: dict[str, Any]) -> None:
     rows = [{**{k: v for k, v in d.items() if k != "_id"}, "dfpt_selected": mark} for d in docs]
     if rows:
@@ -182,7 +196,7 @@ def select_for_dfpt(
     store = store if store is not None else candidate_store()
     picks = select_candidates(store, policy)
     sort_field = resolve_sort_field(policy.prop, policy.sort)
-    code = getattr(dfpt_maker, "code", None) or type(dfpt_maker).__name__
+    code = _backend_code(dfpt_maker)
     _mark_selected(
         store,
         picks,

@@ -95,6 +95,13 @@ class DFPTResultDoc(BaseModel):
     atomate2_gmt_version: str = Field(default=__version__)
     last_updated: datetime = Field(default_factory=_utcnow)
 
+    @field_validator("structure", mode="before")
+    @classmethod
+    def _structure_as_dict(cls, value: Any) -> Any:
+        """Accept a pymatgen Structure too (jobflow decodes MSON dicts into objects when it
+        resolves a job output)."""
+        return value.as_dict() if hasattr(value, "as_dict") else value
+
     @field_validator("tensors")
     @classmethod
     def _check_tensors(cls, value: dict[str, Any]) -> dict[str, Any]:

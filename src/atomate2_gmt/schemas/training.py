@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from atomate2_gmt.data.records import TASK_UNITS, TensorRecord
 from atomate2_gmt.data.store_source import record_from_training_dict
@@ -85,6 +85,12 @@ class TrainingDoc(BaseModel):
     candidate_id: str | None = None
     created_at: datetime = Field(default_factory=_utcnow)
     last_updated: datetime = Field(default_factory=_utcnow)
+
+    @field_validator("structure", mode="before")
+    @classmethod
+    def _structure_as_dict(cls, value: Any) -> Any:
+        """Accept a pymatgen Structure too (jobflow decodes MSON dicts into objects)."""
+        return value.as_dict() if hasattr(value, "as_dict") else value
 
     @classmethod
     def from_dfpt(cls, doc: DFPTResultDoc) -> list[TrainingDoc]:
