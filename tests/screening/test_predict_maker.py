@@ -125,3 +125,54 @@ def test_pipelined_parts_in_a_worker_equal_in_process(good_structures, tmp_path)
                 x["predictions"]["piezo"]["voigt_ieee"] == y["predictions"]["piezo"]["voigt_ieee"]
             )
             assert x["e_ij_max"] == y["e_ij_max"]
+
+
+def test_ensemble_mean_tensor_and_spread_feed_ucb_selection(good_structures, tmp_path):
+    import copy
+    from dataclasses import dataclass
+
+    import torch
+
+    from atomate2_gmt.jobs.predict import predict_documents
+    from atomate2_gmt.jobs.select import SelectionPolicy, select_candidates
+    from atomate2_gmt.stores import EmbeddedStore, upsert_predictions
+    from atomate2_gmt.tensors.properties import piezo_max_eij
+
+    base = small_model("piezo")
+    other = copy.deepcopy(base)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.05 * p.abs().mean() * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    members = {"a": base, "b": other}
+
+    @dataclass
+    class EnsembleMaker(SmallModelPredictMaker):
+        def load_spec(self, task, spec):
+            return members[spec], {"name": f"m-{spec}", "version": spec, "checkpoint_hash": spec}
+
+    structures = good_structures[:6]
+    docs = predict_documents(
+        EnsembleMaker(tasks=("piezo",), ensemble={"piezo": ["a", "b"]}), structures
+    )
+    single = {k: predict(structures, "piezo", model=m) for k, m in members.items()}
+    for i, doc in enumerate(docs):
+        ta, tb = (np.asarray(single[k][i]["tensor"]) for k in "ab")
+        np.testing.assert_allclose(doc["predictions"]["piezo"]["tensor"], (ta + tb) / 2, atol=1e-9)
+        ea, eb = piezo_max_eij(ta)[0], piezo_max_eij(tb)[0]
+        assert doc["uncertainty"]["e_ij_max"] == pytest.approx(abs(ea - eb) / 2, abs=1e-9)
+        assert doc["model_version"].startswith("ens2-")
+    assert any(d["uncertainty"]["e_ij_max"] > 0 for d in docs)
+
+    store = EmbeddedStore(str(tmp_path / "s.sqlite"), "p", key="prediction_id")
+    upsert_predictions(store, docs)
+    kappa = 50.0
+    picks = select_candidates(
+        store, SelectionPolicy(prop="piezo", top_k=2, strategy="ucb", kappa=kappa, max_sites=None)
+    )
+    scores = sorted(
+        (d["e_ij_max"] + kappa * d["uncertainty"]["e_ij_max"] for d in docs), reverse=True
+    )
+    assert [p["e_ij_max"] + kappa * p["uncertainty"]["e_ij_max"] for p in picks] == (
+        pytest.approx(scores[:2])
+    )

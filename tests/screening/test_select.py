@@ -71,5 +71,5 @@ def test_bad_policies_are_clear_errors(store):
         SelectionPolicy(top_k=0)
     with pytest.raises(ValueError, match="cannot sort property 'piezo' on 'K_VRH'"):
         SelectionPolicy(prop="piezo", sort="K_VRH")
-    with pytest.raises(ValueError, match="needs 'e_ij_max_std'"):
+    with pytest.raises(ValueError, match=r"needs the ensemble spread uncertainty.e_ij_max"):
         select_candidates(store, SelectionPolicy(prop="piezo", strategy="ucb"))

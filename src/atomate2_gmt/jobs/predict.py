@@ -122,6 +122,10 @@ class GMTPredictMaker(Maker):
         workers: processes that read files and compute structure keys and IEEE rotations while
             the models predict (None → one if the machine has ≥ 2 cores; 0 → all in-process).
         part_size: structures per pipelined part.
+        ensemble: task → model specs of an ensemble (≥ 2, e.g. the same model trained with
+            different seeds): the prediction is the members' mean tensor (still exactly
+            symmetric) and the document's ``uncertainty`` holds the members' standard deviation
+            of each derived field, which ``SelectionPolicy(strategy="ucb")`` uses.
 
     Override :meth:`load_model` to put another model in (tests use small random models).
     """
@@ -137,6 +141,7 @@ class GMTPredictMaker(Maker):
     return_documents: bool = True
     workers: int | None = None
     part_size: int = 256
+    ensemble: dict[str, list[str]] = field(default_factory=dict)
 
     def settings(self) -> GMTSettings:
         """The settings in force (environment, ``~/.atomate2_gmt.yaml``)."""
@@ -153,7 +158,17 @@ class GMTPredictMaker(Maker):
 
         Raises a ``ValueError`` naming the task when no model is available for it.
         """
-        spec = self.model_spec(task)
+        return self.load_spec(task, self.model_spec(task))
+
+    def load_ensemble(self, task: str) -> list[tuple[GMTNet, dict[str, Any]]]:
+        """The members of ``task``'s ensemble (see ``ensemble``)."""
+        specs = self.ensemble.get(task) or []
+        if len(specs) < 2:
+            raise ValueError(f"the ensemble of task {task!r} needs >= 2 models, got {len(specs)}")
+        return [self.load_spec(task, spec) for spec in specs]
+
+    def load_spec(self, task: str, spec: str) -> tuple[GMTNet, dict[str, Any]]:
+        """Load one model spec (``pretrained``, ``registry`` or a checkpoint path)."""
         if spec == "pretrained":
             from atomate2_gmt.pretrained import pretrained_path
 
@@ -259,8 +274,11 @@ def predict_documents(
     symprec = maker.symprec if maker.symprec is not None else settings.SYMPREC
     device = str(resolve_device(maker.device or settings.DEVICE))
     batch_size = maker.batch_size or settings.BATCH_SIZE
-    loaded = {task: maker.load_model(task) for task in tasks}
-    model_info = {task: info for task, (_, info) in loaded.items()}
+    loaded: dict[str, list[tuple[Any, dict[str, Any]]]] = {
+        task: maker.load_ensemble(task) if task in maker.ensemble else [maker.load_model(task)]
+        for task in tasks
+    }
+    model_info = {task: _ensemble_info(task, members) for task, members in loaded.items()}
     version = derive_model_version(model_info, list(tasks))
     context = _Context(tasks, loaded, model_info, version, symprec, device, batch_size)
 
@@ -310,12 +328,58 @@ def predict_documents(
     }
 
 
+def _ensemble_info(task: str, members: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any]:
+    """Model info of a task: the model's own, or one describing the ensemble."""
+    import hashlib
+
+    if len(members) == 1:
+        return members[0][1]
+    label = "|".join(str(info.get("checkpoint_hash") or info.get("name")) for _, info in members)
+    digest = hashlib.sha256(label.encode()).hexdigest()
+    return {
+        "name": f"ensemble-{task}",
+        "version": f"ens{len(members)}-{digest[:12]}",
+        "checkpoint_hash": digest,
+        "spec": f"ensemble of {len(members)}: "
+        + ", ".join(str(info.get("version") or info.get("name")) for _, info in members),
+    }
+
+
+def _combine_members(task: str, results: list[dict[str, Any]]) -> tuple[dict[str, Any], dict]:
+    """One task's result from its ensemble members' results (mean tensor) and the standard
+    deviation of each numeric derived field over the members."""
+    import numpy as np
+
+    from atomate2_gmt.schemas.fields import DERIVED_FIELDS
+    from atomate2_gmt.schemas.prediction import derived_quantities
+    from atomate2_gmt.tensors.conventions import full_to_voigt, kind_of
+
+    failed = [r for r in results if r["state"] != "successful"]
+    if failed:
+        return failed[0], {}
+    tensors = [np.asarray(r["tensor"], dtype=float) for r in results]
+    mean = np.mean(tensors, axis=0)
+    spread: dict[str, float] = {}
+    derived = [derived_quantities(task, t) for t in tensors]
+    for name in DERIVED_FIELDS[task]:
+        values = [d.get(name) for d in derived]
+        numbers = [float(v) for v in values if isinstance(v, float) and np.isfinite(v)]
+        if len(numbers) == len(values):
+            spread[name] = float(np.std(numbers))
+    combined = {
+        **results[0],
+        "tensor": mean.tolist(),
+        "voigt": full_to_voigt(mean, kind_of(task)).tolist(),
+    }
+    return combined, spread
+
+
 @dataclass
 class _Context:
     """What every part of a prediction job shares."""
 
     tasks: tuple[str, ...]
-    loaded: dict[str, tuple[Any, dict[str, Any]]]
+    loaded: dict[str, list[tuple[Any, dict[str, Any]]]]
     model_info: dict[str, dict[str, Any]]
     version: str
     symprec: float
@@ -331,17 +395,28 @@ def _documents(
     from atomate2_gmt.schemas.prediction import GMTPredictionDoc
 
     usable = [(c, f) for c, f in facts if c.state == "successful" and c.structure is not None]
+    models = {
+        (task if len(members) == 1 else f"{task}@{k}"): net
+        for task, members in ctx.loaded.items()
+        for k, (net, _) in enumerate(members)
+    }
     result = predict_many(
         [c.structure for c, _ in usable],  # type: ignore[misc]
-        {task: net for task, (net, _) in ctx.loaded.items()},
+        models,
         device=ctx.device,
         batch_size=ctx.batch_size,
     )
+    task_time: dict[str, float] = {}
     for key, value in result.timings.items():
+        name = key.split("@", 1)[0]
+        task_time[name] = task_time.get(name, 0.0) + value
+    for key, value in task_time.items():
         timings[key] = timings.get(key, 0.0) + value
     t0 = time.perf_counter()
-    per_structure = {k: v / max(len(usable), 1) for k, v in result.timings.items()}
-    same_tolerance = all(net.config.symprec == ctx.symprec for net, _ in ctx.loaded.values())
+    per_structure = {k: v / max(len(usable), 1) for k, v in task_time.items()}
+    same_tolerance = all(
+        net.config.symprec == ctx.symprec for members in ctx.loaded.values() for net, _ in members
+    )
     index = {id(c): i for i, (c, _) in enumerate(usable)}
     docs: list[Any] = []
     for cand, fact in facts:
@@ -361,10 +436,19 @@ def _documents(
             continue
         i = index[id(cand)]
         assert cand.structure is not None
+        predictions, uncertainty = {}, {}
+        for task, members in ctx.loaded.items():
+            if len(members) == 1:
+                predictions[task] = result.results[task][i]
+                continue
+            predictions[task], spread = _combine_members(
+                task, [result.results[f"{task}@{k}"][i] for k in range(len(members))]
+            )
+            uncertainty.update(spread)
         docs.append(
             GMTPredictionDoc.from_predictions(
                 cand.structure,
-                {task: result.results[task][i] for task in ctx.tasks},
+                predictions,
                 ctx.model_info,
                 source=cand.source,
                 model_version=ctx.version,
@@ -376,6 +460,7 @@ def _documents(
                 structure_key=fact.get("structure_key"),
                 point_group_info=result.point_groups[i] if same_tolerance else None,
                 ieee_rotation=fact.get("ieee_rotation"),
+                uncertainty=uncertainty,
             )
         )
     timings["documents"] = timings.get("documents", 0.0) + time.perf_counter() - t0

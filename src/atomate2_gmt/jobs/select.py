@@ -3,7 +3,7 @@
 :class:`SelectionPolicy` says what is promising (a property, thresholds and top-k on its derived
 scalars, crystal-system and element filters, diversity across chemical systems, a cost cap on
 the cell size) and how to score it (``exploit``: the predicted value; ``ucb``: value + κ·spread
-when the documents carry an ensemble spread ``<field>_std``). Candidates already computed (a
+when the documents carry an ensemble spread ``uncertainty.<field>``). Candidates already computed (a
 ``dfpt`` field, written by the feedback job) or in flight (a ``dfpt_selected`` mark, written
 here when a candidate is picked) are never picked twice.
 
@@ -47,7 +47,8 @@ class SelectionPolicy(MSONable):
         max_per_chemsys: at most this many picks per chemical system (diversity).
         max_sites: skip cells with more sites (DFPT cost grows ~ N³).
         strategy: ``exploit`` (largest predicted value first) or ``ucb`` (value + kappa·std,
-            needs ``<sort>_std`` on the documents, e.g. from an ensemble).
+            needs the ensemble spread ``uncertainty.<sort>`` on the documents:
+            ``GMTPredictMaker(ensemble=...)``).
         kappa: exploration weight of ``ucb``.
         pool: how many top documents are read before filtering (≥ top_k).
     """
@@ -112,11 +113,12 @@ def _score(doc: dict[str, Any], sort_field: str, policy: SelectionPolicy) -> flo
     value = float(doc[sort_field])
     if policy.strategy == "exploit":
         return value
-    spread = doc.get(f"{sort_field}_std")
+    spread = (doc.get("uncertainty") or {}).get(sort_field)
     if spread is None:
         raise ValueError(
-            f"strategy 'ucb' needs '{sort_field}_std' on the candidate documents (an ensemble "
-            f"prediction); {doc.get(PREDICTION_KEY)} has none"
+            f"strategy 'ucb' needs the ensemble spread uncertainty.{sort_field} on the "
+            f"candidate documents (GMTPredictMaker(ensemble=...)); {doc.get(PREDICTION_KEY)} "
+            "has none"
         )
     return value + policy.kappa * float(spread)
 

@@ -111,19 +111,20 @@ def predict_many(
 ) -> MultiTaskPrediction:
     """Predict several tasks for the same structures, building each graph and point group once.
 
-    ``models``: task → a GMTNet, a checkpoint path or None (the shipped model). Models whose
-    graph settings agree (:func:`graph_key`) share one preparation of each structure, so three
-    tasks cost one symmetry search and one neighbour list per structure. One bad structure never
-    fails the batch: it gets a failed result (with its reason) for every task.
+    ``models``: task → a GMTNet, a checkpoint path or None (the shipped model). A key may carry
+    a label after ``@`` (``"piezo@1"``, ``"piezo@2"``: members of an ensemble); results and
+    timings are keyed like ``models``. Models whose graph settings agree (:func:`graph_key`)
+    share one preparation of each structure, so three tasks cost one symmetry search and one
+    neighbour list per structure. One bad structure never fails the batch: it gets a failed
+    result (with its reason) for every task.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     if not models:
         raise ValueError("models must name at least one task")
     nets: dict[str, GMTNet] = {}
-    for task, model in models.items():
-        check_task(task)
-        nets[task], _meta = resolve_model(model, task)
+    for name, model in models.items():
+        nets[name], _meta = resolve_model(model, check_task(name.split("@", 1)[0]))
     dev = resolve_device(device)
     n = len(structures)
     timings: dict[str, float] = {"prepare": 0.0}
@@ -147,7 +148,8 @@ def predict_many(
             if point_groups[i] is None and not isinstance(item, Exception):
                 point_groups[i] = item[1]
     results: dict[str, list[dict[str, Any]]] = {}
-    for task, net in nets.items():
+    for name, net in nets.items():
+        task = name.split("@", 1)[0]
         start = time.perf_counter()
         net = net.to(dev).eval()
         crystals: list[tuple[int, PreparedCrystal]] = []
@@ -158,8 +160,8 @@ def predict_many(
             else:
                 crystals.append((i, crystal_for_kind(item[0], item[1], net.config.kind)))
         _predict_prepared(net, crystals, out, dev, batch_size, task)
-        results[task] = [r for r in out if r is not None]
-        timings[task] = time.perf_counter() - start
+        results[name] = [r for r in out if r is not None]
+        timings[name] = time.perf_counter() - start
     return MultiTaskPrediction(results=results, point_groups=point_groups, timings=timings)
 
 

@@ -152,7 +152,8 @@ def _symmetry(structure: Structure, symprec: float, info: Any = None) -> tuple[S
     return data, centro
 
 
-def _derived(task: str, tensor: np.ndarray) -> dict[str, Any]:
+def derived_quantities(task: str, tensor: np.ndarray) -> dict[str, Any]:
+    """Derived scalars of one task's full tensor (the fields of ``DERIVED_FIELDS[task]``)."""
     from atomate2_gmt.tensors import properties as props
 
     if task in ("dielectric", "dielectric_total"):
@@ -219,7 +220,7 @@ def _task_prediction(
         voigt=voigt.tolist(),
         voigt_ieee=None if voigt_ieee is None else voigt_ieee.tolist(),
         ieee_error=ieee_error,
-        derived=_derived(task, tensor),
+        derived=derived_quantities(task, tensor),
         **base,
     )
 
@@ -260,6 +261,11 @@ class GMTPredictionDoc(StructureMetadata):
     G_VRH: float | None = Field(default=None, description="Hill shear modulus (GPa).")
     AU: float | None = Field(default=None, description="Universal elastic anisotropy index.")
     born_stable: bool | None = Field(default=None, description="Elastic tensor positive definite.")
+    uncertainty: dict[str, float] = Field(
+        default_factory=dict,
+        description="Ensemble spread: derived field → standard deviation over the ensemble "
+        "members (same units as the field); empty for single models.",
+    )
 
     device: str | None = Field(default=None, description="Device the predictions ran on.")
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per task.")
@@ -283,6 +289,7 @@ class GMTPredictionDoc(StructureMetadata):
         structure_key: str | None = None,
         point_group_info: Any = None,
         ieee_rotation: Any = None,
+        uncertainty: dict[str, float] | None = None,
     ) -> GMTPredictionDoc:
         """Build the document of ``structure`` from per-task results of ``atomate2_gmt.predict``.
 
@@ -302,6 +309,7 @@ class GMTPredictionDoc(StructureMetadata):
             ieee_rotation: the rotation to the IEEE frame
                 (``tensors.conventions.ieee_rotation``), or the reason it failed, when already
                 computed (e.g. in a worker process).
+            uncertainty: ensemble spread of derived fields (field → standard deviation).
         """
         if not isinstance(structure, Structure):
             raise ValueError(f"structure must be a pymatgen Structure, got {type(structure)}")
@@ -379,6 +387,7 @@ class GMTPredictionDoc(StructureMetadata):
             predictions=task_docs,
             device=device,
             timings=timings,
+            uncertainty={k: float(v) for k, v in (uncertainty or {}).items()},
             **flat,
         )
 
