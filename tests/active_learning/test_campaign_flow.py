@@ -170,3 +170,58 @@ def test_two_rounds_run_locally(settings, structures, tmp_path, monkeypatch, ver
     assert set(outputs[2]["done_keys"]) == keys[0] | keys[1]
     for p in picked[1]:
         assert by_id[p]["dfpt"]["state"] == "failed"  # the dead DFPT was fed back
+
+
+@pytest.mark.slow
+def test_one_real_round_abinit_alp(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """One real round: the shipped piezo model (seeded into the registry) screens AlP, ABINIT
+    (LDA smoke preset) computes its piezo tensor, the feedback writes the training document, and
+    the retrain fine-tunes (1 epoch, 16 base records) and registers a new version."""
+    import shutil
+
+    from atomate2_gmt.dfpt.abinit import AbinitDFPTMaker, smoke_settings
+    from atomate2_gmt.registry import seed_from_pretrained
+    from atomate2_gmt.stores import training_store
+
+    if shutil.which("abinit") is None:
+        pytest.skip("ABINIT is not installed")
+    alp = next(r.structure for r in load_mp("piezo").records if r.id == "mp-1550")
+    with ModelRegistry(settings=settings) as reg:
+        seed_from_pretrained(reg, tasks=["piezo"])
+    predict = GMTPredictMaker(tasks=("piezo",), device="cpu", workers=0)
+    maker = GMTCampaignMaker(
+        discovery_maker=GMTDiscoveryMaker(
+            screen_maker=GMTScreenMaker(predict_maker=predict),
+            policy=SelectionPolicy(prop="piezo", top_k=1),
+            dfpt_maker=AbinitDFPTMaker(
+                properties=("piezo",), settings=smoke_settings(functional="LDA")
+            ),
+        ),
+        retrain_maker=GMTRetrainMaker(
+            task="piezo",
+            epochs=1,
+            base_limit=16,
+            batch_size=16,
+            device="cpu",
+            warmup_epochs=0,
+            use_custodian=False,
+            tolerance=1e9,
+        ),
+        n_rounds=1,
+    )
+    flow = maker.make([alp])
+    responses = run_locally(flow, root_dir=tmp_path / "run", create_folders=True, log=False)
+    out = responses[flow.output.uuid][1].output
+    assert out["round"] == 1
+    assert out["next_round"] is None
+    assert [s["formula"] for s in out["selected"]] == ["AlP"]
+    assert out["retrain"]["n_new"] == 1
+    assert out["retrain"]["promoted"] is True  # tolerance 1e9: any new version is promoted
+    store = training_store(settings)
+    store.connect()
+    docs = list(store.query({"task": "piezo"}))
+    store.close()
+    assert len(docs) == 1
+    assert docs[0]["code"] == "abinit"
+    with ModelRegistry(settings=settings) as reg:
+        assert reg.promoted("piezo").model_id == out["retrain"]["model_id"]
