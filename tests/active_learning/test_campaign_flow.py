@@ -160,10 +160,11 @@ def test_two_rounds_run_locally(settings, structures, tmp_path, monkeypatch, ver
     docs = list(store.query({}))
     store.close()
     by_id = {d["prediction_id"]: d for d in docs}
-    if versioned:
-        versions = sorted({d["model_version"] for d in docs})
-        assert versions == ["tiny-0", "tiny-1"]  # round 2 screened with the newly promoted model
-        assert [by_id[p[0]]["model_version"] for p in picked] == versions  # and selected from it
+    # documents carry the registry's version label of the promoted model (whatever label the
+    # checkpoint itself has): round 2 screened with the newly promoted model and selected from it
+    versions = sorted({d["model_version"] for d in docs})
+    assert versions == ["piezo-v1", "piezo-v2"]
+    assert [by_id[p[0]]["model_version"] for p in picked] == versions
     keys = [set(outputs[k]["selected_keys"]) for k in (1, 2)]
     assert len(keys[0]) == 2
     assert not keys[0] & keys[1]

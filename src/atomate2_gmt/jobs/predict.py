@@ -169,24 +169,30 @@ class GMTPredictMaker(Maker):
 
     def load_spec(self, task: str, spec: str) -> tuple[GMTNet, dict[str, Any]]:
         """Load one model spec (``pretrained``, ``registry`` or a checkpoint path)."""
+        path: Any = None
         if spec == "pretrained":
             from atomate2_gmt.pretrained import pretrained_path
 
-            path: Any = pretrained_path(task)
-        elif spec == "registry":
-            from atomate2_gmt.registry import resolve_model_spec
+            path = pretrained_path(task)
+        registry_meta: dict[str, Any] = {}
+        if spec == "registry":  # the promoted version; its registry label names the documents
+            from atomate2_gmt.registry.registry import ModelRegistry
 
-            path = resolve_model_spec(task, self.settings(), spec=spec)
-        else:
+            registry = ModelRegistry(settings=self.settings())
+            try:
+                path, registry_meta = registry.resolve(task)
+            finally:
+                registry.close()
+        elif spec != "pretrained":
             path = Path(spec).expanduser()
             if not path.is_file():
                 raise ValueError(f"model for task {task!r}: checkpoint {str(path)!r} not found")
         net, meta = _load_cached(Path(path), task)
         info = {
             "name": meta.get("name") or f"gmtnet-{task}",
-            "version": meta.get("version"),
+            "version": registry_meta.get("version") or meta.get("version"),
             "checkpoint_hash": meta.get("checkpoint_sha256"),
-            "spec": spec,
+            "spec": spec if not registry_meta else f"registry:{registry_meta['model_id']}",
         }
         return net, info
 
