@@ -81,9 +81,13 @@ def models_for(tmp: Path) -> tuple[dict[str, str], list[str]]:
     return models, stand_ins
 
 
-def run(folder: Path, models: dict[str, str], chunk: int, batch: int) -> dict[str, Any]:
+def run(
+    folder: Path, models: dict[str, str], chunk: int, batch: int, workers: int | None
+) -> dict[str, Any]:
     maker = GMTScreenMaker(
-        predict_maker=GMTPredictMaker(tasks=TASKS, models=models, device="cpu", batch_size=batch),
+        predict_maker=GMTPredictMaker(
+            tasks=TASKS, models=models, device="cpu", batch_size=batch, workers=workers
+        ),
         chunk_size=chunk,
         top=20,
     )
@@ -114,8 +118,12 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=500)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--skip-mongo", action="store_true")
+    parser.add_argument("--workers", type=int, default=None, help="default: the maker's")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     logging.getLogger("jobflow").setLevel(logging.ERROR)
 
     results: dict[str, Any] = {
@@ -124,6 +132,7 @@ def main() -> None:
         "load_avg_start": os.getloadavg()[0],
         "command": "python " + " ".join(sys.argv),
         "tasks": list(TASKS),
+        "workers": args.workers,
         "backends": {},
     }
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -134,13 +143,13 @@ def main() -> None:
         models, stand_ins = models_for(tmp)
         results["untrained_stand_ins"] = stand_ins
         os.environ["ATOMATE2_GMT_PROJECT_DIR"] = str(tmp / "project")
-        results["backends"]["embedded (SQLite)"] = run(folder, models, args.chunk, args.batch)
+        results["backends"]["embedded (SQLite)"] = run(folder, models, args.chunk, args.batch, args.workers)
         if not args.skip_mongo:
             proc, uri = start_mongo(tmp / "mongo")
             try:
                 os.environ["ATOMATE2_GMT_MONGO_URI"] = uri
                 results["backends"]["MongoDB wire (secantusd-py)"] = run(
-                    folder, models, args.chunk, args.batch
+                    folder, models, args.chunk, args.batch, args.workers
                 )
             finally:
                 os.environ.pop("ATOMATE2_GMT_MONGO_URI", None)
