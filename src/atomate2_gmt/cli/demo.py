@@ -48,7 +48,10 @@ def demo(
         f"({time.perf_counter() - start:.1f} s); shipped models: {', '.join(available())}"
     )
     t0 = time.perf_counter()
-    output = run_screening(candidates, top=top)
+    from atomate2_gmt.jobs.predict import DEFAULT_TASKS
+
+    tasks = tuple(t for t in DEFAULT_TASKS if t in available())  # what is shipped
+    output = run_screening(candidates, tasks=tasks, top=top)
     print_screening(output, time.perf_counter() - t0)
 
     settings = GMTSettings()
