@@ -34,14 +34,14 @@ from jobflow import run_locally
 from pymatgen.core import Structure
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_store import start_mongo  # noqa: E402
+from bench_store import start_mongo
 
-from atomate2_gmt.flows.screen import GMTScreenMaker  # noqa: E402
-from atomate2_gmt.jobs.predict import GMTPredictMaker  # noqa: E402
-from atomate2_gmt.model.checkpoint import save_checkpoint  # noqa: E402
-from atomate2_gmt.model.config import GMTNetConfig  # noqa: E402
-from atomate2_gmt.model.gmtnet import GMTNet  # noqa: E402
-from atomate2_gmt.pretrained import available  # noqa: E402
+from atomate2_gmt.flows.screen import GMTScreenMaker
+from atomate2_gmt.jobs.predict import GMTPredictMaker
+from atomate2_gmt.model.checkpoint import save_checkpoint
+from atomate2_gmt.model.config import GMTNetConfig
+from atomate2_gmt.model.gmtnet import GMTNet
+from atomate2_gmt.pretrained import available
 
 RESULTS = Path(__file__).parent / "results" / "bench_screen.json"
 TASKS = ("dielectric", "piezo", "elastic")
@@ -143,7 +143,9 @@ def main() -> None:
         models, stand_ins = models_for(tmp)
         results["untrained_stand_ins"] = stand_ins
         os.environ["ATOMATE2_GMT_PROJECT_DIR"] = str(tmp / "project")
-        results["backends"]["embedded (SQLite)"] = run(folder, models, args.chunk, args.batch, args.workers)
+        results["backends"]["embedded (SQLite)"] = run(
+            folder, models, args.chunk, args.batch, args.workers
+        )
         if not args.skip_mongo:
             proc, uri = start_mongo(tmp / "mongo")
             try:
