@@ -29,6 +29,11 @@ def train(
     max_abs_target: float | None = typer.Option(
         None, help="drop train/val records with a larger |component| (paper: 100 for ε); test kept"
     ),
+    center_targets: bool = typer.Option(
+        False,
+        "--center-targets",
+        help="learn the residual from the training-set mean tensor (symmetrised per crystal)",
+    ),
     model_option: list[str] = typer.Option(
         [], "--model-option", "-m", help="GMTNetConfig override KEY=VALUE (JSON value), repeatable"
     ),
@@ -45,7 +50,14 @@ def train(
         except json.JSONDecodeError:
             overrides[key] = value
     out_dir = out / task if out == Path("runs") else out
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        center_targets=center_targets,
+    )
     report = train_task(
         task,
         out_dir,

@@ -117,6 +117,8 @@ def load_checkpoint(
     if not isinstance(state, dict):
         raise ValueError(f"{path}: checkpoint has no state_dict")
     own = model.state_dict()
+    if "target_offset" in own and "target_offset" not in state:  # older checkpoints: no offset
+        state = {**state, "target_offset": torch.zeros_like(own["target_offset"])}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]

@@ -121,6 +121,7 @@ class GMTNet(nn.Module):
     """
 
     target_scale: torch.Tensor
+    target_offset: torch.Tensor
 
     def __init__(self, config: GMTNetConfig | None = None) -> None:
         super().__init__()
@@ -166,8 +167,11 @@ class GMTNet(nn.Module):
             e3nn_nn.BatchNorm(irreps) if config.feature_norm else None
         )
         self.head = TensorHead(config.kind, irreps)
-        # target normalisation, set by the trainer and stored in checkpoints
+        # target normalisation, set by the trainer and stored in checkpoints: the output is
+        # head(G) · target_scale + target_offset, then projected onto the crystal's symmetric
+        # subspace (so the offset, e.g. the training mean, enters symmetrised per crystal)
         self.register_buffer("target_scale", torch.tensor(1.0, dtype=torch.float64))
+        self.register_buffer("target_offset", torch.zeros((3,) * config.order, dtype=torch.float64))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -204,12 +208,19 @@ class GMTNet(nn.Module):
     def forward(self, batch: CrystalBatch) -> torch.Tensor:
         """Predicted tensors (B, 3, ..., 3), float64, structure frames, task units."""
         G = self.crystal_features(batch)
-        T = self.head(G).to(torch.float64) * self.target_scale
+        T = self.head(G).to(torch.float64) * self.target_scale + self.target_offset
         if self.config.output_projection:
             B = T.shape[0]
             flat = torch.einsum("bij,bj->bi", batch.output_projector.to(T.device), T.reshape(B, -1))
             T = flat.reshape(T.shape)
         return T
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
+        """Checkpoints written before ``target_offset`` existed load with a zero offset."""
+        key = prefix + "target_offset"
+        if "target_offset" in self._buffers and key not in state_dict:
+            state_dict[key] = torch.zeros_like(self.target_offset)
+        super()._load_from_state_dict(state_dict, prefix, *args)  # type: ignore[arg-type]
 
     def n_parameters(self) -> int:
         """Number of trainable parameters."""

@@ -47,6 +47,7 @@ class TrainConfig:
     warmup_epochs: int = 2
     huber_delta: float = 1.0  # on scaled targets
     target_scaling: bool = True  # divide targets by their RMS (see docs/training.md)
+    center_targets: bool = False  # learn the residual from the training mean (symmetrised)
     grad_clip: float = 10.0
     seed: int = 32
     device: str = "auto"
@@ -130,8 +131,15 @@ class Trainer:
         self.metadata.setdefault("training_data_hash", records_hash(train.records))
         self.metadata.setdefault("n_train", len(train.records))
         self.metadata.setdefault("n_val", len(val.records))
+        centered = train.targets
+        if self.cfg.center_targets:
+            if not hasattr(model, "target_offset"):
+                raise ValueError(f"{type(model).__name__} has no target_offset to center on")
+            mean = train.targets.mean(dim=0).to(torch.float64)
+            model.target_offset.copy_(mean)
+            centered = train.targets - mean
         if self.cfg.target_scaling:
-            rms = float(train.targets.pow(2).mean().sqrt())
+            rms = float(centered.pow(2).mean().sqrt())
             model.target_scale.fill_(rms if rms > 0 else 1.0)
         self.model.to(self.device)
         self.steps_per_epoch = math.ceil(len(train.crystals) / self.cfg.batch_size)
