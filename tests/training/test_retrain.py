@@ -168,7 +168,9 @@ def test_cli_if_new_threshold_and_lock(settings, splits):
     assert "another retrain of dielectric is running (lock held); nothing done" in res.output
 
 
-def test_fine_tuning_needs_a_model(settings):
+def test_fine_tuning_needs_a_model(settings, monkeypatch):
+    # as for a task without a shipped checkpoint
+    monkeypatch.setattr("atomate2_gmt.pretrained.available", lambda: ["dielectric", "piezo"])
     with pytest.raises(
         ValueError, match="no promoted 'elastic' model to fine-tune and none shipped"
     ):
