@@ -8,24 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 from registry_helpers import embedded_settings, mongo_settings
+from tests.tiny_model import TINY
 
 from atomate2_gmt.model.checkpoint import save_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig
 from atomate2_gmt.model.gmtnet import GMTNet
 from atomate2_gmt.registry import ModelRegistry
 from atomate2_gmt.settings import GMTSettings
-
-TINY = {
-    "node_dim": 16,
-    "rbf_bins": 16,
-    "n_invariant_layers": 1,
-    "n_equivariant_layers": 1,
-    "scalar_mul": 8,
-    "vector_mul": 2,
-    "out_mul": 2,
-    "radial_hidden": 8,
-    "k_neighbors": 4,
-}
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.tiny_model import TINY
 
 from atomate2_gmt.data.mp import load_mp
 from atomate2_gmt.training.custodian import (
@@ -24,17 +25,6 @@ from atomate2_gmt.training.custodian import (
 )
 from atomate2_gmt.training.trainer import TrainConfig
 
-TINY = {
-    "node_dim": 16,
-    "rbf_bins": 16,
-    "n_invariant_layers": 1,
-    "n_equivariant_layers": 1,
-    "scalar_mul": 8,
-    "vector_mul": 2,
-    "out_mul": 2,
-    "radial_hidden": 8,
-    "k_neighbors": 4,
-}
 OOM_CODE = "import torch; torch.empty(2**42, dtype=torch.float32)"  # 16 TiB: a real ENOMEM
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from jobflow import run_locally
+from tests.tiny_model import TINY
 from typer.testing import CliRunner
 
 from atomate2_gmt.cli.app import app
@@ -22,17 +23,6 @@ from atomate2_gmt.settings import GMTSettings
 from atomate2_gmt.stores import training_store
 
 TASK = "dielectric"
-TINY = {
-    "node_dim": 16,
-    "rbf_bins": 16,
-    "n_invariant_layers": 1,
-    "n_equivariant_layers": 1,
-    "scalar_mul": 8,
-    "vector_mul": 2,
-    "out_mul": 2,
-    "radial_hidden": 8,
-    "k_neighbors": 4,
-}
 QUICK = {"task": TASK, "batch_size": 16, "device": "cpu", "warmup_epochs": 0, "base_limit": 96}
 
 

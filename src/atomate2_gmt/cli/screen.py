@@ -105,6 +105,21 @@ def screen(
     print_screening(output, time.perf_counter() - start)
 
 
+def _checked_store(project_dir: Path | None) -> tuple[Any, Any]:
+    """(settings, connected candidate store); an unreachable store exits 1 with the reason."""
+    from atomate2_gmt.settings import GMTSettings
+    from atomate2_gmt.stores import StoreConnectionError, candidate_store, check_store
+
+    settings = GMTSettings(PROJECT_DIR=project_dir) if project_dir else GMTSettings()
+    store = candidate_store(settings)
+    try:
+        check_store(store, timeout_s=settings.STORE_TIMEOUT_S)
+    except StoreConnectionError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    return settings, store
+
+
 def show(
     key: Annotated[str, typer.Argument(help="prediction_id, structure_key or source name.")],
     picture: Annotated[
@@ -117,17 +132,10 @@ def show(
 
     from atomate2_gmt.plotting import plot_tensor_surfaces
     from atomate2_gmt.query import find_document
-    from atomate2_gmt.settings import GMTSettings
-    from atomate2_gmt.stores import StoreConnectionError, candidate_store, check_store
 
-    settings = GMTSettings(PROJECT_DIR=project_dir) if project_dir else GMTSettings()
-    store = candidate_store(settings)
+    settings, store = _checked_store(project_dir)
     try:
-        check_store(store, timeout_s=settings.STORE_TIMEOUT_S)
         doc = find_document(store, key)
-    except StoreConnectionError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(1) from None
     except (KeyError, ValueError) as exc:
         typer.echo(f"Error: {exc.args[0]}", err=True)
         raise typer.Exit(2) from None
@@ -177,16 +185,8 @@ def report(
 ) -> None:
     """Predicted vs DFPT tensors for every candidate with a DFPT result (table + parity plot)."""
     from atomate2_gmt.report import dfpt_comparison, write_report
-    from atomate2_gmt.settings import GMTSettings
-    from atomate2_gmt.stores import StoreConnectionError, candidate_store, check_store
 
-    settings = GMTSettings(PROJECT_DIR=project_dir) if project_dir else GMTSettings()
-    store = candidate_store(settings)
-    try:
-        check_store(store, timeout_s=settings.STORE_TIMEOUT_S)
-    except StoreConnectionError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    _, store = _checked_store(project_dir)
     states = ("accepted", "rejected") if include_rejected else ("accepted",)
     rows = dfpt_comparison(store, states)
     paths = write_report(rows, out)
