@@ -80,3 +80,15 @@ def test_a_pickle_that_runs_code_is_never_executed(tmp_path, via):
     with pytest.raises(ValueError, match=r"evil.pt"):
         load_checkpoint(path)
     assert not sentinel.exists()
+
+
+def test_checkpoint_written_before_hidden_lmax_loads_with_the_head_order(tmp_path):
+    """Configs saved before ``hidden_lmax`` existed meant hidden features up to the head's l."""
+    model = GMTNet(GMTNetConfig(task="piezo"))
+    path = save_checkpoint(tmp_path / "m.pt", model)
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["hidden_lmax"]
+    torch.save(payload, path)
+    loaded = load_checkpoint(path)
+    loaded = loaded[0] if isinstance(loaded, tuple) else loaded
+    assert loaded.config.hidden_lmax == 3 == loaded.config.head_lmax

@@ -92,3 +92,17 @@ def test_dielectric_and_elastic_nonzero_for_prototypes(name):
     structure = prototypes()[name]
     for task in ("dielectric", "elastic"):
         assert np.linalg.norm(predict_one(calibrated_model(task, "float64"), structure)) > 1e-2
+
+
+@pytest.mark.parametrize("task", ["piezo", "elastic"])
+def test_lighter_hidden_features_keep_every_component_reachable(task):
+    """``hidden_lmax=2`` (the cheaper shipped configuration) keeps harmonics to the head's order,
+    so zincblende e14 and cubic elastic anisotropy stay reachable."""
+    model = calibrated_model(task, "float64", hidden_lmax=2)
+    assert model.config.lmax_sh == model.config.head_lmax
+    assert max(ir.l for _, ir in model.equivariant_layers[0].irreps_out) == 2
+    if task == "piezo":
+        assert abs(predict_one(model, prototypes()["zincblende_GaAs"])[0, 1, 2]) > 1e-4
+    else:
+        C = ElasticTensor(predict_one(model, prototypes()["rocksalt_NaCl"])).voigt
+        assert abs(2 * C[3, 3] / (C[0, 0] - C[0, 1]) - 1) > 1e-3

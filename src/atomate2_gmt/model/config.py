@@ -60,6 +60,7 @@ class GMTNetConfig:
     lmax_sh: int = -1  # -1: the order the head needs
     scalar_mul: int = 64
     vector_mul: int = 8  # multiplicity of every l >= 1 irrep (both parities) in hidden layers
+    hidden_lmax: int = -1  # highest l of the hidden features; -1: the order the head needs
     out_mul: int = 16  # multiplicity of each irrep of the crystal feature G
     radial_hidden: int = 128
     feature_norm: bool = True  # equivariant BatchNorm on G: its l >= 1 parts start O(1)
@@ -77,6 +78,8 @@ class GMTNetConfig:
         check_task(self.task)
         if self.lmax_sh < 0:
             self.lmax_sh = _HEAD_LMAX[self.kind]
+        if self.hidden_lmax < 0:
+            self.hidden_lmax = _HEAD_LMAX[self.kind]
         if self.k_neighbors < 1:
             raise ValueError("k_neighbors must be >= 1")
         if self.dtype not in ("float32", "float64"):

@@ -144,7 +144,7 @@ class GMTNet(nn.Module):
         self.irreps_sh = o3.Irreps.spherical_harmonics(config.lmax_sh)
         self.to_equivariant = nn.Linear(d, config.scalar_mul)
         irreps: o3.Irreps = o3.Irreps(f"{config.scalar_mul}x0e")
-        gate = hidden_irreps(config.scalar_mul, config.vector_mul, config.head_lmax)
+        gate = hidden_irreps(config.scalar_mul, config.vector_mul, config.hidden_lmax)
         layers = []
         for n in range(config.n_equivariant_layers):
             last = n == config.n_equivariant_layers - 1
