@@ -275,3 +275,29 @@ def test_rotated_records_move_structure_and_tensor_together():
         R = np.linalg.solve(a.structure.lattice.matrix, b.structure.lattice.matrix).T
         np.testing.assert_allclose(b.tensor, R @ a.tensor @ R.T, atol=1e-8)
     assert n_anisotropic >= 1
+
+
+def test_centered_comparison_gives_every_model_the_training_mean(tmp_path):
+    """``center_targets``: all four models learn the residual from the same training mean."""
+    kwargs = {"limit": 24, "batch_size": 16, "model_overrides": SMALL, "command": "pytest"}
+    cmp = harness.compare_models(
+        "dielectric", tmp_path, 1, models=["invariant", "gmtnet"], center_targets=True, **kwargs
+    )
+    assert cmp["center_targets"] is True
+    offsets = []
+    for name in ("invariant", "gmtnet"):
+        model, _ = load_checkpoint(tmp_path / name / "best.pt", task="dielectric")
+        offsets.append(model.target_offset.numpy())
+    np.testing.assert_allclose(offsets[0], offsets[1])
+    # ε∞ of real crystals: a positive-definite mean, about isotropic
+    assert np.linalg.eigvalsh(offsets[0]).min() > 1.0
+
+
+def test_invariant_model_adds_its_offset_to_every_prediction():
+    structures = _structures()[:3]
+    model = _invariant("elastic", averaged=False)
+    before, _ = _predict(model, structures)
+    offset = torch.from_numpy(voigt_to_full(np.diag([200.0, 200, 200, 50, 50, 50]), "elastic"))
+    model.target_offset.copy_(offset)
+    after, _ = _predict(model, structures)
+    np.testing.assert_allclose(after - before, np.broadcast_to(offset.numpy(), after.shape))

@@ -28,12 +28,19 @@ def baselines(
     ),
     limit: int | None = typer.Option(None, help="use only the first N records (quick looks)"),
     no_resume: bool = typer.Option(False, "--no-resume", help="start every model over"),
+    center_targets: bool = typer.Option(
+        False, "--center-targets", help="every model learns the residual from the training mean"
+    ),
+    model_option: list[str] = typer.Option(
+        [], "--model-option", "-m", help="GMTNetConfig override KEY=VALUE for all four models"
+    ),
 ) -> None:
     """Train (a) invariant, (b) + group averaging, (c) GMTNet w/o symmetry, (d) GMTNet; compare.
 
     Same split, epochs, batch and learning rate for all; each model resumable in its own
     sub-folder; writes comparison.json and comparison.md into OUT/<task>/.
     """
+    from atomate2_gmt.cli.train import parse_model_options
     from atomate2_gmt.training.baselines import MODEL_SPECS, compare_models
 
     out_dir = out / task
@@ -49,6 +56,8 @@ def baselines(
         max_abs_target=max_abs_target,
         models=tuple(model) or tuple(MODEL_SPECS),
         limit=limit,
+        model_overrides=parse_model_options(model_option),
+        center_targets=center_targets,
         resume=not no_resume,
         progress=True,
         command="atomate2-gmt " + " ".join(shlex.quote(a) for a in sys.argv[1:]),

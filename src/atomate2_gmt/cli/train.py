@@ -6,6 +6,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -42,13 +43,7 @@ def train(
     from atomate2_gmt.training.run import train_task
     from atomate2_gmt.training.trainer import TrainConfig
 
-    overrides = {}
-    for item in model_option:
-        key, _, value = item.partition("=")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
+    overrides = parse_model_options(model_option)
     out_dir = out / task if out == Path("runs") else out
     cfg = TrainConfig(
         epochs=epochs,
@@ -116,3 +111,17 @@ def evaluate(
     if json_out:
         json_out.write_text(text)
     typer.echo(text)
+
+
+def parse_model_options(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings → GMTNetConfig overrides (VALUE parsed as JSON, else a string)."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"model option {item!r} is not KEY=VALUE")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides

@@ -83,6 +83,7 @@ class InvariantTensorNet(GMTNet):
             nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d), nn.SiLU(), nn.Linear(d, basis.shape[1])
         )
         self.register_buffer("target_scale", torch.tensor(1.0, dtype=torch.float64))
+        self.register_buffer("target_offset", torch.zeros((3,) * config.order, dtype=torch.float64))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -116,7 +117,7 @@ class InvariantTensorNet(GMTNet):
     def forward(self, batch: CrystalBatch) -> torch.Tensor:
         """Predicted tensors (B, 3, ..., 3), float64, task units (see class docstring)."""
         y = self.voigt_components(batch)
-        flat = y @ self.voigt_basis.to(y.device, torch.float64).T
+        flat = y @ self.voigt_basis.to(y.device, torch.float64).T + self.target_offset.reshape(-1)
         if self.config.output_projection:
             flat = torch.einsum("bij,bj->bi", batch.output_projector.to(flat.device), flat)
         return flat.reshape(-1, *FULL_SHAPE[self.config.kind])

@@ -184,6 +184,7 @@ def compare_models(
     models: Sequence[str] = tuple(MODEL_SPECS),
     limit: int | None = None,
     model_overrides: dict[str, Any] | None = None,
+    center_targets: bool = False,
     resume: bool = True,
     progress: bool = False,
     command: str | None = None,
@@ -192,7 +193,8 @@ def compare_models(
 
     ``limit`` keeps the first ``limit`` records (tests, quick looks); ``max_abs_target`` drops
     train/val records with a larger |component| (task units), never test records;
-    ``model_overrides`` are GMTNetConfig fields applied to all four models. Returns the
+    ``model_overrides`` are GMTNetConfig fields applied to all four models; ``center_targets``
+    makes every model learn the residual from the training mean tensor. Returns the
     comparison dict (also written as JSON).
     """
     check_task(task)
@@ -201,7 +203,14 @@ def compare_models(
         raise ValueError(f"unknown models {unknown}; known: {', '.join(MODEL_SPECS)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        center_targets=center_targets,
+    )
     base_overrides = dict(model_overrides or {})
     records, data_info = load_records(task, data)
     if limit is not None:
@@ -250,6 +259,7 @@ def compare_models(
         "failed_records": {k: v.failed for k, v in sets.items() if v.failed},
         "data": data_info,
         "model_overrides": base_overrides,
+        "center_targets": center_targets,
         "machine": metadata["machine"],
         "command": command,
         "models": results,
