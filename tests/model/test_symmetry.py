@@ -70,3 +70,44 @@ def test_feature_projection_alone_gives_symmetric_output():
     sym = (P @ T.reshape(-1)).reshape(T.shape)
     assert np.linalg.norm(T) > 1e-2
     assert np.linalg.norm(T - sym) < 1e-10 * np.linalg.norm(T)
+
+
+def test_cached_feature_projectors_are_the_exact_projectors(monkeypatch):
+    """The Wigner-D projector cache: same values as a fresh computation, computed once per
+    operation set, idempotent (P² = P) and commuting with every D(g) of the group."""
+    import torch
+    from e3nn import o3
+
+    from atomate2_gmt.model import equivariant_symmetry as es
+    from tests.model.conftest import mp_by_system, random_orthogonal
+
+    monkeypatch.setattr(es, "_PROJECTOR_CACHE", es.OrderedDict())
+    rng = np.random.default_rng(3)
+    structures = [s for group in mp_by_system(1).values() for s in group]
+    ops = []
+    for s in structures:
+        R = random_orthogonal(rng, improper=False)
+        info = point_group_info(s, 0.01)
+        ops += [torch.from_numpy(info.ops), torch.from_numpy(R @ info.ops @ R.T)]
+    irreps = o3.Irreps("2x0e + 1x1o + 3x2e + 1x3o + 1x4e")
+    calls = []
+    original = es._compute_projectors
+    monkeypatch.setattr(
+        es, "_compute_projectors", lambda o, ll, p: calls.append(len(o)) or original(o, ll, p)
+    )
+    first = es.irrep_projectors(ops, irreps)
+    n_first = sum(calls)
+    again = es.irrep_projectors(ops[::-1], irreps)
+    assert sum(calls) == n_first  # nothing recomputed
+    for lp, P in first.items():
+        fresh = original(ops, *lp)
+        np.testing.assert_allclose(P.numpy(), fresh.numpy(), atol=1e-12)
+        np.testing.assert_allclose(again[lp].numpy(), fresh.numpy()[::-1], atol=1e-12)
+        np.testing.assert_allclose((P @ P).numpy(), P.numpy(), atol=1e-10)
+    # one group, all (l, p): P commutes with D(g) for each operation g
+    g_ops = ops[1].to(torch.float64)
+    for ll, p in first:
+        for g in g_ops:
+            D = o3.Irrep(ll, p).D_from_matrix(g)
+            P = first[(ll, p)][1]
+            np.testing.assert_allclose((D @ P).numpy(), (P @ D).numpy(), atol=1e-10)
