@@ -90,3 +90,54 @@ def test_cli_predict_reads_files_and_writes_json(tmp_path):
 def test_unknown_task_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown task 'magnetic'"):
         atomate2_gmt.predict([prototypes()["bcc_Fe"]], "magnetic")
+
+
+def test_out_of_memory_halves_the_batch_and_loses_nothing(monkeypatch, caplog):
+    """An allocation failure on a batch: the batch size halves until it fits (the failing batch
+    is retried at the smaller size, later batches keep it); the results are unchanged."""
+    import torch
+
+    from atomate2_gmt.model import predict as predict_module
+
+    model = calibrated_model("dielectric", "float32")
+    structures = [s for group in mp_by_system(3).values() for s in group]
+    expected = atomate2_gmt.predict(structures, "dielectric", model=model, batch_size=16)
+    original = predict_module._forward
+    sizes: list[int] = []
+
+    def small_device(net, crystals, device):
+        sizes.append(len(crystals))
+        if len(crystals) > 4:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(net, crystals, device)
+
+    monkeypatch.setattr(predict_module, "_forward", small_device)
+    out = atomate2_gmt.predict(structures, "dielectric", model=model, batch_size=16)
+    assert [r["state"] for r in out] == ["successful"] * len(structures)
+    for a, b in zip(out, expected, strict=True):
+        np.testing.assert_allclose(a["tensor"], b["tensor"], rtol=1e-5, atol=1e-6)
+    assert sizes[:3] == [16, 8, 4]  # two failures, then every batch at 4
+    assert max(sizes[2:]) == 4
+    assert sum(sizes[2:]) == len(structures)
+    assert "batch size now 4" in caplog.text
+
+
+def test_a_crystal_too_large_for_memory_fails_alone(monkeypatch):
+
+    from atomate2_gmt.model import predict as predict_module
+
+    model = calibrated_model("dielectric", "float32")
+    structures = [s for group in mp_by_system(1).values() for s in group]
+    big = max(range(len(structures)), key=lambda i: len(structures[i]))
+    original = predict_module._forward
+
+    def no_room_for_the_big_one(net, crystals, device):
+        if any(c.graph.n_atoms == len(structures[big]) for c in crystals):
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate")
+        return original(net, crystals, device)
+
+    monkeypatch.setattr(predict_module, "_forward", no_room_for_the_big_one)
+    out = atomate2_gmt.predict(structures, "dielectric", model=model, batch_size=4)
+    n_big = sum(len(s) == len(structures[big]) for s in structures)
+    assert sum(r["state"] == "failed" for r in out) == n_big
+    assert "can't allocate memory" in out[big]["error"]

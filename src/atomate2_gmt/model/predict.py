@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,11 +60,6 @@ def _failed(error: str, task: str) -> dict[str, Any]:
         "task": task,
         "units": TASK_UNITS[task],
     }
-
-
-def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def predict(
@@ -175,19 +170,30 @@ def _predict_prepared(
 ) -> None:
     """Fill ``results[i]`` for every prepared crystal, batch by batch (isolating failures)."""
     config = net.config
-    for chunk in _batches(prepared, batch_size):
+    pos, size = 0, batch_size
+    while pos < len(prepared):
+        chunk = prepared[pos : pos + size]
         try:
-            tensors = _forward(net, [c for _, c in chunk], dev)
-        except Exception as exc:  # e.g. out of memory: isolate, one by one
-            logger.warning("batch of %d failed (%s); retrying one by one", len(chunk), exc)
+            tensors: list[Any] = _forward(net, [c for _, c in chunk], dev)
+        except Exception as exc:
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
+            if is_out_of_memory(exc) and size > 1:
+                # smaller batches from here on; this chunk is retried at the new size
+                size = max(1, size // 2)
+                logger.warning(
+                    "out of memory on a batch of %d; batch size now %d", len(chunk), size
+                )
+                continue
+            # any other failure (or one crystal that does not fit): isolate, one by one
+            logger.warning("batch of %d failed (%s); retrying one by one", len(chunk), exc)
             tensors = []
             for _, crystal in chunk:
                 try:
                     tensors.append(_forward(net, [crystal], dev)[0])
                 except Exception as exc_one:
                     tensors.append(exc_one)
+        pos += len(chunk)
         for (i, crystal), tensor in zip(chunk, tensors, strict=True):
             if isinstance(tensor, Exception):
                 results[i] = _failed(f"{type(tensor).__name__}: {tensor}", task)
@@ -205,6 +211,16 @@ def _predict_prepared(
                 "point_group": crystal.point_group,
                 "crystal_system": crystal.crystal_system,
             }
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure (CUDA, MPS or the CPU allocator)."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
 
 
 def _forward(net: GMTNet, crystals: Sequence[PreparedCrystal], device: torch.device) -> list[Any]:
