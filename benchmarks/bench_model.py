@@ -1,7 +1,8 @@
 """GMTNet figures: parameters, graph construction, and end-to-end inference speed.
 
 End to end = validation + point group + projectors + graph + batching + forward + basis-evaluation
-head + output projection, i.e. ``atomate2_gmt.predict`` on the shipped MP structures.
+head + output projection, i.e. ``atomate2_gmt.predict`` on the shipped MP structures, with the
+architecture of each shipped model.
 Prints a table and writes benchmarks/results/bench_model.json.
 
     python benchmarks/bench_model.py [--threads 2] [--device cpu] [--repeats 3]
@@ -20,13 +21,24 @@ from pathlib import Path
 import torch
 from pymatgen.core import Structure
 
+from atomate2_gmt.model.checkpoint import load_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig
 from atomate2_gmt.model.gmtnet import GMTNet, collate_crystals, prepare_crystal
 from atomate2_gmt.model.graph import build_graph
 from atomate2_gmt.model.predict import predict
+from atomate2_gmt.pretrained import available, pretrained_path
 
 DATA = resources.files("atomate2_gmt.data").joinpath("datasets")
 OUT = Path(__file__).parent / "results" / "bench_model.json"
+
+
+def shipped_config(task: str) -> GMTNetConfig:
+    """The architecture of the shipped model for ``task`` (untrained weights: speed does not
+    depend on them); the default config if none is shipped."""
+    if task not in available():
+        return GMTNetConfig(task=task)
+    model, _ = load_checkpoint(pretrained_path(task))
+    return model.config
 
 
 def load_structures(name: str) -> list[Structure]:
@@ -62,7 +74,7 @@ def main() -> None:
     rows.append({"what": "graph construction (k=16)", "task": "-", "structures_per_s": n / t})
 
     for task in ("dielectric", "piezo", "elastic"):
-        model = GMTNet(GMTNetConfig(task=task)).eval().to(args.device)
+        model = GMTNet(shipped_config(task)).eval().to(args.device)
         params = model.n_parameters()
         predict(structures[:8], task, model=model, device=args.device)  # warm-up
         t = best_of(
