@@ -121,7 +121,11 @@ class GMTPredictMaker(Maker):
             documents are not copied into the job store).
         workers: processes that read files and compute structure keys and IEEE rotations while
             the models predict (None → one if the machine has ≥ 2 cores; 0 → all in-process).
-        part_size: structures per pipelined part.
+        part_size: structures per pipelined part; with ``write_to_store`` each part is upserted
+            as soon as it is predicted, so a job that dies keeps the parts it finished.
+        skip_existing: with ``write_to_store``, a structure whose successful document with the
+            same model version (same ``prediction_id``) is already in the store is not predicted
+            again: a re-run after a crash predicts only what is missing. False → predict all.
         ensemble: task → model specs of an ensemble (≥ 2, e.g. the same model trained with
             different seeds): the prediction is the members' mean tensor (still exactly
             symmetric) and the document's ``uncertainty`` holds the members' standard deviation
@@ -141,6 +145,7 @@ class GMTPredictMaker(Maker):
     return_documents: bool = True
     workers: int | None = None
     part_size: int = 256
+    skip_existing: bool = True
     ensemble: dict[str, list[str]] = field(default_factory=dict)
 
     def settings(self) -> GMTSettings:
@@ -223,7 +228,8 @@ class GMTPredictMaker(Maker):
         """Predict every candidate (Candidate, Structure, Structure dict or file path).
 
         Returns the documents' store dicts (``return_documents``) or a summary:
-        ``{"n", "n_successful", "n_failed", "prediction_ids", "failures": [[source, reason]],
+        ``{"n", "n_successful", "n_failed", "n_skipped" (already in the store), "prediction_ids",
+        "failures": [[source, reason]],
         "model_version", "tasks", "device", "timings", "written"}``.
         """
         return predict_documents(self, candidates)
@@ -291,7 +297,25 @@ def predict_documents(
     start = time.perf_counter()
     parts = _parts(list(candidates), maker.part_size)
     docs: list[Any] = []
+    skipped: list[str] = []  # prediction ids already in the store (not predicted again)
     timings: dict[str, float] = {}
+    written = 0
+
+    def run_part(facts: list[tuple[Candidate, dict[str, Any]]]) -> None:
+        nonlocal written
+        if store is not None and maker.skip_existing:
+            t0 = time.perf_counter()
+            done = _already_predicted(store, facts, version)
+            timings["store"] = timings.get("store", 0.0) + time.perf_counter() - t0
+            skipped.extend(done.values())
+            facts = [(c, f) for c, f in facts if id(c) not in done]
+        part_docs = _documents(context, facts, timings) if facts else []
+        docs.extend(part_docs)
+        if store is not None and part_docs:  # written now: a job that dies keeps this part
+            t0 = time.perf_counter()
+            written += upsert_predictions(store, part_docs)
+            timings["store"] = timings.get("store", 0.0) + time.perf_counter() - t0
+
     n_workers = maker.workers if maker.workers is not None else min(2, os.cpu_count() or 1) - 1
     if n_workers > 0 and len(parts) > 1:
         method = "fork" if sys.platform.startswith("linux") else "spawn"
@@ -299,32 +323,34 @@ def predict_documents(
         with pool:
             futures = [pool.submit(structure_facts, part, i, symprec) for i, part in parts]
             for future in futures:
-                docs.extend(_documents(context, future.result(), timings))
+                run_part(future.result())
     else:
         for i, part in parts:
-            docs.extend(_documents(context, structure_facts(part, i, symprec), timings))
+            run_part(structure_facts(part, i, symprec))
     elapsed = time.perf_counter() - start
-    written = 0
-    if store is not None:
-        t0 = time.perf_counter()
-        written = upsert_predictions(store, docs)
-        timings["store"] = time.perf_counter() - t0
     failures = [[d.source, d.error or ""] for d in docs if d.state == "failed"]
     logger.info(
-        "predicted %d structures (%d failed) for %s in %.1f s on %s",
+        "predicted %d structures (%d failed, %d already in the store) for %s in %.1f s on %s",
         len(docs),
         len(failures),
+        len(skipped),
         ", ".join(tasks),
         elapsed,
         device,
     )
     if maker.return_documents:
-        return [d.to_store_dict() for d in docs]
+        out_docs = [d.to_store_dict() for d in docs]
+        if skipped:
+            found = store.query({"prediction_id": {"$in": skipped}})  # type: ignore[union-attr]
+            out_docs.extend({k: v for k, v in d.items() if k != "_id"} for d in found)
+        return out_docs
+    n = len(docs) + len(skipped)
     return {
-        "n": len(docs),
-        "n_successful": len(docs) - len(failures),
+        "n": n,
+        "n_successful": n - len(failures),
         "n_failed": len(failures),
-        "prediction_ids": [d.prediction_id for d in docs],
+        "n_skipped": len(skipped),
+        "prediction_ids": [d.prediction_id for d in docs] + skipped,
         "failures": failures,
         "model_version": version,
         "tasks": list(tasks),
@@ -332,6 +358,35 @@ def predict_documents(
         "timings": {"total_s": elapsed, **{f"{k}_s": v for k, v in timings.items()}},
         "written": written,
     }
+
+
+def _already_predicted(
+    store: Store, facts: list[tuple[Candidate, dict[str, Any]]], version: str
+) -> dict[int, str]:
+    """``id(candidate)`` → ``prediction_id`` of the candidates of one part whose successful
+    document with model ``version`` is already in ``store``."""
+    from atomate2_gmt.settings import mask_uri
+    from atomate2_gmt.stores import StoreConnectionError, describe_store
+
+    wanted = {
+        f"{f['structure_key']}:{version}": id(c)
+        for c, f in facts
+        if c.state == "successful" and f.get("structure_key")
+    }
+    if not wanted:
+        return {}
+    try:
+        store.connect()
+        found = store.query(
+            {"prediction_id": {"$in": list(wanted)}, "state": "successful"},
+            properties=["prediction_id"],
+        )
+        return {wanted[d["prediction_id"]]: d["prediction_id"] for d in found}
+    except Exception as exc:
+        raise StoreConnectionError(
+            f"cannot read the existing predictions from {describe_store(store)}: "
+            f"{type(exc).__name__}: {mask_uri(str(exc)).split(', Timeout:')[0]}"
+        ) from exc
 
 
 def _ensemble_info(task: str, members: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any]:
