@@ -19,7 +19,6 @@ from e3nn import o3
 from torch import nn
 
 from atomate2_gmt.model.equivariant_symmetry import default_dtype
-from atomate2_gmt.model.layers import E3NN_CODEGEN
 
 #: Irreps of the crystal feature G that each head uses (others could only add parts that the
 #: intrinsic index symmetry removes).
@@ -54,10 +53,7 @@ class TensorHead(nn.Module):
         self.irreps_feature = o3.Irreps(irreps_feature)
         self.irreps_perturbation = o3.Irreps(_PERTURBATION[kind])
         self.tp = o3.FullyConnectedTensorProduct(
-            self.irreps_feature,
-            self.irreps_perturbation,
-            o3.Irreps(_RESPONSE[kind]),
-            **E3NN_CODEGEN,
+            self.irreps_feature, self.irreps_perturbation, o3.Irreps(_RESPONSE[kind])
         )
         self.register_buffer("Q", strain_change_of_basis(), persistent=False)
 

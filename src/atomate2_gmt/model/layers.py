@@ -10,11 +10,6 @@ from e3nn.nn import Gate
 from torch import nn
 from torch.nn import functional as F
 
-#: Passed to e3nn's code-generating modules: the opt_einsum path search makes building a model
-#: 2.4x slower (elastic: 2.2 s → 0.9 s on one CPU thread) and changes neither the result nor the
-#: forward speed at these sizes, so it is switched off (a model is built per screening process).
-E3NN_CODEGEN: dict[str, bool] = {"_optimize_einsums": False}
-
 
 def scatter_sum(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
     """Sum rows of ``src`` into ``n`` bins given by ``index``."""
@@ -160,17 +155,14 @@ class TFNLayer(nn.Module):
             instructions,
             shared_weights=False,
             internal_weights=False,
-            **E3NN_CODEGEN,
         )
         self.radial = nn.Sequential(
             nn.Linear(edge_dim, radial_hidden),
             nn.SiLU(),
             nn.Linear(radial_hidden, self.tp.weight_numel),
         )
-        self.mix = o3.Linear(irreps_mid, target, **E3NN_CODEGEN)
-        self.residual = (
-            o3.Linear(self.irreps_in, self.irreps_out, **E3NN_CODEGEN) if residual else None
-        )
+        self.mix = o3.Linear(irreps_mid, target)
+        self.residual = o3.Linear(self.irreps_in, self.irreps_out) if residual else None
 
     def forward(
         self,
