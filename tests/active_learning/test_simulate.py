@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 
 from atomate2_gmt.active_learning import simulate
 from atomate2_gmt.active_learning.policies import (
+    compress_targets,
+    expand_targets,
     hypergeometric_mean,
     pick_random,
     pick_top,
@@ -191,3 +193,71 @@ def test_cli_end_to_end(tmp_path) -> None:  # type: ignore[no-untyped-def]
     bad = CliRunner().invoke(app, ["campaign", "simulate", "--strategies", "greedy", "--quiet"])
     assert bad.exit_code != 0
     assert "unknown or no strategies" in bad.output
+
+
+def test_target_transform_roundtrip_and_symmetry() -> None:
+    rng = np.random.default_rng(0)
+    tensors = rng.normal(scale=3.0, size=(5, 3, 3, 3))
+    tensors[0] = 0.0
+    small = compress_targets(tensors, "asinh", 1.0)
+    norms = np.linalg.norm(tensors.reshape(5, -1), axis=1)
+    assert np.linalg.norm(small.reshape(5, -1), axis=1) == pytest.approx(np.arcsinh(norms))
+    # a rescaling per tensor: the direction (hence the crystal's symmetry) is kept
+    for t, s in zip(tensors[1:], small[1:], strict=True):
+        assert np.allclose(s / np.linalg.norm(s), t / np.linalg.norm(t))
+    # the norm is rotation invariant, so compressing commutes with rotating (O(3) equivariance)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    rot = np.einsum("ia,jb,kc,nabc->nijk", q, q, q, tensors)
+    assert np.allclose(
+        compress_targets(rot, "asinh", 1.0), np.einsum("ia,jb,kc,nabc->nijk", q, q, q, small)
+    )
+    assert np.allclose(expand_targets(small, "asinh", 1.0), tensors)
+    assert np.array_equal(compress_targets(tensors, "none"), tensors)
+    with pytest.raises(ValueError, match="unknown target transform"):
+        compress_targets(tensors, "log")
+    with pytest.raises(ValueError, match="unknown target_transform"):
+        CampaignConfig(target_transform="log")
+    with pytest.raises(ValueError, match="unknown retrain"):
+        CampaignConfig(retrain="warm")
+
+
+def test_scratch_retraining_and_transform(records, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    calls: list[tuple[bool, int, float]] = []
+    original_train = simulate.train_model
+
+    def train(train_set, val, cfg, seed, init=None):  # type: ignore[no-untyped-def]
+        calls.append((init is None, len(train_set.records), float(train_set.targets.abs().max())))
+        return original_train(train_set, val, cfg, seed, init)
+
+    monkeypatch.setattr(simulate, "train_model", train)
+    cfg = replace(CFG, strategies=("exploit",), retrain="scratch", target_transform="asinh")
+    res = run_campaign(cfg, records)
+    n_train = CFG.seed_size - CFG.n_val
+    # initial model, then one new model from scratch per round on seed + revealed labels
+    assert [(fresh, n) for fresh, n, _ in calls] == [
+        (True, n_train + r * CFG.per_round) for r in range(CFG.rounds + 1)
+    ]
+    c = simulate._Campaign(cfg, records)
+    idx = c.base_train_idx
+    compressed = float(np.abs(compress_targets(c.data.targets[idx].numpy(), "asinh")).max())
+    assert calls[0][2] == pytest.approx(compressed)  # the models see compressed labels
+    assert calls[0][2] < float(c.data.targets[idx].abs().max())
+    assert all(f is not None and f > 0 for f in res.strategies["exploit"].heldout_fnorm)
+
+
+def test_select_last_trains_on_the_whole_seed_set(records, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    seen: list[tuple[set[str], set[str]]] = []
+    original_train = simulate.train_model
+
+    def train(train_set, val, cfg, seed, init=None):  # type: ignore[no-untyped-def]
+        seen.append(({r.id for r in train_set.records}, {r.id for r in val.records}))
+        return original_train(train_set, val, cfg, seed, init)
+
+    monkeypatch.setattr(simulate, "train_model", train)
+    res = run_campaign(replace(CFG, strategies=("ranking",), select="last"), records)
+    assert len(seen) == 1
+    train_ids, val_ids = seen[0]
+    assert train_ids == set(res.seed_ids)  # the validation records are trained on
+    assert val_ids < train_ids
+    with pytest.raises(ValueError, match="unknown select"):
+        CampaignConfig(select="first")

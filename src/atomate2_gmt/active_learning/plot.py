@@ -10,8 +10,8 @@ __all__ = ["plot_campaign"]
 _STYLE = {
     "random": ("tab:gray", "o", "random (mean of draws)"),
     "ranking": ("tab:blue", "s", "one ranking, no retraining"),
-    "exploit": ("tab:orange", "^", "active: exploit + fine-tune"),
-    "ucb": ("tab:green", "D", "active: ensemble UCB + fine-tune"),
+    "exploit": ("tab:orange", "^", "active: exploit, retrained each round"),
+    "ucb": ("tab:green", "D", "active: ensemble UCB, retrained each round"),
 }
 
 

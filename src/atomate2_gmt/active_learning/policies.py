@@ -16,6 +16,9 @@ from atomate2_gmt.tensors.properties import piezo_max_eij
 
 __all__ = [
     "STRATEGIES",
+    "TARGET_TRANSFORMS",
+    "compress_targets",
+    "expand_targets",
     "hypergeometric_mean",
     "pick_random",
     "pick_top",
@@ -26,6 +29,47 @@ __all__ = [
 STRATEGIES: tuple[str, ...] = ("random", "ranking", "exploit", "ucb")
 """random: uniform picks; ranking: one ranking by the initial model, never retrained; exploit:
 predicted value, model fine-tuned after each round; ucb: ensemble mean + κ·std, fine-tuned."""
+
+
+TARGET_TRANSFORMS: tuple[str, ...] = ("none", "asinh")
+"""How the campaign's models see the labels: ``none`` (the tensors) or ``asinh`` (each tensor
+rescaled so that its Frobenius norm x becomes s·asinh(x/s); see :func:`compress_targets`)."""
+
+
+def _norms(arr: np.ndarray) -> np.ndarray:
+    flat = arr.reshape(len(arr), -1)
+    return np.sqrt((flat * flat).sum(axis=1)).reshape((len(arr),) + (1,) * (arr.ndim - 1))
+
+
+def compress_targets(
+    tensors: np.ndarray, transform: str = "asinh", scale: float = 1.0
+) -> np.ndarray:
+    """The tensors a campaign model is trained on. ``asinh``: T · s·asinh(‖T‖/s)/‖T‖ (‖·‖ the
+    Frobenius norm, ``scale`` s in task units): the norm is compressed logarithmically above s
+    (a 48 C/m² outlier no longer dominates the loss) while the direction, hence the crystal's
+    symmetry and O(3) equivariance, is kept. Exactly inverted by :func:`expand_targets`."""
+    arr = np.asarray(tensors, dtype=np.float64)
+    if transform == "none":
+        return arr.copy()
+    if transform != "asinh":
+        raise ValueError(f"unknown target transform {transform!r}; valid: {TARGET_TRANSFORMS}")
+    if scale <= 0:
+        raise ValueError(f"transform scale must be positive, got {scale}")
+    norm = _norms(arr)
+    factor = np.where(norm > 0, scale * np.arcsinh(norm / scale) / np.where(norm > 0, norm, 1), 1)
+    return arr * factor
+
+
+def expand_targets(tensors: np.ndarray, transform: str = "asinh", scale: float = 1.0) -> np.ndarray:
+    """The inverse of :func:`compress_targets` (a model's outputs back to task units)."""
+    arr = np.asarray(tensors, dtype=np.float64)
+    if transform == "none":
+        return arr.copy()
+    if transform != "asinh":
+        raise ValueError(f"unknown target transform {transform!r}; valid: {TARGET_TRANSFORMS}")
+    norm = _norms(arr)
+    factor = np.where(norm > 0, scale * np.sinh(norm / scale) / np.where(norm > 0, norm, 1), 1)
+    return arr * factor
 
 
 def target_value(tensors: np.ndarray, task: str = "piezo") -> np.ndarray:

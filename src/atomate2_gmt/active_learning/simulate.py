@@ -15,10 +15,15 @@ Strategies (:data:`~atomate2_gmt.active_learning.policies.STRATEGIES`):
   hypergeometric mean n·K/N.
 * ``ranking``: one model trained on the seed set ranks the pool once; round r takes the next
   ``per_round`` of that ranking (no retraining).
-* ``exploit``: the same initial model; after every round it is fine-tuned on the seed training
-  part plus everything revealed, and the next round picks by the new model's predictions.
+* ``exploit``: the same initial model; after every round it is fine-tuned (or, with
+  ``retrain="scratch"``, trained again from scratch) on the seed training part plus everything
+  revealed, and the next round picks by the new model's predictions.
 * ``ucb``: an ensemble of ``ensemble`` models (different initial seeds, member 0 is the initial
-  model above), each fine-tuned every round; score = ensemble mean + κ·std of the values.
+  model above), each retrained every round; score = ensemble mean + κ·std of the values.
+
+``target_transform="asinh"`` trains on norm-compressed labels (predictions are expanded back
+before any ranking or Fnorm); ``select="last"`` keeps the final epoch and trains on the seed
+set's validation records too.
 
 No model is ever trained on a label the oracle has not revealed; the policies see predictions
 made from structures only (the pool's prepared inputs carry zero targets).
@@ -40,6 +45,9 @@ import torch
 
 from atomate2_gmt.active_learning.policies import (
     STRATEGIES,
+    TARGET_TRANSFORMS,
+    compress_targets,
+    expand_targets,
     hypergeometric_mean,
     pick_random,
     pick_top,
@@ -86,6 +94,17 @@ SMALL_MODEL: dict[str, Any] = {
 """GMTNetConfig overrides of the simulation's model (~158 k parameters instead of ~744 k)."""
 
 
+RETRAIN_MODES: tuple[str, ...] = ("finetune", "scratch")
+"""How a model is updated after a round: fine-tuned from the previous round's model, or trained
+again from scratch (``init_epochs``, ``lr``, new target scale) on everything labelled so far."""
+
+
+SELECT_MODES: tuple[str, ...] = ("best", "last")
+"""Which model a training returns: ``best``, the best epoch on the validation part of the seed
+set (which is then not trained on), or ``last``, the final epoch of a training on the whole
+seed set plus the revealed labels (the validation records are trained on and only logged)."""
+
+
 @dataclass
 class CampaignConfig:
     """One simulated campaign.
@@ -105,6 +124,14 @@ class CampaignConfig:
         finetune_epochs, finetune_lr: each round's fine-tuning (target scale kept).
         batch_size: training batch size.
         model_overrides: GMTNetConfig fields of the model (default :data:`SMALL_MODEL`).
+        target_transform, transform_scale: what the models are trained on (``none``: the
+            tensors; ``asinh``: norms compressed as s·asinh(‖T‖/s), s = ``transform_scale`` in
+            task units, see :func:`~atomate2_gmt.active_learning.policies.compress_targets`);
+            predictions are expanded back before any ranking or Fnorm.
+        retrain: ``finetune`` (from the previous model) or ``scratch`` after every round
+            (:data:`RETRAIN_MODES`).
+        select: ``best`` (best validation epoch) or ``last`` (final epoch; the validation
+            records join the training set) (:data:`SELECT_MODES`).
         limit: use only the first N records (quick runs and tests).
         data: the records' source for ``load_records`` (``mp``).
     """
@@ -127,6 +154,10 @@ class CampaignConfig:
     batch_size: int = 32
     val_fraction: float = 0.15
     model_overrides: dict[str, Any] = field(default_factory=lambda: dict(SMALL_MODEL))
+    target_transform: str = "none"
+    transform_scale: float = 1.0
+    retrain: str = "finetune"
+    select: str = "best"
     limit: int | None = None
     data: str = "mp"
 
@@ -143,6 +174,16 @@ class CampaignConfig:
             raise ValueError("seed_size must be >= 3 (training and validation records)")
         if self.heldout_size < 1:
             raise ValueError(f"heldout_size must be >= 1, got {self.heldout_size}")
+        if self.target_transform not in TARGET_TRANSFORMS:
+            raise ValueError(
+                f"unknown target_transform {self.target_transform!r}; valid: {TARGET_TRANSFORMS}"
+            )
+        if self.transform_scale <= 0:
+            raise ValueError(f"transform_scale must be positive, got {self.transform_scale}")
+        if self.select not in SELECT_MODES:
+            raise ValueError(f"unknown select {self.select!r}; valid: {SELECT_MODES}")
+        if self.retrain not in RETRAIN_MODES:
+            raise ValueError(f"unknown retrain {self.retrain!r}; valid: {RETRAIN_MODES}")
 
     @property
     def n_val(self) -> int:
@@ -263,7 +304,11 @@ def train_model(
     with tempfile.TemporaryDirectory(prefix="gmt-campaign-") as tmp:
         trainer = Trainer(model, train, val, tmp, tcfg, metadata={"campaign_seed": seed})
         trainer.fit(resume=False, progress=False)
-        best, _ = load_checkpoint(Path(tmp) / "best.pt", task=cfg.task)
+        if cfg.select == "last":
+            best = _clone(trainer.model.cpu())
+            best.eval()
+        else:
+            best, _ = load_checkpoint(Path(tmp) / "best.pt", task=cfg.task)
     return best
 
 
@@ -274,6 +319,13 @@ class _Campaign:
         self.cfg = cfg
         config = GMTNetConfig(task=cfg.task, **cfg.model_overrides)
         self.data = prepare_records(records, config)
+        fit_targets = compress_targets(
+            self.data.targets.numpy(), cfg.target_transform, cfg.transform_scale
+        )
+        # what the models are trained and validated on (the labels, possibly compressed)
+        self.fit_data = PreparedSet(
+            self.data.records, self.data.crystals, torch.from_numpy(fit_targets), {}
+        )
         self.n_failed = len(self.data.failed)
         n = len(self.data.records)
         order = list(range(n))
@@ -288,7 +340,8 @@ class _Campaign:
                 f"{need} picks of {cfg.rounds} rounds × {cfg.per_round}"
             )
         self.val_idx = self.seed_idx[: cfg.n_val]
-        self.base_train_idx = self.seed_idx[cfg.n_val :]
+        # select "last": no epoch is chosen on the validation records, so they are trained on
+        self.base_train_idx = self.seed_idx[cfg.n_val :] if cfg.select == "best" else self.seed_idx
         truth = target_value(self.data.targets.numpy(), cfg.task)  # evaluator only
         ranked = pick_top(truth, self.pool_idx, cfg.top)
         self.top_set = set(ranked)
@@ -306,20 +359,24 @@ class _Campaign:
         if seed not in self._initial:
             t0 = time.perf_counter()
             self._initial[seed] = train_model(
-                _subset(self.data, self.base_train_idx), _subset(self.data, self.val_idx),
+                _subset(self.fit_data, self.base_train_idx), _subset(self.fit_data, self.val_idx),
                 self.cfg, seed,
             )  # fmt: skip
             self.initial_seconds += time.perf_counter() - t0
         return self._initial[seed]
 
     def finetune(self, model: GMTNet, revealed: Sequence[int], seed: int) -> GMTNet:
-        """Fine-tune on the seed training part + every revealed label."""
-        train = _subset(self.data, [*self.base_train_idx, *revealed])
-        return train_model(train, _subset(self.data, self.val_idx), self.cfg, seed, init=model)
+        """Fine-tune ``model`` (``retrain`` = ``finetune``) or train a new one from scratch
+        (``scratch``) on the seed training part + every revealed label."""
+        train = _subset(self.fit_data, [*self.base_train_idx, *revealed])
+        val = _subset(self.fit_data, self.val_idx)
+        init = model if self.cfg.retrain == "finetune" else None
+        return train_model(train, val, self.cfg, seed, init=init)
 
     def predict(self, model: GMTNet, idx: Sequence[int]) -> np.ndarray:
-        """Full predicted tensors of ``idx`` from their structures only (no labels)."""
-        return predict_prepared(model, _subset(self.data, idx, labelled=False), batch_size=64)
+        """Full predicted tensors of ``idx`` (task units) from their structures only."""
+        raw = predict_prepared(model, _subset(self.data, idx, labelled=False), batch_size=64)
+        return expand_targets(raw, self.cfg.target_transform, self.cfg.transform_scale)
 
     def pool_values(self, model: GMTNet) -> np.ndarray:
         """Predicted target values, indexed like the data (NaN outside the pool)."""
