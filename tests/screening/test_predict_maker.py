@@ -176,3 +176,15 @@ def test_ensemble_mean_tensor_and_spread_feed_ucb_selection(good_structures, tmp
     assert [p["e_ij_max"] + kappa * p["uncertainty"]["e_ij_max"] for p in picks] == (
         pytest.approx(scores[:2])
     )
+
+
+def test_parts_start_short_and_cover_every_input_once():
+    from atomate2_gmt.jobs.predict import FIRST_PART_SIZE, _parts
+
+    items = list(range(700))
+    parts = _parts(items, 256)
+    assert [len(p) for _, p in parts] == [FIRST_PART_SIZE, 256, 256, 700 - FIRST_PART_SIZE - 512]
+    assert [x for _, p in parts for x in p] == items
+    assert all(p[0] == start for start, p in parts)  # the first index of each part
+    assert _parts(items[:5], 2) == [(0, [0, 1]), (2, [2, 3]), (4, [4])]
+    assert _parts([], 256) == []

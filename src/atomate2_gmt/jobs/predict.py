@@ -257,8 +257,18 @@ def structure_facts(
     return out
 
 
+#: Length of the first pipelined part: small, so the models start while the worker reads on.
+FIRST_PART_SIZE = 32
+
+
 def _parts(items: Sequence[Any], size: int) -> list[tuple[int, list[Any]]]:
-    return [(i, list(items[i : i + size])) for i in range(0, len(items), size)]
+    """(first index, items) parts: the first at most :data:`FIRST_PART_SIZE`, then ``size``."""
+    if not items:
+        return []
+    first = min(size, FIRST_PART_SIZE)
+    starts = [0, *range(first, len(items), size)]
+    ends = [*starts[1:], len(items)]
+    return [(a, list(items[a:b])) for a, b in zip(starts, ends, strict=True)]
 
 
 def predict_documents(
@@ -266,16 +276,16 @@ def predict_documents(
 ) -> list[dict[str, Any]] | dict[str, Any]:
     """The body of :meth:`GMTPredictMaker.make`, callable without jobflow.
 
-    Pipelined: the inputs are split into parts of ``part_size``; while the models predict one
-    part, ``workers`` processes read and key the next ones (:func:`structure_facts`).
+    Pipelined: the inputs are split into parts (a short first one, then ``part_size``); while
+    the models load and predict, ``workers`` processes read and key the next parts
+    (:func:`structure_facts`).
     """
     import multiprocessing
     import sys
     from concurrent.futures import ProcessPoolExecutor
 
     from atomate2_gmt.model.predict import resolve_device
-    from atomate2_gmt.schemas.prediction import derive_model_version
-    from atomate2_gmt.stores import candidate_store, check_store, upsert_predictions
+    from atomate2_gmt.stores import candidate_store, check_store
 
     settings = maker.settings()
     store = None
@@ -286,6 +296,36 @@ def predict_documents(
     symprec = maker.symprec if maker.symprec is not None else settings.SYMPREC
     device = str(resolve_device(maker.device or settings.DEVICE))
     batch_size = maker.batch_size or settings.BATCH_SIZE
+    parts = _parts(list(candidates), maker.part_size)
+    n_workers = maker.workers if maker.workers is not None else min(2, os.cpu_count() or 1) - 1
+    pool = None
+    futures = []
+    if n_workers > 0 and len(parts) > 1:  # the workers read and key files while models load
+        method = "fork" if sys.platform.startswith("linux") else "spawn"
+        pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context(method))
+        futures = [pool.submit(structure_facts, part, i, symprec) for i, part in parts]
+    try:
+        return _predict_parts(maker, store, tasks, symprec, device, batch_size, parts, futures)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _predict_parts(
+    maker: GMTPredictMaker,
+    store: Any,
+    tasks: tuple[str, ...],
+    symprec: float,
+    device: str,
+    batch_size: int,
+    parts: list[tuple[int, list[Any]]],
+    futures: list[Any],
+) -> list[dict[str, Any]] | dict[str, Any]:
+    """Load the models, then predict (and store) part by part; ``futures`` hold the parts' facts
+    when a worker pool computes them, else they are computed here."""
+    from atomate2_gmt.schemas.prediction import derive_model_version
+    from atomate2_gmt.stores import upsert_predictions
+
     loaded: dict[str, list[tuple[Any, dict[str, Any]]]] = {
         task: maker.load_ensemble(task) if task in maker.ensemble else [maker.load_model(task)]
         for task in tasks
@@ -295,7 +335,6 @@ def predict_documents(
     context = _Context(tasks, loaded, model_info, version, symprec, device, batch_size)
 
     start = time.perf_counter()
-    parts = _parts(list(candidates), maker.part_size)
     docs: list[Any] = []
     skipped: list[str] = []  # prediction ids already in the store (not predicted again)
     timings: dict[str, float] = {}
@@ -316,14 +355,9 @@ def predict_documents(
             written += upsert_predictions(store, part_docs)
             timings["store"] = timings.get("store", 0.0) + time.perf_counter() - t0
 
-    n_workers = maker.workers if maker.workers is not None else min(2, os.cpu_count() or 1) - 1
-    if n_workers > 0 and len(parts) > 1:
-        method = "fork" if sys.platform.startswith("linux") else "spawn"
-        pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context(method))
-        with pool:
-            futures = [pool.submit(structure_facts, part, i, symprec) for i, part in parts]
-            for future in futures:
-                run_part(future.result())
+    if futures:
+        for future in futures:
+            run_part(future.result())
     else:
         for i, part in parts:
             run_part(structure_facts(part, i, symprec))
