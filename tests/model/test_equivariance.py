@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from pymatgen.core import Lattice, Structure
 
+from atomate2_gmt.model.config import GMTNetConfig
 from tests.model.conftest import (
     calibrated_model,
     mp_by_system,
@@ -78,3 +80,27 @@ def test_equivariance_test_detects_a_frame_error():
     T = predict_one(model, structure)
     T_rot = predict_one(model, transform(structure, R))
     assert np.linalg.norm(T_rot - T) / np.linalg.norm(T) > 1e-3
+
+
+@pytest.mark.parametrize("task", ["dielectric", "elastic"])
+def test_invariant_shortcut_keeps_exact_equivariance_and_reaches_the_output(task):
+    """The pooled invariant features added to G's scalar channels: still exactly O(3)-equivariant
+    (rotations and reflections, float64), and they do change the prediction."""
+    model = calibrated_model(task, "float64", invariant_shortcut=True)
+    assert model.shortcut is not None
+    rng = np.random.default_rng(7)
+    for n, structure in enumerate(_exact_structures()):
+        R = random_orthogonal(rng, improper=bool(n % 2))
+        expected = rotate_tensor(predict_one(model, structure), R)
+        T_rot = predict_one(model, transform(structure, R))
+        assert np.linalg.norm(T_rot - expected) <= 1e-10 * np.linalg.norm(expected)
+    structure = prototypes()["rocksalt_NaCl"]
+    before = predict_one(model, structure)
+    with torch.no_grad():
+        model.shortcut.bias.add_(1.0)
+    assert np.linalg.norm(predict_one(model, structure) - before) > 1e-3 * np.linalg.norm(before)
+
+
+def test_invariant_shortcut_is_refused_for_piezo():
+    with pytest.raises(ValueError, match="no scalar"):
+        GMTNetConfig(task="piezo", invariant_shortcut=True)

@@ -61,6 +61,9 @@ class GMTNetConfig:
     scalar_mul: int = 64
     vector_mul: int = 8  # multiplicity of every l >= 1 irrep (both parities) in hidden layers
     hidden_lmax: int = -1  # highest l of the hidden features; -1: the order the head needs
+    # add a Linear of the mean-pooled invariant node features to the scalar (0e) channels of G
+    # (dielectric and elastic; piezo's G has no scalar part)
+    invariant_shortcut: bool = False
     out_mul: int = 16  # multiplicity of each irrep of the crystal feature G
     radial_hidden: int = 128
     feature_norm: bool = True  # equivariant BatchNorm on G: its l >= 1 parts start O(1)
@@ -80,6 +83,8 @@ class GMTNetConfig:
             self.lmax_sh = _HEAD_LMAX[self.kind]
         if self.hidden_lmax < 0:
             self.hidden_lmax = _HEAD_LMAX[self.kind]
+        if self.invariant_shortcut and self.kind == "piezo":
+            raise ValueError("invariant_shortcut: piezo's crystal feature has no scalar (0e) part")
         if self.k_neighbors < 1:
             raise ValueError("k_neighbors must be >= 1")
         if self.dtype not in ("float32", "float64"):

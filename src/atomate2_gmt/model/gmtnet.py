@@ -161,6 +161,17 @@ class GMTNet(nn.Module):
             irreps = layer.irreps_out
         self.equivariant_layers = nn.ModuleList(layers)
         self.irreps_feature = irreps
+        # the invariant trunk's pooled features straight into the scalar channels of G: an
+        # invariant added to 0e channels keeps the model exactly O(3)-equivariant
+        self.shortcut: nn.Linear | None = None
+        if config.invariant_shortcut:
+            scalar = [
+                sl
+                for (_, ir), sl in zip(irreps, irreps.slices(), strict=True)
+                if ir == o3.Irrep("0e")
+            ]
+            self._shortcut_slice = scalar[0]
+            self.shortcut = nn.Linear(d, scalar[0].stop - scalar[0].start)
         # per-irrep-channel normalisation of G: a fixed scaling in eval mode, so it commutes with
         # the point-group projector and keeps equivariance exact
         self.feature_norm: nn.Module | None = (
@@ -198,6 +209,10 @@ class GMTNet(nn.Module):
         for tfn in self.equivariant_layers:
             x = tfn(x, sh, e, g.edge_src, g.edge_dst)
         G = scatter_mean(x, g.node_graph, g.n_graphs)
+        if self.shortcut is not None:
+            pooled = self.shortcut(scatter_mean(f, g.node_graph, g.n_graphs))
+            sl = self._shortcut_slice
+            G = torch.cat([G[:, : sl.start], G[:, sl] + pooled, G[:, sl.stop :]], dim=1)
         if self.feature_norm is not None:
             G = self.feature_norm(G)
         if self.config.feature_projection:
