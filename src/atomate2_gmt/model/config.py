@@ -61,7 +61,7 @@ class GMTNetConfig:
     scalar_mul: int = 64
     vector_mul: int = 8  # multiplicity of every l >= 1 irrep (both parities) in hidden layers
     hidden_lmax: int = -1  # highest l of the hidden features; -1: the order the head needs
-    # add a Linear of the mean-pooled invariant node features to the scalar (0e) channels of G
+    # add an MLP of the mean-pooled invariant node features to the scalar (0e) channels of G
     # (dielectric and elastic; piezo's G has no scalar part)
     invariant_shortcut: bool = False
     out_mul: int = 16  # multiplicity of each irrep of the crystal feature G

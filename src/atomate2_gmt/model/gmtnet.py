@@ -161,9 +161,9 @@ class GMTNet(nn.Module):
             irreps = layer.irreps_out
         self.equivariant_layers = nn.ModuleList(layers)
         self.irreps_feature = irreps
-        # the invariant trunk's pooled features straight into the scalar channels of G: an
-        # invariant added to 0e channels keeps the model exactly O(3)-equivariant
-        self.shortcut: nn.Linear | None = None
+        # an MLP of the invariant trunk's pooled features added to the scalar channels of G (the
+        # head is linear in G): an invariant added to 0e channels keeps exact O(3)-equivariance
+        self.shortcut: nn.Module | None = None
         if config.invariant_shortcut:
             scalar = [
                 sl
@@ -171,7 +171,9 @@ class GMTNet(nn.Module):
                 if ir == o3.Irrep("0e")
             ]
             self._shortcut_slice = scalar[0]
-            self.shortcut = nn.Linear(d, scalar[0].stop - scalar[0].start)
+            self.shortcut = nn.Sequential(
+                nn.Linear(d, d), nn.SiLU(), nn.Linear(d, scalar[0].stop - scalar[0].start)
+            )
         # per-irrep-channel normalisation of G: a fixed scaling in eval mode, so it commutes with
         # the point-group projector and keeps equivariance exact
         self.feature_norm: nn.Module | None = (
