@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from test_jobflow_remote import _errors, _run_all, _states
+from tests.feedback_docs import feedback_doc
 
 pytestmark = pytest.mark.slow
 
@@ -131,21 +132,6 @@ def test_prediction_job_that_dies_is_resumed_by_a_rerun(jf_project, tmp_path):
     assert len(ranking["ranking"]["piezo"]) == N_STRUCTURES
 
 
-def _training_doc(record, task: str):
-    """A TrainingDoc as DFPT feedback writes it, from a shipped MP record."""
-    from atomate2_gmt.schemas.keys import structure_key
-    from atomate2_gmt.schemas.training import TrainingDoc, training_record_id
-
-    key = structure_key(record.structure)
-    rid = training_record_id(key, task, "vasp", "dielectric_electronic")
-    return TrainingDoc(
-        record_id=rid, id=rid, source="dfpt_vasp", structure_key=key,
-        structure=record.structure.as_dict(), task=task, part="dielectric_electronic",
-        contribution="electronic", units=record.units, tensor=record.tensor.tolist(),
-        voigt=record.voigt.tolist(), code="vasp",
-    )  # fmt: skip
-
-
 RETRAIN = {"task": "dielectric", "batch_size": 16, "device": "cpu", "warmup_epochs": 0}
 
 
@@ -176,7 +162,7 @@ def test_retrain_job_that_dies_resumes_and_registers_one_version(jf_project, tmp
     store = training_store()
     store.connect()
     try:
-        write_training_docs(store, [_training_doc(r, task) for r in train[-5:]])
+        write_training_docs(store, [feedback_doc(r, task) for r in train[-5:]])
     finally:
         store.close()
 

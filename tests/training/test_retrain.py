@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from jobflow import run_locally
+from tests.feedback_docs import feedback_doc
 from tests.tiny_model import TINY
 from typer.testing import CliRunner
 
@@ -17,8 +18,6 @@ from atomate2_gmt.model.checkpoint import save_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig
 from atomate2_gmt.model.gmtnet import GMTNet
 from atomate2_gmt.registry import SEED_REASON, ModelRegistry
-from atomate2_gmt.schemas.keys import structure_key
-from atomate2_gmt.schemas.training import TrainingDoc, training_record_id
 from atomate2_gmt.settings import GMTSettings
 from atomate2_gmt.stores import training_store
 
@@ -39,23 +38,11 @@ def splits():
     return heldout_set(TASK)
 
 
-def _doc(record) -> TrainingDoc:
-    """A TrainingDoc as DFPT feedback writes it, from a real shipped MP record."""
-    key = structure_key(record.structure)
-    rid = training_record_id(key, TASK, "vasp", "dielectric_electronic")
-    return TrainingDoc(
-        record_id=rid, id=rid, source="dfpt_vasp", structure_key=key,
-        structure=record.structure.as_dict(), task=TASK, part="dielectric_electronic",
-        contribution="electronic", units=record.units, tensor=record.tensor.tolist(),
-        voigt=record.voigt.tolist(), code="vasp",
-    )  # fmt: skip
-
-
 def _add_docs(settings, records) -> None:
     store = training_store(settings)
     store.connect()
     try:
-        write_training_docs(store, [_doc(r) for r in records])
+        write_training_docs(store, [feedback_doc(r, TASK) for r in records])
     finally:
         store.close()
 

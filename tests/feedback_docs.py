@@ -1,0 +1,20 @@
+"""Test helper shared by the retraining tests: training documents as DFPT feedback writes them."""
+
+from __future__ import annotations
+
+from atomate2_gmt.data.records import TensorRecord
+from atomate2_gmt.schemas.keys import structure_key
+from atomate2_gmt.schemas.training import TrainingDoc, training_record_id
+
+
+def feedback_doc(record: TensorRecord, task: str) -> TrainingDoc:
+    """A TrainingDoc as DFPT feedback writes it (electronic dielectric part of a VASP run), from
+    a real shipped MP record."""
+    key = structure_key(record.structure)
+    rid = training_record_id(key, task, "vasp", "dielectric_electronic")
+    return TrainingDoc(
+        record_id=rid, id=rid, source="dfpt_vasp", structure_key=key,
+        structure=record.structure.as_dict(), task=task, part="dielectric_electronic",
+        contribution="electronic", units=record.units, tensor=record.tensor.tolist(),
+        voigt=record.voigt.tolist(), code="vasp",
+    )  # fmt: skip
