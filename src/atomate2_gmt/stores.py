@@ -1070,6 +1070,11 @@ def describe_store(store: Store) -> str:
         return type(store).__name__
 
 
+def store_error_reason(exc: BaseException) -> str:
+    """``Type: message`` of a store failure, credentials masked, pymongo's topology dump cut."""
+    return f"{type(exc).__name__}: {mask_uri(str(exc)).split(', Timeout:')[0]}"
+
+
 def check_store(store: Store, timeout_s: float = 5.0) -> None:
     """Connect to ``store`` and make one round trip, failing within ~``timeout_s`` seconds.
 
@@ -1101,9 +1106,8 @@ def check_store(store: Store, timeout_s: float = 5.0) -> None:
         else:
             store.count()
     except Exception as exc:
-        reason = mask_uri(str(exc)).split(", Timeout:")[0]
         raise StoreConnectionError(
-            f"cannot reach the store {where} within {timeout_s:g} s: {type(exc).__name__}: {reason}"
+            f"cannot reach the store {where} within {timeout_s:g} s: {store_error_reason(exc)}"
         ) from None
 
 
@@ -1180,7 +1184,7 @@ def upsert_predictions(store: Store, docs: Iterable[Any], batch_size: int = 500)
     except Exception as exc:
         raise StoreWriteError(
             f"upsert_predictions wrote {written} of {len(todo)} documents to {where} before the "
-            f"write failed ({type(exc).__name__}: {mask_uri(str(exc)).split(', Timeout:')[0]}). "
+            f"write failed ({store_error_reason(exc)}). "
             "Upserts are idempotent on (structure_key, model_version): re-run the same call to "
             "write the rest without duplicates."
         ) from exc

@@ -399,8 +399,7 @@ def _already_predicted(
 ) -> dict[int, str]:
     """``id(candidate)`` → ``prediction_id`` of the candidates of one part whose successful
     document with model ``version`` is already in ``store``."""
-    from atomate2_gmt.settings import mask_uri
-    from atomate2_gmt.stores import StoreConnectionError, describe_store
+    from atomate2_gmt.stores import StoreConnectionError, describe_store, store_error_reason
 
     wanted = {
         f"{f['structure_key']}:{version}": id(c)
@@ -419,7 +418,7 @@ def _already_predicted(
     except Exception as exc:
         raise StoreConnectionError(
             f"cannot read the existing predictions from {describe_store(store)}: "
-            f"{type(exc).__name__}: {mask_uri(str(exc)).split(', Timeout:')[0]}"
+            f"{store_error_reason(exc)}"
         ) from exc
 
 
