@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,6 +122,11 @@ class GMTPredictMaker(Maker):
             documents are not copied into the job store).
         workers: processes that read files and compute structure keys and IEEE rotations while
             the models predict (None → one if the machine has ≥ 2 cores; 0 → all in-process).
+        model_workers: on a CPU device, forked processes (one torch thread each) that run the
+            forward passes and build the documents of sub-parts of ``batch_size`` structures, so
+            every core computes instead of one multi-threaded forward pass competing with the
+            file workers (None → one per core when there are >= 2 cores, the device is the CPU
+            and the platform forks; 0 → in the job's process). Ignored on a GPU.
         part_size: structures per pipelined part; with ``write_to_store`` each part is upserted
             as soon as it is predicted, so a job that dies keeps the parts it finished.
         skip_existing: with ``write_to_store``, a structure whose successful document with the
@@ -144,7 +150,8 @@ class GMTPredictMaker(Maker):
     store: Store | None = None
     return_documents: bool = True
     workers: int | None = None
-    part_size: int = 256
+    model_workers: int | None = None
+    part_size: int = 64
     skip_existing: bool = True
     ensemble: dict[str, list[str]] = field(default_factory=dict)
 
@@ -259,6 +266,8 @@ def structure_facts(
 
 #: Length of the first pipelined part: small, so the models start while the worker reads on.
 FIRST_PART_SIZE = 32
+#: Structures per model-worker task: small, so both workers stay busy to the end of a part.
+MODEL_PART_SIZE = 32
 
 
 def _parts(items: Sequence[Any], size: int) -> list[tuple[int, list[Any]]]:
@@ -302,7 +311,9 @@ def predict_documents(
     futures = []
     if n_workers > 0 and len(parts) > 1:  # the workers read and key files while models load
         method = "fork" if sys.platform.startswith("linux") else "spawn"
-        pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context(method))
+        pool = ProcessPoolExecutor(
+            n_workers, mp_context=multiprocessing.get_context(method), initializer=_init_worker
+        )
         futures = [pool.submit(structure_facts, part, i, symprec) for i, part in parts]
     try:
         return _predict_parts(maker, store, tasks, symprec, device, batch_size, parts, futures)
@@ -339,28 +350,54 @@ def _predict_parts(
     skipped: list[str] = []  # prediction ids already in the store (not predicted again)
     timings: dict[str, float] = {}
     written = 0
+    model_pool = _model_pool(maker, context, sum(len(p) for _, p in parts))
+    pending: deque[Any] = deque()  # model-pool futures, in input order
 
-    def run_part(facts: list[tuple[Candidate, dict[str, Any]]]) -> None:
+    def keep(part_docs: list[Any]) -> None:
         nonlocal written
-        if store is not None and maker.skip_existing:
-            t0 = time.perf_counter()
-            done = _already_predicted(store, facts, version)
-            timings["store"] = timings.get("store", 0.0) + time.perf_counter() - t0
-            skipped.extend(done.values())
-            facts = [(c, f) for c, f in facts if id(c) not in done]
-        part_docs = _documents(context, facts, timings) if facts else []
         docs.extend(part_docs)
         if store is not None and part_docs:  # written now: a job that dies keeps this part
             t0 = time.perf_counter()
             written += upsert_predictions(store, part_docs)
             timings["store"] = timings.get("store", 0.0) + time.perf_counter() - t0
 
-    if futures:
-        for future in futures:
-            run_part(future.result())
-    else:
-        for i, part in parts:
-            run_part(structure_facts(part, i, symprec))
+    def collect(block: bool) -> None:
+        while pending and (block or pending[0].done()):
+            part_docs, part_timings = pending.popleft().result()
+            for key, value in part_timings.items():
+                timings[key] = timings.get(key, 0.0) + value
+            keep(part_docs)
+
+    def run_part(facts: list[tuple[Candidate, dict[str, Any]]]) -> None:
+        if store is not None and maker.skip_existing:
+            t0 = time.perf_counter()
+            done = _already_predicted(store, facts, version)
+            timings["store"] = timings.get("store", 0.0) + time.perf_counter() - t0
+            skipped.extend(done.values())
+            facts = [(c, f) for c, f in facts if id(c) not in done]
+        if not facts:
+            return
+        if model_pool is None:
+            keep(_documents(context, facts, timings))
+            return
+        step = min(batch_size, MODEL_PART_SIZE)
+        for a in range(0, len(facts), step):
+            pending.append(model_pool.submit(_worker_documents, facts[a : a + step]))
+        collect(block=False)
+
+    try:
+        if futures:
+            for future in futures:
+                run_part(future.result())
+        else:
+            for i, part in parts:
+                run_part(structure_facts(part, i, symprec))
+        collect(block=True)
+    finally:
+        if model_pool is not None:
+            model_pool.shutdown(cancel_futures=True)
+            global _WORKER_CONTEXT
+            _WORKER_CONTEXT = None
     elapsed = time.perf_counter() - start
     failures = [[d.source, d.error or ""] for d in docs if d.state == "failed"]
     logger.info(
@@ -479,6 +516,54 @@ class _Context:
     symprec: float
     device: str
     batch_size: int
+
+
+#: The context a forked model worker inherits (set in the job's process just before the fork).
+_WORKER_CONTEXT: _Context | None = None
+
+
+def _init_worker(threads: int = 1) -> None:
+    """Worker initialiser: ``threads`` torch threads and ONE BLAS thread. Idle OpenBLAS threads
+    spin: with its default of one per core, numpy's BLAS cost a single-threaded worker about a
+    quarter of its CPU in spinning, taken from the other processes."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(limits=1, user_api="blas")
+
+
+def _worker_documents(
+    facts: list[tuple[Candidate, dict[str, Any]]],
+) -> tuple[list[Any], dict[str, float]]:
+    """Predict one sub-part in a model worker: its documents and stage times."""
+    if _WORKER_CONTEXT is None:  # pragma: no cover - only if the pool did not fork
+        raise RuntimeError("model worker started without the prediction context")
+    timings: dict[str, float] = {}
+    return _documents(_WORKER_CONTEXT, facts, timings), timings
+
+
+def _model_pool(maker: GMTPredictMaker, ctx: _Context, n_items: int) -> Any:
+    """A forked pool of model workers that inherit the loaded models (see ``model_workers``),
+    or None when the job predicts in its own process (GPU, one core, no fork, small input)."""
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _WORKER_CONTEXT
+    cores = os.cpu_count() or 1
+    n = maker.model_workers
+    if n is None:
+        n = cores if cores >= 2 and sys.platform.startswith("linux") else 0
+    if n < 2 or ctx.device != "cpu" or n_items <= ctx.batch_size:
+        return None
+    _WORKER_CONTEXT = ctx  # inherited by the forked workers (the models are not pickled)
+    return ProcessPoolExecutor(
+        n,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_init_worker,
+        initargs=(max(1, cores // n),),
+    )
 
 
 def _documents(

@@ -35,11 +35,9 @@ _GRID = 1000  # fractional-coordinate grid (1e-3)
 
 
 @lru_cache(maxsize=1)
-def _unimodular_candidates() -> np.ndarray:
-    """All 3x3 matrices with entries in {-1, 0, 1} and determinant +1 (proper basis changes)."""
-    mats = np.array(list(itertools.product((-1, 0, 1), repeat=9)), dtype=np.int64).reshape(-1, 3, 3)
-    dets = np.rint(np.linalg.det(mats.astype(float))).astype(int)
-    return mats[dets == 1]
+def _integer_rows() -> np.ndarray:
+    """The 27 vectors with entries in {-1, 0, 1}: the candidate rows of a basis change."""
+    return np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=float)
 
 
 def _niggli_right_handed(lattice: np.ndarray, frac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -54,11 +52,22 @@ def _niggli_right_handed(lattice: np.ndarray, frac: np.ndarray) -> tuple[np.ndar
 
 
 def _metric_preserving(lattice: np.ndarray) -> np.ndarray:
-    """Integer basis changes M (det +1) with M G M^T = G, G the metric of ``lattice`` rows."""
+    """Integer basis changes M (entries in {-1, 0, 1}, det +1) with M G M^T = G, G the metric of
+    ``lattice`` rows (to 1e-4 of the largest diagonal element).
+
+    Row i of such an M must keep the diagonal element G_ii (m G m^T = G_ii), so only the few rows
+    that do are combined, and the off-diagonal elements and the determinant checked on those.
+    """
     g = lattice @ lattice.T
-    mats = _unimodular_candidates().astype(float)
-    transformed = np.einsum("nij,jk,nlk->nil", mats, g, mats)
     tol = 1e-4 * float(np.max(np.diag(g)))
+    rows = _integer_rows()
+    norms = np.einsum("ni,ij,nj->n", rows, g, rows)
+    choices = [rows[np.abs(norms - g[i, i]) < tol] for i in range(3)]
+    i0, i1, i2 = (a.ravel() for a in np.meshgrid(*(np.arange(len(c)) for c in choices)))
+    mats = np.stack([choices[0][i0], choices[1][i1], choices[2][i2]], axis=1)  # (n, 3, 3)
+    dets = np.rint(np.linalg.det(mats))
+    mats = mats[dets == 1]
+    transformed = (mats @ g) @ mats.transpose(0, 2, 1)  # M G M^T for every candidate M
     ok = np.all(np.abs(transformed - g) < tol, axis=(1, 2))
     return mats[ok]
 
