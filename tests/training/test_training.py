@@ -131,3 +131,33 @@ def test_filter_max_abs_drops_only_the_tail():
     assert all(np.abs(r.tensor).max() <= 100.0 for r in kept)
     assert max(np.abs(r.tensor).max() for r in records) > 100.0
     assert filter_max_abs(records, float("inf")) == (records, 0)
+
+
+def test_relative_loss_term_is_scale_free_and_floored():
+    from atomate2_gmt.training.trainer import relative_huber
+
+    rng = np.random.default_rng(0)
+    target = torch.from_numpy(rng.normal(size=(5, 3, 3)) + 4 * np.eye(3))
+    scale = torch.tensor(1.0, dtype=torch.float64)
+    assert relative_huber(target, target, scale).item() == 0.0
+    # pred = 2·true: relative error 1 per crystal → Huber(1, delta 0.1) = 0.1·(1 - 0.05)
+    assert relative_huber(2 * target, target, scale).item() == pytest.approx(0.095)
+    # scale-free: the same relative errors at 100x the magnitude (and 100x the scale)
+    big = relative_huber(200 * target, 100 * target, 100 * scale).item()
+    assert big == pytest.approx(0.095)
+    # a zero target is measured against 0.1·scale, not zero: finite
+    zero = torch.zeros(1, 3, 3, dtype=torch.float64)
+    assert np.isfinite(relative_huber(zero + 0.01, zero, scale).item())
+
+
+def test_relative_loss_weight_trains(sets, tmp_path):
+    cfg, train, val, _ = sets
+    tcfg = TrainConfig(
+        epochs=3, batch_size=16, seed=3, device="cpu", warmup_epochs=0, relative_loss_weight=3.0
+    )
+    torch.manual_seed(tcfg.seed)
+    trainer = Trainer(GMTNet(cfg), train, val, tmp_path, tcfg)
+    trainer.fit(progress=False)
+    losses = [row["train_loss"] for row in trainer.history]
+    assert all(np.isfinite(losses))
+    assert losses[-1] < losses[0]

@@ -38,6 +38,9 @@ def train(
     model_option: list[str] = typer.Option(
         [], "--model-option", "-m", help="GMTNetConfig override KEY=VALUE (JSON value), repeatable"
     ),
+    relative_loss: float = typer.Option(
+        0.0, help="weight of the relative-error loss term (|Δ|_F/|true|_F per crystal); 0 = off"
+    ),
 ) -> None:
     """Train GMTNet on one task; resumable; writes best.pt, log.csv/json and report.json."""
     from atomate2_gmt.training.run import train_task
@@ -52,6 +55,7 @@ def train(
         seed=seed,
         device=device,
         center_targets=center_targets,
+        relative_loss_weight=relative_loss,
     )
     report = train_task(
         task,

@@ -46,6 +46,9 @@ class TrainConfig:
     end_lr_factor: float = 0.01
     warmup_epochs: int = 2
     huber_delta: float = 1.0  # on scaled targets
+    # weight of a relative term: Huber (delta 0.1) of |pred - true|_F / |true|_F per crystal, the
+    # quantity EwT thresholds; 0 = absolute Huber only (denominator floored at 0.1·target scale)
+    relative_loss_weight: float = 0.0
     target_scaling: bool = True  # divide targets by their RMS (see docs/training.md)
     center_targets: bool = False  # learn the residual from the training mean (symmetrised)
     grad_clip: float = 10.0
@@ -79,6 +82,17 @@ def prepare_records(records: Sequence[TensorRecord], config: GMTNetConfig) -> Pr
     if not kept:
         raise ValueError("no record could be prepared for training")
     return PreparedSet(kept, crystals, torch.stack(targets), failed)
+
+
+def relative_huber(pred: torch.Tensor, target: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Mean Huber (delta 0.1) of the per-crystal relative Frobenius error of full tensors.
+
+    The denominator is floored at 0.1·``scale`` so a (near-)zero target does not blow up.
+    """
+    err = (pred - target).flatten(1).norm(dim=1)
+    den = target.flatten(1).norm(dim=1).clamp_min(0.1 * float(scale))
+    rel = err / den
+    return F.huber_loss(rel, torch.zeros_like(rel), delta=0.1)
 
 
 def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
@@ -234,7 +248,10 @@ class Trainer:
     # -- loop --------------------------------------------------------------------------------
     def _loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         scale = self.model.target_scale
-        return F.huber_loss(pred / scale, target / scale, delta=self.cfg.huber_delta)
+        loss = F.huber_loss(pred / scale, target / scale, delta=self.cfg.huber_delta)
+        if self.cfg.relative_loss_weight > 0:
+            loss = loss + self.cfg.relative_loss_weight * relative_huber(pred, target, scale)
+        return loss
 
     def train_epoch(self) -> float:
         """One pass over the training set; returns the mean loss."""
