@@ -71,6 +71,8 @@ def main() -> None:
     ap.add_argument("--finetune-lr", type=float, default=default.finetune_lr)
     ap.add_argument("--target-transform", default=default.target_transform)
     ap.add_argument("--transform-scale", type=float, default=default.transform_scale)
+    ap.add_argument("--rounds", type=int, default=default.rounds)
+    ap.add_argument("--per-round", type=int, default=default.per_round, help="oracle calls")
     ap.add_argument("--seed-size", type=int, default=default.seed_size)
     ap.add_argument("--heldout-size", type=int, default=default.heldout_size)
     args = ap.parse_args()
@@ -89,6 +91,8 @@ def main() -> None:
         transform_scale=args.transform_scale,
         seed_size=args.seed_size,
         heldout_size=args.heldout_size,
+        rounds=args.rounds,
+        per_round=args.per_round,
     )
     records = campaign_records(cfg)
     t0 = time.perf_counter()

@@ -180,7 +180,7 @@ def test_cli_end_to_end(tmp_path) -> None:  # type: ignore[no-untyped-def]
         "--top", "5", "--rounds", "2", "--per-round", "4", "--init-epochs", "1",
         "--finetune-epochs", "1", "--ensemble", "2", "--random-repeats", "10",
         "--batch-size", "8", "--model-overrides", json.dumps(TINY), "--replicates", "2",
-        "--out", str(out), "--plot", str(png), "--quiet",
+        "--retrain", "scratch", "--out", str(out), "--plot", str(png), "--quiet",
     ]  # fmt: skip
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
@@ -188,11 +188,15 @@ def test_cli_end_to_end(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert "target ≥ 3× random after 8 oracle calls" in res.output
     payload = json.loads(out.read_text())
     assert payload["summary"]["replicates"] == 2
+    assert all(r["config"]["retrain"] == "scratch" for r in payload["replicates"])
     assert [r["config"]["seed"] for r in payload["replicates"]] == [0, 1]
     assert png.stat().st_size > 1000
     bad = CliRunner().invoke(app, ["campaign", "simulate", "--strategies", "greedy", "--quiet"])
     assert bad.exit_code != 0
     assert "unknown or no strategies" in bad.output
+    bad = CliRunner().invoke(app, ["campaign", "simulate", "--retrain", "warm", "--quiet"])
+    assert bad.exit_code != 0
+    assert "unknown retrain 'warm'" in bad.output
 
 
 def test_target_transform_roundtrip_and_symmetry() -> None:

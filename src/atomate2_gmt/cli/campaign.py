@@ -49,6 +49,9 @@ def simulate(
     random_repeats: int = typer.Option(200, "--random-repeats", help="random draws averaged"),
     init_epochs: int = typer.Option(60, "--init-epochs"),
     finetune_epochs: int = typer.Option(20, "--finetune-epochs"),
+    retrain: str = typer.Option(
+        "finetune", help="after each round: 'finetune' the model or train it from 'scratch'"
+    ),
     batch_size: int = typer.Option(32, "--batch-size"),
     model_overrides: str | None = typer.Option(
         None, "--model-overrides", help="GMTNetConfig fields as JSON (default: the small model)"
@@ -77,6 +80,7 @@ def simulate(
             strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
             ensemble=ensemble, kappa=kappa, random_repeats=random_repeats,
             init_epochs=init_epochs, finetune_epochs=finetune_epochs, batch_size=batch_size,
+            retrain=retrain,
             model_overrides=json.loads(model_overrides) if model_overrides else dict(SMALL_MODEL),
             limit=limit,
         )  # fmt: skip
