@@ -281,9 +281,18 @@ def test_centered_comparison_gives_every_model_the_training_mean(tmp_path):
     """``center_targets``: all four models learn the residual from the same training mean."""
     kwargs = {"limit": 24, "batch_size": 16, "model_overrides": SMALL, "command": "pytest"}
     cmp = harness.compare_models(
-        "dielectric", tmp_path, 1, models=["invariant", "gmtnet"], center_targets=True, **kwargs
+        "dielectric",
+        tmp_path,
+        1,
+        models=["invariant", "gmtnet"],
+        center_targets=True,
+        relative_loss_weight=2.0,
+        **kwargs,
     )
     assert cmp["center_targets"] is True
+    assert cmp["relative_loss_weight"] == 2.0
+    state = torch.load(tmp_path / "gmtnet" / "state.pt", weights_only=True)
+    assert json.loads(state["train_json"])["relative_loss_weight"] == 2.0
     offsets = []
     for name in ("invariant", "gmtnet"):
         model, _ = load_checkpoint(tmp_path / name / "best.pt", task="dielectric")

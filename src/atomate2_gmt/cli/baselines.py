@@ -34,6 +34,9 @@ def baselines(
     model_option: list[str] = typer.Option(
         [], "--model-option", "-m", help="GMTNetConfig override KEY=VALUE for all four models"
     ),
+    relative_loss: float = typer.Option(
+        0.0, help="weight of the relative-error loss term, for all four models; 0 = off"
+    ),
 ) -> None:
     """Train (a) invariant, (b) + group averaging, (c) GMTNet w/o symmetry, (d) GMTNet; compare.
 
@@ -58,6 +61,7 @@ def baselines(
         limit=limit,
         model_overrides=parse_model_options(model_option),
         center_targets=center_targets,
+        relative_loss_weight=relative_loss,
         resume=not no_resume,
         progress=True,
         command="atomate2-gmt " + " ".join(shlex.quote(a) for a in sys.argv[1:]),

@@ -185,6 +185,7 @@ def compare_models(
     limit: int | None = None,
     model_overrides: dict[str, Any] | None = None,
     center_targets: bool = False,
+    relative_loss_weight: float = 0.0,
     resume: bool = True,
     progress: bool = False,
     command: str | None = None,
@@ -194,7 +195,8 @@ def compare_models(
     ``limit`` keeps the first ``limit`` records (tests, quick looks); ``max_abs_target`` drops
     train/val records with a larger |component| (task units), never test records;
     ``model_overrides`` are GMTNetConfig fields applied to all four models; ``center_targets``
-    makes every model learn the residual from the training mean tensor. Returns the
+    makes every model learn the residual from the training mean tensor;
+    ``relative_loss_weight`` adds the relative-error loss term to every model's loss. Returns the
     comparison dict (also written as JSON).
     """
     check_task(task)
@@ -210,6 +212,7 @@ def compare_models(
         seed=seed,
         device=device,
         center_targets=center_targets,
+        relative_loss_weight=relative_loss_weight,
     )
     base_overrides = dict(model_overrides or {})
     records, data_info = load_records(task, data)
@@ -260,6 +263,7 @@ def compare_models(
         "data": data_info,
         "model_overrides": base_overrides,
         "center_targets": center_targets,
+        "relative_loss_weight": relative_loss_weight,
         "machine": metadata["machine"],
         "command": command,
         "models": results,
