@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--finetune-lr", type=float, default=default.finetune_lr)
     ap.add_argument("--target-transform", default=default.target_transform)
     ap.add_argument("--transform-scale", type=float, default=default.transform_scale)
+    ap.add_argument("--huber-delta", type=float, default=default.huber_delta)
     ap.add_argument("--rounds", type=int, default=default.rounds)
     ap.add_argument("--per-round", type=int, default=default.per_round, help="oracle calls")
     ap.add_argument("--seed-size", type=int, default=default.seed_size)
@@ -93,6 +94,7 @@ def main() -> None:
         heldout_size=args.heldout_size,
         rounds=args.rounds,
         per_round=args.per_round,
+        huber_delta=args.huber_delta,
     )
     records = campaign_records(cfg)
     t0 = time.perf_counter()

@@ -223,6 +223,21 @@ def test_target_transform_roundtrip_and_symmetry() -> None:
         CampaignConfig(target_transform="log")
     with pytest.raises(ValueError, match="unknown retrain"):
         CampaignConfig(retrain="warm")
+    with pytest.raises(ValueError, match="huber_delta must be positive"):
+        CampaignConfig(huber_delta=0.0)
+
+
+def test_huber_delta_reaches_the_trainer(records, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    deltas: list[float] = []
+    original_fit = simulate.Trainer.fit
+
+    def fit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        deltas.append(self.cfg.huber_delta)
+        return original_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(simulate.Trainer, "fit", fit)
+    run_campaign(replace(CFG, strategies=("ranking",), huber_delta=10.0), records)
+    assert deltas == [10.0]
 
 
 def test_scratch_retraining_and_transform(records, monkeypatch) -> None:  # type: ignore[no-untyped-def]

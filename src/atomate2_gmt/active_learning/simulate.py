@@ -130,6 +130,9 @@ class CampaignConfig:
             predictions are expanded back before any ranking or Fnorm.
         retrain: ``finetune`` (from the previous model) or ``scratch`` after every round
             (:data:`RETRAIN_MODES`).
+        huber_delta: δ of the training loss's Huber function on scaled targets (1: L1-like
+            beyond one target RMS; large: MSE-like, which weights the largest tensors, the
+            ones a search for the top-K must get right, more).
         select: ``best`` (best validation epoch) or ``last`` (final epoch; the validation
             records join the training set) (:data:`SELECT_MODES`).
         limit: use only the first N records (quick runs and tests).
@@ -157,6 +160,7 @@ class CampaignConfig:
     target_transform: str = "none"
     transform_scale: float = 1.0
     retrain: str = "finetune"
+    huber_delta: float = 1.0
     select: str = "best"
     limit: int | None = None
     data: str = "mp"
@@ -178,6 +182,8 @@ class CampaignConfig:
             raise ValueError(
                 f"unknown target_transform {self.target_transform!r}; valid: {TARGET_TRANSFORMS}"
             )
+        if self.huber_delta <= 0:
+            raise ValueError(f"huber_delta must be positive, got {self.huber_delta}")
         if self.transform_scale <= 0:
             raise ValueError(f"transform_scale must be positive, got {self.transform_scale}")
         if self.select not in SELECT_MODES:
@@ -300,6 +306,7 @@ def train_model(
         device="cpu",
         target_scaling=scaling,
         warmup_epochs=min(2, max(0, epochs - 1)),
+        huber_delta=cfg.huber_delta,
     )
     with tempfile.TemporaryDirectory(prefix="gmt-campaign-") as tmp:
         trainer = Trainer(model, train, val, tmp, tcfg, metadata={"campaign_seed": seed})
