@@ -194,7 +194,8 @@ def test_parts_start_short_and_cover_every_input_once():
 
 def test_model_workers_equal_in_process_and_keep_input_order(good_structures, tmp_path):
     """Forked model workers (one torch thread each) give the in-process documents, in order."""
-    from atomate2_gmt.jobs.predict import _Context, _model_pool, predict_documents
+    from atomate2_gmt.jobs import predict as job
+    from atomate2_gmt.jobs.predict import _Context, _model_pool, close_model_pool, predict_documents
 
     broken = tmp_path / "broken.cif"
     broken.write_text("not a cif")
@@ -205,10 +206,18 @@ def test_model_workers_equal_in_process_and_keep_input_order(good_structures, tm
     ctx = _Context(("dielectric",), {}, {}, "v", 0.01, "cpu", 2)
     pool = _model_pool(forked, ctx, len(inputs))
     assert pool is not None  # this input does go through the model workers
-    pool.shutdown()
+    assert _model_pool(forked, ctx, len(inputs)) is pool  # the same models: warm workers reused
+    close_model_pool()
+    assert job._POOL["pool"] is None
     assert _model_pool(serial, ctx, len(inputs)) is None
     assert _model_pool(forked, _Context(("dielectric",), {}, {}, "v", 0.01, "cuda", 2), 99) is None
     a, b = predict_documents(serial, inputs), predict_documents(forked, inputs)
+    first_pool = job._POOL["pool"]
+    assert first_pool is not None  # kept for the next job with the same models
+    c = predict_documents(forked, inputs)
+    assert job._POOL["pool"] is first_pool
+    assert [d["prediction_id"] for d in c] == [d["prediction_id"] for d in b]
+    close_model_pool()
     assert [d["source"] for d in a] == [d["source"] for d in b]
     assert b[3]["state"] == "failed"
     assert b[3]["error"] == a[3]["error"]

@@ -9,6 +9,7 @@ batch.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import time
@@ -32,7 +33,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_TASKS", "GMTPredictMaker", "as_candidates", "predict_documents"]
+__all__ = [
+    "DEFAULT_TASKS",
+    "GMTPredictMaker",
+    "as_candidates",
+    "close_model_pool",
+    "predict_documents",
+]
 
 DEFAULT_TASKS: tuple[str, ...] = ("dielectric", "piezo", "elastic")
 """Tasks predicted when none are named: the three tensors (ε∞, e_ij, C_ij)."""
@@ -393,11 +400,10 @@ def _predict_parts(
             for i, part in parts:
                 run_part(structure_facts(part, i, symprec))
         collect(block=True)
-    finally:
-        if model_pool is not None:
-            model_pool.shutdown(cancel_futures=True)
-            global _WORKER_CONTEXT
-            _WORKER_CONTEXT = None
+    except BaseException:
+        if model_pool is not None:  # workers may still be busy with this job's parts
+            close_model_pool()
+        raise
     elapsed = time.perf_counter() - start
     failures = [[d.source, d.error or ""] for d in docs if d.state == "failed"]
     logger.info(
@@ -543,9 +549,37 @@ def _worker_documents(
     return _documents(_WORKER_CONTEXT, facts, timings), timings
 
 
+#: The model-worker pool of this process, the context its workers were forked with (kept, so
+#: that the models' ids in the key cannot be reused) and that context's key. The next job with
+#: the same models and settings reuses the warm workers; any other job replaces the pool.
+_POOL: dict[str, Any] = {"key": None, "pool": None, "context": None}
+
+
+def _pool_key(ctx: _Context, n: int) -> tuple[Any, ...]:
+    import json
+
+    members = tuple((task, tuple(id(net) for net, _ in m)) for task, m in ctx.loaded.items())
+    info = json.dumps(ctx.model_info, sort_keys=True, default=str)
+    return (ctx.tasks, members, info, ctx.version, ctx.symprec, ctx.device, ctx.batch_size, n)
+
+
+def close_model_pool() -> None:
+    """Shut down this process's model workers (at exit, after a failed job, or to free them)."""
+    global _WORKER_CONTEXT
+    pool = _POOL["pool"]
+    _POOL.update(key=None, pool=None, context=None)
+    _WORKER_CONTEXT = None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(close_model_pool)
+
+
 def _model_pool(maker: GMTPredictMaker, ctx: _Context, n_items: int) -> Any:
-    """A forked pool of model workers that inherit the loaded models (see ``model_workers``),
-    or None when the job predicts in its own process (GPU, one core, no fork, small input)."""
+    """The forked pool of model workers that inherit the loaded models (see ``model_workers``),
+    or None when the job predicts in its own process (GPU, one core, no fork, small input).
+    A pool forked for the same models and settings by an earlier job is reused."""
     import multiprocessing
     import sys
     from concurrent.futures import ProcessPoolExecutor
@@ -557,13 +591,19 @@ def _model_pool(maker: GMTPredictMaker, ctx: _Context, n_items: int) -> Any:
         n = cores if cores >= 2 and sys.platform.startswith("linux") else 0
     if n < 2 or ctx.device != "cpu" or n_items <= ctx.batch_size:
         return None
+    key = _pool_key(ctx, n)
+    if _POOL["pool"] is not None and _POOL["key"] == key:
+        return _POOL["pool"]
+    close_model_pool()
     _WORKER_CONTEXT = ctx  # inherited by the forked workers (the models are not pickled)
-    return ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         n,
         mp_context=multiprocessing.get_context("fork"),
         initializer=_init_worker,
         initargs=(max(1, cores // n),),
     )
+    _POOL.update(key=key, pool=pool, context=ctx)
+    return pool
 
 
 def _documents(
