@@ -130,7 +130,8 @@ class GMTPredictMaker(Maker):
         workers: processes that read files and compute structure keys and IEEE rotations while
             the models predict (None → one if the machine has ≥ 2 cores; 0 → all in-process).
         model_workers: on a CPU device, forked processes (one torch thread each) that run the
-            forward passes and build the documents of sub-parts of ``batch_size`` structures, so
+            forward passes and build the documents of sub-parts of at most
+            :data:`MODEL_PART_SIZE` structures, so
             every core computes instead of one multi-threaded forward pass competing with the
             file workers (None → one per core when there are >= 2 cores, the device is the CPU
             and the platform forks; 0 → in the job's process). Ignored on a GPU.
@@ -297,7 +298,6 @@ def predict_documents(
     (:func:`structure_facts`).
     """
     import multiprocessing
-    import sys
     from concurrent.futures import ProcessPoolExecutor
 
     from atomate2_gmt.model.predict import resolve_device
@@ -317,7 +317,7 @@ def predict_documents(
     pool = None
     futures = []
     if n_workers > 0 and len(parts) > 1:  # the workers read and key files while models load
-        method = "fork" if sys.platform.startswith("linux") else "spawn"
+        method = "fork" if _forks() else "spawn"
         pool = ProcessPoolExecutor(
             n_workers, mp_context=multiprocessing.get_context(method), initializer=_init_worker
         )
@@ -524,6 +524,13 @@ class _Context:
     batch_size: int
 
 
+def _forks() -> bool:
+    """Whether worker processes are forked here (Linux), inheriting the parent's memory."""
+    import sys
+
+    return sys.platform.startswith("linux")
+
+
 #: The context a forked model worker inherits (set in the job's process just before the fork).
 _WORKER_CONTEXT: _Context | None = None
 
@@ -549,10 +556,11 @@ def _worker_documents(
     return _documents(_WORKER_CONTEXT, facts, timings), timings
 
 
-#: The model-worker pool of this process, the context its workers were forked with (kept, so
-#: that the models' ids in the key cannot be reused) and that context's key. The next job with
-#: the same models and settings reuses the warm workers; any other job replaces the pool.
-_POOL: dict[str, Any] = {"key": None, "pool": None, "context": None}
+#: The model-worker pool of this process and the key of the context its workers were forked
+#: with (that context stays referenced by ``_WORKER_CONTEXT``, so the models' ids in the key
+#: cannot be reused). The next job with the same models and settings reuses the warm workers;
+#: any other job replaces the pool.
+_POOL: dict[str, Any] = {"key": None, "pool": None}
 
 
 def _pool_key(ctx: _Context, n: int) -> tuple[Any, ...]:
@@ -567,7 +575,7 @@ def close_model_pool() -> None:
     """Shut down this process's model workers (at exit, after a failed job, or to free them)."""
     global _WORKER_CONTEXT
     pool = _POOL["pool"]
-    _POOL.update(key=None, pool=None, context=None)
+    _POOL.update(key=None, pool=None)
     _WORKER_CONTEXT = None
     if pool is not None:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -581,14 +589,13 @@ def _model_pool(maker: GMTPredictMaker, ctx: _Context, n_items: int) -> Any:
     or None when the job predicts in its own process (GPU, one core, no fork, small input).
     A pool forked for the same models and settings by an earlier job is reused."""
     import multiprocessing
-    import sys
     from concurrent.futures import ProcessPoolExecutor
 
     global _WORKER_CONTEXT
     cores = os.cpu_count() or 1
     n = maker.model_workers
     if n is None:
-        n = cores if cores >= 2 and sys.platform.startswith("linux") else 0
+        n = cores if cores >= 2 and _forks() else 0
     if n < 2 or ctx.device != "cpu" or n_items <= ctx.batch_size:
         return None
     key = _pool_key(ctx, n)
@@ -602,7 +609,7 @@ def _model_pool(maker: GMTPredictMaker, ctx: _Context, n_items: int) -> Any:
         initializer=_init_worker,
         initargs=(max(1, cores // n),),
     )
-    _POOL.update(key=key, pool=pool, context=ctx)
+    _POOL.update(key=key, pool=pool)
     return pool
 
 
