@@ -72,6 +72,8 @@ def main() -> None:
     ap.add_argument("--target-transform", default=default.target_transform)
     ap.add_argument("--transform-scale", type=float, default=default.transform_scale)
     ap.add_argument("--huber-delta", type=float, default=default.huber_delta)
+    ap.add_argument("--pretrain-task", default=None, help="transfer learning from this task")
+    ap.add_argument("--pretrain-epochs", type=int, default=default.pretrain_epochs)
     ap.add_argument("--rounds", type=int, default=default.rounds)
     ap.add_argument("--per-round", type=int, default=default.per_round, help="oracle calls")
     ap.add_argument("--seed-size", type=int, default=default.seed_size)
@@ -95,6 +97,8 @@ def main() -> None:
         rounds=args.rounds,
         per_round=args.per_round,
         huber_delta=args.huber_delta,
+        pretrain_task=args.pretrain_task,
+        pretrain_epochs=args.pretrain_epochs,
     )
     records = campaign_records(cfg)
     t0 = time.perf_counter()

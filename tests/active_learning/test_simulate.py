@@ -76,13 +76,13 @@ def test_no_label_before_it_is_revealed(records, monkeypatch) -> None:  # type: 
     trained: list[tuple[set[str], set[str], set[str]]] = []
     original_train = simulate.train_model
 
-    def train(train_set, val, cfg, seed, init=None):  # type: ignore[no-untyped-def]
+    def train(train_set, val, cfg, seed, init=None, body=None):  # type: ignore[no-untyped-def]
         # the labels revealed so far by the oracle of the running strategy (none before it)
         revealed = (
             {oracles[-1]._data.records[i].id for i in oracles[-1].revealed} if oracles else set()
         )
         trained.append(({r.id for r in train_set.records}, {r.id for r in val.records}, revealed))
-        return original_train(train_set, val, cfg, seed, init)
+        return original_train(train_set, val, cfg, seed, init, body)
 
     predicted: list[int] = []
     original_predict = simulate.predict_prepared
@@ -197,6 +197,9 @@ def test_cli_end_to_end(tmp_path) -> None:  # type: ignore[no-untyped-def]
     bad = CliRunner().invoke(app, ["campaign", "simulate", "--retrain", "warm", "--quiet"])
     assert bad.exit_code != 0
     assert "unknown retrain 'warm'" in bad.output
+    bad = CliRunner().invoke(app, ["campaign", "simulate", "--pretrain-task", "piezo", "--quiet"])
+    assert bad.exit_code != 0
+    assert "pretrain_task must be another task" in bad.output
 
 
 def test_target_transform_roundtrip_and_symmetry() -> None:
@@ -244,9 +247,9 @@ def test_scratch_retraining_and_transform(records, monkeypatch) -> None:  # type
     calls: list[tuple[bool, int, float]] = []
     original_train = simulate.train_model
 
-    def train(train_set, val, cfg, seed, init=None):  # type: ignore[no-untyped-def]
+    def train(train_set, val, cfg, seed, init=None, body=None):  # type: ignore[no-untyped-def]
         calls.append((init is None, len(train_set.records), float(train_set.targets.abs().max())))
-        return original_train(train_set, val, cfg, seed, init)
+        return original_train(train_set, val, cfg, seed, init, body)
 
     monkeypatch.setattr(simulate, "train_model", train)
     cfg = replace(CFG, strategies=("exploit",), retrain="scratch", target_transform="asinh")
@@ -268,9 +271,9 @@ def test_select_last_trains_on_the_whole_seed_set(records, monkeypatch) -> None:
     seen: list[tuple[set[str], set[str]]] = []
     original_train = simulate.train_model
 
-    def train(train_set, val, cfg, seed, init=None):  # type: ignore[no-untyped-def]
+    def train(train_set, val, cfg, seed, init=None, body=None):  # type: ignore[no-untyped-def]
         seen.append(({r.id for r in train_set.records}, {r.id for r in val.records}))
-        return original_train(train_set, val, cfg, seed, init)
+        return original_train(train_set, val, cfg, seed, init, body)
 
     monkeypatch.setattr(simulate, "train_model", train)
     res = run_campaign(replace(CFG, strategies=("ranking",), select="last"), records)
@@ -280,3 +283,47 @@ def test_select_last_trains_on_the_whole_seed_set(records, monkeypatch) -> None:
     assert val_ids < train_ids
     with pytest.raises(ValueError, match="unknown select"):
         CampaignConfig(select="first")
+
+
+def test_pretraining_sees_no_pool_or_heldout_material(records, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Transfer learning: the pretraining task's records of the campaign's pool and held-out
+    materials are removed, and every model trained from scratch starts from its weights."""
+    pretrained: list[set[str]] = []
+    original_prepare = simulate.prepare_records
+
+    def prepare(recs, config):  # type: ignore[no-untyped-def]
+        if config.task == "dielectric_total":
+            pretrained.append({r.id for r in recs})
+        return original_prepare(recs, config)
+
+    bodies: list[bool] = []
+    original_train = simulate.train_model
+
+    def train(train_set, val, cfg, seed, init=None, body=None):  # type: ignore[no-untyped-def]
+        bodies.append(body is not None)
+        return original_train(train_set, val, cfg, seed, init, body)
+
+    monkeypatch.setattr(simulate, "prepare_records", prepare)
+    monkeypatch.setattr(simulate, "train_model", train)
+    cfg = replace(
+        CFG, strategies=("exploit",), retrain="scratch", pretrain_task="dielectric_total",
+        pretrain_epochs=1,
+    )  # fmt: skip
+    res = run_campaign(cfg, records)
+    assert len(pretrained) == 1  # one pretraining per replicate, shared by every model
+    hidden = set(res.pool_ids) | set(res.heldout_ids)
+    assert not pretrained[0] & hidden
+    all_dt = {r.id for r in load_mp("dielectric_total").records}
+    assert res.pretrain is not None
+    assert res.pretrain["n_excluded"] == len(all_dt & hidden) > 0
+    assert res.pretrain["n_train"] + res.pretrain["n_val"] == len(pretrained[0])
+    assert bodies == [True] * (CFG.rounds + 1)  # initial model + one per round, all transferred
+
+
+def test_pretrain_task_validation() -> None:
+    with pytest.raises(ValueError, match="another task"):
+        CampaignConfig(task="piezo", pretrain_task="piezo")
+    with pytest.raises(ValueError, match="pretrain_epochs"):
+        CampaignConfig(pretrain_task="dielectric", pretrain_epochs=0)
+    with pytest.raises(ValueError, match="task"):
+        CampaignConfig(pretrain_task="bandgap")

@@ -66,6 +66,7 @@ from atomate2_gmt.training.trainer import (
     predict_prepared,
     prepare_records,
 )
+from atomate2_gmt.training.transfer import transfer_weights
 
 __all__ = [
     "SMALL_MODEL",
@@ -137,6 +138,13 @@ class CampaignConfig:
             records join the training set) (:data:`SELECT_MODES`).
         limit: use only the first N records (quick runs and tests).
         data: the records' source for ``load_records`` (``mp``).
+        pretrain_task: transfer learning (None: off). Before the campaign a model of this task
+            (e.g. ``dielectric_total``) is trained for ``pretrain_epochs`` on that task's records
+            of **other materials** (every material of the pool and the held-out set is removed,
+            so no label of theirs, of any property, is seen); every model trained from scratch
+            then starts from its weights where names and shapes agree
+            (:func:`~atomate2_gmt.training.transfer.transfer_weights`; the head is new).
+        pretrain_epochs: epochs of that pretraining (lr ``lr``, 10 % of its records validate).
     """
 
     task: str = "piezo"
@@ -164,6 +172,8 @@ class CampaignConfig:
     select: str = "best"
     limit: int | None = None
     data: str = "mp"
+    pretrain_task: str | None = None
+    pretrain_epochs: int = 40
 
     def __post_init__(self) -> None:
         check_task(self.task)
@@ -190,6 +200,15 @@ class CampaignConfig:
             raise ValueError(f"unknown select {self.select!r}; valid: {SELECT_MODES}")
         if self.retrain not in RETRAIN_MODES:
             raise ValueError(f"unknown retrain {self.retrain!r}; valid: {RETRAIN_MODES}")
+        if self.pretrain_task is not None:
+            check_task(self.pretrain_task)
+            if self.pretrain_task == self.task:
+                raise ValueError(
+                    f"pretrain_task must be another task than {self.task!r} (its labels of the "
+                    "pool would leak)"
+                )
+        if self.pretrain_epochs < 1:
+            raise ValueError(f"pretrain_epochs must be >= 1, got {self.pretrain_epochs}")
 
     @property
     def n_val(self) -> int:
@@ -233,6 +252,7 @@ class CampaignResult:
     strategies: dict[str, StrategyTrace]
     initial_seconds: float
     seconds: float
+    pretrain: dict[str, Any] | None = None  # what pretrain_body reported (None: no transfer)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
@@ -286,14 +306,18 @@ def train_model(
     cfg: CampaignConfig,
     seed: int,
     init: GMTNet | None = None,
+    body: dict[str, Any] | None = None,
 ) -> GMTNet:
-    """Train from scratch (``init`` None: ``init_epochs``, ``lr``, targets scaled by their RMS)
+    """Train from scratch (``init`` None: ``init_epochs``, ``lr``, targets scaled by their RMS;
+    starting from the weights of ``body``, a state dict of another task, where they fit)
     or fine-tune a copy of ``init`` (``finetune_epochs``, ``finetune_lr``, its target scale
     kept) with the project's :class:`~atomate2_gmt.training.trainer.Trainer`; returns the
     best-on-validation model (CPU, eval mode)."""
     if init is None:
         torch.manual_seed(seed)
         model = GMTNet(GMTNetConfig(task=cfg.task, **cfg.model_overrides))
+        if body is not None:
+            transfer_weights(model, body)
         epochs, lr, scaling = cfg.init_epochs, cfg.lr, True
     else:
         model = _clone(init)
@@ -356,18 +380,34 @@ class _Campaign:
         self.top_threshold = float(truth[ranked[-1]])
         self._initial: dict[int, GMTNet] = {}
         self.initial_seconds = 0.0
+        self._body: dict[str, Any] | None = None
+        self.pretrain_info: dict[str, Any] | None = None
 
     # -- helpers -----------------------------------------------------------------------------
     def ids(self, idx: Sequence[int]) -> list[str]:
         return [self.data.records[i].id for i in idx]
 
+    def body(self) -> dict[str, Any] | None:
+        """The pretrained state of ``pretrain_task`` (None without one; trained once)."""
+        if self.cfg.pretrain_task is None:
+            return None
+        if self._body is None:
+            t0 = time.perf_counter()
+            self._body, self.pretrain_info = pretrain_body(
+                self.cfg, exclude=set(self.ids([*self.heldout_idx, *self.pool_idx]))
+            )
+            self.pretrain_info["seconds"] = time.perf_counter() - t0
+            self.initial_seconds += self.pretrain_info["seconds"]
+        return self._body
+
     def initial_model(self, seed: int) -> GMTNet:
         """The model trained from scratch on the seed set's training part (cached per seed)."""
         if seed not in self._initial:
+            body = self.body()
             t0 = time.perf_counter()
             self._initial[seed] = train_model(
                 _subset(self.fit_data, self.base_train_idx), _subset(self.fit_data, self.val_idx),
-                self.cfg, seed,
+                self.cfg, seed, body=body,
             )  # fmt: skip
             self.initial_seconds += time.perf_counter() - t0
         return self._initial[seed]
@@ -377,8 +417,9 @@ class _Campaign:
         (``scratch``) on the seed training part + every revealed label."""
         train = _subset(self.fit_data, [*self.base_train_idx, *revealed])
         val = _subset(self.fit_data, self.val_idx)
-        init = model if self.cfg.retrain == "finetune" else None
-        return train_model(train, val, self.cfg, seed, init=init)
+        if self.cfg.retrain == "finetune":
+            return train_model(train, val, self.cfg, seed, init=model)
+        return train_model(train, val, self.cfg, seed, body=self.body())
 
     def predict(self, model: GMTNet, idx: Sequence[int]) -> np.ndarray:
         """Full predicted tensors of ``idx`` (task units) from their structures only."""
@@ -477,6 +518,55 @@ def _model_strategy(c: _Campaign, name: str) -> StrategyTrace:
     )
 
 
+def pretrain_body(cfg: CampaignConfig, exclude: set[str]) -> tuple[dict[str, Any], dict]:
+    """Train a ``cfg.pretrain_task`` model on that task's records whose material id is not in
+    ``exclude`` (the campaign's pool and held-out materials); returns its state dict and a
+    summary (records used and removed, validation Fnorm of the best epoch)."""
+    from atomate2_gmt.training.run import load_records
+
+    assert cfg.pretrain_task is not None
+    task = cfg.pretrain_task
+    records, _ = load_records(task, cfg.data)
+    kept = [r for r in records if r.id not in exclude]
+    order = list(range(len(kept)))
+    random.Random(cfg.seed).shuffle(order)
+    n_val = max(1, len(kept) // 10)
+    mcfg = GMTNetConfig(task=task, **cfg.model_overrides)
+    data = prepare_records([kept[i] for i in order], mcfg)
+    n = len(data.records)
+    if n < n_val + 2:
+        raise ValueError(f"only {n} {task} records left for pretraining after exclusions")
+    val = _subset(data, range(n_val))
+    train = _subset(data, range(n_val, n))
+    torch.manual_seed(cfg.seed)
+    model = GMTNet(mcfg)
+    tcfg = TrainConfig(
+        epochs=cfg.pretrain_epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        device="cpu",
+        target_scaling=True,
+        warmup_epochs=min(2, max(0, cfg.pretrain_epochs - 1)),
+    )
+    with tempfile.TemporaryDirectory(prefix="gmt-pretrain-") as tmp:
+        trainer = Trainer(model, train, val, tmp, tcfg, metadata={"campaign_seed": cfg.seed})
+        best_row = trainer.fit(resume=False, progress=False)
+        best, _ = load_checkpoint(Path(tmp) / "best.pt", task=task)
+    info = {
+        "task": task,
+        "n_records": len(records),
+        "n_excluded": len(records) - len(kept),
+        "n_train": n - n_val,
+        "n_val": n_val,
+        "epochs": cfg.pretrain_epochs,
+        "best_val_fnorm": float(best_row["val_fnorm"]),
+        "best_epoch": best_row.get("epoch"),
+    }
+    logger.info("pretrained %s body: %s", task, info)
+    return best.state_dict(), info
+
+
 def campaign_records(cfg: CampaignConfig) -> list[TensorRecord]:
     """The task's records from ``cfg.data`` (the first ``cfg.limit`` when set)."""
     from atomate2_gmt.training.run import load_records
@@ -513,6 +603,7 @@ def run_campaign(
         strategies=traces,
         initial_seconds=c.initial_seconds,
         seconds=time.perf_counter() - t0,
+        pretrain=c.pretrain_info,
     )
 
 

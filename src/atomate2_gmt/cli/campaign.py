@@ -53,6 +53,12 @@ def simulate(
         "finetune", help="after each round: 'finetune' the model or train it from 'scratch'"
     ),
     batch_size: int = typer.Option(32, "--batch-size"),
+    pretrain_task: str | None = typer.Option(
+        None,
+        "--pretrain-task",
+        help="transfer learning: first train this task on other materials, start models from it",
+    ),
+    pretrain_epochs: int = typer.Option(40, "--pretrain-epochs"),
     model_overrides: str | None = typer.Option(
         None, "--model-overrides", help="GMTNetConfig fields as JSON (default: the small model)"
     ),
@@ -80,7 +86,7 @@ def simulate(
             strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
             ensemble=ensemble, kappa=kappa, random_repeats=random_repeats,
             init_epochs=init_epochs, finetune_epochs=finetune_epochs, batch_size=batch_size,
-            retrain=retrain,
+            retrain=retrain, pretrain_task=pretrain_task, pretrain_epochs=pretrain_epochs,
             model_overrides=json.loads(model_overrides) if model_overrides else dict(SMALL_MODEL),
             limit=limit,
         )  # fmt: skip

@@ -41,6 +41,16 @@ def train(
     relative_loss: float = typer.Option(
         0.0, help="weight of the relative-error loss term (|Δ|_F/|true|_F per crystal); 0 = off"
     ),
+    init_from: Path | None = typer.Option(
+        None,
+        "--init-from",
+        help="transfer learning: start from this checkpoint's weights (any task) where they fit",
+    ),
+    exclude_materials_of: str | None = typer.Option(
+        None,
+        "--exclude-materials-of",
+        help="leave out the materials of this task's validation and test split (for pretraining)",
+    ),
 ) -> None:
     """Train GMTNet on one task; resumable; writes best.pt, log.csv/json and report.json."""
     from atomate2_gmt.training.run import train_task
@@ -66,6 +76,8 @@ def train(
         resume=not no_resume,
         max_abs_target=max_abs_target,
         command=_command(),
+        init_from=init_from,
+        exclude_materials_of=exclude_materials_of,
     )
     overall = report["overall"]
     typer.echo(

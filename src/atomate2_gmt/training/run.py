@@ -74,12 +74,19 @@ def train_task(
     progress: bool = True,
     command: str | None = None,
     max_abs_target: float | None = None,
+    init_from: str | Path | None = None,
+    exclude_materials_of: str | None = None,
 ) -> dict[str, Any]:
     """Train GMTNet on ``task``; write best.pt, logs and test-set report.json into ``out_dir``.
 
     ``max_abs_target``: drop training and validation records whose largest |component| exceeds
     it (the paper's filter, e.g. 100 for dielectric); the test split is never filtered, so the
     test metrics stay comparable across runs.
+    ``init_from``: a checkpoint (any task) whose weights start the model where names and shapes
+    agree (:func:`~atomate2_gmt.training.transfer.transfer_weights`; transfer learning).
+    ``exclude_materials_of``: remove, before splitting, the materials of that task's validation
+    and test split (same seed and fractions), so a model pretrained here has seen nothing of the
+    other task's evaluation materials.
     """
     check_task(task)
     train_cfg = train_cfg or TrainConfig()
@@ -87,6 +94,18 @@ def train_task(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(train_cfg.seed)
     records, data_info = load_records(task, data)
+    if exclude_materials_of is not None:
+        check_task(exclude_materials_of)
+        other, _ = load_records(exclude_materials_of, data)
+        _, o_val, o_test = split_records(other, split, seed=train_cfg.seed)
+        held = {r.id for r in [*o_val, *o_test]}
+        n_before = len(records)
+        records = [r for r in records if r.id not in held]
+        data_info = {
+            **data_info,
+            "excluded_materials_of": exclude_materials_of,
+            "n_excluded_materials": n_before - len(records),
+        }
     train, val, test = split_records(records, split, seed=train_cfg.seed)
     dropped: dict[str, int] = {}
     if max_abs_target is not None:
@@ -95,6 +114,13 @@ def train_task(
     overrides = {**TASK_MODEL_DEFAULTS.get(task, {}), **(model_overrides or {})}
     config = GMTNetConfig(task=task, **overrides)
     model = GMTNet(config)
+    transfer: dict[str, Any] | None = None
+    if init_from is not None:
+        from atomate2_gmt.training.transfer import load_state, transfer_weights
+
+        moved = transfer_weights(model, load_state(init_from))
+        logger.info("%s from %s", moved.summary(), init_from)
+        transfer = {"from": str(init_from), "copied": len(moved.copied), "fraction": moved.fraction}
     sets = {
         name: prepare_records(recs, config)
         for name, recs in (("train", train), ("val", val), ("test", test))
@@ -117,6 +143,7 @@ def train_task(
         "machine": f"{platform.machine()} {platform.processor() or ''} "
         f"torch {torch.__version__} threads {torch.get_num_threads()}",
         "n_parameters": model.n_parameters(),
+        "transfer": transfer,
     }
     trainer = Trainer(model, sets["train"], sets["val"], out, train_cfg, metadata)
     trainer.fit(resume=resume, progress=progress)
@@ -141,6 +168,7 @@ def train_task(
             "machine": metadata["machine"],
             "command": metadata["command"],
             "training_data_hash": metadata["training_data_hash"],
+            "transfer": transfer,
         }
     )
     (out / "report.json").write_text(json.dumps(report, indent=1))
