@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 from pymatgen.core.tensors import Tensor
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from scipy.spatial.transform import Rotation
 
+from atomate2_gmt.data.mp import load_mp
 from atomate2_gmt.schemas.fields import DERIVED_FIELDS, PREDICTION_INDEXES, resolve_sort_field
-from atomate2_gmt.schemas.keys import structure_key
-from atomate2_gmt.schemas.prediction import GMTPredictionDoc, derive_model_version
-from atomate2_gmt.tensors.conventions import full_to_voigt, rotate
+from atomate2_gmt.schemas.keys import spglib_cell, structure_key, symmetry_dataset
+from atomate2_gmt.schemas.prediction import (
+    GMTPredictionDoc,
+    _shares_pymatgen_dataset,
+    compute_ieee_rotation,
+    derive_model_version,
+    key_and_ieee_rotation,
+)
+from atomate2_gmt.tensors.conventions import crystal_system, full_to_voigt, rotate
 from atomate2_gmt.tensors.properties import isotropic_elastic_tensor
 from atomate2_gmt.tensors.symmetry import symmetrize
 
@@ -235,3 +245,98 @@ def test_sort_field_resolution():
         resolve_sort_field("elastic", "e_ij_max")
     with pytest.raises(ValueError, match="unknown property 'bandgap'"):
         resolve_sort_field("bandgap", None)
+
+
+# ----------------------------------------------------------------------------------------------
+# key_and_ieee_rotation: one spglib search, the same results as the separate computations
+# ----------------------------------------------------------------------------------------------
+
+
+def _pymatgen_ieee(s: Structure) -> np.ndarray:
+    return np.asarray(Tensor.get_ieee_rotation(s, refine_rotation=True), dtype=float)
+
+
+@cache
+def _sample(task: str, n: int = 150) -> tuple[Structure, ...]:
+    records = load_mp(task).records
+    picked = np.random.default_rng(5).choice(len(records), size=min(n, len(records)), replace=False)
+    return tuple(records[i].structure for i in sorted(picked))
+
+
+@pytest.mark.parametrize("task", ["dielectric", "dielectric_total", "piezo", "elastic"])
+def test_key_and_ieee_rotation_equal_the_separate_computations(task):
+    for s in _sample(task):
+        key, ieee = key_and_ieee_rotation(s, 0.01)
+        assert key == structure_key(s, 0.01)
+        np.testing.assert_allclose(ieee, _pymatgen_ieee(s), atol=1e-8, rtol=0)
+
+
+def _sheared_tetragonal() -> Structure:
+    """Tetragonal within 5 degrees (pymatgen's angle tolerance), monoclinic at spglib's default."""
+    s = Structure.from_spacegroup(
+        "P4/mmm", Lattice.tetragonal(3.9, 5.1), ["Sr", "Ti"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
+    shear = np.eye(3)
+    shear[0, 2] = np.tan(np.radians(1.5))
+    return Structure(Lattice(s.lattice.matrix @ shear.T), s.species, s.frac_coords)
+
+
+def test_ieee_rotation_asks_pymatgen_when_the_angle_tolerance_matters():
+    s = _sheared_tetragonal()
+    cell = spglib_cell(s, 0.01)
+    ours = symmetry_dataset(cell, 0.01)
+    assert crystal_system(ours.number) != SpacegroupAnalyzer(s).get_crystal_system()
+    assert not _shares_pymatgen_dataset(s, cell[2], ours, 0.01)
+    key, ieee = key_and_ieee_rotation(s, 0.01)
+    assert key == structure_key(s)
+    np.testing.assert_allclose(ieee, _pymatgen_ieee(s), atol=1e-8, rtol=0)
+
+
+def _fallback_cases() -> dict[str, tuple[Structure, float]]:
+    mixed = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(8.4), ["Fe", "Fe", "O"], [[0, 0, 0], [0.5, 0, 0], [0.25] * 3]
+    )
+    mixed.add_oxidation_state_by_site([2] * 4 + [3] * 4 + [-2] * 8)
+    magnetic = NACL.copy()
+    magnetic.add_site_property("magmom", [1.0, -1.0, 1.0, -1.0, 0, 0, 0, 0])
+    return {"mixed-valence": (mixed, 0.01), "magmom": (magnetic, 0.01), "symprec": (ZNO, 0.1)}
+
+
+@pytest.mark.parametrize("case", ["mixed-valence", "magmom", "symprec"])
+def test_ieee_rotation_asks_pymatgen_when_its_search_differs(case):
+    s, symprec = _fallback_cases()[case]
+    cell = spglib_cell(s, symprec)
+    assert not _shares_pymatgen_dataset(s, cell[2], symmetry_dataset(cell, symprec), symprec)
+    key, ieee = key_and_ieee_rotation(s, symprec)
+    assert key == structure_key(s, symprec)
+    np.testing.assert_allclose(ieee, _pymatgen_ieee(s), atol=1e-8, rtol=0)
+
+
+def _assert_same_facts(got: tuple, expected: tuple) -> None:
+    assert got[0] == expected[0]
+    assert type(got[1]) is type(expected[1])
+    if isinstance(expected[1], str):
+        assert got[1] == expected[1]
+    else:
+        np.testing.assert_array_equal(got[1], expected[1])
+
+
+def test_key_and_ieee_rotation_report_failures_as_the_separate_computations_do():
+    # no key for a disordered structure; pymatgen's IEEE rotation all the same
+    disordered = Structure(Lattice.cubic(4), [{"Na": 0.5, "K": 0.5}, "Cl"], [[0, 0, 0], [0.5] * 3])
+    _assert_same_facts(key_and_ieee_rotation(disordered), (None, compute_ieee_rotation(disordered)))
+    # orthorhombic with a = b exactly: pymatgen's IEEE rule fails (a tie in a sort), same reason
+    tied = Structure(Lattice.tetragonal(4, 6), ["Na", "Cl"], [[0, 0, 0], [0.5, 0, 0.3]])
+    assert isinstance(compute_ieee_rotation(tied), str)
+    _assert_same_facts(
+        key_and_ieee_rotation(tied), (structure_key(tied), compute_ieee_rotation(tied))
+    )
+    # spglib finds no symmetry (two atoms closer than symprec): the input cell is keyed, and
+    # pymatgen says why there is no IEEE frame
+    close = Structure(
+        Lattice.cubic(4), ["Na", "Cl", "Cl"], [[0, 0, 0], [0.5] * 3, [0.5, 0.5, 0.5005]]
+    )
+    assert isinstance(compute_ieee_rotation(close), str)
+    _assert_same_facts(
+        key_and_ieee_rotation(close), (structure_key(close), compute_ieee_rotation(close))
+    )

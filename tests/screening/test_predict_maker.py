@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 from jobflow import run_locally
 
+from atomate2_gmt.jobs.predict import structure_facts
 from atomate2_gmt.model.predict import predict, predict_many
+from atomate2_gmt.schemas.keys import structure_key
+from atomate2_gmt.schemas.prediction import compute_ieee_rotation
 from atomate2_gmt.tensors.symmetry import point_group_operations
 from tests.screening.conftest import (
     LOADS,
@@ -229,3 +232,24 @@ def test_model_workers_equal_in_process_and_keep_input_order(good_structures, tm
         )
         # float32 batches of other compositions: agreement to ~1e-6 of the largest prediction
         np.testing.assert_allclose(u, t, rtol=0, atol=1e-5 * np.abs(t).max())
+
+
+def test_structure_facts_equal_the_separate_key_and_ieee_computations(good_structures, tmp_path):
+    files = []
+    for i, s in enumerate(good_structures):
+        path = tmp_path / f"s{i}.cif"
+        s.to(filename=str(path))
+        files.append(str(path))
+    broken = tmp_path / "broken.cif"
+    broken.write_text("data_x\n_cell_length_a nonsense\n")
+    disordered = bad_inputs()["disordered"][0]
+    facts = structure_facts([*files, str(broken), disordered, *good_structures[:2]], 0, 0.01)
+    assert [f for c, f in facts if c.state != "successful"] == [{}, {}]
+    for cand, fact in facts:
+        if cand.state != "successful":
+            continue
+        s = cand.structure
+        assert fact["structure_key"] == structure_key(s, 0.01)
+        expected = compute_ieee_rotation(s)
+        assert isinstance(fact["ieee_rotation"], np.ndarray)
+        np.testing.assert_array_equal(fact["ieee_rotation"], expected)

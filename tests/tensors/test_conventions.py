@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cache
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,6 +13,8 @@ from hypothesis.extra.numpy import arrays
 from pymatgen.analysis.elasticity import ElasticTensor
 from pymatgen.analysis.piezo import PiezoTensor
 from pymatgen.core import Lattice, Structure
+from pymatgen.core.tensors import Tensor
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from atomate2_gmt.tensors import (
     as_full,
@@ -24,6 +29,8 @@ from atomate2_gmt.tensors import (
     vasp_voigt_to_standard,
     voigt_to_full,
 )
+from atomate2_gmt.tensors.conventions import crystal_system, ieee_rotation_from_setting
+from atomate2_gmt.tensors.symmetry import CRYSTAL_SYSTEMS
 
 finite = st.floats(-100, 100, allow_nan=False, allow_infinity=False)
 
@@ -178,3 +185,51 @@ def test_to_ieee_piezo_matches_pymatgen(zno: Structure) -> None:
     e = symmetrize(np.random.default_rng(1).normal(size=(3, 6)), zno, "piezo")
     expected = PiezoTensor.from_voigt(e).convert_to_ieee(zno)
     np.testing.assert_allclose(to_ieee(e, zno, "piezo"), expected, atol=1e-10)
+
+
+@cache
+def _structures_by_crystal_system(
+    load_records: Callable[[str], list[dict]], per_system: int = 5
+) -> dict[str, list[Structure]]:
+    """The first shipped MP structures of each crystal system (pymatgen's classification)."""
+    found: dict[str, list[Structure]] = {}
+    for kind in ("piezo", "elastic", "dielectric"):
+        for rec in load_records(kind):
+            s = Structure.from_dict(rec["structure"])
+            system = SpacegroupAnalyzer(s).get_crystal_system()
+            if len(found.setdefault(system, [])) < per_system:
+                found[system].append(s)
+            if len(found) == 7 and all(len(v) == per_system for v in found.values()):
+                return found
+    return found
+
+
+@pytest.mark.parametrize("system", CRYSTAL_SYSTEMS)
+def test_ieee_rotation_from_setting_reproduces_pymatgen(
+    system: str, orthogonal, mp_records
+) -> None:
+    rng = np.random.default_rng(CRYSTAL_SYSTEMS.index(system))
+    structures = _structures_by_crystal_system(mp_records)[system]
+    assert len(structures) == 5
+    for s in structures:
+        q = orthogonal(rng)
+        for t in (s, Structure(Lattice(s.lattice.matrix @ q.T), s.species, s.frac_coords)):
+            sga = SpacegroupAnalyzer(t)
+            assert crystal_system(sga.get_space_group_number()) == system
+            r = ieee_rotation_from_setting(
+                t.lattice.matrix, sga.get_symmetry_dataset().transformation_matrix, system
+            )
+            expected = Tensor.get_ieee_rotation(t, refine_rotation=True)
+            np.testing.assert_allclose(r, expected, atol=1e-8, rtol=0)
+            np.testing.assert_allclose(r, ieee_rotation(t), atol=1e-8, rtol=0)
+
+
+def test_crystal_system_of_space_group_numbers() -> None:
+    bounds = {1: "triclinic", 2: "triclinic", 3: "monoclinic", 15: "monoclinic"}
+    bounds |= {16: "orthorhombic", 74: "orthorhombic", 75: "tetragonal", 142: "tetragonal"}
+    bounds |= {143: "trigonal", 167: "trigonal", 168: "hexagonal", 194: "hexagonal"}
+    bounds |= {195: "cubic", 230: "cubic"}
+    assert {n: crystal_system(n) for n in bounds} == bounds
+    for bad in (0, 231, 12.5):
+        with pytest.raises(ValueError, match="invalid space group"):
+            crystal_system(bad)  # type: ignore[arg-type]

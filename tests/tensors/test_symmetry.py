@@ -29,6 +29,7 @@ from atomate2_gmt.tensors import (
     tie_pairs,
     zero_mask,
 )
+from atomate2_gmt.tensors.symmetry import angle_tolerance_matters
 
 # Nye, Physical Properties of Crystals (1985), tables of independent components.
 PIEZO_RANK = {
@@ -256,6 +257,32 @@ def test_native_search_agrees_with_spglib_on_shipped_structures(mp_records) -> N
             a, b = point_group_info(s, backend="native"), point_group_info(s, backend="spglib")
             assert a.point_group == b.point_group, rec["material_id"]
             assert _same_op_set(a.ops, b.ops, atol=1e-6), rec["material_id"]
+
+
+def test_angle_tolerance_matters_wherever_spglib_datasets_disagree(mp_records) -> None:
+    # shipped structures with a lattice sheared by up to 4 degrees: where spglib's datasets at
+    # angle_tolerance -1 and 5 differ, the primitive lattice must be flagged
+    rng = np.random.default_rng(4)
+    disagree = 0
+    for rec in mp_records("elastic")[::25]:
+        s = Structure.from_dict(rec["structure"])
+        shear = np.eye(3)
+        i, j = rng.choice(3, 2, replace=False)
+        shear[i, j] = np.tan(np.radians(rng.uniform(0.0, 4.0)))
+        cell = (s.lattice.matrix @ shear.T, s.frac_coords, [site.specie.Z for site in s])
+        strict = spglib.get_symmetry_dataset(cell, symprec=0.01, angle_tolerance=-1.0)
+        loose = spglib.get_symmetry_dataset(cell, symprec=0.01, angle_tolerance=5.0)
+        if strict.number != loose.number or not np.array_equal(
+            strict.transformation_matrix, loose.transformation_matrix
+        ):
+            disagree += 1
+            assert angle_tolerance_matters(strict.primitive_lattice, 0.01), rec["material_id"]
+    assert disagree >= 5
+    assert not angle_tolerance_matters(Lattice.tetragonal(3.9, 5.1).matrix, 0.01)
+    assert not angle_tolerance_matters(Lattice.hexagonal(3.25, 5.21).matrix, 0.01)
+    sheared = np.array(Lattice.tetragonal(3.9, 5.1).matrix)
+    sheared[2] += np.tan(np.radians(1.5)) * sheared[2, 2] * np.array([1.0, 0.0, 0.0])
+    assert angle_tolerance_matters(sheared, 0.01)
 
 
 # ----------------------------------------------------------------------------------------------

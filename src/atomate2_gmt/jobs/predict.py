@@ -254,20 +254,19 @@ def structure_facts(
     items: Sequence[CandidateLike], first_index: int, symprec: float
 ) -> list[tuple[Candidate, dict[str, Any]]]:
     """The model-free part of a document for each input: read files, check structures, structure
-    key and IEEE rotation. Runs in a worker process while the models predict the previous part
-    (top-level and picklable for that reason)."""
-    from atomate2_gmt.schemas.keys import structure_key
-    from atomate2_gmt.schemas.prediction import compute_ieee_rotation
+    key and IEEE rotation (both from one spglib search per structure,
+    :func:`~atomate2_gmt.schemas.prediction.key_and_ieee_rotation`; a key that fails is None and
+    ``from_predictions`` records why). Runs in a worker process while the models predict the
+    previous part (top-level and picklable for that reason)."""
+    from atomate2_gmt.schemas.prediction import key_and_ieee_rotation
 
     out = []
     for cand in as_candidates(items, first_index=first_index):
         facts: dict[str, Any] = {}
         if cand.state == "successful" and cand.structure is not None:
-            try:
-                facts["structure_key"] = structure_key(cand.structure, symprec=symprec)
-            except Exception:  # from_predictions computes it again and records the reason
-                facts["structure_key"] = None
-            facts["ieee_rotation"] = compute_ieee_rotation(cand.structure)
+            key, ieee = key_and_ieee_rotation(cand.structure, symprec)
+            facts["structure_key"] = key
+            facts["ieee_rotation"] = ieee
         out.append((cand, facts))
     return out
 

@@ -11,6 +11,12 @@ coordinates are compared on a 1e-3 grid and lattice lengths/angles to 1e-3 Å / 
 The key identifies one description up to round-off: two relaxations of the same material that
 differ by more than that can get different keys (use pymatgen's ``StructureMatcher`` to match
 near-identical crystals).
+
+The primitive standardised cell is derived from one ``spglib.get_symmetry_dataset`` call (its
+idealised conventional cell reduced by the centring of the space group, as
+``spglib.standardize_cell(to_primitive=True)`` does), so a caller that needs the dataset for
+something else (the IEEE frame, :func:`atomate2_gmt.schemas.prediction.key_and_ieee_rotation`)
+shares it: :func:`spglib_cell`, :func:`symmetry_dataset`, then :func:`key_from_dataset`.
 """
 
 from __future__ import annotations
@@ -26,12 +32,33 @@ import spglib
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-__all__ = ["KEY_VERSION", "structure_key"]
+__all__ = [
+    "KEY_VERSION",
+    "key_from_dataset",
+    "primitive_standard_cell",
+    "spglib_cell",
+    "structure_key",
+    "symmetry_dataset",
+]
 
 KEY_VERSION = "sk1"
 """Prefix of every key; changes if the canonical form ever changes."""
 
 _GRID = 1000  # fractional-coordinate grid (1e-3)
+
+Cell = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""spglib's cell: lattice (3, 3) rows in Å, fractional coordinates (n, 3), atomic numbers (n,)."""
+
+# spglib's centring matrices M (primitive basis columns = conventional basis columns @ M), by the
+# first letter of the international symbol; R: the hexagonal (obverse) setting spglib uses.
+_CENTRING: dict[str, np.ndarray] = {
+    "P": np.eye(3),
+    "A": np.array([[1, 0, 0], [0, 1 / 2, -1 / 2], [0, 1 / 2, 1 / 2]]),
+    "C": np.array([[1 / 2, 1 / 2, 0], [-1 / 2, 1 / 2, 0], [0, 0, 1]]),
+    "R": np.array([[2 / 3, -1 / 3, -1 / 3], [1 / 3, 1 / 3, -2 / 3], [1 / 3, 1 / 3, 1 / 3]]),
+    "I": np.array([[-1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [1 / 2, 1 / 2, -1 / 2]]),
+    "F": np.array([[0, 1 / 2, 1 / 2], [1 / 2, 0, 1 / 2], [1 / 2, 1 / 2, 0]]),
+}
 
 
 @lru_cache(maxsize=1)
@@ -105,13 +132,10 @@ def _canonical_sites(frac: np.ndarray, numbers: np.ndarray, ops: np.ndarray) -> 
     return best
 
 
-def structure_key(structure: Structure, symprec: float = 0.01) -> str:
-    """A stable hash of the crystal (see the module docstring), e.g. ``"sk1-3f9a…"``.
-
-    ``symprec`` (Å) is spglib's tolerance for finding the primitive standardised cell; if spglib
-    finds no symmetry the input cell itself is used. Oxidation states are ignored. Disordered
-    structures (partial occupancies) and empty structures raise a ``ValueError``.
-    """
+def spglib_cell(structure: Structure, symprec: float) -> Cell:
+    """The structure as spglib's cell (lattice rows in Å, fractional coordinates, atomic numbers;
+    oxidation states ignored), after the checks every key makes: ``ValueError`` for
+    ``symprec <= 0``, empty or disordered structures and non-finite lattices or coordinates."""
     if symprec <= 0:
         raise ValueError(f"symprec must be positive, got {symprec}")
     if len(structure) == 0:
@@ -123,13 +147,51 @@ def structure_key(structure: Structure, symprec: float = 0.01) -> str:
     numbers = np.array([site.specie.Z for site in structure], dtype=np.int64)
     if not np.all(np.isfinite(lattice)) or not np.all(np.isfinite(frac)):
         raise ValueError("structure has non-finite lattice or coordinates")
-    cell: Any = (lattice, frac, numbers)
-    std = spglib.standardize_cell(cell, to_primitive=True, no_idealize=False, symprec=symprec)
-    if std is not None:
-        lattice, frac, numbers = (np.asarray(x) for x in std)
-        numbers = numbers.astype(np.int64)
-    reduced, frac = _niggli_right_handed(np.asarray(lattice, dtype=float), frac)
+    return lattice, frac, numbers
+
+
+def symmetry_dataset(cell: Cell, symprec: float) -> Any:
+    """spglib's symmetry dataset of ``cell`` at ``symprec`` (Å) and spglib's default angle
+    tolerance (-1: lattice angles judged by ``symprec`` too), or None if spglib finds none."""
+    spg_cell: Any = cell
+    return spglib.get_symmetry_dataset(spg_cell, symprec=symprec, angle_tolerance=-1.0)
+
+
+def primitive_standard_cell(dataset: Any) -> Cell:
+    """spglib's primitive standardised idealised cell from a symmetry dataset: the idealised
+    conventional cell (``std_lattice``, rows in Å, in spglib's standard Cartesian orientation)
+    reduced by the space group's centring (A, C, I, F, or R for the hexagonal setting of a
+    rhombohedral group), one atom per ``std_mapping_to_primitive`` class; fractional
+    coordinates in [0, 1) of the primitive basis. The same lattice and sites as
+    ``spglib.standardize_cell(to_primitive=True, no_idealize=False)`` up to round-off."""
+    centring = _CENTRING[str(dataset.international)[0]]
+    std_lattice = np.asarray(dataset.std_lattice, dtype=float)
+    lattice = centring.T @ std_lattice
+    _, first = np.unique(np.asarray(dataset.std_mapping_to_primitive), return_index=True)
+    std_frac = np.asarray(dataset.std_positions, dtype=float)[first]
+    frac = std_frac @ np.linalg.inv(centring.T)
+    frac = frac - np.floor(frac)
+    numbers = np.asarray(dataset.std_types, dtype=np.int64)[first]
+    return lattice, frac, numbers
+
+
+def key_from_dataset(cell: Cell, dataset: Any) -> str:
+    """:func:`structure_key` of ``cell`` (from :func:`spglib_cell`) given its
+    :func:`symmetry_dataset`; with no dataset (None) the input cell itself is keyed."""
+    lattice, frac, numbers = cell if dataset is None else primitive_standard_cell(dataset)
+    reduced, frac = _niggli_right_handed(lattice, frac)
     ops = _metric_preserving(reduced)
     sites = _canonical_sites(frac, numbers, ops)
     payload = repr((_lattice_parameters(reduced), sites))
     return f"{KEY_VERSION}-" + hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def structure_key(structure: Structure, symprec: float = 0.01) -> str:
+    """A stable hash of the crystal (see the module docstring), e.g. ``"sk1-3f9a…"``.
+
+    ``symprec`` (Å) is spglib's tolerance for finding the primitive standardised cell; if spglib
+    finds no symmetry the input cell itself is used. Oxidation states are ignored. Disordered
+    structures (partial occupancies) and empty structures raise a ``ValueError``.
+    """
+    cell = spglib_cell(structure, symprec)
+    return key_from_dataset(cell, symmetry_dataset(cell, symprec))

@@ -12,6 +12,11 @@ per task a :class:`TaskPrediction` with the predicted tensor in three forms:
 
 Units: dielectric dimensionless, piezo C/m² (stress-charge e_iJ), elastic GPa. Derived scalars
 (see :mod:`atomate2_gmt.schemas.fields`) are also flattened at top level for indexing/sorting.
+
+:func:`key_and_ieee_rotation` gives a structure's key and its IEEE rotation from one spglib
+search (the screening worker's path); the results equal :func:`~atomate2_gmt.schemas.keys.
+structure_key` and :func:`compute_ieee_rotation` (pymatgen), which it falls back to wherever
+pymatgen's own search could find a different dataset.
 """
 
 from __future__ import annotations
@@ -33,7 +38,14 @@ from atomate2_gmt.data.records import TASK_RANK, TASK_UNITS, TASKS
 from atomate2_gmt.schemas.fields import DERIVED_FIELDS
 from atomate2_gmt.schemas.keys import structure_key as compute_structure_key
 
-__all__ = ["GMTPredictionDoc", "ModelInfo", "TaskPrediction", "derive_model_version"]
+__all__ = [
+    "GMTPredictionDoc",
+    "ModelInfo",
+    "TaskPrediction",
+    "compute_ieee_rotation",
+    "derive_model_version",
+    "key_and_ieee_rotation",
+]
 
 State = Literal["successful", "failed"]
 
@@ -459,6 +471,75 @@ def compute_ieee_rotation(structure: Structure) -> np.ndarray | str:
 
     try:
         return ieee_rotation(structure)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+#: SpacegroupAnalyzer's tolerances, which ``Tensor.get_ieee_rotation`` uses.
+_PYMATGEN_SYMPREC = 0.01
+_PYMATGEN_ANGLE_TOLERANCE = 5.0
+
+
+def key_and_ieee_rotation(
+    structure: Structure, symprec: float = 0.01
+) -> tuple[str | None, np.ndarray | str]:
+    """The ``structure_key`` (None if it cannot be computed) and the IEEE rotation (or the reason
+    it failed, as :func:`compute_ieee_rotation`) from one spglib symmetry search.
+
+    Equal to ``structure_key(structure, symprec)`` and ``compute_ieee_rotation(structure)``.
+    The IEEE rules run on the key's dataset when pymatgen's search (species, magnetic moments,
+    symprec 0.01, angle tolerance 5 degrees) finds the same one; otherwise pymatgen is asked
+    (:func:`_shares_pymatgen_dataset`). Never raises.
+    """
+    from atomate2_gmt.schemas.keys import key_from_dataset, spglib_cell, symmetry_dataset
+
+    try:
+        cell = spglib_cell(structure, symprec)
+        dataset = symmetry_dataset(cell, symprec)
+    except Exception:
+        return None, compute_ieee_rotation(structure)
+    try:
+        key: str | None = key_from_dataset(cell, dataset)
+    except Exception:  # from_predictions computes it again and records the reason
+        key = None
+    try:
+        shared = _shares_pymatgen_dataset(structure, cell[2], dataset, symprec)
+    except Exception:
+        shared = False
+    if not shared:
+        return key, compute_ieee_rotation(structure)
+    return key, _ieee_from_dataset(cell[0], dataset)
+
+
+def _shares_pymatgen_dataset(
+    structure: Structure, numbers: np.ndarray, dataset: Any, symprec: float
+) -> bool:
+    """Whether ``dataset`` (spglib, atomic numbers ``numbers``, ``symprec``, angle tolerance -1)
+    is the one pymatgen's ``SpacegroupAnalyzer(structure)`` finds: same symprec, no magnetic
+    moments, one species per element (pymatgen types sites by species), and a primitive
+    lattice whose point group does not depend on the angle tolerance."""
+    from atomate2_gmt.tensors.symmetry import angle_tolerance_matters
+
+    if dataset is None or symprec != _PYMATGEN_SYMPREC:
+        return False
+    if any("magmom" in site.properties for site in structure) or any(
+        getattr(sp, "spin", None) is not None for sp in structure.types_of_species
+    ):
+        return False
+    if len({site.specie for site in structure}) != len(set(numbers.tolist())):
+        return False
+    return not angle_tolerance_matters(
+        dataset.primitive_lattice, symprec, _PYMATGEN_ANGLE_TOLERANCE
+    )
+
+
+def _ieee_from_dataset(lattice: np.ndarray, dataset: Any) -> np.ndarray | str:
+    """The IEEE rotation from a spglib dataset of ``lattice`` (rows, Å), or the failure reason."""
+    from atomate2_gmt.tensors.conventions import crystal_system, ieee_rotation_from_setting
+
+    try:
+        system = crystal_system(dataset.number)
+        return ieee_rotation_from_setting(lattice, dataset.transformation_matrix, system)
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
 

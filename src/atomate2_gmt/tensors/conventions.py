@@ -1,7 +1,9 @@
 """Tensor conventions: kinds, Voigt orders, full <-> Voigt, rotation, IEEE frame.
 
 Every public function works on full Cartesian tensors in the structure's own Cartesian frame
-unless stated otherwise. Voigt matrices hold tensor components (no factors of 2) in the
+unless stated otherwise. The IEEE 176 frame is pymatgen's: :func:`ieee_rotation` asks pymatgen
+(one spglib search), :func:`ieee_rotation_from_setting` applies the same rules to a symmetry
+dataset the caller already has. Voigt matrices hold tensor components (no factors of 2) in the
 standard order xx, yy, zz, yz, xz, xy. VASP writes xx, yy, zz, xy, yz, zx; convert with
 :func:`vasp_voigt_to_standard` at the point where VASP/JARVIS data enters.
 
@@ -27,8 +29,10 @@ __all__ = [
     "VOIGT_PAIRS",
     "VOIGT_SHAPE",
     "as_full",
+    "crystal_system",
     "full_to_voigt",
     "ieee_rotation",
+    "ieee_rotation_from_setting",
     "kind_of",
     "rotate",
     "standard_voigt_to_vasp",
@@ -214,6 +218,105 @@ def ieee_rotation(structure: Structure) -> np.ndarray:
     from pymatgen.core.tensors import Tensor
 
     return np.asarray(Tensor.get_ieee_rotation(structure, refine_rotation=True), dtype=float)
+
+
+def crystal_system(space_group_number: int) -> str:
+    """Crystal system of an international space-group number (1-230), pymatgen's names:
+    triclinic, monoclinic, orthorhombic, tetragonal, trigonal, hexagonal, cubic."""
+    n = int(space_group_number)
+    if n != space_group_number or not 0 < n < 231:
+        raise ValueError(f"Received invalid space group {space_group_number}")
+    for bound, system in _CRYSTAL_SYSTEM_BOUNDS:
+        if n < bound:
+            return system
+    return "cubic"
+
+
+_CRYSTAL_SYSTEM_BOUNDS = (
+    (3, "triclinic"),
+    (16, "monoclinic"),
+    (75, "orthorhombic"),
+    (143, "tetragonal"),
+    (168, "trigonal"),
+    (195, "hexagonal"),
+)
+
+
+def _unit(vec: np.ndarray) -> np.ndarray:
+    """``vec`` / |vec|, or ``vec`` itself below 1e-8 (pymatgen's ``get_uvec``)."""
+    norm = np.linalg.norm(vec)
+    return vec if norm < 1e-8 else vec / norm
+
+
+def _lengths_angles(vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row lengths (Å) and angles alpha, beta, gamma (degrees) as pymatgen's ``Lattice``."""
+    lengths = np.sqrt(np.sum(vecs**2, axis=1))
+    cosines = np.zeros(3)
+    for dim in range(3):
+        j, k = (dim + 1) % 3, (dim + 2) % 3
+        cosines[dim] = np.clip(np.dot(vecs[j], vecs[k]) / (lengths[j] * lengths[k]), -1, 1)
+    return lengths, np.rad2deg(np.arccos(cosines))
+
+
+def _ieee_axes(vecs: np.ndarray, system: str) -> np.ndarray:
+    """Unrefined IEEE axes (rows x1, x2, x3) from the conventional lattice rows ``vecs``."""
+    lengths, angles = _lengths_angles(vecs)
+    rotation = np.zeros((3, 3))
+    if system == "cubic":  # a, b, c || x1, x2, x3
+        rotation = np.array([vecs[i] / lengths[i] for i in range(3)])
+    elif system == "tetragonal":  # a = b in length; c, a || x3, x1
+        rotation = np.array(
+            [v / m for (m, v) in sorted(zip(lengths, vecs, strict=True), key=lambda x: x[0])]
+        )
+        if abs(lengths[2] - lengths[1]) < abs(lengths[1] - lengths[0]):
+            rotation[[0, 2]] = rotation[[2, 0]]
+        rotation[1] = _unit(np.cross(rotation[2], rotation[0]))
+    elif system == "orthorhombic":  # c < a < b; c, a || x3, x1
+        rotation = np.roll([v / m for (m, v) in sorted(zip(lengths, vecs, strict=True))], 2, axis=0)
+    elif system in ("trigonal", "hexagonal"):  # c, a || x3, x1; c the threefold axis
+        tf_index = np.argmin(abs(angles - 120.0))
+        non_tf_mask = np.logical_not(angles == angles[tf_index])
+        rotation[2] = _unit(vecs[tf_index])
+        rotation[0] = _unit(vecs[non_tf_mask][0])
+        rotation[1] = _unit(np.cross(rotation[2], rotation[0]))
+    elif system == "monoclinic":  # b, c || x2, x3; alpha = beta = 90, c < a
+        u_index = np.argmax(abs(angles - 90.0))
+        n_umask = np.logical_not(angles == angles[u_index])
+        rotation[1] = _unit(vecs[u_index])
+        c = next(v / m for (m, v) in sorted(zip(lengths[n_umask], vecs[n_umask], strict=True)))
+        rotation[2] = np.array(c)
+        rotation[0] = np.cross(rotation[1], rotation[2])
+    elif system == "triclinic":  # c || x3, x2 normal to the ac plane
+        rotation = np.array([v / m for (m, v) in sorted(zip(lengths, vecs, strict=True))])
+        rotation[1] = _unit(np.cross(rotation[2], rotation[0]))
+        rotation[0] = np.cross(rotation[1], rotation[2])
+    return rotation
+
+
+def ieee_rotation_from_setting(
+    lattice: ArrayLike, transformation_matrix: ArrayLike, system: str
+) -> np.ndarray:
+    """Rotation taking the structure's Cartesian frame to the IEEE 176 frame, from a symmetry
+    dataset the caller already has.
+
+    ``lattice``: the structure's lattice (rows, Å); ``transformation_matrix``: spglib's
+    ``transformation_matrix`` P of that lattice (conventional rows = (lattice.T @ inv(P)).T);
+    ``system``: the crystal system of the space group (:func:`crystal_system`).
+
+    Reproduces pymatgen's ``Tensor.get_ieee_rotation(structure, refine_rotation=True)``
+    (pymatgen, MIT licence): the same IEEE rules per crystal system on the same conventional
+    lattice, then ``SquareTensor.refine_rotation`` (x normalised, y made normal to x,
+    z = x × y; as in pymatgen, y is not renormalised). Equal to :func:`ieee_rotation` when the
+    dataset is the one pymatgen's ``SpacegroupAnalyzer`` finds (symprec 0.01, angle tolerance 5
+    degrees, sites typed by species, magnetic moments).
+    """
+    lat = np.asarray(lattice, dtype=float)
+    tmat = np.asarray(transformation_matrix, dtype=float)
+    conv = np.transpose(np.dot(np.transpose(lat), np.linalg.inv(tmat)))
+    rotation = _ieee_axes(conv, system)
+    new_x, y = _unit(rotation[0]), _unit(rotation[1])
+    new_y = y - np.dot(new_x, y) * new_x
+    return np.array([new_x, new_y, np.cross(new_x, new_y)], dtype=float)
 
 
 def to_ieee(

@@ -13,6 +13,10 @@ uses the dataset directly. Both return exactly orthogonal matrices: the lattice 
 over the integer operations before converting to Cartesian, so the operations are orthogonal and
 close under multiplication to float precision, even when the lattice is only symmetric within
 tolerance. See docs/conventions.md for the tolerance policy.
+
+:func:`angle_tolerance_matters` says whether spglib's search of a lattice could depend on the
+angle tolerance (spglib's default -1 against pymatgen's 5 degrees), so that a caller holding a
+dataset found at one can tell whether it is also the one found at the other.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ __all__ = [
     "CRYSTAL_SYSTEMS",
     "CRYSTAL_SYSTEM_OF_POINT_GROUP",
     "PointGroupInfo",
+    "angle_tolerance_matters",
     "cartesian_operations",
     "check_group",
     "intrinsic_projector",
@@ -277,22 +282,60 @@ _CANDIDATE_VECTORS = np.array(
 )
 
 
+def _candidate_ops(g: np.ndarray, length_tol: float) -> np.ndarray | None:
+    """Integer row matrices W (det ±1, rows from the 26 vectors with entries in {-1, 0, 1})
+    whose rows keep the basis lengths of the metric ``g`` within ``length_tol`` (Å), or None if
+    some basis vector has no candidate image."""
+    vec_len = np.sqrt(np.sum((_CANDIDATE_VECTORS @ g) * _CANDIDATE_VECTORS, axis=1))
+    basis_len = np.sqrt(np.diag(g))
+    cands = [np.flatnonzero(np.abs(vec_len - basis_len[k]) < length_tol) for k in range(3)]
+    if any(c.size == 0 for c in cands):
+        return None
+    ia, ib, ic = (a.ravel() for a in np.meshgrid(*cands, indexing="ij"))
+    w = np.stack([_CANDIDATE_VECTORS[ia], _CANDIDATE_VECTORS[ib], _CANDIDATE_VECTORS[ic]], axis=1)
+    det = np.rint(np.linalg.det(w)).astype(np.int64)
+    return w[np.abs(det) == 1]
+
+
 def _lattice_ops(lattice: np.ndarray, symprec: float, angle_tolerance: float) -> np.ndarray:
     """Integer row matrices W (images of the basis vectors as rows) that map a Delaunay-reduced
     lattice onto itself within tolerance: W G W^T ~ G with G = lattice lattice^T."""
     g = lattice @ lattice.T
-    vec_len = np.sqrt(np.sum((_CANDIDATE_VECTORS @ g) * _CANDIDATE_VECTORS, axis=1))
-    basis_len = np.sqrt(np.diag(g))
-    cands = [np.flatnonzero(np.abs(vec_len - basis_len[k]) < symprec) for k in range(3)]
-    if any(c.size == 0 for c in cands):
+    w = _candidate_ops(g, symprec)
+    if w is None:
         return np.eye(3, dtype=np.int64)[None]
-    ia, ib, ic = (a.ravel() for a in np.meshgrid(*cands, indexing="ij"))
-    w = np.stack([_CANDIDATE_VECTORS[ia], _CANDIDATE_VECTORS[ib], _CANDIDATE_VECTORS[ic]], axis=1)
-    det = np.rint(np.linalg.det(w)).astype(np.int64)
-    w = w[np.abs(det) == 1]
     wf = w.astype(float)
     g_rot = wf @ g @ wf.transpose(0, 2, 1)
     return w[_metric_ok(g, g_rot, symprec, angle_tolerance)]
+
+
+def angle_tolerance_matters(
+    lattice: ArrayLike, symprec: float, angle_tolerance: float = 5.0, margin: float = 0.1
+) -> bool:
+    """Whether spglib might find a different lattice point group for ``lattice`` with
+    ``angle_tolerance`` (degrees) than with its default -1 (angles judged by ``symprec``, Å).
+
+    ``lattice`` (rows, Å) is the primitive lattice spglib searches (a dataset's
+    ``primitive_lattice``); spglib's angle tolerance enters its symmetry search only through
+    the lattice point group of that lattice. Follows spglib: Delaunay reduction at ``symprec``,
+    then the integer basis changes with rows in {-1, 0, 1}; True if one of them passes the
+    angle test within (1 + margin) of the tolerances but not the ``symprec`` test within
+    (1 - margin) of ``symprec``, so that near-misses count as "might differ". False means the
+    two searches see the same lattice operations and hence give the same dataset.
+    """
+    reduced = spglib.delaunay_reduce(np.asarray(lattice, dtype=float), eps=symprec)
+    if reduced is None:
+        return True
+    red = np.asarray(reduced, dtype=float)
+    g = red @ red.T
+    w = _candidate_ops(g, symprec * (1 + margin))
+    if w is None:
+        return True
+    wf = w.astype(float)
+    g_rot = wf @ g @ wf.transpose(0, 2, 1)
+    loose = _metric_ok(g, g_rot, symprec * (1 + margin), angle_tolerance * (1 + margin))
+    strict = _metric_ok(g, g_rot, symprec * (1 - margin), -1.0)
+    return bool(np.any(loose & ~strict))
 
 
 @dataclass
