@@ -72,6 +72,7 @@ def main() -> None:
     ap.add_argument("--target-transform", default=default.target_transform)
     ap.add_argument("--transform-scale", type=float, default=default.transform_scale)
     ap.add_argument("--huber-delta", type=float, default=default.huber_delta)
+    ap.add_argument("--relative-loss", type=float, default=default.relative_loss)
     ap.add_argument("--pretrain-task", default=None, help="transfer learning from this task")
     ap.add_argument("--pretrain-epochs", type=int, default=default.pretrain_epochs)
     ap.add_argument("--rounds", type=int, default=default.rounds)
@@ -97,6 +98,7 @@ def main() -> None:
         rounds=args.rounds,
         per_round=args.per_round,
         huber_delta=args.huber_delta,
+        relative_loss=args.relative_loss,
         pretrain_task=args.pretrain_task,
         pretrain_epochs=args.pretrain_epochs,
     )

@@ -230,17 +230,20 @@ def test_target_transform_roundtrip_and_symmetry() -> None:
         CampaignConfig(huber_delta=0.0)
 
 
-def test_huber_delta_reaches_the_trainer(records, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    deltas: list[float] = []
+def test_loss_options_reach_the_trainer(records, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    seen: list[tuple[float, float]] = []
     original_fit = simulate.Trainer.fit
 
     def fit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        deltas.append(self.cfg.huber_delta)
+        seen.append((self.cfg.huber_delta, self.cfg.relative_loss_weight))
         return original_fit(self, *args, **kwargs)
 
     monkeypatch.setattr(simulate.Trainer, "fit", fit)
-    run_campaign(replace(CFG, strategies=("ranking",), huber_delta=10.0), records)
-    assert deltas == [10.0]
+    cfg = replace(CFG, strategies=("ranking",), huber_delta=10.0, relative_loss=3.0)
+    run_campaign(cfg, records)
+    assert seen == [(10.0, 3.0)]
+    with pytest.raises(ValueError, match="relative_loss must be >= 0"):
+        CampaignConfig(relative_loss=-1.0)
 
 
 def test_scratch_retraining_and_transform(records, monkeypatch) -> None:  # type: ignore[no-untyped-def]

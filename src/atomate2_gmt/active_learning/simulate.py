@@ -134,6 +134,10 @@ class CampaignConfig:
         huber_delta: δ of the training loss's Huber function on scaled targets (1: L1-like
             beyond one target RMS; large: MSE-like, which weights the largest tensors, the
             ones a search for the top-K must get right, more).
+        relative_loss: weight of the trainer's relative-error term (‖Δ‖_F / ‖true‖_F per
+            crystal, :class:`~atomate2_gmt.training.trainer.TrainConfig`
+            ``relative_loss_weight``; 0 = off). It makes each crystal's magnitude count, not
+            only the largest tensors', which a ranking by magnitude needs.
         select: ``best`` (best validation epoch) or ``last`` (final epoch; the validation
             records join the training set) (:data:`SELECT_MODES`).
         limit: use only the first N records (quick runs and tests).
@@ -169,6 +173,7 @@ class CampaignConfig:
     transform_scale: float = 1.0
     retrain: str = "finetune"
     huber_delta: float = 1.0
+    relative_loss: float = 0.0
     select: str = "best"
     limit: int | None = None
     data: str = "mp"
@@ -192,6 +197,8 @@ class CampaignConfig:
             raise ValueError(
                 f"unknown target_transform {self.target_transform!r}; valid: {TARGET_TRANSFORMS}"
             )
+        if self.relative_loss < 0:
+            raise ValueError(f"relative_loss must be >= 0, got {self.relative_loss}")
         if self.huber_delta <= 0:
             raise ValueError(f"huber_delta must be positive, got {self.huber_delta}")
         if self.transform_scale <= 0:
@@ -331,6 +338,7 @@ def train_model(
         target_scaling=scaling,
         warmup_epochs=min(2, max(0, epochs - 1)),
         huber_delta=cfg.huber_delta,
+        relative_loss_weight=cfg.relative_loss,
     )
     with tempfile.TemporaryDirectory(prefix="gmt-campaign-") as tmp:
         trainer = Trainer(model, train, val, tmp, tcfg, metadata={"campaign_seed": seed})

@@ -53,6 +53,9 @@ def simulate(
         "finetune", help="after each round: 'finetune' the model or train it from 'scratch'"
     ),
     batch_size: int = typer.Option(32, "--batch-size"),
+    relative_loss: float = typer.Option(
+        0.0, "--relative-loss", help="weight of the relative-error loss term (0 = off)"
+    ),
     pretrain_task: str | None = typer.Option(
         None,
         "--pretrain-task",
@@ -86,7 +89,8 @@ def simulate(
             strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
             ensemble=ensemble, kappa=kappa, random_repeats=random_repeats,
             init_epochs=init_epochs, finetune_epochs=finetune_epochs, batch_size=batch_size,
-            retrain=retrain, pretrain_task=pretrain_task, pretrain_epochs=pretrain_epochs,
+            retrain=retrain, relative_loss=relative_loss,
+            pretrain_task=pretrain_task, pretrain_epochs=pretrain_epochs,
             model_overrides=json.loads(model_overrides) if model_overrides else dict(SMALL_MODEL),
             limit=limit,
         )  # fmt: skip
