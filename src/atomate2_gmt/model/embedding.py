@@ -44,9 +44,20 @@ class AtomEmbedding(nn.Module):
 
 
 class EdgeEmbedding(nn.Module):
-    """Edge length r (Å) → x = −0.75/r → Gaussian RBFs on [vmin, vmax] → Linear → Softplus."""
+    """Edge length r (Å) → x = −0.75/r → Gaussian RBFs on [vmin, vmax] → Linear → Softplus.
+
+    In inference (eval mode, no autograd) the map x → Linear(RBF(x)) is a fixed smooth function
+    of one variable, so it is tabulated once on :data:`TABLE_POINTS` points of [vmin, vmax] and
+    linearly interpolated (the table is computed in float64): the same features within the
+    float32 round-off of the direct form (both ~2e-6 of features of order 1 against a float64
+    evaluation, set by the float32 x = −0.75/r), at a small fraction of the cost of E × bins
+    exponentials and an E × bins × out_dim product. The table is rebuilt
+    whenever the weights change (training steps, ``load_state_dict``); lengths outside the
+    table (r < 0.75/|vmin| Å) and training use the direct form. ``tabulate = False`` turns it off.
+    """
 
     centers: torch.Tensor
+    TABLE_POINTS = 16385
 
     def __init__(
         self, out_dim: int = 128, bins: int = 512, vmin: float = -4.0, vmax: float = 0.0
@@ -55,11 +66,38 @@ class EdgeEmbedding(nn.Module):
         centers = torch.linspace(vmin, vmax, bins)
         self.register_buffer("centers", centers, persistent=False)
         self.gamma = 1.0 / float((vmax - vmin) / (bins - 1))  # inverse centre spacing
+        self.vmin, self.vmax = float(vmin), float(vmax)
         self.linear = nn.Linear(bins, out_dim)
         self.act = nn.Softplus()
+        self.tabulate = True
+        self._table: torch.Tensor | None = None
+        self._table_key: tuple[object, ...] | None = None
+
+    def _direct(self, x: torch.Tensor) -> torch.Tensor:
+        rbf = torch.exp(-self.gamma * (x[:, None] - self.centers.to(x.dtype)) ** 2)
+        return self.linear(rbf)
+
+    def _lookup(self) -> torch.Tensor:
+        """The tabulated Linear(RBF(x)) on the grid (built or reused)."""
+        w, b = self.linear.weight, self.linear.bias
+        key = (w._version, b._version, w.data_ptr(), b.data_ptr(), w.dtype, w.device)
+        if self._table is None or self._table_key != key:
+            grid = torch.linspace(self.vmin, self.vmax, self.TABLE_POINTS, dtype=torch.float64)
+            table = torch.exp(-self.gamma * (grid[:, None] - self.centers.double()) ** 2)
+            table = table @ w.detach().double().T + b.detach().double()
+            self._table = table.to(device=w.device, dtype=w.dtype)
+            self._table_key = key
+        return self._table
 
     def forward(self, lengths: torch.Tensor) -> torch.Tensor:
         """(E,) Å → (E, out_dim)."""
         x = -0.75 / lengths
-        rbf = torch.exp(-self.gamma * (x[:, None] - self.centers.to(x.dtype)) ** 2)
-        return self.act(self.linear(rbf))
+        use_table = self.tabulate and not self.training and not torch.is_grad_enabled()
+        if not use_table or x.numel() == 0 or bool((x < self.vmin).any()):
+            return self.act(self._direct(x))
+        table = self._lookup()
+        pos = (x - self.vmin) * ((self.TABLE_POINTS - 1) / (self.vmax - self.vmin))
+        pos = pos.to(table.dtype).clamp(0, self.TABLE_POINTS - 1)
+        lo = pos.floor().long().clamp(max=self.TABLE_POINTS - 2)
+        t = (pos - lo.to(pos.dtype))[:, None]
+        return self.act(torch.lerp(table[lo], table[lo + 1], t))
