@@ -58,3 +58,18 @@ def test_training_and_short_edges_use_the_direct_form() -> None:
     short = torch.tensor([0.1, 1.0])  # x = -7.5 is below the table's range
     assert torch.allclose(_pair(True, emb, short), _pair(False, emb, short))
     assert emb._table is None
+
+
+def test_prepare_inference_builds_the_table_once() -> None:
+    from atomate2_gmt.model.config import GMTNetConfig
+    from atomate2_gmt.model.gmtnet import GMTNet
+
+    net = GMTNet(GMTNetConfig(task="dielectric", node_dim=16, rbf_bins=32, scalar_mul=8))
+    assert net.edge_embedding._table is None
+    assert net.prepare_inference() is net
+    assert not net.training
+    table = net.edge_embedding._table
+    assert table is not None
+    assert table.shape == (EdgeEmbedding.TABLE_POINTS, 16)
+    net.edge_embedding.build_table()
+    assert net.edge_embedding._table is table  # weights unchanged: reused

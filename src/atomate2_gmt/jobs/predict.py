@@ -601,6 +601,9 @@ def _model_pool(maker: GMTPredictMaker, ctx: _Context, n_items: int) -> Any:
     if _POOL["pool"] is not None and _POOL["key"] == key:
         return _POOL["pool"]
     close_model_pool()
+    for members in ctx.loaded.values():
+        for net, _ in members:
+            net.prepare_inference()  # built once here, inherited by every worker
     _WORKER_CONTEXT = ctx  # inherited by the forked workers (the models are not pickled)
     pool = ProcessPoolExecutor(
         n,

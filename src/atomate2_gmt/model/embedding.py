@@ -48,7 +48,7 @@ class EdgeEmbedding(nn.Module):
 
     In inference (eval mode, no autograd) the map x → Linear(RBF(x)) is a fixed smooth function
     of one variable, so it is tabulated once on :data:`TABLE_POINTS` points of [vmin, vmax] and
-    linearly interpolated (the table is computed in float64): the same features within the
+    linearly interpolated (grid offsets in float64): the same features within the
     float32 round-off of the direct form (both ~2e-6 of features of order 1 against a float64
     evaluation, set by the float32 x = −0.75/r), at a small fraction of the cost of E × bins
     exponentials and an E × bins × out_dim product. The table is rebuilt
@@ -82,12 +82,17 @@ class EdgeEmbedding(nn.Module):
         w, b = self.linear.weight, self.linear.bias
         key = (w._version, b._version, w.data_ptr(), b.data_ptr(), w.dtype, w.device)
         if self._table is None or self._table_key != key:
-            grid = torch.linspace(self.vmin, self.vmax, self.TABLE_POINTS, dtype=torch.float64)
-            table = torch.exp(-self.gamma * (grid[:, None] - self.centers.double()) ** 2)
-            table = table @ w.detach().double().T + b.detach().double()
-            self._table = table.to(device=w.device, dtype=w.dtype)
+            with torch.no_grad():
+                grid = torch.linspace(self.vmin, self.vmax, self.TABLE_POINTS, dtype=torch.float64)
+                diff = (grid[:, None] - self.centers.double()).to(w.device, w.dtype)
+                self._table = torch.addmm(b, torch.exp(-self.gamma * diff * diff), w.T)
             self._table_key = key
         return self._table
+
+    def build_table(self) -> None:
+        """Build the inference table now (e.g. before worker processes fork, so that they
+        share it) instead of at the first prediction."""
+        self._lookup()
 
     def forward(self, lengths: torch.Tensor) -> torch.Tensor:
         """(E,) Å → (E, out_dim)."""

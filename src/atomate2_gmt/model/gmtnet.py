@@ -239,6 +239,13 @@ class GMTNet(nn.Module):
             state_dict[key] = torch.zeros_like(self.target_offset)
         super()._load_from_state_dict(state_dict, prefix, *args)  # type: ignore[arg-type]
 
+    def prepare_inference(self) -> GMTNet:
+        """Eval mode and the edge embedding's inference table built now (call before forking
+        worker processes so they inherit it); returns the model."""
+        self.eval()
+        self.edge_embedding.build_table()
+        return self
+
     def n_parameters(self) -> int:
         """Number of trainable parameters."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
