@@ -112,3 +112,28 @@ def test_train_task_pretraining_route(tmp_path, monkeypatch) -> None:  # type: i
     )  # fmt: skip
     assert report["transfer"]["copied"] > 0
     assert 0 < report["transfer"]["fraction"] < 1
+
+
+def test_train_cli_passes_the_transfer_options(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from atomate2_gmt.cli.app import app
+    from atomate2_gmt.training import run
+
+    seen: dict = {}
+
+    def fake_train_task(task, out_dir, **kwargs):  # type: ignore[no-untyped-def]
+        seen.update(task=task, **kwargs)
+        overall = {"fnorm": 1.0, "ewt25": 0.5, "zero_success": 1.0, "equality_success": 1.0}
+        return {"overall": {**overall, "n": 3}}
+
+    monkeypatch.setattr(run, "train_task", fake_train_task)
+    ckpt = tmp_path / "dt.pt"
+    args = ["train", "--task", "piezo", "--epochs", "1", "--out", str(tmp_path / "o")]
+    res = CliRunner().invoke(
+        app, [*args, "--init-from", str(ckpt), "--exclude-materials-of", "dielectric"]
+    )
+    assert res.exit_code == 0, res.output
+    assert seen["task"] == "piezo"
+    assert seen["init_from"] == ckpt
+    assert seen["exclude_materials_of"] == "dielectric"
