@@ -230,3 +230,15 @@ def test_without_a_symmetry_dataset_the_input_cell_is_keyed():
     assert structure_key(s) == _standardize_cell_key(s)
     moved = _translated_permuted(s, np.array([0.1, 0.2, 0.3]), [2, 0, 1])
     assert structure_key(moved) == structure_key(s)
+
+
+def test_an_untabulated_centring_asks_spglib():
+    """A dataset whose centring letter the module does not tabulate is keyed through spglib's
+    own standardisation, with the same result."""
+    import dataclasses
+
+    s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0] * 3, [0.5] * 3])
+    cell = keys.spglib_cell(s, 0.01)
+    ds = keys.symmetry_dataset(cell, 0.01)
+    odd = dataclasses.replace(ds, international="B" + ds.international[1:])
+    assert keys.key_from_dataset(cell, odd, 0.01) == structure_key(s) == _standardize_cell_key(s)

@@ -175,11 +175,22 @@ def primitive_standard_cell(dataset: Any) -> Cell:
     return lattice, frac, numbers
 
 
-def key_from_dataset(cell: Cell, dataset: Any) -> str:
+def key_from_dataset(cell: Cell, dataset: Any, symprec: float) -> str:
     """:func:`structure_key` of ``cell`` (from :func:`spglib_cell`) given its
-    :func:`symmetry_dataset`; with no dataset (None) the input cell itself is keyed."""
-    lattice, frac, numbers = cell if dataset is None else primitive_standard_cell(dataset)
-    reduced, frac = _niggli_right_handed(lattice, frac)
+    :func:`symmetry_dataset` at ``symprec``; with no dataset (None) the input cell itself is
+    keyed."""
+    if dataset is None:
+        lattice, frac, numbers = cell
+    elif str(dataset.international)[:1] in _CENTRING:
+        lattice, frac, numbers = primitive_standard_cell(dataset)
+    else:  # a centring this module does not tabulate: ask spglib itself
+        spg_cell: Any = cell
+        std: Any = spglib.standardize_cell(
+            spg_cell, to_primitive=True, no_idealize=False, symprec=symprec
+        )
+        lattice, frac, numbers = (np.asarray(x) for x in std)
+        numbers = numbers.astype(np.int64)
+    reduced, frac = _niggli_right_handed(np.asarray(lattice, dtype=float), frac)
     ops = _metric_preserving(reduced)
     sites = _canonical_sites(frac, numbers, ops)
     payload = repr((_lattice_parameters(reduced), sites))
@@ -194,4 +205,4 @@ def structure_key(structure: Structure, symprec: float = 0.01) -> str:
     structures (partial occupancies) and empty structures raise a ``ValueError``.
     """
     cell = spglib_cell(structure, symprec)
-    return key_from_dataset(cell, symmetry_dataset(cell, symprec))
+    return key_from_dataset(cell, symmetry_dataset(cell, symprec), symprec)

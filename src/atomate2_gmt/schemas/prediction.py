@@ -499,7 +499,7 @@ def key_and_ieee_rotation(
     except Exception:
         return None, compute_ieee_rotation(structure)
     try:
-        key: str | None = key_from_dataset(cell, dataset)
+        key: str | None = key_from_dataset(cell, dataset, symprec)
     except Exception:  # from_predictions computes it again and records the reason
         key = None
     try:
