@@ -3,6 +3,8 @@ still a symmetric, equivariant model of the new task."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -113,6 +115,17 @@ def test_train_task_pretraining_route(tmp_path, monkeypatch) -> None:  # type: i
     assert report["transfer"]["copied"] > 0
     assert 0 < report["transfer"]["fraction"] < 1
 
+    # an ensemble member: another init seed on the same split
+    member = run.train_task(
+        "piezo", tmp_path / "member", train_cfg=replace(cfg, seed=9), model_overrides=SMALL,
+        resume=False, progress=False, split_seed=5,
+    )  # fmt: skip
+    ids = {r.id for r in split_records(piezo, (0.8, 0.1, 0.1), seed=5)[2]}
+    meta = load_checkpoint(tmp_path / "member" / "best.pt")[1]
+    assert meta["split"]["seed"] == 5
+    assert meta["split"]["init_seed"] == 9
+    assert member["split_sizes"]["test"] == len(ids)
+
 
 def test_train_cli_passes_the_transfer_options(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from typer.testing import CliRunner
@@ -131,9 +144,19 @@ def test_train_cli_passes_the_transfer_options(tmp_path, monkeypatch) -> None:  
     ckpt = tmp_path / "dt.pt"
     args = ["train", "--task", "piezo", "--epochs", "1", "--out", str(tmp_path / "o")]
     res = CliRunner().invoke(
-        app, [*args, "--init-from", str(ckpt), "--exclude-materials-of", "dielectric"]
+        app,
+        [
+            *args,
+            "--init-from",
+            str(ckpt),
+            "--exclude-materials-of",
+            "dielectric",
+            "--split-seed",
+            "32",
+        ],
     )
     assert res.exit_code == 0, res.output
     assert seen["task"] == "piezo"
     assert seen["init_from"] == ckpt
     assert seen["exclude_materials_of"] == "dielectric"
+    assert seen["split_seed"] == 32

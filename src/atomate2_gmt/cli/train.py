@@ -46,6 +46,11 @@ def train(
         "--init-from",
         help="transfer learning: start from this checkpoint's weights (any task) where they fit",
     ),
+    split_seed: int | None = typer.Option(
+        None,
+        "--split-seed",
+        help="seed of the split only (default: --seed); ensemble members differ in --seed",
+    ),
     exclude_materials_of: str | None = typer.Option(
         None,
         "--exclude-materials-of",
@@ -78,6 +83,7 @@ def train(
         command=_command(),
         init_from=init_from,
         exclude_materials_of=exclude_materials_of,
+        split_seed=split_seed,
     )
     overall = report["overall"]
     typer.echo(

@@ -76,6 +76,7 @@ def train_task(
     max_abs_target: float | None = None,
     init_from: str | Path | None = None,
     exclude_materials_of: str | None = None,
+    split_seed: int | None = None,
 ) -> dict[str, Any]:
     """Train GMTNet on ``task``; write best.pt, logs and test-set report.json into ``out_dir``.
 
@@ -87,6 +88,9 @@ def train_task(
     ``exclude_materials_of``: remove, before splitting, the materials of that task's validation
     and test split (same seed and fractions), so a model pretrained here has seen nothing of the
     other task's evaluation materials.
+    ``split_seed``: the seed of the split (default ``train_cfg.seed``, which also seeds the
+    initial weights and the batch order); members of an ensemble on one split differ only in
+    ``train_cfg.seed``.
     """
     check_task(task)
     train_cfg = train_cfg or TrainConfig()
@@ -94,10 +98,11 @@ def train_task(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(train_cfg.seed)
     records, data_info = load_records(task, data)
+    split_seed = train_cfg.seed if split_seed is None else split_seed
     if exclude_materials_of is not None:
         check_task(exclude_materials_of)
         other, _ = load_records(exclude_materials_of, data)
-        _, o_val, o_test = split_records(other, split, seed=train_cfg.seed)
+        _, o_val, o_test = split_records(other, split, seed=split_seed)
         held = {r.id for r in [*o_val, *o_test]}
         n_before = len(records)
         records = [r for r in records if r.id not in held]
@@ -106,7 +111,7 @@ def train_task(
             "excluded_materials_of": exclude_materials_of,
             "n_excluded_materials": n_before - len(records),
         }
-    train, val, test = split_records(records, split, seed=train_cfg.seed)
+    train, val, test = split_records(records, split, seed=split_seed)
     dropped: dict[str, int] = {}
     if max_abs_target is not None:
         train, dropped["train"] = filter_max_abs(train, max_abs_target)
@@ -127,7 +132,8 @@ def train_task(
     }
     split_info: dict[str, Any] = {
         "fractions": list(split),
-        "seed": train_cfg.seed,
+        "seed": split_seed,
+        "init_seed": train_cfg.seed,
         "sizes": {k: len(v.records) for k, v in sets.items()},
     }
     metadata = {
