@@ -136,8 +136,9 @@ class CampaignConfig:
             ones a search for the top-K must get right, more).
         relative_loss: weight of the trainer's relative-error term (‖Δ‖_F / ‖true‖_F per
             crystal, :class:`~atomate2_gmt.training.trainer.TrainConfig`
-            ``relative_loss_weight``; 0 = off). It makes each crystal's magnitude count, not
-            only the largest tensors', which a ranking by magnitude needs.
+            ``relative_loss_weight``; 0 = off): each crystal's magnitude counts, not only the
+            largest tensors' (measured in docs/active_learning.md: better one-shot ranking,
+            worse UCB).
         select: ``best`` (best validation epoch) or ``last`` (final epoch; the validation
             records join the training set) (:data:`SELECT_MODES`).
         limit: use only the first N records (quick runs and tests).
