@@ -341,15 +341,23 @@ def train_model(
         huber_delta=cfg.huber_delta,
         relative_loss_weight=cfg.relative_loss,
     )
+    return _fit(model, train, val, tcfg, last=cfg.select == "last")[0]
+
+
+def _fit(
+    model: GMTNet, train: PreparedSet, val: PreparedSet, tcfg: TrainConfig, last: bool = False
+) -> tuple[GMTNet, dict[str, Any]]:
+    """Train ``model`` in a throw-away run folder; returns the best-on-validation model (or,
+    with ``last``, the final epoch's), on CPU in eval mode, and the best validation record."""
     with tempfile.TemporaryDirectory(prefix="gmt-campaign-") as tmp:
-        trainer = Trainer(model, train, val, tmp, tcfg, metadata={"campaign_seed": seed})
-        trainer.fit(resume=False, progress=False)
-        if cfg.select == "last":
+        trainer = Trainer(model, train, val, tmp, tcfg, metadata={"campaign_seed": tcfg.seed})
+        best_row = trainer.fit(resume=False, progress=False)
+        if last:
             best = _clone(trainer.model.cpu())
             best.eval()
         else:
-            best, _ = load_checkpoint(Path(tmp) / "best.pt", task=cfg.task)
-    return best
+            best, _ = load_checkpoint(Path(tmp) / "best.pt", task=model.config.task)
+    return best, best_row
 
 
 class _Campaign:
@@ -558,10 +566,7 @@ def pretrain_body(cfg: CampaignConfig, exclude: set[str]) -> tuple[dict[str, Any
         target_scaling=True,
         warmup_epochs=min(2, max(0, cfg.pretrain_epochs - 1)),
     )
-    with tempfile.TemporaryDirectory(prefix="gmt-pretrain-") as tmp:
-        trainer = Trainer(model, train, val, tmp, tcfg, metadata={"campaign_seed": cfg.seed})
-        best_row = trainer.fit(resume=False, progress=False)
-        best, _ = load_checkpoint(Path(tmp) / "best.pt", task=task)
+    best, best_row = _fit(model, train, val, tcfg)
     info = {
         "task": task,
         "n_records": len(records),

@@ -28,7 +28,7 @@ from atomate2_gmt.data.records import (
     dielectric_symmetric_part,
     validate_task,
 )
-from atomate2_gmt.tensors.conventions import voigt_to_full
+from atomate2_gmt.tensors.conventions import crystal_system, voigt_to_full
 from atomate2_gmt.tensors.symmetry import point_group_info, symmetry_residual
 
 __all__ = [
@@ -141,22 +141,9 @@ class MPDataset:
         return len(self.records)
 
 
-def crystal_system_from_space_group(number: int) -> str:
-    """Crystal system of an international space-group number (1–230)."""
-    if isinstance(number, bool) or not isinstance(number, int | np.integer):
-        raise ValueError(f"space-group number must be an integer, got {number!r}")
-    bounds = (
-        (2, "triclinic"),
-        (15, "monoclinic"),
-        (74, "orthorhombic"),
-        (142, "tetragonal"),
-        (167, "trigonal"),
-        (194, "hexagonal"),
-        (230, "cubic"),
-    )
-    if not 1 <= number <= 230:
-        raise ValueError(f"space-group number must be in 1..230, got {number}")
-    return next(name for upper, name in bounds if number <= upper)
+crystal_system_from_space_group = crystal_system
+"""Crystal system of an international space-group number (1–230); see
+:func:`atomate2_gmt.tensors.conventions.crystal_system`."""
 
 
 @cache

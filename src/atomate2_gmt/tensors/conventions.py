@@ -223,22 +223,22 @@ def ieee_rotation(structure: Structure) -> np.ndarray:
 def crystal_system(space_group_number: int) -> str:
     """Crystal system of an international space-group number (1-230), pymatgen's names:
     triclinic, monoclinic, orthorhombic, tetragonal, trigonal, hexagonal, cubic."""
-    n = int(space_group_number)
-    if n != space_group_number or not 0 < n < 231:
-        raise ValueError(f"Received invalid space group {space_group_number}")
-    for bound, system in _CRYSTAL_SYSTEM_BOUNDS:
-        if n < bound:
-            return system
-    return "cubic"
+    n = space_group_number
+    if isinstance(n, bool) or not isinstance(n, int | np.integer):
+        raise ValueError(f"invalid space group {n!r}: space-group number must be an integer")
+    if not 1 <= n <= 230:
+        raise ValueError(f"invalid space group: space-group number must be in 1..230, got {n}")
+    return next(name for upper, name in _CRYSTAL_SYSTEM_BOUNDS if n <= upper)
 
 
 _CRYSTAL_SYSTEM_BOUNDS = (
-    (3, "triclinic"),
-    (16, "monoclinic"),
-    (75, "orthorhombic"),
-    (143, "tetragonal"),
-    (168, "trigonal"),
-    (195, "hexagonal"),
+    (2, "triclinic"),
+    (15, "monoclinic"),
+    (74, "orthorhombic"),
+    (142, "tetragonal"),
+    (167, "trigonal"),
+    (194, "hexagonal"),
+    (230, "cubic"),
 )
 
 
