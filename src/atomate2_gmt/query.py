@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from atomate2_gmt.schemas.fields import (
     DERIVED_FIELDS,
     PREDICTION_KEY,
+    PREDICTION_SCHEMA_VERSION,
     SUMMARY_FIELDS,
     TASKS,
     resolve_sort_field,
@@ -59,7 +60,8 @@ def build_criteria(
     """The MongoDB-style filter behind :func:`query_candidates` (validated; see there)."""
     if prop not in TASKS:
         raise ValueError(f"unknown property {prop!r}; valid properties: {', '.join(TASKS)}")
-    criteria: dict[str, Any] = {}
+    # documents of an older schema define some fields differently: never mixed in
+    criteria: dict[str, Any] = {"schema_version": PREDICTION_SCHEMA_VERSION}
     if state is None:
         criteria[f"predictions.{prop}"] = {"$exists": True}
     elif state in _STATES:

@@ -244,3 +244,22 @@ def test_register_and_fetch_timing(registry, make_checkpoint, tmp_path):
     print(f"register {t1 - t0:.3f} s, fetch+load {t2 - t1:.3f} s ({type(registry.store).__name__})")
     assert t1 - t0 < 10
     assert t2 - t1 < 20
+
+
+def test_promotion_refuses_a_model_that_does_not_rotate_with_the_crystal(registry, tmp_path):
+    """The invariant-Voigt baseline predicts the same numbers in every frame, so it is not
+    equivariant: it can be registered, never promoted (no --force either)."""
+    import torch
+    from tests.tiny_model import TINY
+
+    from atomate2_gmt.model.baselines import INVARIANT_ARCH, build_model
+    from atomate2_gmt.model.checkpoint import save_checkpoint
+    from atomate2_gmt.model.config import GMTNetConfig
+
+    torch.manual_seed(0)
+    model = build_model(GMTNetConfig(task="dielectric", **TINY), INVARIANT_ARCH)
+    path = save_checkpoint(tmp_path / "invariant.pt", model)
+    doc = registry.register(path, "dielectric", {"fnorm": 0.1})
+    with pytest.raises(PromotionRefusedError, match="not rotation-equivariant: relative error"):
+        registry.promote(doc.model_id, "looks great", force=True)
+    assert registry.promoted("dielectric") is None

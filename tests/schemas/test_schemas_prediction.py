@@ -129,6 +129,35 @@ def test_ieee_form_is_independent_of_the_input_orientation():
     assert moved.structure_key == ref.structure_key
 
 
+@pytest.mark.parametrize("improper", [False, True])
+def test_every_derived_field_is_the_same_in_every_orientation(improper):
+    """The same crystal in another orientation (and its mirror image) gets the same derived
+    fields: what the store sorts and filters on depends on the crystal, not on the file."""
+    gan = next(r for r in load_mp("piezo").records if r.id == "mp-804")
+    tensors = _zno_tensors(gan.structure)
+    tensors["piezo"] = gan.tensor
+    ref = _doc(gan.structure, tensors)
+    sign = -1.0 if improper else 1.0
+    for seed in range(3):
+        r = sign * Rotation.random(random_state=seed).as_matrix()
+        moved_s = Structure(
+            gan.structure.lattice.matrix @ r.T, gan.structure.species, gan.structure.frac_coords
+        )
+        moved = _doc(moved_s, {t: rotate(v, r) for t, v in tensors.items()})
+        for task in tensors:
+            for name in DERIVED_FIELDS[task]:
+                a, b = getattr(ref, name), getattr(moved, name)
+                assert a is not None, name
+                assert b == pytest.approx(a, rel=1e-8, abs=1e-10), (name, seed)
+    # the standard Voigt maximum of the structure frame is not such a field: it moves
+    voigt_max = [
+        np.abs(full_to_voigt(rotate(gan.tensor, Rotation.random(random_state=s).as_matrix()),
+                             "piezo")).max()
+        for s in range(3)
+    ]  # fmt: skip
+    assert max(voigt_max) - min(voigt_max) > 0.05 * max(voigt_max)
+
+
 def test_derived_scalars_follow_the_physics():
     rot = Rotation.from_euler("xyz", [20, 35, -10], degrees=True).as_matrix()
     eps = rot @ np.diag([2.0, 3.0, 7.0]) @ rot.T  # triclinic cell: any ε is allowed
@@ -145,8 +174,16 @@ def test_derived_scalars_follow_the_physics():
     assert doc.dielectric_mean == pytest.approx(4.0)
     assert doc.dielectric_eig_max == pytest.approx(7.0)
     assert doc.predictions["dielectric"].derived["eigenvalues"] == pytest.approx([2.0, 3.0, 7.0])
-    assert doc.e_ij_max == pytest.approx(0.8)
-    assert doc.predictions["piezo"].derived["e_ij_max_index"] == [2, 5]
+    # emmet's e_ij_max: the largest singular value of the IEEE-frame Voigt matrix
+    ieee = np.asarray(Tensor(e).convert_to_ieee(triclinic, initial_fit=False))
+    assert doc.e_ij_max == pytest.approx(np.linalg.svd(full_to_voigt(ieee, "piezo"))[1][0])
+    assert doc.e_norm == pytest.approx(np.linalg.norm(e))
+    # the longitudinal maximum: at least every sampled direction, attained at the stored one
+    n = Rotation.random(20000, random_state=3).apply([0.0, 0.0, 1.0])
+    sampled = np.einsum("ijk,ni,nj,nk->n", e, n, n, n).max()
+    assert sampled <= doc.e_long_max <= sampled + 1e-3
+    d = np.asarray(doc.predictions["piezo"].derived["e_long_direction"])
+    assert np.einsum("ijk,i,j,k->", e, d, d, d) == pytest.approx(doc.e_long_max, rel=1e-12)
     assert (pytest.approx(120.0), pytest.approx(50.0)) == (doc.K_VRH, doc.G_VRH)
     assert pytest.approx(0.0, abs=1e-9) == doc.AU
     assert doc.born_stable is True

@@ -19,7 +19,9 @@ def _command() -> str:
 
 def train(
     task: str = typer.Option(..., help=f"one of {', '.join(TASK_KIND)}"),
-    data: str = typer.Option("mp", help="data source: 'mp' (shipped Materials Project tensors)"),
+    data: str = typer.Option(
+        "mp", help="data source: mp, mp_newer, mp_all (both MP sets), store or mp+store"
+    ),
     out: Path = typer.Option(Path("runs"), help="output folder (runs/<task> by default)"),
     epochs: int = typer.Option(200, help="training epochs"),
     batch_size: int = typer.Option(64),
@@ -104,7 +106,7 @@ def evaluate(
     ),
 ) -> None:
     """Evaluate a checkpoint on a split of a data source (the paper's metrics)."""
-    from atomate2_gmt.data.records import split_records
+    from atomate2_gmt.data.records import split_by_source
     from atomate2_gmt.model.checkpoint import load_checkpoint
     from atomate2_gmt.training.evaluate import evaluate_prepared
     from atomate2_gmt.training.run import load_records
@@ -112,7 +114,7 @@ def evaluate(
 
     model, meta = load_checkpoint(checkpoint)
     records, _ = load_records(model.config.task, data)
-    parts = dict(zip(("train", "val", "test"), split_records(records, seed=seed), strict=True))
+    parts = dict(zip(("train", "val", "test"), split_by_source(records, seed=seed), strict=True))
     chosen = records if split == "all" else parts[split]
     parity = None
     if report_dir:

@@ -34,6 +34,8 @@ from atomate2_gmt.tensors.symmetry import point_group_info, symmetry_residual
 __all__ = [
     "MP_CITATIONS",
     "MP_FILES",
+    "MP_NEWER_FILES",
+    "MP_NEWER_SOURCE",
     "MP_SOURCE",
     "MP_TENSOR_FIELDS",
     "RESIDUAL_SYMPREC",
@@ -41,9 +43,17 @@ __all__ = [
     "MPDataset",
     "crystal_system_from_space_group",
     "load_mp",
+    "load_mp_newer",
+    "structures_by_crystal_system",
 ]
 
 MP_SOURCE = "mp_legacy"
+
+MP_NEWER_SOURCE = "mp_newer"
+
+MP_NEWER_FILES: dict[str, str] = {"elastic": "mp_newer_elastic.json.gz"}
+"""Shipped file of further MP tensors per task, none the same material as a legacy record:
+materials added to MP after the 2015 set, and records of the newer MP elasticity release."""
 
 MP_FILES: dict[str, str] = {
     "dielectric": "mp_legacy_dielectric.json.gz",
@@ -298,3 +308,104 @@ def load_mp(task: str, filter_residual: bool = True) -> MPDataset:
         residual_field=residual_field,
         residuals=residuals,
     )
+
+
+def _newer_id(raw: dict[str, Any]) -> str:
+    """Record id of a newer record: its mp-id, else ``<repository>:<id in that repository>``."""
+    if raw.get("mp_id"):
+        return str(raw["mp_id"])
+    return f"{str(raw['source']).split(':')[0]}:{raw['source_id']}"
+
+
+def load_mp_newer(task: str, filter_residual: bool = True) -> MPDataset:
+    """Load the further Materials Project records of ``task`` (``MP_NEWER_FILES``; elastic only).
+
+    Records are in the IEEE frame of their structure (the tensor's frame), integer-rounded GPa, as
+    the republishing repositories stored them (``data/datasets/README.md``); ``source`` is
+    ``"mp_newer"``, ``provenance["repository"]`` names the repository and file. The same symmetry
+    filter as :func:`load_mp` applies (every shipped record passes it).
+    """
+    validate_task(task)
+    if task not in MP_NEWER_FILES:
+        raise ValueError(
+            f"no further MP records are shipped for task {task!r} (only for: "
+            f"{', '.join(MP_NEWER_FILES)})"
+        )
+    filename = MP_NEWER_FILES[task]
+    raws = _raw_records(filename)
+    threshold = RESIDUAL_THRESHOLDS[task] if filter_residual else None
+    records: list[TensorRecord] = []
+    excluded: dict[str, float] = {}
+    residuals: dict[str, float] = {}
+    for raw in raws:
+        rid = _newer_id(raw)
+        residual = float(raw["sym_residual"])
+        residuals[rid] = residual
+        if threshold is not None and not residual < threshold:
+            excluded[rid] = residual
+            continue
+        tensor, notes = _tensor_of(task, {**raw, "material_id": rid})
+        provenance: dict[str, Any] = {
+            "dataset": filename,
+            "field": MP_TENSOR_FIELDS[task],
+            "frame": raw.get("frame"),
+            "sym_residual": residual,
+            "residual_field": MP_TENSOR_FIELDS[task],
+            "repository": raw["source"],
+            "origin": "Materials Project, republished (data/datasets/README.md)",
+            "citation": MP_CITATIONS[task],
+            "licence": "CC-BY-4.0",
+            "precision": "integer GPa",
+            **notes,
+        }
+        meta = {k: raw[k] for k in ("formula", "space_group", "crystal_system") if raw.get(k)}
+        records.append(
+            TensorRecord(
+                structure=Structure.from_dict(raw["structure"]),
+                tensor=tensor,
+                task=task,
+                units=TASK_UNITS[task],
+                source=MP_NEWER_SOURCE,
+                id=rid,
+                provenance=provenance,
+                meta=meta,
+            )
+        )
+    return MPDataset(
+        task=task,
+        records=records,
+        n_total=len(raws),
+        threshold=threshold,
+        excluded=excluded,
+        residual_field=MP_TENSOR_FIELDS[task],
+        residuals=residuals,
+    )
+
+
+@cache
+def _structures_by_crystal_system(per_system: int) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    pool: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
+    for filename in sorted(set(MP_FILES.values())):
+        for raw in _raw_records(filename):
+            system = crystal_system_from_space_group(int(raw["space_group"]))
+            pool.setdefault(system, []).append(
+                (len(raw["structure"]["sites"]), raw["material_id"], raw["structure"])
+            )
+    out = []
+    for system in sorted(pool):
+        chosen: dict[str, str] = {}
+        for _, mid, struct in sorted(pool[system], key=lambda t: (t[0], t[1])):
+            chosen.setdefault(mid, json.dumps(struct))
+            if len(chosen) == per_system:
+                break
+        out.append((system, tuple(chosen.values())))
+    return tuple(out)
+
+
+def structures_by_crystal_system(per_system: int = 1) -> dict[str, list[Structure]]:
+    """The ``per_system`` smallest shipped MP structures (fewest sites, then material id) of each
+    crystal system, from all legacy files: real crystals for checks such as equivariance."""
+    return {
+        system: [Structure.from_dict(json.loads(text)) for text in texts]
+        for system, texts in _structures_by_crystal_system(per_system)
+    }

@@ -260,6 +260,29 @@ def split_records(
     )
 
 
+def split_by_source(
+    records: Sequence[TensorRecord],
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 32,
+) -> tuple[list[TensorRecord], list[TensorRecord], list[TensorRecord]]:
+    """:func:`split_records` applied to each ``source`` separately (in order of first appearance),
+    the parts concatenated: adding a source leaves every other source's split unchanged, so test
+    figures on one source stay comparable when another is added. One source: the same split as
+    :func:`split_records`."""
+    groups: dict[str, list[TensorRecord]] = {}
+    for rec in records:
+        groups.setdefault(rec.source, []).append(rec)
+    train: list[TensorRecord] = []
+    val: list[TensorRecord] = []
+    test: list[TensorRecord] = []
+    for group in groups.values():
+        a, b, c = split_records(group, fractions, seed)
+        train += a
+        val += b
+        test += c
+    return train, val, test
+
+
 # ---------------------------------------------------------------------------------------------
 # content hash
 # ---------------------------------------------------------------------------------------------

@@ -440,7 +440,8 @@ def _already_predicted(
     store: Store, facts: list[tuple[Candidate, dict[str, Any]]], version: str
 ) -> dict[int, str]:
     """``id(candidate)`` → ``prediction_id`` of the candidates of one part whose successful
-    document with model ``version`` is already in ``store``."""
+    document with model ``version`` and the current schema version is already in ``store``."""
+    from atomate2_gmt.schemas.fields import PREDICTION_SCHEMA_VERSION
     from atomate2_gmt.stores import StoreConnectionError, describe_store, store_error_reason
 
     wanted = {
@@ -453,7 +454,11 @@ def _already_predicted(
     try:
         store.connect()
         found = store.query(
-            {"prediction_id": {"$in": list(wanted)}, "state": "successful"},
+            {
+                "prediction_id": {"$in": list(wanted)},
+                "state": "successful",
+                "schema_version": PREDICTION_SCHEMA_VERSION,
+            },
             properties=["prediction_id"],
         )
         return {wanted[d["prediction_id"]]: d["prediction_id"] for d in found}
@@ -481,9 +486,12 @@ def _ensemble_info(task: str, members: list[tuple[Any, dict[str, Any]]]) -> dict
     }
 
 
-def _combine_members(task: str, results: list[dict[str, Any]]) -> tuple[dict[str, Any], dict]:
+def _combine_members(
+    task: str, results: list[dict[str, Any]], ieee_rotation: Any = None
+) -> tuple[dict[str, Any], dict]:
     """One task's result from its ensemble members' results (mean tensor) and the standard
-    deviation of each numeric derived field over the members."""
+    deviation of each numeric derived field over the members (``ieee_rotation``: the
+    structure's rotation to the IEEE frame, for the fields defined there)."""
     import numpy as np
 
     from atomate2_gmt.schemas.fields import DERIVED_FIELDS
@@ -496,7 +504,7 @@ def _combine_members(task: str, results: list[dict[str, Any]]) -> tuple[dict[str
     tensors = [np.asarray(r["tensor"], dtype=float) for r in results]
     mean = np.mean(tensors, axis=0)
     spread: dict[str, float] = {}
-    derived = [derived_quantities(task, t) for t in tensors]
+    derived = [derived_quantities(task, t, ieee_rotation) for t in tensors]
     for name in DERIVED_FIELDS[task]:
         values = [d.get(name) for d in derived]
         numbers = [float(v) for v in values if isinstance(v, float) and np.isfinite(v)]
@@ -669,8 +677,11 @@ def _documents(
             if len(members) == 1:
                 predictions[task] = result.results[task][i]
                 continue
+            ieee = fact.get("ieee_rotation")
             predictions[task], spread = _combine_members(
-                task, [result.results[f"{task}@{k}"][i] for k in range(len(members))]
+                task,
+                [result.results[f"{task}@{k}"][i] for k in range(len(members))],
+                None if ieee is None or isinstance(ieee, str) else ieee,
             )
             uncertainty.update(spread)
         docs.append(

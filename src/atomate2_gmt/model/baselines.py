@@ -117,7 +117,8 @@ class InvariantTensorNet(GMTNet):
     def forward(self, batch: CrystalBatch) -> torch.Tensor:
         """Predicted tensors (B, 3, ..., 3), float64, task units (see class docstring)."""
         y = self.voigt_components(batch)
-        flat = y @ self.voigt_basis.to(y.device, torch.float64).T + self.target_offset.reshape(-1)
+        offset = self.isotropic_offset().reshape(-1)
+        flat = y @ self.voigt_basis.to(y.device, torch.float64).T + offset
         if self.config.output_projection:
             flat = torch.einsum("bij,bj->bi", batch.output_projector.to(flat.device), flat)
         return flat.reshape(-1, *FULL_SHAPE[self.config.kind])

@@ -22,6 +22,7 @@ from atomate2_gmt.model.equivariant_symmetry import (
 from atomate2_gmt.model.graph import CrystalGraph, GraphBatch, build_graph, check_structure, collate
 from atomate2_gmt.model.heads import TensorHead, feature_irreps
 from atomate2_gmt.model.layers import ComformerNodeLayer, TFNLayer, hidden_irreps, scatter_mean
+from atomate2_gmt.tensors.isotropic import isotropic_projector
 from atomate2_gmt.tensors.symmetry import (
     PointGroupInfo,
     point_group_info,
@@ -130,6 +131,11 @@ class GMTNet(nn.Module):
         # build under float64 when asked, so a float64 model is exact to float64 precision.
         with default_dtype(torch.float64 if config.dtype == "float64" else torch.float32):
             self._build(config)
+        # the offset enters through its isotropic part only (tensors.isotropic): a constant that
+        # is the same in every frame, so the model stays exactly O(3)-equivariant whatever
+        # target_offset a checkpoint holds
+        iso = torch.from_numpy(isotropic_projector(config.order).copy())
+        self.register_buffer("offset_projector", iso, persistent=False)
         if config.dtype == "float64":
             self.double()
 
@@ -181,8 +187,8 @@ class GMTNet(nn.Module):
         )
         self.head = TensorHead(config.kind, irreps)
         # target normalisation, set by the trainer and stored in checkpoints: the output is
-        # head(G) · target_scale + target_offset, then projected onto the crystal's symmetric
-        # subspace (so the offset, e.g. the training mean, enters symmetrised per crystal)
+        # head(G) · target_scale + iso(target_offset), then projected onto the crystal's symmetric
+        # subspace; iso() keeps only the O(3)-invariant part of the stored offset (see forward)
         self.register_buffer("target_scale", torch.tensor(1.0, dtype=torch.float64))
         self.register_buffer("target_offset", torch.zeros((3,) * config.order, dtype=torch.float64))
 
@@ -225,12 +231,20 @@ class GMTNet(nn.Module):
     def forward(self, batch: CrystalBatch) -> torch.Tensor:
         """Predicted tensors (B, 3, ..., 3), float64, structure frames, task units."""
         G = self.crystal_features(batch)
-        T = self.head(G).to(torch.float64) * self.target_scale + self.target_offset
+        T = self.head(G).to(torch.float64) * self.target_scale + self.isotropic_offset()
         if self.config.output_projection:
             B = T.shape[0]
             flat = torch.einsum("bij,bj->bi", batch.output_projector.to(T.device), T.reshape(B, -1))
             T = flat.reshape(T.shape)
         return T
+
+    def isotropic_offset(self) -> torch.Tensor:
+        """The O(3)-invariant part of ``target_offset`` (task units, float64), the constant the
+        model adds in every frame: δ-terms for order 2 and 4, zero for order 3. A checkpoint
+        whose stored offset has an anisotropic part (an older lab-frame training mean) loads
+        and predicts with that part dropped."""
+        flat = self.offset_projector.to(self.target_offset) @ self.target_offset.reshape(-1)
+        return flat.reshape(self.target_offset.shape)
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
         """Checkpoints written before ``target_offset`` existed load with a zero offset."""

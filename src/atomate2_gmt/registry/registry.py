@@ -374,6 +374,7 @@ class ModelRegistry:
             return current
         if compare_on and current is not None and not force:
             self._check_policy(doc, current, compare_on)
+        self._check_equivariance(doc)
         who = by or CreatedBy.current().user
         now = _now()
         doc.promoted = True
@@ -420,6 +421,27 @@ class ModelRegistry:
         )
         self._save(doc)
         return doc
+
+    def _check_equivariance(self, doc: ModelVersionDoc) -> None:
+        """PromotionRefusedError unless the model rotates with the crystal, on the smallest
+        shipped MP structure of each crystal system (no override: a model that does not is
+        wrong in every frame but one). Measured on a float64 copy, so that float32 round-off,
+        which the symmetry projection can amplify for an untrained model, neither hides nor fakes
+        a failure: a frame-dependent term errs by 1e-3 or more, round-off by about 1e-7."""
+        from atomate2_gmt.data.mp import structures_by_crystal_system
+        from atomate2_gmt.model.checkpoint import load_checkpoint
+        from atomate2_gmt.model.equivariance import EQUIVARIANCE_TOLERANCE, equivariance_error
+
+        with tempfile.TemporaryDirectory() as tmp:  # the cache is left as it was
+            model, _ = load_checkpoint(self.fetch_weights(doc.model_id, tmp), task=doc.task)
+        model.double()
+        structures = [s for group in structures_by_crystal_system(1).values() for s in group]
+        error, where = equivariance_error(model, structures)
+        if not error < EQUIVARIANCE_TOLERANCE:
+            raise PromotionRefusedError(
+                f"refused: {doc.version} ({doc.model_id}) is not rotation-equivariant: relative "
+                f"error {error:.2g} for {where}, above {EQUIVARIANCE_TOLERANCE:g}"
+            )
 
     @staticmethod
     def _check_policy(doc: ModelVersionDoc, current: ModelVersionDoc, metric: str) -> None:

@@ -6,9 +6,14 @@ GMTPredictionDoc` so that they can be indexed and sorted on:
 
 - ``dielectric_mean``, ``dielectric_eig_max``: mean and largest eigenvalue of the electronic
   ε∞ (dimensionless); ``dielectric_total_mean``, ``dielectric_total_eig_max`` for the static ε0;
-- ``e_ij_max``: largest |e_ij| of the piezoelectric tensor, Voigt components (C/m²);
+- ``e_ij_max``: emmet's ``PiezoelectricDoc.e_ij_max``, the largest singular value of the
+  standard Voigt e_iJ in the structure's IEEE 176 frame (C/m²; None when no IEEE frame was found);
+  ``e_long_max``: the largest longitudinal response max_n e_ijk n_i n_j n_k (C/m²);
+  ``e_norm``: the Frobenius norm of the full Cartesian e_ijk (C/m²);
 - ``K_VRH``, ``G_VRH``: Voigt-Reuss-Hill bulk and shear moduli (GPa); ``AU``: universal
   elastic anisotropy (dimensionless); ``born_stable``: Born mechanical stability (bool).
+
+Every one of them depends on the crystal alone, never on the orientation of the input file.
 """
 
 from __future__ import annotations
@@ -20,11 +25,17 @@ __all__ = [
     "DERIVED_FIELDS",
     "PREDICTION_INDEXES",
     "PREDICTION_KEY",
+    "PREDICTION_SCHEMA_VERSION",
     "SORT_FIELDS",
     "SUMMARY_FIELDS",
     "TASKS",
     "resolve_sort_field",
 ]
+
+PREDICTION_SCHEMA_VERSION = 2
+"""Version of the prediction document's field definitions. Documents of another version are
+predicted again by screening jobs and left out of queries, so older definitions (e.g. the
+frame-dependent ``e_ij_max`` of version 1) are never mixed with the current ones."""
 
 PREDICTION_KEY = "prediction_id"
 """Unique key of a prediction document: ``"<structure_key>:<model_version>"``."""
@@ -32,7 +43,7 @@ PREDICTION_KEY = "prediction_id"
 DERIVED_FIELDS: dict[str, tuple[str, ...]] = {
     "dielectric": ("dielectric_mean", "dielectric_eig_max"),
     "dielectric_total": ("dielectric_total_mean", "dielectric_total_eig_max"),
-    "piezo": ("e_ij_max",),
+    "piezo": ("e_ij_max", "e_long_max", "e_norm"),
     "elastic": ("K_VRH", "G_VRH", "AU", "born_stable"),
 }
 """Top-level derived fields written for each task when its prediction succeeded."""

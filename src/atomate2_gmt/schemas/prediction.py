@@ -35,7 +35,7 @@ from pymatgen.core import Element, Structure
 
 from atomate2_gmt import __version__
 from atomate2_gmt.data.records import TASK_RANK, TASK_UNITS, TASKS
-from atomate2_gmt.schemas.fields import DERIVED_FIELDS
+from atomate2_gmt.schemas.fields import DERIVED_FIELDS, PREDICTION_SCHEMA_VERSION
 from atomate2_gmt.schemas.keys import structure_key as compute_structure_key
 
 __all__ = [
@@ -164,9 +164,17 @@ def _symmetry(structure: Structure, symprec: float, info: Any = None) -> tuple[S
     return data, centro
 
 
-def derived_quantities(task: str, tensor: np.ndarray) -> dict[str, Any]:
-    """Derived scalars of one task's full tensor (the fields of ``DERIVED_FIELDS[task]``)."""
+def derived_quantities(
+    task: str, tensor: np.ndarray, ieee_rotation: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Derived scalars of one task's full tensor (the fields of ``DERIVED_FIELDS[task]``).
+
+    Every scalar depends on the crystal alone, not on the orientation of the input: eigenvalues
+    and rotation invariants, or (``e_ij_max``, emmet's definition) the tensor rotated to the IEEE
+    frame by ``ieee_rotation``; without that rotation ``e_ij_max`` is None.
+    """
     from atomate2_gmt.tensors import properties as props
+    from atomate2_gmt.tensors.conventions import rotate
 
     if task in ("dielectric", "dielectric_total"):
         eig = props.dielectric_eigenvalues(tensor)
@@ -176,9 +184,20 @@ def derived_quantities(task: str, tensor: np.ndarray) -> dict[str, Any]:
             "eigenvalues": [float(x) for x in eig],
         }
     if task == "piezo":
-        value, (i, j) = props.piezo_max_eij(tensor)
-        return {"e_ij_max": value, "e_ij_max_index": [i, j]}
-    out: dict[str, Any] = {"born_stable": props.born_stable(tensor)}
+        e_long, direction = props.piezo_longitudinal_max(tensor)
+        out: dict[str, Any] = {
+            "e_ij_max": None,
+            "e_long_max": e_long,
+            "e_long_direction": [float(x) for x in direction],
+            "e_norm": props.piezo_norm(tensor),
+        }
+        if ieee_rotation is not None:
+            value, field_dir, strain = props.piezo_principal(rotate(tensor, ieee_rotation))
+            out["e_ij_max"] = value
+            out["max_direction_ieee"] = [float(x) for x in field_dir]
+            out["strain_for_max_ieee"] = [float(x) for x in strain]
+        return out
+    out = {"born_stable": props.born_stable(tensor)}
     try:
         out.update(props.elastic_moduli(tensor))
     except ValueError:  # singular tensor: no Reuss bounds, no VRH moduli
@@ -232,7 +251,7 @@ def _task_prediction(
         voigt=voigt.tolist(),
         voigt_ieee=None if voigt_ieee is None else voigt_ieee.tolist(),
         ieee_error=ieee_error,
-        derived=derived_quantities(task, tensor),
+        derived=derived_quantities(task, tensor, None if isinstance(ieee, str) else ieee),
         **base,
     )
 
@@ -241,6 +260,10 @@ class GMTPredictionDoc(StructureMetadata):
     """GMTNet predictions for one structure with one model version (key ``prediction_id``)."""
 
     prediction_id: str = Field(description="Unique key: '<structure_key>:<model_version>'.")
+    schema_version: int = Field(
+        default=PREDICTION_SCHEMA_VERSION,
+        description="Version of the field definitions (schemas.fields.PREDICTION_SCHEMA_VERSION).",
+    )
     structure_key: str | None = Field(
         default=None, description="Stable structure hash (None if the structure is unreadable)."
     )
@@ -268,7 +291,18 @@ class GMTPredictionDoc(StructureMetadata):
     dielectric_total_eig_max: float | None = Field(
         default=None, description="Largest eigenvalue of ε0."
     )
-    e_ij_max: float | None = Field(default=None, description="max |e_iJ| (C/m²), standard Voigt.")
+    e_ij_max: float | None = Field(
+        default=None,
+        description="Largest singular value of the IEEE-frame standard Voigt e_iJ (C/m²), as "
+        "emmet's PiezoelectricDoc.e_ij_max; None when the IEEE frame could not be found.",
+    )
+    e_long_max: float | None = Field(
+        default=None,
+        description="Largest longitudinal response max_n e_ijk n_i n_j n_k (C/m²), frame-free.",
+    )
+    e_norm: float | None = Field(
+        default=None, description="Frobenius norm of the full Cartesian e_ijk (C/m²), frame-free."
+    )
     K_VRH: float | None = Field(default=None, description="Hill bulk modulus (GPa).")
     G_VRH: float | None = Field(default=None, description="Hill shear modulus (GPa).")
     AU: float | None = Field(default=None, description="Universal elastic anisotropy index.")

@@ -25,20 +25,17 @@ import platform
 import shlex
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from pymatgen.core import Lattice, Structure
 
-from atomate2_gmt.data.records import TensorRecord, records_hash, split_records
+from atomate2_gmt.data.records import records_hash, split_by_source
 from atomate2_gmt.model.baselines import GMTNET_ARCH, INVARIANT_ARCH, build_model
 from atomate2_gmt.model.checkpoint import load_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig, check_task
-from atomate2_gmt.tensors.conventions import rotate
-from atomate2_gmt.training.evaluate import evaluate_prepared
+from atomate2_gmt.training.evaluate import evaluate_prepared, rotated_records
 from atomate2_gmt.training.run import filter_max_abs, load_records
 from atomate2_gmt.training.trainer import TrainConfig, Trainer, prepare_records
 
@@ -92,37 +89,6 @@ def machine_description() -> str:
     if torch.cuda.is_available():
         text += f", GPU {torch.cuda.get_device_name(0)}"
     return text
-
-
-def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random proper rotation matrix (det +1)."""
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] *= -1
-    return q
-
-
-def rotated_records(records: Sequence[TensorRecord], seed: int) -> list[TensorRecord]:
-    """Each record with its structure and its tensor rotated by its own random rotation R.
-
-    Cartesian lattice and positions map x → R x, the tensor T → R·T (``tensors.rotate``), so the
-    physics is unchanged and only the frame differs: an equivariant model scores the same on
-    these as on the originals; a model that learned the frame of the data set does not.
-    """
-    rng = np.random.default_rng(seed)
-    out = []
-    for rec in records:
-        R = random_rotation(rng)
-        s = rec.structure
-        moved = Structure(
-            Lattice(s.lattice.matrix @ R.T),
-            s.species,
-            s.cart_coords @ R.T,
-            coords_are_cartesian=True,
-        )
-        out.append(replace(rec, structure=moved, tensor=rotate(rec.tensor, R)))
-    return out
 
 
 def _train_and_evaluate(
@@ -218,7 +184,7 @@ def compare_models(
     records, data_info = load_records(task, data)
     if limit is not None:
         records = records[:limit]
-    train, val, test = split_records(records, split, seed=seed)
+    train, val, test = split_by_source(records, split, seed=seed)
     dropped: dict[str, int] = {}
     if max_abs_target is not None:
         train, dropped["train"] = filter_max_abs(train, max_abs_target)

@@ -4,13 +4,49 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
+from pymatgen.core import Lattice, Structure
 
+from atomate2_gmt.data.records import TensorRecord
 from atomate2_gmt.model.gmtnet import GMTNet
+from atomate2_gmt.tensors.conventions import rotate
 from atomate2_gmt.tensors.metrics import equality_success, fnorm, relative_error, zero_success
 from atomate2_gmt.training.trainer import PreparedSet, predict_prepared
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random proper rotation matrix (det +1)."""
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] *= -1
+    return q
+
+
+def rotated_records(records: Sequence[TensorRecord], seed: int) -> list[TensorRecord]:
+    """Each record with its structure and its tensor rotated by its own random rotation R.
+
+    Cartesian lattice and positions map x → R x, the tensor T → R·T (``tensors.rotate``), so the
+    physics is unchanged and only the frame differs: an equivariant model scores the same on
+    these as on the originals; a model that learned the frame of the data set does not.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for rec in records:
+        R = random_rotation(rng)
+        s = rec.structure
+        moved = Structure(
+            Lattice(s.lattice.matrix @ R.T),
+            s.species,
+            s.cart_coords @ R.T,
+            coords_are_cartesian=True,
+        )
+        out.append(replace(rec, structure=moved, tensor=rotate(rec.tensor, R)))
+    return out
 
 
 def symmetry_success(pred: np.ndarray, projector: np.ndarray) -> tuple[bool, bool]:

@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from atomate2_gmt.data.mp import load_mp
-from atomate2_gmt.data.records import TensorRecord, records_hash, split_records
+from atomate2_gmt.data.mp import load_mp, load_mp_newer
+from atomate2_gmt.data.records import TensorRecord, records_hash, split_by_source
 from atomate2_gmt.model.checkpoint import load_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig, check_task
 from atomate2_gmt.model.gmtnet import GMTNet
-from atomate2_gmt.training.evaluate import evaluate_prepared
+from atomate2_gmt.training.evaluate import evaluate_prepared, rotated_records
 from atomate2_gmt.training.report import report_markdown
 from atomate2_gmt.training.trainer import TrainConfig, Trainer, prepare_records
 
@@ -34,6 +34,16 @@ TASK_MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+DATA_SOURCES: dict[str, str] = {
+    "mp": "shipped Materials Project tensors (the 2015-era sets, mp_legacy)",
+    "mp_newer": "further shipped MP tensors (elastic only, mp_newer)",
+    "mp_all": "mp + mp_newer, each source split on its own",
+    "store": "DFPT training documents in the training store",
+    "mp+store": "mp + store, each source split on its own",
+}
+"""Named training-data sources of :func:`load_records`."""
+
+
 def load_records(task: str, data: str = "mp") -> tuple[list[TensorRecord], dict[str, Any]]:
     """Records of ``task`` from a named source, and a summary for the report."""
     if data == "mp":
@@ -45,6 +55,19 @@ def load_records(task: str, data: str = "mp") -> tuple[list[TensorRecord], dict[
             "n_excluded_residual": ds.n_excluded,
             "residual_threshold": ds.threshold,
         }
+    if data == "mp_newer":
+        nds = load_mp_newer(task)
+        return nds.records, {
+            "source": "mp_newer (further shipped Materials Project tensors)",
+            "n_total": nds.n_total,
+            "n_kept": nds.n_kept,
+            "n_excluded_residual": nds.n_excluded,
+            "residual_threshold": nds.threshold,
+        }
+    if data == "mp_all":  # both shipped MP sources; each is split on its own (split_by_source)
+        legacy, legacy_info = load_records(task, "mp")
+        newer, newer_info = load_records(task, "mp_newer")
+        return legacy + newer, {"source": "mp_all", "mp": legacy_info, "mp_newer": newer_info}
     if data in ("store", "mp+store"):  # DFPT feedback: TrainingDocs in the training store
         from atomate2_gmt.data.store_source import records_from_store
         from atomate2_gmt.stores import training_store
@@ -54,7 +77,7 @@ def load_records(task: str, data: str = "mp") -> tuple[list[TensorRecord], dict[
             return records, info
         mp_records, mp_info = load_records(task, "mp")
         return mp_records + records, {"source": "mp+store", "mp": mp_info, "store": info}
-    raise ValueError(f"unknown data source {data!r} (available: 'mp', 'store', 'mp+store')")
+    raise ValueError(f"unknown data source {data!r} (available: {', '.join(DATA_SOURCES)})")
 
 
 def filter_max_abs(records: list[TensorRecord], limit: float) -> tuple[list[TensorRecord], int]:
@@ -102,7 +125,7 @@ def train_task(
     if exclude_materials_of is not None:
         check_task(exclude_materials_of)
         other, _ = load_records(exclude_materials_of, data)
-        _, o_val, o_test = split_records(other, split, seed=split_seed)
+        _, o_val, o_test = split_by_source(other, split, seed=split_seed)
         held = {r.id for r in [*o_val, *o_test]}
         n_before = len(records)
         records = [r for r in records if r.id not in held]
@@ -111,7 +134,7 @@ def train_task(
             "excluded_materials_of": exclude_materials_of,
             "n_excluded_materials": n_before - len(records),
         }
-    train, val, test = split_records(records, split, seed=split_seed)
+    train, val, test = split_by_source(records, split, seed=split_seed)
     dropped: dict[str, int] = {}
     if max_abs_target is not None:
         train, dropped["train"] = filter_max_abs(train, max_abs_target)
@@ -157,6 +180,18 @@ def train_task(
     report = evaluate_prepared(
         best, sets["test"], batch_size=train_cfg.batch_size, parity_png=str(out / "parity.png")
     )
+    rotated = prepare_records(rotated_records(sets["test"].records, split_seed), config)
+    report["rotated_test"] = evaluate_prepared(best, rotated, batch_size=train_cfg.batch_size)[
+        "overall"
+    ]
+    sources = sorted({r.source for r in sets["test"].records})
+    if len(sources) > 1:  # test figures per source (the split of each source is its own)
+        report["per_source"] = {
+            src: evaluate_prepared(best, sets["test"].subset(lambda r, s=src: r.source == s))[
+                "overall"
+            ]
+            for src in sources
+        }
     epoch_times = [row["epoch_s"] for row in trainer.history if "epoch_s" in row]
     report.update(
         {

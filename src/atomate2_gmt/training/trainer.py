@@ -29,6 +29,7 @@ from atomate2_gmt.model.checkpoint import save_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig
 from atomate2_gmt.model.gmtnet import GMTNet, PreparedCrystal, collate_crystals, prepare_crystal
 from atomate2_gmt.model.predict import resolve_device
+from atomate2_gmt.tensors.isotropic import isotropic_part
 from atomate2_gmt.tensors.metrics import fnorm, relative_error
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class TrainConfig:
     # quantity EwT thresholds; 0 = absolute Huber only (denominator floored at 0.1·target scale)
     relative_loss_weight: float = 0.0
     target_scaling: bool = True  # divide targets by their RMS (see docs/training.md)
-    center_targets: bool = False  # learn the residual from the training mean (symmetrised)
+    center_targets: bool = False  # learn the residual from the isotropic part of the train mean
     grad_clip: float = 10.0
     seed: int = 32
     device: str = "auto"
@@ -66,6 +67,16 @@ class PreparedSet:
     crystals: list[PreparedCrystal]
     targets: torch.Tensor  # (n, 3, ..., 3) float64
     failed: dict[str, str]  # record id → reason it could not be prepared
+
+    def subset(self, keep: Callable[[TensorRecord], bool]) -> PreparedSet:
+        """The records for which ``keep(record)`` is true, in the same order (no re-preparation)."""
+        idx = [i for i, r in enumerate(self.records) if keep(r)]
+        return PreparedSet(
+            [self.records[i] for i in idx],
+            [self.crystals[i] for i in idx],
+            self.targets[idx],
+            {},
+        )
 
 
 def prepare_records(records: Sequence[TensorRecord], config: GMTNetConfig) -> PreparedSet:
@@ -149,9 +160,11 @@ class Trainer:
         if self.cfg.center_targets:
             if not hasattr(model, "target_offset"):
                 raise ValueError(f"{type(model).__name__} has no target_offset to center on")
-            mean = train.targets.mean(dim=0).to(torch.float64)
-            model.target_offset.copy_(mean)
-            centered = train.targets - mean
+            # only the isotropic part of the training mean: a constant that is the same in every
+            # frame, so the trained model stays exactly O(3)-equivariant
+            mean = isotropic_part(train.targets.mean(dim=0).numpy())
+            model.target_offset.copy_(torch.from_numpy(mean))
+            centered = train.targets - model.target_offset
         if self.cfg.target_scaling:
             rms = float(centered.pow(2).mean().sqrt())
             model.target_scale.fill_(rms if rms > 0 else 1.0)
