@@ -1,7 +1,8 @@
 """jobflow-remote helpers: send GMT jobs to a GPU worker and DFPT jobs to a CPU worker.
 
 ``apply_worker_config(flow)`` sets jobflow-remote's run configuration (worker, resources,
-exec_config) on the jobs of a screening flow by job name; ``render_project`` fills the project
+exec_config) on the jobs of a flow by what each job is (its Maker class or job function, see
+:func:`job_kind`), also on the DFPT jobs a selection adds at run time; ``render_project`` fills the project
 template of ``workflows/jobflow_remote/`` from environment variables, so that no credential is
 ever committed. jobflow-remote is an optional dependency (``pip install 'atomate2-gmt[remote]'``).
 """
@@ -17,26 +18,24 @@ from typing import Any
 __all__ = [
     "DEFAULT_DFPT_RESOURCES",
     "DEFAULT_GMT_RESOURCES",
-    "DFPT_JOB_PREFIXES",
-    "GMT_JOB_PREFIXES",
+    "DEFAULT_SERIAL_DFPT_RESOURCES",
+    "ROLE_KEY",
+    "ROUTING_KEY",
     "apply_worker_config",
     "iter_jobs",
     "job_kind",
     "render_project",
+    "route_new_jobs",
     "worker_assignment",
 ]
 
-GMT_JOB_PREFIXES: tuple[str, ...] = (
-    "gmt_predict",
-    "gmt_upsert",
-    "gmt_rank",
-    "gmt_select",
-    "gmt_retrain",
-)
-"""Names of the GMTNet jobs (GPU worker)."""
+ROLE_KEY = "atomate2_gmt_role"
+"""Job metadata key that declares a job's role ("gmt", "dfpt" or "dfpt_serial") explicitly, for
+jobs of other packages that :func:`job_kind` does not know."""
 
-DFPT_JOB_PREFIXES: tuple[str, ...] = ("abinit_", "vasp_", "dfpt_")
-"""Names of the DFPT jobs (CPU worker)."""
+ROUTING_KEY = "atomate2_gmt_routing"
+"""Job metadata key holding the routing :func:`apply_worker_config` chose, so that jobs created
+at run time (the DFPT jobs of a selection) are routed the same way (:func:`route_new_jobs`)."""
 
 DEFAULT_GMT_RESOURCES: dict[str, Any] = {
     "nodes": 1,
@@ -53,7 +52,19 @@ DEFAULT_DFPT_RESOURCES: dict[str, Any] = {
     "cpus_per_task": 1,
     "time": "24:00:00",
 }
-"""SLURM resources of a DFPT job: one full CPU node, 24 h."""
+"""SLURM resources of an MPI DFPT job (VASP through atomate2, whose ``VASP_CMD`` runs mpirun):
+one full CPU node, 24 h."""
+
+DEFAULT_SERIAL_DFPT_RESOURCES: dict[str, Any] = {
+    "nodes": 1,
+    "ntasks": 1,
+    "cpus_per_task": 1,
+    "time": "24:00:00",
+}
+"""SLURM resources of a serial DFPT job (ABINIT as :mod:`atomate2_gmt.dfpt.abinit` runs it: one
+process) and of the DFPT result conversion and feedback jobs."""
+
+_KINDS = ("gmt", "dfpt", "dfpt_serial")
 
 _PLACEHOLDER_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -85,13 +96,89 @@ def iter_jobs(flow: Any) -> Iterator[Any]:
         raise TypeError(f"expected a jobflow Flow, Job or list of them, got {type(flow).__name__}")
 
 
-def job_kind(name: str) -> str | None:
-    """'gmt', 'dfpt' or None for a job name (matched on the name prefixes above)."""
-    if name.startswith(GMT_JOB_PREFIXES):
-        return "gmt"
-    if name.startswith(DFPT_JOB_PREFIXES):
-        return "dfpt"
+def _maker_classes() -> dict[str, tuple[type, ...]]:
+    """Maker classes by the role of the jobs they make."""
+    from atomate2.vasp.jobs.base import BaseVaspMaker
+
+    from atomate2_gmt.dfpt.abinit.makers import AbinitDFPTMaker
+    from atomate2_gmt.jobs.predict import GMTPredictMaker
+    from atomate2_gmt.jobs.retrain import GMTRetrainMaker
+
+    return {
+        "gmt": (GMTPredictMaker, GMTRetrainMaker),
+        "dfpt": (BaseVaspMaker,),
+        "dfpt_serial": (AbinitDFPTMaker,),
+    }
+
+
+def _job_functions() -> dict[str, tuple[Any, ...]]:
+    """Job functions (not made by a Maker) by role."""
+    from atomate2_gmt.dfpt.vasp import vasp_dfpt_result
+    from atomate2_gmt.flows.campaign import campaign_advance, campaign_retrain, campaign_select
+    from atomate2_gmt.jobs.feedback import feedback_job
+    from atomate2_gmt.jobs.rank import rank_predictions
+    from atomate2_gmt.jobs.select import select_for_dfpt
+
+    def raw(f: Any) -> Any:
+        return getattr(f, "original", getattr(f, "__wrapped__", f))
+
+    return {
+        "gmt": tuple(
+            raw(f)
+            for f in (
+                rank_predictions,
+                select_for_dfpt,
+                campaign_select,
+                campaign_retrain,
+                campaign_advance,
+            )
+        ),
+        "dfpt_serial": (raw(vasp_dfpt_result), raw(feedback_job)),
+    }
+
+
+def job_kind(job: Any) -> str | None:
+    """What a job is, for routing: "gmt" (GMTNet: GPU worker), "dfpt" (an MPI DFPT run),
+    "dfpt_serial" (a serial DFPT run, a DFPT result conversion or the feedback job), or None.
+
+    Decided by what the job is, never by its name: an explicit ``metadata[ROLE_KEY]``, else the
+    class of the Maker that made it (atomate2's VASP Makers, the ABINIT DFPT Makers, the GMT
+    Makers), else its job function.
+    """
+    role = (getattr(job, "metadata", None) or {}).get(ROLE_KEY)
+    if role in _KINDS:
+        return str(role)
+    maker = getattr(job, "maker", None)
+    if maker is not None:
+        for kind, classes in _maker_classes().items():
+            if isinstance(maker, classes):
+                return kind
+    function = getattr(job, "function", None)
+    function = getattr(function, "__wrapped__", function)
+    for kind, functions in _job_functions().items():
+        if any(function is f for f in functions):
+            return kind
     return None
+
+
+def _route(flow: Any, routing: dict[str, Any]) -> None:
+    """Give every job of ``flow`` the run configuration of its kind and carry ``routing``."""
+    from jobflow_remote import set_run_config
+
+    for job in iter_jobs(flow):
+        job.metadata[ROUTING_KEY] = routing
+        kind = job_kind(job)
+        target = routing.get(kind) if kind else None
+        if not target:
+            continue
+        set_run_config(
+            job,
+            worker=target["worker"],
+            resources=target["resources"],
+            exec_config=target["exec_config"],
+            priority=routing.get("priority"),
+            dynamic=False,
+        )
 
 
 def apply_worker_config(
@@ -103,59 +190,49 @@ def apply_worker_config(
     gmt_exec_config: str | None = None,
     dfpt_exec_config: str | None = None,
     priority: int | None = None,
+    serial_dfpt_resources: Mapping[str, Any] | None = None,
 ) -> Any:
     """Set jobflow-remote's worker/resources/exec_config on the GMT and DFPT jobs of ``flow``.
 
-    GMT jobs (names starting ``gmt_predict``, ``gmt_upsert``, ``gmt_rank``, ``gmt_select``,
-    ``gmt_retrain``) go to ``gmt_worker`` with ``gmt_resources`` (default
-    :data:`DEFAULT_GMT_RESOURCES`, one GPU); DFPT jobs (``abinit_*``, ``vasp_*``, ``dfpt_*``) to
-    ``dfpt_worker`` with ``dfpt_resources`` (default :data:`DEFAULT_DFPT_RESOURCES`). Other jobs
-    keep the worker given to ``submit_flow``. Jobs that a GMT or DFPT job creates at run time
-    inherit the setting (jobflow's ``dynamic`` config updates). Resources are the keys of the
-    worker's scheduler template (SLURM: ``partition``, ``gres``, ``time``, ...). Modifies
-    ``flow`` in place and returns it.
+    Jobs are routed by what they are (:func:`job_kind`): GMT jobs go to ``gmt_worker`` with
+    ``gmt_resources`` (default :data:`DEFAULT_GMT_RESOURCES`, one GPU); MPI DFPT runs (VASP) to
+    ``dfpt_worker`` with ``dfpt_resources`` (default :data:`DEFAULT_DFPT_RESOURCES`, a node);
+    serial DFPT runs (ABINIT), result conversions and feedback to ``dfpt_worker`` with
+    ``serial_dfpt_resources`` (default :data:`DEFAULT_SERIAL_DFPT_RESOURCES`, one core). Other
+    jobs keep the worker given to ``submit_flow``. The routing is stored in every job's metadata,
+    and the jobs that create DFPT jobs at run time (the selection) route those the same way
+    (:func:`route_new_jobs`). Resources are the keys of the worker's scheduler template (SLURM:
+    ``partition``, ``gres``, ``time``, ...). Modifies ``flow`` in place and returns it.
     """
     _require_jobflow_remote()
-    from jobflow_remote import set_run_config
 
-    jobs = list(iter_jobs(flow))
-    gmt_res = dict(DEFAULT_GMT_RESOURCES if gmt_resources is None else gmt_resources)
-    dfpt_res = dict(DEFAULT_DFPT_RESOURCES if dfpt_resources is None else dfpt_resources)
-    settings: dict[str, tuple[str | None, dict[str, Any], str | None]] = {
-        "dfpt": (dfpt_worker, dfpt_res, dfpt_exec_config),
-        "gmt": (gmt_worker, gmt_res, gmt_exec_config),
-    }
-    prefixes = {"dfpt": DFPT_JOB_PREFIXES, "gmt": GMT_JOB_PREFIXES}
-    for kind in ("dfpt", "gmt"):  # GMT last: it wins where jobflow's substring filter overlaps
-        worker, resources, exec_config = settings[kind]
+    def target(worker: str | None, resources: Any, default: Any, exec_config: Any) -> Any:
         if worker is None:
-            continue
-        for prefix in prefixes[kind]:
-            # dynamic: jobs created at run time by a matching job match the same filter
-            set_run_config(
-                flow,
-                name_filter=prefix,
-                worker=worker,
-                resources=resources,
-                exec_config=exec_config,
-                priority=priority,
-            )
-    # jobflow's name_filter is a substring test ('dfpt_' is in 'gmt_select_for_dfpt_x'):
-    # give every existing job the worker of its own prefix
-    for job in jobs:
-        job_type = job_kind(job.name)
-        if job_type is None or settings[job_type][0] is None:
-            continue
-        worker, resources, exec_config = settings[job_type]
-        if (job.config.manager_config or {}).get("worker") != worker:
-            set_run_config(
-                job,
-                worker=worker,
-                resources=resources,
-                exec_config=exec_config,
-                priority=priority,
-                dynamic=False,
-            )
+            return None
+        res = dict(default if resources is None else resources)
+        return {"worker": worker, "resources": res, "exec_config": exec_config}
+
+    routing = {
+        "gmt": target(gmt_worker, gmt_resources, DEFAULT_GMT_RESOURCES, gmt_exec_config),
+        "dfpt": target(dfpt_worker, dfpt_resources, DEFAULT_DFPT_RESOURCES, dfpt_exec_config),
+        "dfpt_serial": target(
+            dfpt_worker, serial_dfpt_resources, DEFAULT_SERIAL_DFPT_RESOURCES, dfpt_exec_config
+        ),
+        "priority": priority,
+    }
+    _route(flow, routing)
+    return flow
+
+
+def route_new_jobs(flow: Any) -> Any:
+    """Route the jobs a running job creates (``Response(addition=flow)``) as the running job's
+    own flow was routed by :func:`apply_worker_config`; a no-op outside such a flow."""
+    from jobflow import CURRENT_JOB
+
+    current = CURRENT_JOB.job
+    routing = (getattr(current, "metadata", None) or {}).get(ROUTING_KEY)
+    if routing:
+        _route(flow, routing)
     return flow
 
 

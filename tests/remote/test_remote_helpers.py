@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 from jobflow import Flow, job
+from pymatgen.core import Lattice, Structure
 
 pytest.importorskip("jobflow_remote")
 
 from atomate2_gmt.remote import (
     DEFAULT_DFPT_RESOURCES,
     DEFAULT_GMT_RESOURCES,
+    DEFAULT_SERIAL_DFPT_RESOURCES,
     apply_worker_config,
     job_kind,
     render_project,
@@ -37,62 +39,111 @@ def noop(x: int = 0) -> int:
     return x
 
 
-def _named(name: str):
-    j = noop()
-    j.name = name
-    return j
+NACL = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
 
 
-def _flow() -> Flow:
-    names = [
-        *("gmt_predict_0", "gmt_predict_1", "gmt_rank", "gmt_upsert", "gmt_retrain"),
-        *("gmt_select_for_dfpt_top", "abinit_dfpt_piezo", "vasp_dfpt", "dfpt_collect", "other"),
-    ]
-    return Flow([Flow([_named(n) for n in names[:4]]), *[_named(n) for n in names[4:]]])
+def _discovery_flow(tmp_path) -> Flow:
+    """A real discovery flow: screening (GMT jobs) + selection with the ABINIT DFPT maker."""
+    from atomate2_gmt.dfpt.abinit.makers import AbinitDielectricMaker
+    from atomate2_gmt.flows.discovery import GMTDiscoveryMaker
+    from atomate2_gmt.flows.screen import GMTScreenMaker
 
-
-def test_job_kind():
-    assert job_kind("gmt_predict_3") == "gmt"
-    assert job_kind("gmt_select_for_dfpt_x") == "gmt"
-    assert job_kind("abinit_dfpt") == "dfpt"
-    assert job_kind("vasp_static") == "dfpt"
-    assert job_kind("store_results") is None
-
-
-def test_apply_worker_config_routes_by_name():
-    flow = apply_worker_config(_flow(), gmt_worker="gpu", dfpt_worker="cpu")
-    assignment = worker_assignment(flow)
-    assert assignment == {
-        "gmt_predict_0": "gpu",
-        "gmt_predict_1": "gpu",
-        "gmt_rank": "gpu",
-        "gmt_upsert": "gpu",
-        "gmt_retrain": "gpu",
-        "gmt_select_for_dfpt_top": "gpu",  # contains 'dfpt_' but is a GMT job
-        "abinit_dfpt_piezo": "cpu",
-        "vasp_dfpt": "cpu",
-        "dfpt_collect": "cpu",
-        "other": None,  # left to submit_flow's worker
-    }
-    by_name = {j.name: j for j in _iter(flow)}
-    assert by_name["gmt_predict_0"].config.manager_config["resources"] == DEFAULT_GMT_RESOURCES
-    assert by_name["vasp_dfpt"].config.manager_config["resources"] == DEFAULT_DFPT_RESOURCES
-    # dynamic: jobs a GMT job creates at run time get the same worker
-    updates = by_name["gmt_predict_0"].config_updates
-    assert any(u["name_filter"] == "gmt_predict" for u in updates)
-
-
-def test_apply_worker_config_custom_resources_and_no_dfpt_worker():
-    res = {"partition": "gpu-h100", "gres": "gpu:2", "time": "00:30:00"}
-    flow = apply_worker_config(
-        _flow(), gmt_worker="h100", dfpt_worker=None, gmt_resources=res, gmt_exec_config="gmt_env"
+    folder = tmp_path / "cands"
+    folder.mkdir()
+    NACL.to(filename=str(folder / "NaCl.cif"))
+    maker = GMTDiscoveryMaker(
+        screen_maker=GMTScreenMaker(chunk_size=1), dfpt_maker=AbinitDielectricMaker()
     )
-    assignment = worker_assignment(flow)
-    assert assignment["gmt_predict_1"] == "h100"
-    assert assignment["abinit_dfpt_piezo"] is None
-    job = next(j for j in _iter(flow) if j.name == "gmt_rank")
+    return maker.make(folder)
+
+
+def _dfpt_flow() -> Flow:
+    """The real DFPT Makers: ABINIT (both), VASP through atomate2 (dielectric + elastic), and
+    the feedback job, with their own job names."""
+    from atomate2.vasp.flows.elastic import ElasticMaker
+
+    from atomate2_gmt.dfpt.abinit.makers import AbinitDielectricMaker, AbinitPiezoElasticMaker
+    from atomate2_gmt.dfpt.vasp import VaspDFPTMaker
+    from atomate2_gmt.jobs.feedback import feedback_job
+
+    abinit = AbinitDielectricMaker().make(NACL)
+    abinit_pe = AbinitPiezoElasticMaker().make(NACL)
+    vasp = VaspDFPTMaker(elastic_maker=ElasticMaker(bulk_relax_maker=None)).make(NACL)
+    return Flow([abinit, abinit_pe, vasp, feedback_job(abinit.output), noop()])
+
+
+def test_jobs_are_routed_by_what_they_are_not_by_name(tmp_path):
+    flow = Flow([_discovery_flow(tmp_path), _dfpt_flow()])
+    apply_worker_config(flow, gmt_worker="gpu", dfpt_worker="cpu")
+    by_kind: dict[str | None, set[str]] = {}
+    for j in _iter(flow):
+        by_kind.setdefault(job_kind(j), set()).add(j.name)
+        worker = (j.config.manager_config or {}).get("worker")
+        assert (
+            worker == {"gmt": "gpu", "dfpt": "cpu", "dfpt_serial": "cpu", None: None}[job_kind(j)]
+        ), j.name
+    assert {"abinit dfpt dielectric", "abinit dfpt piezo elastic"} <= by_kind["dfpt_serial"]
+    assert {"vasp dfpt result", "dfpt_feedback"} <= by_kind["dfpt_serial"]
+    assert "dielectric" in by_kind["dfpt"]  # atomate2's DielectricMaker job
+    # atomate2's elastic helper creates the strained VASP runs at run time: they inherit its worker
+    assert "run_elastic_deformations" in by_kind["dfpt"]
+    assert "gmt_select" in by_kind["gmt"]
+    assert any(n.startswith("gmt_predict") for n in by_kind["gmt"])
+    assert "noop" in by_kind[None]
+    by_name = {j.name: j for j in _iter(flow)}
+    # resources follow the backend: ABINIT runs one serial process, VASP an MPI node
+    serial = by_name["abinit dfpt dielectric"].config.manager_config["resources"]
+    assert serial == DEFAULT_SERIAL_DFPT_RESOURCES
+    assert by_name["dielectric"].config.manager_config["resources"] == DEFAULT_DFPT_RESOURCES
+    assert by_name["gmt_select"].config.manager_config["resources"] == DEFAULT_GMT_RESOURCES
+
+
+def test_dfpt_jobs_added_at_run_time_are_routed(tmp_path):
+    """The selection adds its DFPT jobs when it runs: they go to the DFPT worker, not to the
+    selection's own (GPU) worker."""
+    from jobflow import CURRENT_JOB
+
+    from atomate2_gmt.dfpt.abinit.makers import AbinitDielectricMaker
+    from atomate2_gmt.jobs.feedback import feedback_job
+    from atomate2_gmt.remote import route_new_jobs
+
+    flow = apply_worker_config(_discovery_flow(tmp_path), gmt_worker="gpu", dfpt_worker="cpu")
+    select = next(j for j in _iter(flow) if j.name == "gmt_select")
+    dfpt = AbinitDielectricMaker().make(NACL)
+    added = Flow([dfpt, feedback_job(dfpt.output)])
+    CURRENT_JOB.job = select  # what jobflow sets while the selection runs
+    try:
+        route_new_jobs(added)
+    finally:
+        CURRENT_JOB.job = None
+    assert worker_assignment(added) == {"abinit dfpt dielectric": "cpu", "dfpt_feedback": "cpu"}
+    # outside a routed flow (run_locally), nothing is set
+    plain = Flow([AbinitDielectricMaker().make(NACL)])
+    route_new_jobs(plain)
+    assert worker_assignment(plain) == {"abinit dfpt dielectric": None}
+
+
+def test_apply_worker_config_custom_resources_and_no_dfpt_worker(tmp_path):
+    res = {"partition": "gpu-h100", "gres": "gpu:2", "time": "00:30:00"}
+    flow = Flow([_discovery_flow(tmp_path), _dfpt_flow()])
+    apply_worker_config(
+        flow, gmt_worker="h100", dfpt_worker=None, gmt_resources=res, gmt_exec_config="gmt_env"
+    )
+    for j in _iter(flow):
+        worker = (j.config.manager_config or {}).get("worker")
+        assert worker == ("h100" if job_kind(j) == "gmt" else None), j.name
+    job = next(j for j in _iter(flow) if j.name == "gmt_select")
     assert job.config.manager_config["resources"] == res
     assert job.config.manager_config["exec_config"] == "gmt_env"
+
+
+def test_a_job_can_declare_its_role():
+    from atomate2_gmt.remote import ROLE_KEY
+
+    j = noop()
+    assert job_kind(j) is None
+    j.metadata[ROLE_KEY] = "dfpt"
+    assert job_kind(j) == "dfpt"
 
 
 def _iter(flow):
@@ -117,7 +168,7 @@ def test_render_project(tmp_path):
     assert gpu.resources["account"] is None
     assert "source /home/alice/venvs/gmt/bin/activate" in gpu.pre_run
     assert str(gpu.work_dir) == "/scratch/alice/gmt/gpu"
-    assert cpu.resources["ntasks"] == 32
+    assert cpu.resources["ntasks"] == 1  # per-job resources ask more where the backend uses MPI
     assert cpu.resources["time"] == "24:00:00"
     assert project.jobstore["additional_stores"]["data"]["type"] == "GridFSStore"
     assert project.queue.store["database"] == "atomate2_gmt"

@@ -233,4 +233,6 @@ def select_for_dfpt(
     }
     if not jobs:
         return Response(output=output)
-    return Response(output=output, addition=Flow(jobs, name="dfpt"))
+    from atomate2_gmt.remote import route_new_jobs  # routed like this job's flow, if it was
+
+    return Response(output=output, addition=route_new_jobs(Flow(jobs, name="dfpt")))
