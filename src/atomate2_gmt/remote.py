@@ -2,9 +2,10 @@
 
 ``apply_worker_config(flow)`` sets jobflow-remote's run configuration (worker, resources,
 exec_config) on the jobs of a flow by what each job is (its Maker class or job function, see
-:func:`job_kind`), also on the DFPT jobs a selection adds at run time; ``render_project`` fills the project
-template of ``workflows/jobflow_remote/`` from environment variables, so that no credential is
-ever committed. jobflow-remote is an optional dependency (``pip install 'atomate2-gmt[remote]'``).
+:func:`job_kind`), also on the DFPT jobs a selection adds at run time; ``render_project``
+fills the project template of ``workflows/jobflow_remote/`` from environment variables, so that
+no credential is ever committed. jobflow-remote is an optional dependency (the ``remote``
+extra).
 """
 
 from __future__ import annotations

@@ -73,5 +73,32 @@ def test_load_records_store_and_mp_plus_store(
     assert len(both) == len(mp) + 3
     assert both_info["mp"] == mp_info
     assert both_info["store"]["n_kept"] == 3
-    with pytest.raises(ValueError, match="available: 'mp', 'store', 'mp\\+store'"):
+    with pytest.raises(ValueError, match="available: mp, mp_newer, mp_all, store, mp\\+store"):
         load_records("dielectric", "jarvis+store")
+
+
+def test_training_documents_from_a_smoke_run_are_never_read(tmp_path: Path) -> None:
+    """A smoke-preset result that reached the training store (written before the rule, or by
+    hand) is skipped with its reason, never returned as a record."""
+    store = EmbeddedStore(str(tmp_path / "t.sqlite"), "gmt_training", key="record_id")
+    store.connect()
+    _fill(store)
+    smoke = [
+        d.model_copy(update={"record_id": f"smoke-{d.record_id}", "settings": {"preset": "smoke"}})
+        for d in TrainingDoc.from_dfpt(vasp_dfpt_doc("Si_dielectric"))
+    ]
+    write_training_docs(store, smoke)
+    recs, stats = records_from_store(store, "dielectric")
+    assert len(recs) == 3
+    assert not any(r.id.startswith("smoke-") for r in recs)
+    assert stats["n_not_production"] == 1
+    assert "'smoke' preset" in stats["not_production"][0]
+
+
+def test_every_reader_refuses_a_smoke_training_document() -> None:
+    from atomate2_gmt.data.store_source import NotProductionQualityError
+
+    doc = TrainingDoc.from_dfpt(vasp_dfpt_doc("Si_dielectric"))[0]
+    d = {**doc.model_dump(), "settings": {"preset": "smoke"}}
+    with pytest.raises(NotProductionQualityError, match="'smoke' preset"):
+        record_from_training_dict(d)

@@ -160,3 +160,10 @@ def test_failed_empty_nonfinite_and_invalid() -> None:
     (reason,) = check_dfpt_result(bad)
     assert reason.startswith("not a valid DFPTResultDoc: ")
     assert "unknown DFPT part 'dielectric_static'" in reason
+
+
+def test_a_smoke_preset_result_is_rejected_as_training_data():
+    doc = _vasp_doc("Si_dielectric")
+    assert check_dfpt_result(doc) == []
+    smoke = doc.model_copy(update={"settings": {"preset": "smoke"}})
+    assert check_dfpt_result(smoke) == ["computed with the 'smoke' preset, not production quality"]

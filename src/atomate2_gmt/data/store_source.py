@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 from pymatgen.core import Structure
 
+from atomate2_gmt.data.quality import production_problems
 from atomate2_gmt.data.records import TensorRecord, validate_task
 
-__all__ = ["record_from_training_dict", "records_from_store"]
+__all__ = ["NotProductionQualityError", "record_from_training_dict", "records_from_store"]
 
 _PROVENANCE_KEYS = (
     "code", "code_version", "functional", "pseudopotentials", "settings", "job_uuid",
@@ -24,8 +25,17 @@ _PROVENANCE_KEYS = (
 )  # fmt: skip
 
 
+class NotProductionQualityError(ValueError):
+    """A training document computed with settings that are not production quality."""
+
+
 def record_from_training_dict(d: dict[str, Any]) -> TensorRecord:
-    """A TensorRecord from one training document (dict); ``ValueError`` naming what is wrong."""
+    """A TensorRecord from one training document (dict); ``ValueError`` naming what is wrong,
+    :class:`NotProductionQualityError` when its settings are not production quality
+    (``data.quality``): every reader of training documents refuses those."""
+    problems = production_problems(d.get("settings"), d.get("code"))
+    if problems:
+        raise NotProductionQualityError("; ".join(problems))
     missing = [k for k in ("record_id", "task", "units", "tensor", "structure") if k not in d]
     if missing:
         raise ValueError(f"training document {d.get('record_id')!r} lacks {missing}")
@@ -49,7 +59,9 @@ def records_from_store(
     """All training records of ``task`` in ``store`` (a maggma Store), sorted by ``record_id``.
 
     ``criteria``: extra query (e.g. ``{"code": "vasp"}``). Documents that do not make a valid
-    record are skipped and counted in the stats (``n_invalid``, first reasons in ``invalid``).
+    record are skipped and counted in the stats (``n_invalid``, first reasons in ``invalid``), as
+    are documents whose accuracy settings are not production quality (``data.quality``;
+    ``n_not_production``, ``not_production``).
     Returns ``(records, stats)`` with ``source``, ``n_total``, ``n_kept``, ``n_invalid``,
     ``by_source``. The store is connected if needed (and left open).
     """
@@ -58,11 +70,14 @@ def records_from_store(
     query = {**(criteria or {}), "task": task}
     records: list[TensorRecord] = []
     invalid: list[str] = []
+    not_production: list[str] = []
     n_total = 0
     for d in store.query(criteria=query, sort={"record_id": 1}):
         n_total += 1
         try:
             records.append(record_from_training_dict(d))
+        except NotProductionQualityError as exc:  # a test run never becomes training data
+            not_production.append(f"{d.get('record_id')!r}: {exc}")
         except (ValueError, KeyError, TypeError) as exc:
             invalid.append(f"{d.get('record_id')!r}: {exc}")
     stats = {
@@ -71,6 +86,8 @@ def records_from_store(
         "n_kept": len(records),
         "n_invalid": len(invalid),
         "invalid": invalid[:10],
+        "n_not_production": len(not_production),
+        "not_production": not_production[:10],
         "by_source": dict(Counter(r.source for r in records)),
     }
     return records, stats

@@ -18,7 +18,9 @@ accept). A result is rejected when
 4. a value is unphysical: an eigenvalue of the (symmetric part of) ε∞ or ε0 below 1 (a
    permittivity is at least the vacuum's); an ionic dielectric part with an eigenvalue below
    −:data:`IONIC_NEGATIVE_TOL` (imaginary phonon modes: the structure is not at a minimum); an
-   elastic tensor (clamped or relaxed) that is not positive definite (Born unstable).
+   elastic tensor (clamped or relaxed) that is not positive definite (Born unstable);
+5. its accuracy settings are not production quality (``data.quality``: e.g. the ``smoke``
+   preset of the tests).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from atomate2_gmt.data.quality import production_problems
 from atomate2_gmt.schemas.dfpt import DFPT_PARTS, DFPTResultDoc
 from atomate2_gmt.tensors.properties import dielectric_eigenvalues, elastic_eigenvalues
 from atomate2_gmt.tensors.symmetry import point_group_info, projector
@@ -107,6 +110,9 @@ def check_dfpt_result(
         return [f"state is {doc.state!r}: {doc.error or 'no reason given'}"]
     if not doc.tensors:
         return ["no tensors in the result"]
+    quality = production_problems(doc.settings, doc.code)
+    if quality:
+        return quality
     limits = {**SYMMETRY_TOLERANCE, **(tolerance or {})}
     reasons: list[str] = []
     tensors: dict[str, np.ndarray] = {}
