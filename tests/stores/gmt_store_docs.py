@@ -11,7 +11,11 @@ from typing import Any
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
-from atomate2_gmt.schemas.prediction import GMTPredictionDoc
+from atomate2_gmt.schemas.prediction import (
+    GMTPredictionDoc,
+    compute_ieee_rotation,
+    derived_quantities,
+)
 from atomate2_gmt.tensors.conventions import full_to_voigt
 from atomate2_gmt.tensors.properties import isotropic_elastic_tensor
 from atomate2_gmt.tensors.symmetry import symmetrize
@@ -65,11 +69,14 @@ def make_predictions(
     seed: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """Tensors obeying the structure's point group: ε∞ = sym(diag(eps)), ε0 = 2 ε∞,
-    piezo scaled so max|e_iJ| = e_max (0 if centrosymmetric), C = isotropic(K, G)."""
+    piezo scaled so that the document's e_ij_max (largest singular value of the IEEE-frame
+    Voigt form) is e_max (0 if centrosymmetric), C = isotropic(K, G)."""
     rng = np.random.default_rng(seed)
     diel = symmetrize(np.diag(eps), structure, "dielectric")
     piezo = symmetrize(rng.normal(size=(3, 3, 3)), structure, "piezo")
-    peak = float(np.max(np.abs(full_to_voigt(piezo, "piezo"))))
+    ieee = compute_ieee_rotation(structure)
+    assert not isinstance(ieee, str), ieee
+    peak = derived_quantities("piezo", piezo, ieee)["e_ij_max"]
     piezo = piezo * (e_max / peak) if peak > 1e-8 else np.zeros((3, 3, 3))
     elastic = isotropic_elastic_tensor(K, G)
     return {

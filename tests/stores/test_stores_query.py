@@ -14,6 +14,7 @@ The documents (tests/stores/conftest.py) have these predicted values:
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from gmt_store_docs import make_doc
 from maggma.stores import MemoryStore
@@ -91,7 +92,8 @@ def test_tensors_on_request(store):
     assert len(row["voigt"]) == 3
     assert len(row["voigt"][0]) == 6
     assert len(row["voigt_ieee"]) == 3
-    assert max(abs(x) for line in row["voigt"] for x in line) == pytest.approx(3.5)
+    # e_ij_max is the largest singular value of the IEEE-frame Voigt matrix
+    assert np.linalg.svd(np.asarray(row["voigt_ieee"]))[1][0] == pytest.approx(3.5)
 
 
 def test_failed_predictions_and_energy_above_hull(store):
@@ -145,3 +147,14 @@ def test_bad_queries_raise_value_errors(tmp_path, kwargs, message):
     store = EmbeddedStore(str(tmp_path / "empty.sqlite"), "preds", key="prediction_id")
     with pytest.raises(ValueError, match=message):
         query_candidates(store, **kwargs)
+
+
+def test_documents_of_an_older_schema_are_never_mixed_in(store):
+    """A version-1 document (e_ij_max defined in the file's frame) stays out of the ranking."""
+    old = make_doc("ZnO", version="v0", source="old-ZnO.cif", e_max=9.0).to_store_dict()
+    old.pop("schema_version")  # documents written before the field existed
+    old["e_ij_max"] = 9.0
+    store.update([old], key="prediction_id")
+    rows = query_candidates(store, "piezo", top=10)
+    assert "old-ZnO.cif" not in [r["source"] for r in rows]
+    assert rows[0]["formula"] == "TiPbO3"
