@@ -113,7 +113,15 @@ def _maker_classes() -> dict[str, tuple[type, ...]]:
 
 
 def _job_functions() -> dict[str, tuple[Any, ...]]:
-    """Job functions (not made by a Maker) by role."""
+    """Job functions (not made by a Maker) by role. atomate2's ``run_elastic_deformations``
+    creates the strained VASP runs at run time, which inherit its worker and resources: it is
+    an MPI DFPT job; the other elastic helpers are light CPU jobs."""
+    from atomate2.common.jobs.elastic import (
+        fit_elastic_tensor,
+        generate_elastic_deformations,
+        run_elastic_deformations,
+    )
+
     from atomate2_gmt.dfpt.vasp import vasp_dfpt_result
     from atomate2_gmt.flows.campaign import campaign_advance, campaign_retrain, campaign_select
     from atomate2_gmt.jobs.feedback import feedback_job
@@ -134,7 +142,16 @@ def _job_functions() -> dict[str, tuple[Any, ...]]:
                 campaign_advance,
             )
         ),
-        "dfpt_serial": (raw(vasp_dfpt_result), raw(feedback_job)),
+        "dfpt": (raw(run_elastic_deformations),),
+        "dfpt_serial": tuple(
+            raw(f)
+            for f in (
+                vasp_dfpt_result,
+                feedback_job,
+                generate_elastic_deformations,
+                fit_elastic_tensor,
+            )
+        ),
     }
 
 

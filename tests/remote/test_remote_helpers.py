@@ -85,8 +85,10 @@ def test_jobs_are_routed_by_what_they_are_not_by_name(tmp_path):
     assert {"abinit dfpt dielectric", "abinit dfpt piezo elastic"} <= by_kind["dfpt_serial"]
     assert {"vasp dfpt result", "dfpt_feedback"} <= by_kind["dfpt_serial"]
     assert "dielectric" in by_kind["dfpt"]  # atomate2's DielectricMaker job
-    # atomate2's elastic helper creates the strained VASP runs at run time: they inherit its worker
+    # atomate2's elastic helper creates the strained VASP runs at run time: they inherit its
+    # worker and MPI resources; the other elastic helpers are light
     assert "run_elastic_deformations" in by_kind["dfpt"]
+    assert {"generate_elastic_deformations", "fit_elastic_tensor"} <= by_kind["dfpt_serial"]
     assert "gmt_select" in by_kind["gmt"]
     assert any(n.startswith("gmt_predict") for n in by_kind["gmt"])
     assert "noop" in by_kind[None]

@@ -104,11 +104,18 @@ def evaluate(
     report_dir: Path | None = typer.Option(
         None, help="write report.json, report.md and parity.png into this folder"
     ),
+    rotated: bool = typer.Option(
+        False, "--rotated", help="also evaluate every record in a random frame (equivariance)"
+    ),
 ) -> None:
     """Evaluate a checkpoint on a split of a data source (the paper's metrics)."""
     from atomate2_gmt.data.records import split_by_source
     from atomate2_gmt.model.checkpoint import load_checkpoint
-    from atomate2_gmt.training.evaluate import evaluate_prepared
+    from atomate2_gmt.training.evaluate import (
+        evaluate_prepared,
+        per_source_metrics,
+        rotated_records,
+    )
     from atomate2_gmt.training.run import load_records
     from atomate2_gmt.training.trainer import prepare_records
 
@@ -120,7 +127,14 @@ def evaluate(
     if report_dir:
         report_dir.mkdir(parents=True, exist_ok=True)
         parity = str(report_dir / "parity.png")
-    report = evaluate_prepared(model, prepare_records(chosen, model.config), parity_png=parity)
+    prepared = prepare_records(chosen, model.config)
+    report = evaluate_prepared(model, prepared, parity_png=parity)
+    per_source = per_source_metrics(model, prepared)
+    if per_source:
+        report["per_source"] = per_source
+    if rotated:  # the same records, each in its own random frame (structure and tensor)
+        turned = prepare_records(rotated_records(prepared.records, seed), model.config)
+        report["rotated"] = evaluate_prepared(model, turned)["overall"]
     report["checkpoint"] = {k: meta.get(k) for k in ("name", "version", "checkpoint_sha256")}
     report.update({"task": model.config.task, "split": split, "command": _command()})
     report.setdefault("epochs", (meta.get("train_config") or {}).get("epochs"))

@@ -34,7 +34,6 @@ import numpy as np
 from jobflow import Flow, Maker, OnMissing, job
 from monty.io import zopen
 
-from atomate2_gmt.remote import ROLE_KEY
 from atomate2_gmt.schemas.dfpt import DFPTResultDoc
 from atomate2_gmt.tensors.conventions import vasp_voigt_to_standard, voigt_to_full
 
@@ -344,10 +343,6 @@ class VaspDFPTMaker(Maker):
         elastic_output = None
         if self.elastic_maker is not None:
             elastic = self.elastic_maker.make(structure)
-            # every job of the elastic flow is DFPT-backend work: its helper jobs create the
-            # strained VASP runs at run time, and those inherit the helper's worker
-            for item in elastic.iterflow() if isinstance(elastic, Flow) else [(elastic, None)]:
-                item[0].metadata[ROLE_KEY] = "dfpt"
             jobs.append(elastic)
             elastic_output = elastic.output
         convert = vasp_dfpt_result(

@@ -113,3 +113,17 @@ def evaluate_prepared(
         parity_plot(pred, true, kind, parity_png, title=f"GMTNet {model.config.task} (test)")
     report["batch_size"] = batch_size
     return report
+
+
+def per_source_metrics(model: GMTNet, data: PreparedSet, batch_size: int = 64) -> dict[str, Any]:
+    """Overall metrics of ``model`` on the records of each ``source`` in ``data`` (empty when
+    there is only one source)."""
+    sources = sorted({r.source for r in data.records})
+    if len(sources) < 2:
+        return {}
+    return {
+        src: evaluate_prepared(model, data.subset(lambda r, s=src: r.source == s), batch_size)[
+            "overall"
+        ]
+        for src in sources
+    }

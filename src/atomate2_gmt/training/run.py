@@ -19,7 +19,11 @@ from atomate2_gmt.data.records import TensorRecord, records_hash, split_by_sourc
 from atomate2_gmt.model.checkpoint import load_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig, check_task
 from atomate2_gmt.model.gmtnet import GMTNet
-from atomate2_gmt.training.evaluate import evaluate_prepared, rotated_records
+from atomate2_gmt.training.evaluate import (
+    evaluate_prepared,
+    per_source_metrics,
+    rotated_records,
+)
 from atomate2_gmt.training.report import report_markdown
 from atomate2_gmt.training.trainer import TrainConfig, Trainer, prepare_records
 
@@ -184,14 +188,9 @@ def train_task(
     report["rotated_test"] = evaluate_prepared(best, rotated, batch_size=train_cfg.batch_size)[
         "overall"
     ]
-    sources = sorted({r.source for r in sets["test"].records})
-    if len(sources) > 1:  # test figures per source (the split of each source is its own)
-        report["per_source"] = {
-            src: evaluate_prepared(best, sets["test"].subset(lambda r, s=src: r.source == s))[
-                "overall"
-            ]
-            for src in sources
-        }
+    per_source = per_source_metrics(best, sets["test"], train_cfg.batch_size)
+    if per_source:  # test figures per source (the split of each source is its own)
+        report["per_source"] = per_source
     epoch_times = [row["epoch_s"] for row in trainer.history if "epoch_s" in row]
     report.update(
         {
