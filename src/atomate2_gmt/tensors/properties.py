@@ -92,7 +92,7 @@ def _fibonacci_sphere(n: int) -> np.ndarray:
     return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
 
 
-_SPHERE = _fibonacci_sphere(2000)
+_SPHERE = _fibonacci_sphere(400)
 
 
 def piezo_longitudinal_max(e: ArrayLike) -> tuple[float, np.ndarray]:
@@ -100,9 +100,9 @@ def piezo_longitudinal_max(e: ArrayLike) -> tuple[float, np.ndarray]:
     that n (structure's frame): the maximum radius of the tensor picture's surface.
 
     The cubic form is odd in n, so this is also max_n |e_L(n)|; it is frame independent (a
-    rotation of the tensor rotates its maximiser). Found from the best of 2000 nearly uniform
-    directions by the shifted symmetric higher-order power method (Kolda & Mayo, 2011), which
-    climbs monotonically to a local maximum: converged to ~1e-12 relative.
+    rotation of the tensor rotates its maximiser). Found from the best 4 of 400 nearly uniform
+    directions by Newton's method on the sphere (a step is kept only where it increases the
+    form, else a gradient step): converged to round-off, ~1e-14 relative, in a millisecond.
     """
     t = _single(e, "piezo")
     # the fully symmetric part has the same cubic form
@@ -114,22 +114,37 @@ def piezo_longitudinal_max(e: ArrayLike) -> tuple[float, np.ndarray]:
         + t.transpose(2, 0, 1)
         + t.transpose(2, 1, 0)
     ) / 6.0
-    values = np.einsum("ijk,ni,nj,nk->n", sym, _SPHERE, _SPHERE, _SPHERE)
-    if not np.any(values > 0):
+    scale = float(np.abs(sym).max())
+    if scale == 0.0:
         return 0.0, np.array([0.0, 0.0, 1.0])
-    starts = _SPHERE[np.argsort(values)[-8:]]
-    shift = 2.0 * float(np.abs(sym).sum())  # > the spectral bound: monotone ascent
-    n = starts
-    for _ in range(500):
-        step = np.einsum("ijk,nj,nk->ni", sym, n, n) + shift * n
-        new = step / np.linalg.norm(step, axis=1, keepdims=True)
-        done = np.abs(new - n).max() < 1e-13
+    sym = sym / scale
+
+    def form(n: np.ndarray) -> np.ndarray:
+        return np.einsum("ijk,ni,nj,nk->n", sym, n, n, n)
+
+    n = _SPHERE[np.argsort(form(_SPHERE))[-4:]]
+    eye = np.eye(3)
+    for _ in range(40):
+        f = form(n)
+        grad = 3.0 * np.einsum("ijk,nj,nk->ni", sym, n, n)
+        tangent = grad - (3.0 * f)[:, None] * n  # Riemannian gradient
+        proj = eye - n[:, :, None] * n[:, None, :]
+        hess = 6.0 * np.einsum("ijk,nk->nij", sym, n) - (3.0 * f)[:, None, None] * eye
+        system = proj @ hess @ proj + n[:, :, None] * n[:, None, :]
+        step = np.linalg.solve(system, -tangent[..., None])[..., 0]
+        newton = n + step
+        newton /= np.linalg.norm(newton, axis=1, keepdims=True)
+        climb = n + 0.1 * tangent
+        climb /= np.linalg.norm(climb, axis=1, keepdims=True)
+        better = (form(newton) >= f)[:, None]
+        new = np.where(better, newton, climb)
+        done = float(np.abs(new - n).max()) < 1e-13
         n = new
         if done:
             break
-    values = np.einsum("ijk,ni,nj,nk->n", sym, n, n, n)
+    values = form(n)
     best = int(np.argmax(values))
-    return float(values[best]), n[best]
+    return float(values[best]) * scale, n[best]
 
 
 def compliance_from_elastic(C: ArrayLike) -> np.ndarray:
