@@ -35,6 +35,10 @@ def report_markdown(report: dict[str, Any]) -> str:
     ]
     if "nonzero_subset" in report:
         lines.append(_row("non-zero tensors", report["nonzero_subset"]))
+    if "rotated_test" in report:  # each crystal in its own random frame
+        lines.append(_row("all, randomly rotated", report["rotated_test"]))
+    for source, m in report.get("per_source", {}).items():
+        lines.append(_row(f"source {source}", m))
     for cs, m in report.get("per_crystal_system", {}).items():
         lines.append(_row(cs, m))
     lines += ["", f"Machine: {report.get('machine', '?')}. Command: `{report.get('command', '?')}`"]
