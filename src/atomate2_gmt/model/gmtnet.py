@@ -123,6 +123,7 @@ class GMTNet(nn.Module):
 
     target_scale: torch.Tensor
     target_offset: torch.Tensor
+    offset_projector: torch.Tensor
 
     def __init__(self, config: GMTNetConfig | None = None) -> None:
         super().__init__()

@@ -121,9 +121,8 @@ def per_source_metrics(model: GMTNet, data: PreparedSet, batch_size: int = 64) -
     sources = sorted({r.source for r in data.records})
     if len(sources) < 2:
         return {}
-    return {
-        src: evaluate_prepared(model, data.subset(lambda r, s=src: r.source == s), batch_size)[
-            "overall"
-        ]
-        for src in sources
-    }
+    out: dict[str, Any] = {}
+    for src in sources:
+        subset = data.subset(lambda record: record.source == src)  # noqa: B023 (used at once)
+        out[src] = evaluate_prepared(model, subset, batch_size)["overall"]
+    return out
