@@ -161,3 +161,50 @@ def test_relative_loss_weight_trains(sets, tmp_path):
     losses = [row["train_loss"] for row in trainer.history]
     assert all(np.isfinite(losses))
     assert losses[-1] < losses[0]
+
+
+def test_log_magnitude_term_punishes_shrinking_like_inflating():
+    from atomate2_gmt.training.trainer import log_magnitude_huber
+
+    rng = np.random.default_rng(1)
+    target = torch.from_numpy(rng.normal(size=(6, 3, 3, 3)))
+    scale = torch.tensor(1e-6, dtype=torch.float64)  # floor negligible
+    assert log_magnitude_huber(target, target, scale).item() == pytest.approx(0.0, abs=1e-9)
+    shrunk = log_magnitude_huber(target / 5, target, scale).item()
+    inflated = log_magnitude_huber(target * 5, target, scale).item()
+    assert shrunk == pytest.approx(inflated, rel=1e-6)
+    # the all-zero prediction is far from free (a relative error alone scores it only 1)
+    assert log_magnitude_huber(0 * target, target, torch.tensor(1.0)).item() > 0.5
+
+
+def test_target_scale_statistics():
+    from atomate2_gmt.training.trainer import _target_scale
+
+    t = torch.zeros(5, 3, 3, dtype=torch.float64)
+    for i, norm in enumerate([1.0, 2.0, 3.0, 4.0, 100.0]):  # one heavy-tail tensor
+        t[i, 0, 0] = norm
+    assert _target_scale(t, "median_norm") == pytest.approx(3.0)
+    assert _target_scale(t, "rms") == pytest.approx(float(t.pow(2).mean().sqrt()))
+    with pytest.raises(ValueError, match="scale_statistic must be 'rms' or 'median_norm'"):
+        _target_scale(t, "mean")
+
+
+def test_learning_curves_and_selection_on_ewt25(sets, tmp_path):
+    cfg, train, val, _ = sets
+    tcfg = TrainConfig(
+        epochs=3, batch_size=16, seed=3, device="cpu", warmup_epochs=0,
+        select_on="val_ewt25", train_metrics_size=20, scale_statistic="median_norm",
+        log_magnitude_loss_weight=1.0,
+    )  # fmt: skip
+    torch.manual_seed(tcfg.seed)
+    trainer = Trainer(GMTNet(cfg), train, val, tmp_path, tcfg)
+    best = trainer.fit(progress=False)
+    for row in trainer.history:
+        for key in ("fnorm", "ewt25", "ewt50", "median_rel", "median_ratio"):
+            assert np.isfinite(row[f"val_{key}"]) and np.isfinite(row[f"train_{key}"])
+    top = max(row["val_ewt25"] for row in trainer.history)
+    first = next(row for row in trainer.history if row["val_ewt25"] == top)
+    assert best["epoch"] == first["epoch"]
+    assert best["val_ewt25"] == top
+    with pytest.raises(ValueError, match="select_on must be one of val_fnorm, val_ewt25"):
+        Trainer(GMTNet(cfg), train, val, tmp_path / "x", TrainConfig(select_on="val_loss"))

@@ -43,6 +43,19 @@ def train(
     relative_loss: float = typer.Option(
         0.0, help="weight of the relative-error loss term (|Δ|_F/|true|_F per crystal); 0 = off"
     ),
+    log_magnitude_loss: float = typer.Option(
+        0.0,
+        help="weight of the log-magnitude loss term (log |pred|_F vs log |true|_F); 0 = off",
+    ),
+    scale_statistic: str = typer.Option(
+        "rms", help="target scale: rms (all components) or median_norm (per-crystal norms)"
+    ),
+    select_on: str = typer.Option(
+        "val_fnorm", help="what picks best.pt: val_fnorm, val_ewt25 or val_median_rel"
+    ),
+    train_metrics: int = typer.Option(
+        0, help="also log Fnorm/EwT/median |pred|/|true| on this many training crystals per epoch"
+    ),
     init_from: Path | None = typer.Option(
         None,
         "--init-from",
@@ -73,6 +86,10 @@ def train(
         device=device,
         center_targets=center_targets,
         relative_loss_weight=relative_loss,
+        log_magnitude_loss_weight=log_magnitude_loss,
+        scale_statistic=scale_statistic,
+        select_on=select_on,
+        train_metrics_size=train_metrics,
     )
     report = train_task(
         task,

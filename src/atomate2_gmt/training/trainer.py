@@ -50,7 +50,18 @@ class TrainConfig:
     # weight of a relative term: Huber (delta 0.1) of |pred - true|_F / |true|_F per crystal, the
     # quantity EwT thresholds; 0 = absolute Huber only (denominator floored at 0.1·target scale)
     relative_loss_weight: float = 0.0
-    target_scaling: bool = True  # divide targets by their RMS (see docs/training.md)
+    target_scaling: bool = True  # divide targets by a scale of the training targets
+    # the scale: "rms" (root mean square of all components) or "median_norm" (median Frobenius
+    # norm of the per-crystal tensors: robust to a heavy tail of a few huge tensors)
+    scale_statistic: str = "rms"
+    # weight of a log-magnitude term: Huber (delta 0.5) of log(|pred|_F + f) - log(|true|_F + f)
+    # per crystal, f = 0.05·target scale; it penalises shrinking as much as inflating
+    log_magnitude_loss_weight: float = 0.0
+    # the validation figure that picks best.pt: "val_fnorm" (lowest), "val_ewt25" (highest),
+    # "val_median_rel" (lowest median relative error)
+    select_on: str = "val_fnorm"
+    # per-epoch metrics on up to this many training crystals (learning curves); 0 = off
+    train_metrics_size: int = 0
     center_targets: bool = False  # learn the residual from the isotropic part of the train mean
     grad_clip: float = 10.0
     seed: int = 32
@@ -104,6 +115,32 @@ def relative_huber(pred: torch.Tensor, target: torch.Tensor, scale: torch.Tensor
     den = target.flatten(1).norm(dim=1).clamp_min(0.1 * float(scale))
     rel = err / den
     return F.huber_loss(rel, torch.zeros_like(rel), delta=0.1)
+
+
+SELECTION_METRICS: dict[str, int] = {"val_fnorm": 1, "val_ewt25": -1, "val_median_rel": 1}
+"""Validation figures that may pick the best checkpoint: +1 lower is better, -1 higher is better."""
+
+
+def _target_scale(targets: torch.Tensor, statistic: str) -> float:
+    """The target scale of ``statistic`` ("rms" or "median_norm") of (n, 3, ..., 3) targets."""
+    if statistic == "rms":
+        return float(targets.pow(2).mean().sqrt())
+    if statistic == "median_norm":
+        norms = targets.flatten(1).norm(dim=1)
+        norms = norms[norms > 0]
+        return float(norms.median()) if len(norms) else 0.0
+    raise ValueError(f"scale_statistic must be 'rms' or 'median_norm', got {statistic!r}")
+
+
+def log_magnitude_huber(
+    pred: torch.Tensor, target: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    """Mean Huber (delta 0.5) of log(|pred|_F + f) − log(|true|_F + f) per crystal, f =
+    0.05·``scale``: a shrunken prediction costs as much as an inflated one by the same factor."""
+    floor = 0.05 * float(scale)
+    lp = torch.log(pred.flatten(1).norm(dim=1) + floor)
+    lt = torch.log(target.flatten(1).norm(dim=1) + floor)
+    return F.huber_loss(lp, lt, delta=0.5)
 
 
 def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
@@ -166,8 +203,13 @@ class Trainer:
             model.target_offset.copy_(torch.from_numpy(mean))
             centered = train.targets - model.target_offset
         if self.cfg.target_scaling:
-            rms = float(centered.pow(2).mean().sqrt())
-            model.target_scale.fill_(rms if rms > 0 else 1.0)
+            scale = _target_scale(centered, self.cfg.scale_statistic)
+            model.target_scale.fill_(scale if scale > 0 else 1.0)
+        if self.cfg.select_on not in SELECTION_METRICS:
+            raise ValueError(
+                f"select_on must be one of {', '.join(SELECTION_METRICS)}, "
+                f"got {self.cfg.select_on!r}"
+            )
         self.model.to(self.device)
         self.steps_per_epoch = math.ceil(len(train.crystals) / self.cfg.batch_size)
         self.optimizer = torch.optim.AdamW(
@@ -177,7 +219,11 @@ class Trainer:
             self.optimizer, _lr_lambda(self.cfg, self.steps_per_epoch)
         )
         self.epoch = 0
-        self.best: dict[str, Any] = {"val_fnorm": math.inf, "epoch": -1}
+        self.best: dict[str, Any] = {
+            "val_fnorm": math.inf,
+            "epoch": -1,
+            self.cfg.select_on: SELECTION_METRICS[self.cfg.select_on] * math.inf,
+        }
         self.history: list[dict[str, Any]] = []
         self.generator = torch.Generator().manual_seed(self.cfg.seed)
 
@@ -264,6 +310,10 @@ class Trainer:
         loss = F.huber_loss(pred / scale, target / scale, delta=self.cfg.huber_delta)
         if self.cfg.relative_loss_weight > 0:
             loss = loss + self.cfg.relative_loss_weight * relative_huber(pred, target, scale)
+        if self.cfg.log_magnitude_loss_weight > 0:
+            loss = loss + self.cfg.log_magnitude_loss_weight * log_magnitude_huber(
+                pred, target, scale
+            )
         return loss
 
     def train_epoch(self) -> float:
@@ -292,12 +342,40 @@ class Trainer:
         return float(np.mean(losses)) if losses else math.nan
 
     def validate(self) -> dict[str, float]:
-        """Mean Fnorm and EwT25 on the validation set (Voigt form, task units)."""
-        pred = predict_prepared(self.model, self.val_set, self.cfg.batch_size, self.device)
-        true = self.val_set.targets.numpy()
+        """Validation figures (Voigt form, task units): mean Fnorm, EwT25, EwT50, median relative
+        error and median |pred|_F / |true|_F (below 1: the model shrinks its tensors)."""
+        return {f"val_{k}": v for k, v in self._figures(self.val_set).items()}
+
+    def _figures(self, data: PreparedSet) -> dict[str, float]:
+        pred = predict_prepared(self.model, data, self.cfg.batch_size, self.device)
+        true = data.targets.numpy()
         fn = np.asarray(fnorm(pred, true, self.kind))
         rel = np.asarray(relative_error(pred, true, self.kind))
-        return {"val_fnorm": float(fn.mean()), "val_ewt25": float((rel < 0.25).mean())}
+        norm_p = np.linalg.norm(pred.reshape(len(pred), -1), axis=1)
+        norm_t = np.linalg.norm(true.reshape(len(true), -1), axis=1)
+        nonzero = norm_t > 0
+        ratio = norm_p[nonzero] / norm_t[nonzero]
+        return {
+            "fnorm": float(fn.mean()),
+            "ewt25": float((rel < 0.25).mean()),
+            "ewt50": float((rel < 0.5).mean()),
+            "median_rel": float(np.median(rel)),
+            "median_ratio": float(np.median(ratio)) if len(ratio) else math.nan,
+        }
+
+    def _train_figures(self) -> dict[str, float]:
+        """The same figures on the first ``train_metrics_size`` training crystals (learning
+        curves: does the model fit what it is trained on?)."""
+        ids = {r.id for r in self.train_set.records[: self.cfg.train_metrics_size]}
+        subset = self.train_set.subset(lambda r: r.id in ids)
+        if not subset.crystals:
+            return {}
+        return {f"train_{k}": v for k, v in self._figures(subset).items()}
+
+    def _improved(self, row: dict[str, Any]) -> bool:
+        key = self.cfg.select_on
+        sign = SELECTION_METRICS[key]  # +1: lower is better, -1: higher is better
+        return bool(sign * row[key] < sign * self.best.get(key, sign * math.inf))
 
     def fit(self, resume: bool = True, progress: bool = True) -> dict[str, Any]:
         """Train to ``cfg.epochs``; returns the best validation record."""
@@ -324,11 +402,14 @@ class Trainer:
             }
             if self.epoch % self.cfg.eval_every == 0 or self.epoch == self.cfg.epochs:
                 row.update(self.validate())
-                if row["val_fnorm"] < self.best["val_fnorm"]:
+                if self.cfg.train_metrics_size > 0:
+                    row.update(self._train_figures())
+                if self._improved(row):
                     self.best = {
                         "val_fnorm": row["val_fnorm"],
                         "epoch": self.epoch,
                         "val_ewt25": row["val_ewt25"],
+                        self.cfg.select_on: row[self.cfg.select_on],
                     }
                     save_checkpoint(
                         self.best_path,
