@@ -201,7 +201,8 @@ def test_learning_curves_and_selection_on_ewt25(sets, tmp_path):
     best = trainer.fit(progress=False)
     for row in trainer.history:
         for key in ("fnorm", "ewt25", "ewt50", "median_rel", "median_ratio"):
-            assert np.isfinite(row[f"val_{key}"]) and np.isfinite(row[f"train_{key}"])
+            assert np.isfinite(row[f"val_{key}"])
+            assert np.isfinite(row[f"train_{key}"])
     top = max(row["val_ewt25"] for row in trainer.history)
     first = next(row for row in trainer.history if row["val_ewt25"] == top)
     assert best["epoch"] == first["epoch"]

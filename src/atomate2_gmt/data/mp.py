@@ -321,8 +321,9 @@ def load_mp_newer(task: str, filter_residual: bool = True) -> MPDataset:
     """Load the further Materials Project records of ``task`` (``MP_NEWER_FILES``; elastic only).
 
     Every tensor is in its structure's frame (the IEEE frame for all but one record),
-    integer-rounded GPa, as the republishing repositories stored them (``data/datasets/README.md``); ``source`` is
-    ``"mp_newer"``, ``provenance["repository"]`` names the repository and file. The same symmetry
+    integer-rounded GPa, as the republishing repositories stored them
+    (``data/datasets/README.md``); ``source`` is ``"mp_newer"``, ``provenance["repository"]``
+    names the repository and file. The same symmetry
     filter as :func:`load_mp` applies (every shipped record passes it).
     """
     validate_task(task)
