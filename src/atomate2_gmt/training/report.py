@@ -69,3 +69,31 @@ def parity_plot(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def learning_curves_plot(history: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Per-epoch train and validation EwT25/EwT50, Fnorm and median |pred|_F/|true|_F (the
+    trainer's ``train_metrics_size`` and validation figures), one panel each, PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = (("ewt25", "EwT25"), ("ewt50", "EwT50"), ("fnorm", "Fnorm"), ("median_ratio",
+              "median |pred|/|true|"))  # fmt: skip
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2), dpi=110)
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        for prefix, style in (("train", "-"), ("val", "--")):
+            rows = [r for r in history if f"{prefix}_{key}" in r]
+            ax.plot([r["epoch"] for r in rows], [r[f"{prefix}_{key}"] for r in rows], style,
+                    label=prefix)  # fmt: skip
+        ax.set_xlabel("epoch")
+        ax.set_title(label)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out)
+    plt.close(fig)
+    return out

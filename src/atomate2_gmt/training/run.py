@@ -24,7 +24,7 @@ from atomate2_gmt.training.evaluate import (
     per_source_metrics,
     rotated_records,
 )
-from atomate2_gmt.training.report import report_markdown
+from atomate2_gmt.training.report import learning_curves_plot, report_markdown
 from atomate2_gmt.training.trainer import TrainConfig, Trainer, prepare_records
 
 logger = logging.getLogger(__name__)
@@ -211,6 +211,8 @@ def train_task(
             "transfer": transfer,
         }
     )
+    if any(key.startswith("train_ewt") for row in trainer.history for key in row):
+        learning_curves_plot(trainer.history, out / "learning_curves.png", f"GMTNet {task}")
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(report_markdown(report))
     return report
