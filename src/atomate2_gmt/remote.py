@@ -179,12 +179,24 @@ def job_kind(job: Any) -> str | None:
     return None
 
 
+def _site_resources(partition_var: str) -> dict[str, Any]:
+    """``partition`` and ``account`` from the environment variables of the project template."""
+    out: dict[str, Any] = {}
+    if os.environ.get(partition_var):
+        out["partition"] = os.environ[partition_var]
+    if os.environ.get("GMT_SLURM_ACCOUNT"):
+        out["account"] = os.environ["GMT_SLURM_ACCOUNT"]
+    return out
+
+
 def _route(flow: Any, routing: dict[str, Any]) -> None:
     """Give every job of ``flow`` the run configuration of its kind and carry ``routing``."""
     from jobflow_remote import set_run_config
 
     for job in iter_jobs(flow):
-        job.metadata[ROUTING_KEY] = routing
+        # dynamic: every job created at run time (a campaign's next round, a selection's DFPT
+        # jobs) carries the routing too, so route_new_jobs can apply it there
+        job.update_metadata({ROUTING_KEY: routing}, dynamic=True)
         kind = job_kind(job)
         target = routing.get(kind) if kind else None
         if not target:
@@ -220,21 +232,39 @@ def apply_worker_config(
     jobs keep the worker given to ``submit_flow``. The routing is stored in every job's metadata,
     and the jobs that create DFPT jobs at run time (the selection) route those the same way
     (:func:`route_new_jobs`). Resources are the keys of the worker's scheduler template (SLURM:
-    ``partition``, ``gres``, ``time``, ...). Modifies ``flow`` in place and returns it.
+    ``partition``, ``gres``, ``time``, ...); a job's resources replace the worker's ``resources``
+    block (jobflow-remote does not merge them), so the default ones take ``partition`` and
+    ``account`` from the project template's variables ``GMT_GPU_PARTITION`` /
+    ``GMT_CPU_PARTITION`` and ``GMT_SLURM_ACCOUNT`` when they are set. Modifies ``flow`` in place
+    and returns it.
     """
     _require_jobflow_remote()
 
-    def target(worker: str | None, resources: Any, default: Any, exec_config: Any) -> Any:
+    def target(
+        worker: str | None, resources: Any, default: Any, partition_var: str, exec_config: Any
+    ) -> Any:
         if worker is None:
             return None
-        res = dict(default if resources is None else resources)
-        return {"worker": worker, "resources": res, "exec_config": exec_config}
+        res = {**_site_resources(partition_var), **default} if resources is None else resources
+        return {"worker": worker, "resources": dict(res), "exec_config": exec_config}
 
     routing = {
-        "gmt": target(gmt_worker, gmt_resources, DEFAULT_GMT_RESOURCES, gmt_exec_config),
-        "dfpt": target(dfpt_worker, dfpt_resources, DEFAULT_DFPT_RESOURCES, dfpt_exec_config),
+        "gmt": target(
+            gmt_worker, gmt_resources, DEFAULT_GMT_RESOURCES, "GMT_GPU_PARTITION", gmt_exec_config
+        ),
+        "dfpt": target(
+            dfpt_worker,
+            dfpt_resources,
+            DEFAULT_DFPT_RESOURCES,
+            "GMT_CPU_PARTITION",
+            dfpt_exec_config,
+        ),
         "dfpt_serial": target(
-            dfpt_worker, serial_dfpt_resources, DEFAULT_SERIAL_DFPT_RESOURCES, dfpt_exec_config
+            dfpt_worker,
+            serial_dfpt_resources,
+            DEFAULT_SERIAL_DFPT_RESOURCES,
+            "GMT_CPU_PARTITION",
+            dfpt_exec_config,
         ),
         "priority": priority,
     }

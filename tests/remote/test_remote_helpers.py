@@ -228,3 +228,31 @@ def test_submit_script_dry_run(tmp_path, monkeypatch, capsys):
     assert "-> gpu" in out
     assert module.main(["submit", str(tmp_path / "nowhere"), "--dry-run"]) == 1
     assert "no candidate folder or file at" in capsys.readouterr().err
+
+
+def test_default_resources_take_the_partition_and_account_of_the_template(tmp_path, monkeypatch):
+    """jobflow-remote replaces a worker's resources with a job's: the defaults must carry the
+    site's partition and account themselves."""
+    monkeypatch.setenv("GMT_GPU_PARTITION", "gpu-a100")
+    monkeypatch.setenv("GMT_CPU_PARTITION", "standard")
+    monkeypatch.setenv("GMT_SLURM_ACCOUNT", "m1234")
+    flow = apply_worker_config(Flow([_discovery_flow(tmp_path), _dfpt_flow()]))
+    by_name = {j.name: j.config.manager_config["resources"] for j in _iter(flow) if job_kind(j)}
+    assert by_name["gmt_select"] == {
+        **DEFAULT_GMT_RESOURCES, "partition": "gpu-a100", "account": "m1234"
+    }  # fmt: skip
+    assert by_name["dielectric"]["partition"] == "standard"
+    assert by_name["abinit dfpt dielectric"]["ntasks"] == 1
+    assert by_name["abinit dfpt dielectric"]["account"] == "m1234"
+
+
+def test_routing_travels_to_jobs_created_at_run_time():
+    """A campaign adds its next round at run time: those jobs carry the routing too."""
+    from atomate2_gmt.remote import ROUTING_KEY
+
+    parent = noop()
+    apply_worker_config(Flow([parent]))
+    child = noop()
+    for update in parent.metadata_updates:  # what jobflow applies to a Response's new jobs
+        child.update_metadata(**update)
+    assert child.metadata[ROUTING_KEY]["gmt"]["worker"] == "gpu"

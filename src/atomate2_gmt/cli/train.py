@@ -151,7 +151,7 @@ def evaluate(
         report["per_source"] = per_source
     if rotated:  # the same records, each in its own random frame (structure and tensor)
         turned = prepare_records(rotated_records(prepared.records, seed), model.config)
-        report["rotated"] = evaluate_prepared(model, turned)["overall"]
+        report["rotated_test"] = evaluate_prepared(model, turned)["overall"]
     report["checkpoint"] = {k: meta.get(k) for k in ("name", "version", "checkpoint_sha256")}
     report.update({"task": model.config.task, "split": split, "command": _command()})
     report.setdefault("epochs", (meta.get("train_config") or {}).get("epochs"))

@@ -320,7 +320,7 @@ def _newer_id(raw: dict[str, Any]) -> str:
 def load_mp_newer(task: str, filter_residual: bool = True) -> MPDataset:
     """Load the further Materials Project records of ``task`` (``MP_NEWER_FILES``; elastic only).
 
-    Every tensor is in its structure's frame (the IEEE frame for all but one record),
+    Every tensor is in its structure's frame (the IEEE frame),
     integer-rounded GPa, as the republishing repositories stored them
     (``data/datasets/README.md``); ``source`` is ``"mp_newer"``, ``provenance["repository"]``
     names the repository and file. The same symmetry

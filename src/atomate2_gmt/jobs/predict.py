@@ -440,8 +440,11 @@ def _already_predicted(
     store: Store, facts: list[tuple[Candidate, dict[str, Any]]], version: str
 ) -> dict[int, str]:
     """``id(candidate)`` → ``prediction_id`` of the candidates of one part whose successful
-    document with model ``version`` and the current schema version is already in ``store``."""
+    document with model ``version`` is already in ``store``. Such a document of an older schema
+    version is migrated in place (its derived fields recomputed from its stored tensors, every
+    other field, e.g. DFPT results, kept: ``schemas.prediction.migrate_prediction_dict``)."""
     from atomate2_gmt.schemas.fields import PREDICTION_SCHEMA_VERSION
+    from atomate2_gmt.schemas.prediction import migrate_prediction_dict
     from atomate2_gmt.stores import StoreConnectionError, describe_store, store_error_reason
 
     wanted = {
@@ -453,14 +456,22 @@ def _already_predicted(
         return {}
     try:
         store.connect()
-        found = store.query(
-            {
-                "prediction_id": {"$in": list(wanted)},
-                "state": "successful",
-                "schema_version": PREDICTION_SCHEMA_VERSION,
-            },
-            properties=["prediction_id"],
+        found = list(
+            store.query(
+                {"prediction_id": {"$in": list(wanted)}, "state": "successful"},
+                properties=["prediction_id", "schema_version"],
+            )
         )
+        old = [
+            d["prediction_id"]
+            for d in found
+            if d.get("schema_version") != PREDICTION_SCHEMA_VERSION
+        ]
+        if old:
+            docs = [
+                migrate_prediction_dict(d) for d in store.query({"prediction_id": {"$in": old}})
+            ]
+            store.update(docs, key="prediction_id")
         return {wanted[d["prediction_id"]]: d["prediction_id"] for d in found}
     except Exception as exc:
         raise StoreConnectionError(
@@ -628,7 +639,7 @@ def _documents(
 ) -> list[Any]:
     """Predict one part and build its documents; adds the part's stage times to ``timings``."""
     from atomate2_gmt.model.predict import predict_many
-    from atomate2_gmt.schemas.prediction import GMTPredictionDoc
+    from atomate2_gmt.schemas.prediction import GMTPredictionDoc, compute_ieee_rotation
 
     usable = [(c, f) for c, f in facts if c.state == "successful" and c.structure is not None]
     models = {
@@ -678,6 +689,8 @@ def _documents(
                 predictions[task] = result.results[task][i]
                 continue
             ieee = fact.get("ieee_rotation")
+            if ieee is None:  # the key step failed: the document computes its own rotation
+                ieee = compute_ieee_rotation(cand.structure)
             predictions[task], spread = _combine_members(
                 task,
                 [result.results[f"{task}@{k}"][i] for k in range(len(members))],

@@ -59,13 +59,18 @@ HELDOUT_SEED = 32
 def heldout_set(
     task: str,
 ) -> tuple[list[TensorRecord], list[TensorRecord], list[TensorRecord], str]:
-    """The seed-32 (train, val, held-out test) split of the shipped MP records of ``task`` and
-    the held-out set's ``metrics_set`` name (with its records hash)."""
-    from atomate2_gmt.data.mp import load_mp
+    """The seed-32 (train, val, held-out test) split of the shipped MP records of ``task``
+    (every shipped source of the task, each split on its own: the shipped model's split) and the
+    held-out set's ``metrics_set`` name (with its records hash)."""
+    from atomate2_gmt.data.records import split_by_source
+    from atomate2_gmt.training.run import load_records, shipped_data_source
 
-    train, val, test = split_records(load_mp(task).records, seed=HELDOUT_SEED)
+    source = shipped_data_source(task)
+    records, _ = load_records(task, source)
+    train, val, test = split_by_source(records, seed=HELDOUT_SEED)
+    label = "mp_legacy" if source == "mp" else source
     name = (
-        f"mp_legacy {task} seed-{HELDOUT_SEED} test split "
+        f"{label} {task} seed-{HELDOUT_SEED} test split "
         f"(n={len(test)}, sha256 {records_hash(test)[:16]})"
     )
     return train, val, test, name
@@ -193,7 +198,7 @@ def retrain(maker: GMTRetrainMaker, settings: GMTSettings | None = None) -> dict
     ``model_id``/``version`` (None for a no-op), ``promoted``, ``reason``, ``metrics_before``/
     ``metrics_after`` (held-out overall metrics), ``n_new``."""
     from atomate2_gmt.model.config import check_task
-    from atomate2_gmt.registry import CreatedBy, ModelRegistry
+    from atomate2_gmt.registry import CreatedBy, ModelRegistry, PromotionRefusedError
     from atomate2_gmt.settings import GMTSettings
     from atomate2_gmt.stores import training_store
 
@@ -283,7 +288,10 @@ def retrain(maker: GMTRetrainMaker, settings: GMTSettings | None = None) -> dict
             notes=reason,
         )
         if ok:
-            doc = registry.promote(doc.model_id, reason)
+            try:
+                doc = registry.promote(doc.model_id, reason)
+            except PromotionRefusedError as exc:  # e.g. not rotation-equivariant
+                ok, reason = False, f"not promoted: {exc}"
         out.update(model_id=doc.model_id, version=doc.version, promoted=ok, reason=reason)
         logger.info("%s: %s", doc.version, reason)
         return out

@@ -45,6 +45,7 @@ __all__ = [
     "compute_ieee_rotation",
     "derive_model_version",
     "key_and_ieee_rotation",
+    "migrate_prediction_dict",
 ]
 
 State = Literal["successful", "failed"]
@@ -496,6 +497,39 @@ class GMTPredictionDoc(StructureMetadata):
         out = self.model_dump(mode="json")
         out["last_updated"] = self.last_updated
         return out
+
+
+def migrate_prediction_dict(doc: dict[str, Any]) -> dict[str, Any]:
+    """A stored prediction document (dict) of an older ``schema_version`` at the current one: the
+    derived fields recomputed from its stored tensors and structure (no model is run), every other
+    field kept (e.g. the DFPT results a selection wrote onto it). Ensemble spreads of the fields
+    whose definition changed cannot be recomputed without the members and are dropped."""
+    out = {k: v for k, v in doc.items() if k != "_id"}
+    if out.get("schema_version") == PREDICTION_SCHEMA_VERSION:
+        return out
+    structure = Structure.from_dict(doc["structure"])
+    ieee = compute_ieee_rotation(structure)
+    rotation = None if isinstance(ieee, str) else ieee
+    predictions = {k: dict(v) for k, v in (doc.get("predictions") or {}).items()}
+    changed: set[str] = set()
+    for task, pred in predictions.items():
+        if pred.get("state") != "successful" or pred.get("tensor") is None:
+            continue
+        derived = derived_quantities(task, np.asarray(pred["tensor"], dtype=float), rotation)
+        pred["derived"] = derived
+        for name in DERIVED_FIELDS.get(task, ()):
+            value = derived.get(name)
+            if isinstance(value, float) and not math.isfinite(value):
+                value = None
+            if out.get(name) != value:
+                changed.add(name)
+            out[name] = value
+    out["predictions"] = predictions
+    out["uncertainty"] = {
+        k: v for k, v in (doc.get("uncertainty") or {}).items() if k not in changed
+    }
+    out["schema_version"] = PREDICTION_SCHEMA_VERSION
+    return out
 
 
 def compute_ieee_rotation(structure: Structure) -> np.ndarray | str:

@@ -48,6 +48,13 @@ DATA_SOURCES: dict[str, str] = {
 """Named training-data sources of :func:`load_records`."""
 
 
+def shipped_data_source(task: str) -> str:
+    """The data source of the shipped model of ``task``: every shipped MP source it has."""
+    from atomate2_gmt.data.mp import MP_NEWER_FILES
+
+    return "mp_all" if task in MP_NEWER_FILES else "mp"
+
+
 def load_records(task: str, data: str = "mp") -> tuple[list[TensorRecord], dict[str, Any]]:
     """Records of ``task`` from a named source, and a summary for the report."""
     if data == "mp":

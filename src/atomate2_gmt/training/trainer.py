@@ -199,9 +199,9 @@ class Trainer:
                 raise ValueError(f"{type(model).__name__} has no target_offset to center on")
             # only the isotropic part of the training mean: a constant that is the same in every
             # frame, so the trained model stays exactly O(3)-equivariant
-            mean = isotropic_part(train.targets.mean(dim=0).numpy())
-            model.target_offset.copy_(torch.from_numpy(mean))
-            centered = train.targets - model.target_offset
+            mean = torch.from_numpy(isotropic_part(train.targets.mean(dim=0).numpy()))
+            model.target_offset.copy_(mean)
+            centered = train.targets - mean
         if self.cfg.target_scaling:
             scale = _target_scale(centered, self.cfg.scale_statistic)
             model.target_scale.fill_(scale if scale > 0 else 1.0)
