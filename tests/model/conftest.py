@@ -15,6 +15,7 @@ from pymatgen.core import Lattice, Structure
 
 from atomate2_gmt.data.mp import crystal_system_from_space_group
 from atomate2_gmt.model.config import GMTNetConfig
+from atomate2_gmt.model.equivariance import random_orthogonal as random_orthogonal
 from atomate2_gmt.model.gmtnet import GMTNet, collate_crystals, prepare_crystal
 from atomate2_gmt.tensors.symmetry import CRYSTAL_SYSTEMS
 
@@ -72,15 +73,6 @@ def prototypes() -> dict[str, Structure]:
             Lattice.hexagonal(3.25, 5.21),
         ),
     }
-
-
-def random_orthogonal(rng: np.random.Generator, improper: bool) -> np.ndarray:
-    """A random rotation (improper=False) or rotoreflection (improper=True)."""
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] *= -1
-    return -q if improper else q
 
 
 def transform(structure: Structure, R: np.ndarray) -> Structure:
