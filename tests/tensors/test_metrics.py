@@ -104,3 +104,25 @@ def test_evaluate_groups_by_crystal_system(zno: Structure, nacl: Structure) -> N
     assert len(overall["r2"]) == 6
     with pytest.raises(ValueError, match="3 crystal systems for 4 samples"):
         evaluate(preds, trues, systems[:3], "elastic")
+
+
+def test_ranking_metrics_use_the_frame_free_magnitude():
+    from scipy.spatial.transform import Rotation
+
+    from atomate2_gmt.tensors.conventions import rotate
+    from atomate2_gmt.tensors.metrics import ranking_metrics
+
+    rng = np.random.default_rng(0)
+    true = rng.normal(size=(20, 3, 3, 3)) * np.linspace(0.1, 5, 20)[:, None, None, None]
+    perfect = ranking_metrics(true, true)
+    assert perfect == {"spearman_norm": pytest.approx(1.0), "top10_recall": 1.0}
+    # rotating every predicted tensor does not change the ranking (|T|_F is frame-free)
+    turned = np.stack(
+        [rotate(t, Rotation.random(random_state=i).as_matrix()) for i, t in enumerate(true)]
+    )
+    assert ranking_metrics(turned, true)["spearman_norm"] == pytest.approx(1.0)
+    reversed_ = ranking_metrics(true[::-1], true)
+    assert reversed_["spearman_norm"] < -0.9
+    assert reversed_["top10_recall"] == 0.0  # the two largest are predicted smallest
+    with pytest.raises(ValueError, match="stacks of equal shape"):
+        ranking_metrics(true[:3], true)

@@ -35,6 +35,7 @@ __all__ = [
     "ewt",
     "fnorm",
     "r2_per_component",
+    "ranking_metrics",
     "relative_error",
     "symmetry_violation",
     "zero_success",
@@ -137,6 +138,29 @@ def symmetry_violation(pred: ArrayLike, P: ArrayLike) -> Any:
     den = np.linalg.norm(flat, axis=-1)
     out = np.linalg.norm(off, axis=-1) / np.where(den > 0, den, 1.0)
     return _scalar_or_array(out)
+
+
+def ranking_metrics(
+    pred: ArrayLike, true: ArrayLike, top_fraction: float = 0.1
+) -> dict[str, float]:
+    """How well predictions rank crystals by the frame-free magnitude |T|_F (Frobenius norm of
+    the full Cartesian tensor, task units): ``spearman_norm`` (Spearman rank correlation of
+    predicted and true norms) and ``top10_recall`` (the fraction of the true top
+    ``top_fraction`` by norm found in the predicted top, at least one crystal). Screening lives
+    on ranking."""
+    from scipy.stats import spearmanr
+
+    p = np.asarray(pred, dtype=float)
+    t = np.asarray(true, dtype=float)
+    if p.shape != t.shape or p.ndim < 2:
+        raise ValueError(f"pred and true must be stacks of equal shape, got {p.shape}, {t.shape}")
+    norm_p = np.linalg.norm(p.reshape(len(p), -1), axis=1)
+    norm_t = np.linalg.norm(t.reshape(len(t), -1), axis=1)
+    k = max(1, round(top_fraction * len(p)))
+    top_t = set(np.argsort(-norm_t, kind="stable")[:k].tolist())
+    top_p = set(np.argsort(-norm_p, kind="stable")[:k].tolist())
+    rho = float(spearmanr(norm_p, norm_t).statistic) if len(p) > 1 else float("nan")
+    return {"spearman_norm": rho, "top10_recall": len(top_t & top_p) / k}
 
 
 def r2_per_component(preds: ArrayLike, trues: ArrayLike) -> np.ndarray:

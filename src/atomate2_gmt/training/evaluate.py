@@ -14,7 +14,13 @@ from pymatgen.core import Lattice, Structure
 from atomate2_gmt.data.records import TensorRecord
 from atomate2_gmt.model.gmtnet import GMTNet
 from atomate2_gmt.tensors.conventions import rotate
-from atomate2_gmt.tensors.metrics import equality_success, fnorm, relative_error, zero_success
+from atomate2_gmt.tensors.metrics import (
+    equality_success,
+    fnorm,
+    ranking_metrics,
+    relative_error,
+    zero_success,
+)
 from atomate2_gmt.training.trainer import PreparedSet, predict_prepared
 
 
@@ -61,18 +67,21 @@ def symmetry_success(pred: np.ndarray, projector: np.ndarray) -> tuple[bool, boo
 def metrics_table(
     pred: np.ndarray, true: np.ndarray, kind: str, projectors: list[np.ndarray]
 ) -> dict[str, Any]:
-    """Fnorm (mean, Voigt), EwT 25/10/5 %, zero and equality success (fractions)."""
+    """Fnorm (mean, Voigt), EwT 50/25/10/5 %, zero and equality success (fractions), and the
+    ranking by frame-free magnitude (``tensors.metrics.ranking_metrics``)."""
     fn = np.asarray(fnorm(pred, true, kind))
     rel = np.asarray(relative_error(pred, true, kind))
     succ = np.array([symmetry_success(p, P) for p, P in zip(pred, projectors, strict=True)])
     return {
         "n": len(pred),
         "fnorm": float(fn.mean()),
+        "ewt50": float((rel < 0.50).mean()),
         "ewt25": float((rel < 0.25).mean()),
         "ewt10": float((rel < 0.10).mean()),
         "ewt5": float((rel < 0.05).mean()),
         "zero_success": float(succ[:, 0].mean()),
         "equality_success": float(succ[:, 1].mean()),
+        **ranking_metrics(pred, true),
     }
 
 

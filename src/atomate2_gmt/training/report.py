@@ -41,6 +41,13 @@ def report_markdown(report: dict[str, Any]) -> str:
         lines.append(_row(f"source {source}", m))
     for cs, m in report.get("per_crystal_system", {}).items():
         lines.append(_row(cs, m))
+    overall = report["overall"]
+    if "spearman_norm" in overall:
+        lines += [
+            "",
+            f"Ranking by the frame-free magnitude |T|_F: Spearman {overall['spearman_norm']:.3f}, "
+            f"top-10 % recall {overall['top10_recall']:.1%}; EwT50 {overall['ewt50']:.1%}.",
+        ]
     lines += ["", f"Machine: {report.get('machine', '?')}. Command: `{report.get('command', '?')}`"]
     return "\n".join(lines) + "\n"
 
