@@ -57,23 +57,15 @@ def shipped_data_source(task: str) -> str:
 
 def load_records(task: str, data: str = "mp") -> tuple[list[TensorRecord], dict[str, Any]]:
     """Records of ``task`` from a named source, and a summary for the report."""
-    if data == "mp":
-        ds = load_mp(task)
+    if data in ("mp", "mp_newer"):
+        ds = load_mp(task) if data == "mp" else load_mp_newer(task)
+        label = "mp_legacy (shipped" if data == "mp" else "mp_newer (further shipped"
         return ds.records, {
-            "source": "mp_legacy (shipped Materials Project tensors)",
+            "source": f"{label} Materials Project tensors)",
             "n_total": ds.n_total,
             "n_kept": ds.n_kept,
             "n_excluded_residual": ds.n_excluded,
             "residual_threshold": ds.threshold,
-        }
-    if data == "mp_newer":
-        nds = load_mp_newer(task)
-        return nds.records, {
-            "source": "mp_newer (further shipped Materials Project tensors)",
-            "n_total": nds.n_total,
-            "n_kept": nds.n_kept,
-            "n_excluded_residual": nds.n_excluded,
-            "residual_threshold": nds.threshold,
         }
     if data == "mp_all":  # both shipped MP sources; each is split on its own (split_by_source)
         legacy, legacy_info = load_records(task, "mp")
