@@ -19,6 +19,7 @@ import itertools
 import json
 import math
 import os
+import re
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_EXCLUDED_ELEMENTS",
     "Candidate",
+    "InputLimits",
     "candidates_from_files",
     "candidates_from_folder",
     "candidates_from_store",
@@ -58,7 +60,6 @@ DEFAULT_EXCLUDED_ELEMENTS: tuple[str, ...] = (
 """Elements the substitution generator never introduces (or keeps in a prototype)."""
 
 _DATASETS = ("mp_legacy_piezo.json.gz", "mp_legacy_dielectric.json.gz", "mp_legacy_elastic.json.gz")
-_MIN_DISTANCE = 0.5  # Å: closer sites are a broken structure
 
 
 @dataclass
@@ -82,38 +83,139 @@ class Candidate(MSONable):
         return "successful" if self.structure is not None and self.error is None else "failed"
 
 
-def check_structure(structure: Any) -> str | None:
-    """The reason ``structure`` cannot be screened, or None if it can.
+@dataclass(frozen=True)
+class InputLimits:
+    """What a structure file or structure may be (settings ``MAX_SITES``, ``MAX_FILE_MB``).
 
-    Rejects non-Structures, empty or disordered structures, non-finite coordinates and sites
-    closer than 0.5 Å.
+    A file must be a regular file (not a FIFO or device, which would block or never end), at
+    most ``max_file_bytes`` once decompressed, and have at most ``2 * max_sites + 1000`` lines
+    (a site is one line of a CIF, POSCAR or XYZ file), checked before parsing: pymatgen's
+    parse time grows about quadratically with the sites (2k sites 2.6 s, 8k sites 21 s).
     """
-    if not isinstance(structure, Structure):
-        return f"not a pymatgen Structure but a {type(structure).__name__}"
-    if len(structure) == 0:
-        return "the structure has no sites"
-    if not structure.is_ordered:
-        return "the structure is disordered (partial occupancies); GMTNet needs ordered crystals"
-    if not np.all(np.isfinite(structure.lattice.matrix)) or not np.all(
-        np.isfinite(structure.frac_coords)
-    ):
-        return "the structure has non-finite lattice or coordinates"
-    if structure.volume <= 1e-6:
-        return "the lattice has zero volume"
-    if len(structure) > 1:
-        dmat = structure.distance_matrix
-        np.fill_diagonal(dmat, np.inf)
-        if float(dmat.min()) < _MIN_DISTANCE:
-            return f"two sites are {float(dmat.min()):.3f} Å apart (< {_MIN_DISTANCE} Å)"
-    return None
+
+    max_sites: int = 2000
+    max_file_bytes: int = 5_000_000
+
+    @classmethod
+    def from_settings(cls, settings: Any = None) -> InputLimits:
+        """The limits of ``settings`` (default: the settings in force)."""
+        if settings is None:
+            from atomate2_gmt.settings import GMTSettings
+
+            settings = GMTSettings()
+        return cls(int(settings.MAX_SITES), int(settings.MAX_FILE_MB * 1e6))
+
+    @property
+    def max_lines(self) -> int:
+        """Most lines a text structure file may have."""
+        return 2 * self.max_sites + 1000
 
 
-def _read_one(path: Path, name: str) -> Candidate:
+def check_structure(structure: Any, max_sites: int | None = None) -> str | None:
+    """The reason ``structure`` cannot be screened, or None if it can (the model's check,
+    :func:`atomate2_gmt.model.graph.structure_problem`: sites, order, species, lattice, minimum
+    distance, vacuum). ``max_sites``: None → the settings' ``MAX_SITES``."""
+    from atomate2_gmt.model.graph import structure_problem
+
+    if max_sites is None:
+        max_sites = InputLimits.from_settings().max_sites
+    return structure_problem(structure, max_sites=max_sites)
+
+
+_COMPRESSED = (".gz", ".bz2", ".xz", ".lzma", ".z")
+_CIF_BLOCK = re.compile(r"^[ \t]*data_(\S*)", re.IGNORECASE | re.MULTILINE)
+
+
+def _bounded_text(path: Path, limits: InputLimits) -> tuple[str | None, str | None]:
+    """(text, None) of a structure file within ``limits``, or (None, the reason it is
+    refused) — checked before any parser sees the file."""
+    import stat
+
+    from monty.io import zopen
+
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        return None, f"cannot read the file ({type(exc).__name__}: {exc.strerror or exc})"
+    if not stat.S_ISREG(mode):
+        return None, "not a regular file (a FIFO, device or socket is never read)"
+    mb = limits.max_file_bytes / 1e6
+    if path.stat().st_size > limits.max_file_bytes:
+        return None, (
+            f"file of {path.stat().st_size / 1e6:.1f} MB is larger than the {mb:g} MB limit "
+            "(setting MAX_FILE_MB)"
+        )
+    try:
+        opener = zopen if path.suffix.lower() in _COMPRESSED else open
+        with opener(path, "rb") as fh:  # type: ignore[operator]
+            data = fh.read(limits.max_file_bytes + 1)
+    except Exception as exc:
+        return None, f"cannot read the file ({type(exc).__name__}: {exc})"
+    if len(data) > limits.max_file_bytes:
+        return None, f"decompressed file is larger than the {mb:g} MB limit (setting MAX_FILE_MB)"
+    text = data.decode("utf-8", errors="replace")
+    if "\x00" in text:
+        return None, "binary file (contains NUL bytes), not a structure file"
+    n_sites = text.count('"species"') if ".json" in path.name.lower() else text.count("\n")
+    limit = limits.max_sites if ".json" in path.name.lower() else limits.max_lines
+    if n_sites > limit:
+        what = "sites" if ".json" in path.name.lower() else "lines"
+        return None, (
+            f"file has {n_sites} {what}, more than a structure of at most {limits.max_sites} "
+            f"sites needs (setting MAX_SITES); refused before parsing"
+        )
+    return text, None
+
+
+def _read_one(path: Path, name: str, limits: InputLimits | None = None) -> list[Candidate]:
+    """The candidates of one file: one, or one per structure block of a multi-block CIF."""
+    limits = limits or InputLimits.from_settings()
     provenance: dict[str, Any] = {"file": str(path.resolve())}
+    text, refused = _bounded_text(path, limits)
+    if text is None:
+        return [Candidate(source=name, error=refused, provenance=provenance)]
+    if ".cif" in path.name.lower():
+        blocks = _cif_structure_blocks(text)
+        if len(blocks) > 1:
+            return [
+                _parse(
+                    lambda b=block: _cif_block_structure(b),
+                    f"{name}#{label}",
+                    {**provenance, "cif_block": label},
+                    limits,
+                )
+                for label, block in blocks
+            ]
+    return [_parse(lambda: Structure.from_file(str(path)), name, provenance, limits)]
+
+
+def _cif_structure_blocks(text: str) -> list[tuple[str, str]]:
+    """(block name, block text) of each data block of a CIF that has atom sites."""
+    found = list(_CIF_BLOCK.finditer(text))
+    starts = [m.start() for m in found]
+    names = [m.group(1) or str(i) for i, m in enumerate(found)]
+    ends = [*starts[1:], len(text)] if starts else []
+    return [
+        (label, text[a:b])
+        for label, a, b in zip(names, starts, ends, strict=True)
+        if "_atom_site_fract_" in text[a:b] or "_atom_site_cartn_" in text[a:b].lower()
+    ]
+
+
+def _cif_block_structure(block: str) -> Structure:
+    from pymatgen.io.cif import CifParser
+
+    return CifParser.from_str(block).parse_structures(primitive=False, on_error="raise")[0]
+
+
+def _parse(read: Any, name: str, provenance: dict[str, Any], limits: InputLimits) -> Candidate:
+    """A candidate from ``read()`` (a Structure), failed with the reason if reading or
+    :func:`check_structure` fails."""
+    provenance = dict(provenance)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            structure = Structure.from_file(str(path))
+            structure = read()
         if caught:
             provenance["warnings"] = sorted({str(w.message)[:200] for w in caught})
     except Exception as exc:
@@ -123,7 +225,7 @@ def _read_one(path: Path, name: str) -> Candidate:
             error=f"unreadable structure file ({type(exc).__name__}: {message})",
             provenance=provenance,
         )
-    reason = check_structure(structure)
+    reason = check_structure(structure, max_sites=limits.max_sites)
     if reason is not None:
         return Candidate(source=name, error=reason, provenance=provenance)
     return Candidate(source=name, structure=structure, provenance=provenance)
@@ -132,10 +234,11 @@ def _read_one(path: Path, name: str) -> Candidate:
 def candidates_from_files(paths: Iterable[str | os.PathLike[str]]) -> list[Candidate]:
     """One candidate per file (CIF, POSCAR, pymatgen JSON, ... — anything
     ``Structure.from_file`` reads); unreadable files become failed candidates."""
+    limits = InputLimits.from_settings()
     out = []
     for p in paths:
         path = Path(p)
-        out.append(_read_one(path, path.name))
+        out.extend(_read_one(path, path.name, limits))
     return out
 
 
@@ -155,7 +258,8 @@ def candidates_from_folder(
         for p in files
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
-    return [_read_one(p, str(p.relative_to(root))) for p in paths]
+    limits = InputLimits.from_settings()
+    return [c for p in paths for c in _read_one(p, str(p.relative_to(root)), limits)]
 
 
 def candidates_from_structures(
@@ -165,6 +269,7 @@ def candidates_from_structures(
     ``structure-<i>``."""
     if names is not None and len(names) != len(structures):
         raise ValueError(f"got {len(names)} names for {len(structures)} structures")
+    max_sites = InputLimits.from_settings().max_sites
     out = []
     for i, item in enumerate(structures):
         name = names[i] if names is not None else f"structure-{i}"
@@ -177,7 +282,7 @@ def candidates_from_structures(
                     Candidate(source=name, error=f"not a Structure dict ({type(exc).__name__})")
                 )
                 continue
-        reason = check_structure(structure)
+        reason = check_structure(structure, max_sites)
         out.append(
             Candidate(source=name, error=reason)
             if reason
@@ -203,6 +308,7 @@ def candidates_from_store(
     from pydash import get
 
     store.connect()
+    max_sites = InputLimits.from_settings().max_sites
     out = []
     for i, doc in enumerate(store.query(criteria=criteria or {}, limit=limit)):
         key = get(doc, store.key) if isinstance(store.key, str) else None
@@ -230,7 +336,7 @@ def candidates_from_store(
                 )
             )
             continue
-        reason = check_structure(structure)
+        reason = check_structure(structure, max_sites)
         out.append(
             Candidate(
                 source=name,
@@ -532,7 +638,7 @@ def _build_candidate(
     sg = _space_group_number(structure, symprec)
     if sg is None or (formula, sg) in known or (formula, sg) in seen:
         return None
-    if check_structure(structure) is not None:
+    if check_structure(structure, InputLimits().max_sites) is not None:
         return None
     seen.add((formula, sg))
     return Candidate(

@@ -95,6 +95,19 @@ class GMTSettings(BaseSettings):
         gt=0,
         description="spglib symmetry precision (Å) for symmetry and structure keys.",
     )
+    MAX_SITES: int = Field(
+        default=2000,
+        gt=0,
+        description="Largest structure (sites) screened; larger ones fail alone, with the reason.",
+    )
+    MAX_FILE_MB: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "Largest structure file (MB) read; a larger file, or one with more lines than "
+            "MAX_SITES needs, fails alone before parsing (parse time grows ~quadratically)."
+        ),
+    )
 
     # where things live
     PROJECT_DIR: Path = Field(

@@ -52,7 +52,7 @@ def test_batching_offsets_node_indices():
         (lambda: Molecule(["H", "H"], [[0, 0, 0], [0, 0, 0.74]]), "molecule"),
         (lambda: Structure(Lattice.cubic(3), [{"Fe": 0.5, "Co": 0.5}], [[0, 0, 0]]), "disordered"),
         (lambda: Structure(Lattice.cubic(3), ["Fe"], [[np.nan, 0, 0]]), "NaN"),
-        (lambda: Structure(Lattice.cubic(60.0), ["Fe"], [[0, 0, 0]]), "neighbours within"),
+        (lambda: Structure(Lattice.cubic(60.0), ["Fe"], [[0, 0, 0]]), "vacuum gap wider than"),
         (lambda: Structure(Lattice.cubic(5), ["Og"], [[0, 0, 0]]), "unknown element"),
     ],
 )

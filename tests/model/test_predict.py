@@ -37,7 +37,7 @@ def test_bad_structures_fail_alone_and_the_rest_is_predicted():
     assert "molecule" in reasons["molecule"]
     assert "disordered" in reasons["disordered"]
     assert "NaN" in reasons["nan"]
-    assert "neighbours" in reasons["isolated"]
+    assert "vacuum gap" in reasons["isolated"]
     assert "unknown element" in reasons["unknown"]
     for r in (out[0], out[-1]):
         assert r["error"] is None

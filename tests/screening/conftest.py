@@ -70,7 +70,7 @@ def bad_inputs() -> dict[str, tuple[Any, str]]:
             Molecule(["O", "H", "H"], [[0, 0, 0], [0.76, 0.59, 0], [-0.76, 0.59, 0]]),
             "cannot screen a Molecule",
         ),
-        "isolated": (Structure(Lattice.cubic(30.0), ["Na"], [[0, 0, 0]]), "neighbour"),
+        "isolated": (Structure(Lattice.cubic(30.0), ["Na"], [[0, 0, 0]]), "vacuum gap"),
         "unknown_element": (
             Structure(Lattice.cubic(4.0), ["Og", "Cl"], [[0, 0, 0], [0.5] * 3]),
             "unknown element Og",

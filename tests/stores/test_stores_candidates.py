@@ -106,7 +106,7 @@ def test_from_store_keeps_ids_and_hull_energies():
 
 def test_check_structure_reasons():
     assert check_structure(ZNO) is None
-    assert "not a pymatgen Structure" in check_structure("ZnO")
+    assert "expected a periodic pymatgen Structure" in check_structure("ZnO")
     assert "no sites" in check_structure(Structure(Lattice.cubic(3), [], []))
 
 

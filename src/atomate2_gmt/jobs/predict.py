@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobflow import Maker, job
 
-from atomate2_gmt.candidates import Candidate, candidates_from_files, check_structure
+from atomate2_gmt.candidates import Candidate, InputLimits, candidates_from_files, check_structure
 from atomate2_gmt.data.records import TASKS
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ def as_candidates(items: Sequence[CandidateLike], first_index: int = 0) -> list[
     from pymatgen.core import Structure
 
     out: list[Candidate] = []
+    limits: InputLimits | None = None
     for i, item in enumerate(items, start=first_index):
         if isinstance(item, Candidate):
             out.append(item)
@@ -72,7 +73,8 @@ def as_candidates(items: Sequence[CandidateLike], first_index: int = 0) -> list[
                         )
                     )
                     continue
-            reason = check_structure(structure)
+            limits = limits or InputLimits.from_settings()
+            reason = check_structure(structure, limits.max_sites)
             out.append(
                 Candidate(source=f"structure-{i}", error=reason)
                 if reason
@@ -697,8 +699,8 @@ def _documents(
                 None if ieee is None or isinstance(ieee, str) else ieee,
             )
             uncertainty.update(spread)
-        docs.append(
-            GMTPredictionDoc.from_predictions(
+        try:  # any failure while one structure's document is built fails that structure alone
+            doc = GMTPredictionDoc.from_predictions(
                 cand.structure,
                 predictions,
                 ctx.model_info,
@@ -714,6 +716,18 @@ def _documents(
                 ieee_rotation=fact.get("ieee_rotation"),
                 uncertainty=uncertainty,
             )
-        )
+        except Exception as exc:
+            logger.warning("document of %s could not be built: %r", cand.source, exc)
+            doc = GMTPredictionDoc.from_failure(
+                cand.source,
+                f"document could not be built ({type(exc).__name__}: {exc})"[:500],
+                cand.structure,
+                tasks=ctx.tasks,
+                model_version=ctx.version,
+                symprec=ctx.symprec,
+                provenance=cand.provenance,
+                e_above_hull=cand.e_above_hull,
+            )
+        docs.append(doc)
     timings["documents"] = timings.get("documents", 0.0) + time.perf_counter() - t0
     return docs

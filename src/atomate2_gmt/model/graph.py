@@ -36,35 +36,85 @@ class CrystalGraph:
         return len(self.atomic_numbers)
 
 
-def check_structure(structure: object, max_sites: int = 2000) -> Structure:
-    """Validate a structure for the model; raise ValueError naming the problem."""
+#: Two sites closer than this (Å, periodic images included) are a broken structure: the
+#: shortest bond in any known crystal is about 0.74 Å (H2); MP's shortest metal-H bonds ~1.5 Å.
+MIN_DISTANCE = 0.5
+#: A gap between atomic planes wider than this (Å, centre to centre, measured normal to each
+#: lattice plane) is vacuum: a slab, wire or molecule in a box, not a bulk crystal. The widest
+#: such gap among the 3,377 shipped MP training crystals is 8.5 Å (PbS mp-20526, a layered
+#: cell); DFT slab models use >= 10 Å of vacuum.
+MAX_VACUUM_GAP = 9.0
+
+
+def vacuum_gaps(structure: Structure) -> np.ndarray:
+    """Widest empty gap (Å) between atomic planes along each lattice-plane normal (3,): the
+    largest spacing of the sites' fractional coordinate i (periodic) times the (100)-type
+    interplanar distance of plane family i."""
+    spacing = 1.0 / np.linalg.norm(
+        structure.lattice.reciprocal_lattice_crystallographic.matrix, axis=1
+    )
+    frac = np.sort(np.mod(structure.frac_coords, 1.0), axis=0)
+    wrapped = np.vstack([frac, frac[:1] + 1.0])
+    return np.diff(wrapped, axis=0).max(axis=0) * spacing
+
+
+def structure_problem(structure: object, max_sites: int = 2000) -> str | None:
+    """Why ``structure`` cannot be predicted, or None if it can: the one structure check of
+    every entry point (files, Python API, stores, ``predict``).
+
+    Refused: non-Structures, no sites, more than ``max_sites`` sites, disorder, dummy or unknown
+    species (CGCNN features cover Z = 1..100), non-finite or zero-volume lattices, sites closer
+    than :data:`MIN_DISTANCE` (periodic images included), and vacuum gaps wider than
+    :data:`MAX_VACUUM_GAP` (slabs, wires, molecules or isolated atoms in a box).
+    """
     if not isinstance(structure, Structure):
         kind = type(structure).__name__
-        raise ValueError(
-            f"expected a periodic pymatgen Structure, got {kind}"
-            + (" (a molecule has no lattice)" if kind == "Molecule" else "")
+        return f"expected a periodic pymatgen Structure, got {kind}" + (
+            " (a molecule has no lattice)" if kind == "Molecule" else ""
         )
     if len(structure) == 0:
-        raise ValueError("structure has no sites")
+        return "structure has no sites"
     if len(structure) > max_sites:
-        raise ValueError(f"structure has {len(structure)} sites, more than max_sites={max_sites}")
+        return f"structure has {len(structure)} sites, more than max_sites={max_sites}"
     if not structure.is_ordered:
-        raise ValueError(
+        return (
             "disordered structure (partial occupancy or mixed species on a site); "
             "order it first (e.g. pymatgen OrderDisorderedStructureTransformation)"
         )
-    lattice = structure.lattice.matrix
-    if not np.all(np.isfinite(lattice)) or abs(np.linalg.det(lattice)) < 1e-6:
-        raise ValueError("invalid lattice (non-finite or zero volume)")
-    if not np.all(np.isfinite(structure.frac_coords)):
-        raise ValueError("structure has NaN or infinite coordinates")
     for site in structure:
         z = getattr(site.specie, "Z", None)
         if z is None or not (1 <= z <= MAX_Z):
-            raise ValueError(
-                f"unknown element {site.specie!s} (CGCNN features cover Z = 1..{MAX_Z})"
-            )
-    return structure
+            symbol = getattr(site.specie, "symbol", site.specie)
+            return f"unknown element {symbol!s} (CGCNN features cover Z = 1..{MAX_Z})"
+    lattice = structure.lattice.matrix
+    if not np.all(np.isfinite(lattice)) or abs(np.linalg.det(lattice)) < 1e-6:
+        return "invalid lattice (non-finite or zero volume)"
+    if not np.all(np.isfinite(structure.frac_coords)):
+        return "structure has non-finite (NaN or infinite) coordinates"
+    centers, _, _, dists = structure.get_neighbor_list(MIN_DISTANCE)
+    if len(dists):
+        i = int(np.argmin(dists))
+        return (
+            f"two sites are {float(dists[i]):.3f} Å apart (site {int(centers[i])}, "
+            f"{structure[int(centers[i])].specie}; minimum {MIN_DISTANCE} Å): a broken structure"
+        )
+    gaps = vacuum_gaps(structure)
+    if gaps.max() > MAX_VACUUM_GAP:
+        axes = [f"{'abc'[i]} ({gaps[i]:.1f} Å)" for i in range(3) if gaps[i] > MAX_VACUUM_GAP]
+        shape = {1: "a slab", 2: "a wire", 3: "a molecule or isolated atoms"}[len(axes)]
+        return (
+            f"vacuum gap wider than {MAX_VACUUM_GAP} Å along {', '.join(axes)}: {shape} in a box, "
+            "not a bulk crystal"
+        )
+    return None
+
+
+def check_structure(structure: object, max_sites: int = 2000) -> Structure:
+    """``structure`` if :func:`structure_problem` finds nothing; else a ValueError naming it."""
+    problem = structure_problem(structure, max_sites)
+    if problem is not None:
+        raise ValueError(problem)
+    return structure  # type: ignore[return-value]
 
 
 def build_graph(

@@ -462,8 +462,11 @@ class GMTPredictionDoc(StructureMetadata):
         meta: dict[str, Any] = {}
         key = None
         struct_dict = None
-        if structure is not None:
-            struct_dict = _structure_dict(structure)
+        if structure is not None:  # whatever of it can be described is kept
+            try:
+                struct_dict = _structure_dict(structure)
+            except Exception:
+                struct_dict = None
             try:
                 meta = _structure_metadata(structure)
             except Exception:
