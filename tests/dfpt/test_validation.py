@@ -123,7 +123,10 @@ def test_permittivity_below_one_is_rejected() -> None:
     assert eps is not None
     reasons = check_dfpt_result(_with(doc, dielectric_electronic=0.3 * eps))
     assert reasons == [
-        "dielectric_electronic: smallest eigenvalue 0.7573 < 1 (a permittivity is at least 1)"
+        "dielectric_electronic: smallest eigenvalue 0.7573 < 1 (a permittivity is at least 1)",
+        # ε0 was left as computed: it no longer is ε∞ + ionic
+        "dielectric_total is not dielectric_electronic + dielectric_ionic (relative difference "
+        "0.263 > 0.01)",
     ]
 
 
@@ -132,8 +135,9 @@ def test_negative_ionic_part_is_rejected() -> None:
     ionic = doc.tensor("dielectric_ionic")
     assert ionic is not None
     reasons = check_dfpt_result(_with(doc, dielectric_ionic=-ionic))
-    assert len(reasons) == 1
+    assert len(reasons) == 2
     assert reasons[0].startswith("dielectric_ionic: smallest eigenvalue -4.207 < -0.1")
+    assert reasons[1].startswith("dielectric_total is not dielectric_electronic + dielectric_ionic")
 
 
 def test_elastic_not_positive_definite_is_rejected() -> None:

@@ -40,6 +40,7 @@ def test_accepted_result_becomes_training_data_once(stores, tmp_path) -> None:  
         "state": "accepted",
         "reasons": [],
         "training_record_ids": ids,
+        "training_conflicts": [],
         "candidates_updated": [cand["prediction_id"]],
     }
     docs = {d["record_id"]: d for d in training.query()}
@@ -88,7 +89,9 @@ def test_rejected_result_is_recorded_on_the_candidate_only(stores) -> None:  # t
     out = apply_feedback(bad, training, candidates)  # no candidate_id: found by structure_key
     assert out["state"] == "rejected"
     assert out["reasons"] == [
-        "dielectric_electronic: smallest eigenvalue 0.7573 < 1 (a permittivity is at least 1)"
+        "dielectric_electronic: smallest eigenvalue 0.7573 < 1 (a permittivity is at least 1)",
+        "dielectric_total is not dielectric_electronic + dielectric_ionic (relative difference "
+        "0.263 > 0.01)",
     ]
     assert out["training_record_ids"] == []
     assert sorted(out["candidates_updated"]) == [

@@ -20,7 +20,23 @@ accept). A result is rejected when
    −:data:`IONIC_NEGATIVE_TOL` (imaginary phonon modes: the structure is not at a minimum); an
    elastic tensor (clamped or relaxed) that is not positive definite (Born unstable);
 5. its accuracy settings are not production quality (``data.quality``: e.g. the ``smoke``
-   preset of the tests).
+   preset of the tests);
+6. a value is beyond any physical material (:data:`PHYSICAL_BOUNDS`, per part): ε∞ eigenvalues
+   above 1000, ε0 or ionic eigenvalues above 10⁴, a piezo component |e_ijk| above 100 C/m², an
+   elastic component |C_ijkl| above 2000 GPa (the reasons are at the constant);
+7. a tensor breaks its intrinsic index symmetry (ε_ij = ε_ji, e_ijk = e_ikj, C_ijkl = C_jikl =
+   C_ijlk = C_klij) by more than :data:`ASYMMETRY_TOLERANCE` (relative, with the residual floor);
+   a smaller asymmetry (round-off of the code) is removed before the tensor is stored
+   (:func:`index_symmetrised`);
+8. its parts disagree with each other (:func:`part_consistency_problems`): ε0 − ε∞ must be
+   positive semi-definite (the ionic part of the static permittivity is never negative; most
+   negative eigenvalue −:data:`IONIC_NEGATIVE_TOL`), total = electronic + ionic within
+   :data:`PART_SUM_RTOL` (dielectric and piezo, when all three are given), and C_clamped −
+   C_relaxed positive semi-definite (relaxing the ions can only soften a crystal) within
+   :data:`ELASTIC_RELAXATION_TOL`;
+9. its ``structure_key`` is not the key of its own structure (recomputed with
+   :func:`atomate2_gmt.schemas.keys.structure_key` at :data:`KEY_SYMPREC`): the training records
+   are keyed by it, so a wrong key would file the tensors under another crystal.
 """
 
 from __future__ import annotations
@@ -32,14 +48,25 @@ from pydantic import ValidationError
 
 from atomate2_gmt.data.quality import production_problems
 from atomate2_gmt.schemas.dfpt import DFPT_PARTS, DFPTResultDoc
+from atomate2_gmt.schemas.training import index_symmetrised
 from atomate2_gmt.tensors.properties import dielectric_eigenvalues, elastic_eigenvalues
-from atomate2_gmt.tensors.symmetry import point_group_info, projector
+from atomate2_gmt.tensors.symmetry import intrinsic_projector, point_group_info, projector
 
 __all__ = [
+    "ASYMMETRY_TOLERANCE",
+    "ELASTIC_RELAXATION_TOL",
     "IONIC_NEGATIVE_TOL",
+    "KEY_SYMPREC",
+    "PART_SUM_RTOL",
+    "PHYSICAL_BOUNDS",
     "RESIDUAL_FLOOR",
     "SYMMETRY_TOLERANCE",
     "check_dfpt_result",
+    "index_asymmetry",
+    "index_symmetrised",
+    "key_problem",
+    "part_consistency_problems",
+    "physical_bound_problem",
     "projector_residual",
 ]
 
@@ -50,7 +77,45 @@ RESIDUAL_FLOOR: dict[str, float] = {"dielectric": 1.0, "piezo": 1e-2, "elastic":
 """Norm below which the residual is measured against this absolute scale (task units)."""
 
 IONIC_NEGATIVE_TOL = 0.1
-"""Most negative accepted eigenvalue of the ionic dielectric part (dimensionless)."""
+"""Most negative accepted eigenvalue of the ionic dielectric part, and of ε0 − ε∞
+(dimensionless)."""
+
+PHYSICAL_BOUNDS: dict[str, tuple[str, float]] = {
+    "dielectric_electronic": ("eigenvalue", 1e3),
+    "dielectric_ionic": ("eigenvalue", 1e4),
+    "dielectric_total": ("eigenvalue", 1e4),
+    "piezo_electronic": ("component", 100.0),
+    "piezo_ionic": ("component", 100.0),
+    "piezo_total": ("component", 100.0),
+    "elastic_clamped": ("component", 2000.0),
+    "elastic_relaxed": ("component", 2000.0),
+}
+"""Largest accepted value per DFPT part: (what is bounded, bound in the part's units).
+
+- ε∞ eigenvalues ≤ 1000: the largest in the shipped Materials Project data is 381 (a
+  small-gap semiconductor, where semi-local DFT overestimates ε∞); the largest measured
+  electronic permittivities (PbTe, PbSe) are about 30–40.
+- ε0 and ionic eigenvalues ≤ 10⁴: the shipped MP maximum is 427; ferroelectrics and incipient
+  ferroelectrics reach a few thousand (BaTiO3, PMN-PT near their transitions).
+- piezo |e_ijk| ≤ 100 C/m² for every part: the shipped MP maximum is 48.6 C/m², the largest
+  measured values (PMN-PT, PZN-PT single crystals) are about 20–30 C/m².
+- elastic |C_ijkl| ≤ 2000 GPa: diamond, the stiffest known material, has C11 ≈ 1080 GPa; the
+  shipped MP maxima are 938 GPa (legacy) and 1191 GPa (newer release).
+"""
+
+ASYMMETRY_TOLERANCE = 1e-2
+"""Largest accepted relative index asymmetry ``|T − P_index T|_F / max(|T|_F, floor)``; a
+smaller asymmetry is symmetrised away before the tensor is stored."""
+
+PART_SUM_RTOL = 1e-2
+"""Largest accepted ``|total − (electronic + ionic)|_F / max(|total|_F, floor)``."""
+
+ELASTIC_RELAXATION_TOL = 1.0
+"""Most negative accepted Kelvin modulus of C_clamped − C_relaxed (GPa)."""
+
+KEY_SYMPREC = 0.01
+"""spglib tolerance (Å) with which the ``structure_key`` of a result is recomputed (the one
+every backend and the screening documents use)."""
 
 
 def projector_residual(tensor: np.ndarray, kind: str, ops: Any) -> float:
@@ -62,6 +127,92 @@ def projector_residual(tensor: np.ndarray, kind: str, ops: Any) -> float:
     flat = np.asarray(tensor, dtype=float).reshape(-1)
     scale = max(float(np.linalg.norm(flat)), RESIDUAL_FLOOR[kind])
     return float(np.linalg.norm(flat - p @ flat) / scale)
+
+
+def index_asymmetry(tensor: np.ndarray, kind: str) -> float:
+    """``|T − P_index T|_F / max(|T|_F, RESIDUAL_FLOOR[kind])``: how far ``tensor`` (full
+    Cartesian) is from its intrinsic index symmetry, relative."""
+    flat = np.asarray(tensor, dtype=float).reshape(-1)
+    scale = max(float(np.linalg.norm(flat)), RESIDUAL_FLOOR[kind])
+    return float(np.linalg.norm(flat - intrinsic_projector(kind) @ flat) / scale)
+
+
+def physical_bound_problem(part: str, tensor: np.ndarray) -> str | None:
+    """Why ``tensor`` (the full Cartesian ``part``) is beyond :data:`PHYSICAL_BOUNDS`, or None."""
+    what, bound = PHYSICAL_BOUNDS[part]
+    units = DFPT_PARTS[part][1]
+    unit = "" if units == "dimensionless" else f" {units}"
+    if what == "eigenvalue":
+        high = float(dielectric_eigenvalues(tensor)[-1])
+        if high > bound:
+            return (
+                f"{part}: largest eigenvalue {high:.4g} > {bound:g}{unit}, beyond any known "
+                "material"
+            )
+        return None
+    big = float(np.max(np.abs(tensor)))
+    if big > bound:
+        return (
+            f"{part}: a component of magnitude {big:.4g}{unit} > {bound:g}{unit}, beyond any "
+            "known material"
+        )
+    return None
+
+
+def part_consistency_problems(tensors: dict[str, np.ndarray]) -> list[str]:
+    """Reasons why the parts of one result contradict each other (module docstring, item 8).
+
+    ``tensors``: part → full Cartesian tensor (finite, index-symmetric)."""
+    reasons: list[str] = []
+    eps_inf, eps_0 = tensors.get("dielectric_electronic"), tensors.get("dielectric_total")
+    if eps_inf is not None and eps_0 is not None:
+        low = float(dielectric_eigenvalues(eps_0 - eps_inf)[0])
+        if low < -IONIC_NEGATIVE_TOL:
+            reasons.append(
+                f"dielectric_total − dielectric_electronic: smallest eigenvalue {low:.4g} < "
+                f"-{IONIC_NEGATIVE_TOL} (ε0 below ε∞: a negative ionic part)"
+            )
+    for kind in ("dielectric", "piezo"):
+        parts = [tensors.get(f"{kind}_{p}") for p in ("electronic", "ionic", "total")]
+        if any(t is None for t in parts):
+            continue
+        el, ion, total = (np.asarray(t) for t in parts)
+        scale = max(float(np.linalg.norm(total)), RESIDUAL_FLOOR[kind])
+        mismatch = float(np.linalg.norm(total - el - ion)) / scale
+        if mismatch > PART_SUM_RTOL:
+            reasons.append(
+                f"{kind}_total is not {kind}_electronic + {kind}_ionic (relative difference "
+                f"{mismatch:.3g} > {PART_SUM_RTOL:g})"
+            )
+    clamped, relaxed = tensors.get("elastic_clamped"), tensors.get("elastic_relaxed")
+    if clamped is not None and relaxed is not None:
+        low = float(elastic_eigenvalues(clamped - relaxed)[0])
+        if low < -ELASTIC_RELAXATION_TOL:
+            reasons.append(
+                f"elastic_relaxed is stiffer than elastic_clamped (smallest Kelvin modulus of "
+                f"the difference {low:.4g} GPa < -{ELASTIC_RELAXATION_TOL:g}): relaxing the "
+                "ions can only soften a crystal"
+            )
+    return reasons
+
+
+def key_problem(doc: DFPTResultDoc) -> str | None:
+    """Why ``doc.structure_key`` is not its structure's key (recomputed at
+    :data:`KEY_SYMPREC`), or None (also when the result carries no key)."""
+    if not doc.structure_key:
+        return None
+    from atomate2_gmt.schemas.keys import structure_key
+
+    try:
+        key = structure_key(doc.get_structure(), symprec=KEY_SYMPREC)
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"structure_key cannot be recomputed from the structure: {exc}"
+    if key != doc.structure_key:
+        return (
+            f"structure_key {doc.structure_key!r} is not the key of the result's structure "
+            f"({doc.get_structure().composition.reduced_formula}: {key!r})"
+        )
+    return None
 
 
 def _physical(part: str, tensor: np.ndarray) -> str | None:
@@ -120,8 +271,20 @@ def check_dfpt_result(
         arr = np.asarray(value, dtype=float)
         if not np.all(np.isfinite(arr)):
             reasons.append(f"{part}: non-finite components")
-        else:
-            tensors[part] = arr
+            continue
+        kind = DFPT_PARTS[part][0]
+        asymmetry = index_asymmetry(arr, kind)
+        if asymmetry > ASYMMETRY_TOLERANCE:
+            reasons.append(
+                f"{part}: breaks the index symmetry of a {kind} tensor (relative asymmetry "
+                f"{asymmetry:.3g} > {ASYMMETRY_TOLERANCE:g})"
+            )
+            continue
+        bound = physical_bound_problem(part, arr)
+        if bound is not None:
+            reasons.append(bound)
+            continue
+        tensors[part] = index_symmetrised(arr, kind)
     try:
         info = point_group_info(
             doc.get_structure(), symprec=symprec, angle_tolerance=angle_tolerance
@@ -139,4 +302,8 @@ def check_dfpt_result(
         problem = _physical(part, arr)
         if problem is not None:
             reasons.append(problem)
+    reasons.extend(part_consistency_problems(tensors))
+    problem = key_problem(doc)
+    if problem is not None:
+        reasons.append(problem)
     return reasons

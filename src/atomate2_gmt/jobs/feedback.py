@@ -5,7 +5,14 @@
 :func:`~atomate2_gmt.dfpt.validation.check_dfpt_result` and
 
 - if accepted, upserts one :class:`~atomate2_gmt.schemas.training.TrainingDoc` per training-target
-  part into the training store (key ``record_id``: re-running writes no duplicates);
+  part into the training store (key ``record_id``: re-running writes no duplicates). A result
+  without a ``structure_key`` gets its structure's key; a wrong key was refused by validation;
+- never replaces a stored training record by a different tensor (:func:`write_training_docs`):
+  the first validated result of a ``record_id`` stays the one used for training, a later result
+  that differs by more than :data:`CONFLICT_RTOL` is kept beside it as a conflicting record
+  (``"<record_id>~<digest>"``, ``conflict_with``, ``use_for_training`` False) and listed in the
+  stored record's ``conflicts``; :func:`resolve_training_conflict` lets a person choose the
+  other one. Writing the same result again changes nothing but its provenance;
 - in every case sets the ``dfpt`` field of the candidate's prediction document(s) — found by
   ``candidate_id`` (= ``prediction_id``), else by ``structure_key`` — to ``{state, code,
   dfpt_state, tensors (task → full Cartesian tensor), reasons, training_record_ids, job_uuid,
@@ -17,27 +24,43 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from jobflow import job
 from maggma.core import Store
 
-from atomate2_gmt.dfpt.validation import check_dfpt_result
+from atomate2_gmt.dfpt.validation import KEY_SYMPREC, RESIDUAL_FLOOR, check_dfpt_result
 from atomate2_gmt.schemas.dfpt import PART_TASK, DFPTResultDoc
 from atomate2_gmt.schemas.fields import PREDICTION_KEY
 from atomate2_gmt.schemas.training import TRAINING_DOC_INDEXES, TRAINING_KEY, TrainingDoc
+from atomate2_gmt.tensors.conventions import kind_of
 
 __all__ = [
+    "CONFLICT_RTOL",
+    "CONFLICT_SEPARATOR",
     "apply_feedback",
     "as_dfpt_doc",
+    "conflict_record_id",
     "feedback_field",
     "feedback_job",
+    "resolve_training_conflict",
+    "same_tensor",
     "training_docs_for",
     "update_candidate",
     "write_training_docs",
 ]
+
+CONFLICT_RTOL = 1e-3
+"""Two tensors of one ``record_id`` are the same result when ``|A − B|_F ≤ CONFLICT_RTOL ·
+max(|A|_F, |B|_F, floor)`` (floor: ``dfpt.validation.RESIDUAL_FLOOR`` of the kind)."""
+
+CONFLICT_SEPARATOR = "~"
+"""Separates a conflicting record's ``record_id`` from the digest of its tensor."""
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +74,25 @@ def as_dfpt_doc(dfpt_doc: DFPTResultDoc | dict[str, Any]) -> DFPTResultDoc:
     )
 
 
+def _structure_key_of(doc: DFPTResultDoc) -> str:
+    from atomate2_gmt.schemas.keys import structure_key
+
+    return structure_key(doc.get_structure(), symprec=KEY_SYMPREC)
+
+
 def training_docs_for(
     doc: DFPTResultDoc, symprec: float = 0.01
 ) -> tuple[list[TrainingDoc], list[str]]:
-    """(training documents, rejection reasons) of one DFPT result: docs only if no reasons."""
+    """(training documents, rejection reasons) of one DFPT result: docs only if no reasons.
+
+    A result without a ``structure_key`` is keyed by its structure (validation refuses a key
+    that is not the structure's)."""
     reasons = check_dfpt_result(doc, symprec=symprec)
     if not reasons and not doc.structure_key:
-        reasons = ["no structure_key: cannot deduplicate the training records"]
+        try:
+            doc = doc.model_copy(update={"structure_key": _structure_key_of(doc)})
+        except (ValueError, KeyError, TypeError) as exc:
+            reasons = [f"no structure_key, and the structure cannot be keyed: {exc}"]
     if reasons:
         return [], reasons
     docs = TrainingDoc.from_dfpt(doc)
@@ -66,9 +101,41 @@ def training_docs_for(
     return docs, reasons
 
 
+def same_tensor(a: Any, b: Any, task: str) -> bool:
+    """Whether two tensors of ``task`` are the same result (:data:`CONFLICT_RTOL`)."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape:
+        return False
+    scale = max(float(np.linalg.norm(x)), float(np.linalg.norm(y)))
+    scale = max(scale, RESIDUAL_FLOOR[kind_of(task)])
+    return bool(np.linalg.norm(x - y) <= CONFLICT_RTOL * scale)
+
+
+def conflict_record_id(record_id: str, tensor: Any) -> str:
+    """``"<record_id>~<digest>"``: the key of a result that conflicts with ``record_id``; the
+    digest (12 hex digits of SHA-256 of the tensor rounded to 1e-6) is the same for the same
+    tensor, so re-submitting a conflicting result adds nothing."""
+    rounded = np.round(np.asarray(tensor, dtype=float), 6) + 0.0
+    digest = hashlib.sha256(json.dumps(rounded.tolist()).encode()).hexdigest()[:12]
+    return f"{record_id}{CONFLICT_SEPARATOR}{digest}"
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k != "_id"}
+
+
 def write_training_docs(store: Store, docs: list[TrainingDoc]) -> list[str]:
-    """Upsert ``docs`` on ``record_id`` (indexes created first); keeps an existing
-    ``created_at``. Returns the record ids written."""
+    """Write ``docs`` (indexes created first) without ever replacing a stored tensor by a
+    different one; returns the record ids written.
+
+    - no record with the ``record_id``: written;
+    - a record with the same tensor (:func:`same_tensor`): replaced (provenance refreshed;
+      ``created_at`` and ``conflicts`` kept), so re-running adds nothing;
+    - a record with a different tensor: the stored one is kept and stays the one used for
+      training; the new result is written as ``conflict_record_id(record_id, tensor)`` with
+      ``conflict_with`` = the stored id and ``use_for_training`` False, and its id is added to
+      the stored record's ``conflicts``.
+    """
     if not docs:
         return []
     from atomate2_gmt.stores import ensure_indexes
@@ -77,27 +144,95 @@ def write_training_docs(store: Store, docs: list[TrainingDoc]) -> list[str]:
         ensure_indexes(store, TRAINING_DOC_INDEXES)
         store._gmt_training_indexes = True  # type: ignore[attr-defined]
     ids = [d.record_id for d in docs]
-    existing = {
-        d[TRAINING_KEY]: d.get("created_at")
-        for d in store.query(
-            criteria={TRAINING_KEY: {"$in": ids}}, properties=[TRAINING_KEY, "created_at"]
+    stored: dict[str, dict[str, Any]] = {}
+    conflicts: dict[str, list[dict[str, Any]]] = {}
+    for d in store.query(
+        criteria={"$or": [{TRAINING_KEY: {"$in": ids}}, {"conflict_with": {"$in": ids}}]}
+    ):
+        if d.get("conflict_with") in ids:
+            conflicts.setdefault(d["conflict_with"], []).append(_plain(d))
+        else:
+            stored[d[TRAINING_KEY]] = _plain(d)
+    rows: dict[str, dict[str, Any]] = {}
+    written = []
+    for doc in docs:
+        rid = doc.record_id
+        prior = stored.get(rid)
+        if prior is None or same_tensor(prior.get("tensor"), doc.tensor, doc.task):
+            row = doc.to_store_dict()
+            if prior is not None:
+                row["created_at"] = prior.get("created_at") or row["created_at"]
+                row["conflicts"] = list(prior.get("conflicts") or [])
+            rows[rid] = stored[rid] = row
+            written.append(rid)
+            continue
+        match = next(
+            (
+                c
+                for c in conflicts.get(rid, [])
+                if same_tensor(c.get("tensor"), doc.tensor, doc.task)
+            ),
+            None,
         )
-    }
-    rows = []
-    for d in docs:
-        row = d.to_store_dict()
-        if existing.get(d.record_id) is not None:
-            row["created_at"] = existing[d.record_id]
-        rows.append(row)
-    store.update(rows, key=TRAINING_KEY)
-    return ids
+        cid = match[TRAINING_KEY] if match else conflict_record_id(rid, doc.tensor)
+        row = doc.model_copy(
+            update={"record_id": cid, "id": cid, "use_for_training": False, "conflict_with": rid}
+        ).to_store_dict()
+        if match is not None:
+            row["created_at"] = match.get("created_at") or row["created_at"]
+        else:
+            conflicts.setdefault(rid, []).append(row)
+        rows[cid] = row
+        if cid not in (prior.get("conflicts") or []):
+            prior = {**prior, "conflicts": sorted({*(prior.get("conflicts") or []), cid})}
+            rows[rid] = stored[rid] = prior
+        logger.warning(
+            "training record %s already holds a different validated tensor: the new result is "
+            "kept as %s and not used for training",
+            rid,
+            cid,
+        )
+        written.append(cid)
+    store.update(list(rows.values()), key=TRAINING_KEY)
+    return written
+
+
+def resolve_training_conflict(store: Store, record_id: str, use: str) -> None:
+    """Make the conflicting record ``use`` (listed in ``record_id``'s ``conflicts``) the one
+    used for training: its tensor and provenance move to ``record_id``, the replaced result
+    becomes a conflicting record in turn. ``ValueError`` when ``use`` is not a conflict of
+    ``record_id``."""
+    store.connect()
+    prior = next(iter(store.query(criteria={TRAINING_KEY: record_id})), None)
+    chosen = next(iter(store.query(criteria={TRAINING_KEY: use})), None)
+    if prior is None:
+        raise ValueError(f"no training record {record_id!r}")
+    if chosen is None or chosen.get("conflict_with") != record_id:
+        raise ValueError(f"{use!r} is not a record that conflicts with {record_id!r}")
+    prior, chosen = _plain(prior), _plain(chosen)
+    old_id = conflict_record_id(record_id, prior["tensor"])
+    others = [c for c in prior.get("conflicts") or [] if c != use]
+    demoted = {
+        **prior, TRAINING_KEY: old_id, "id": old_id, "use_for_training": False,
+        "conflict_with": record_id, "conflicts": [],
+    }  # fmt: skip
+    promoted = {
+        **chosen, TRAINING_KEY: record_id, "id": record_id, "use_for_training": True,
+        "conflict_with": None, "conflicts": sorted({*others, old_id}),
+        "last_updated": datetime.now(UTC),
+    }  # fmt: skip
+    store.update([demoted, promoted], key=TRAINING_KEY)
+    store.remove_docs({TRAINING_KEY: use})
 
 
 def _candidate_criteria(doc: DFPTResultDoc, store: Store) -> dict[str, Any] | None:
     if doc.candidate_id and store.count({PREDICTION_KEY: doc.candidate_id}) > 0:
         return {PREDICTION_KEY: doc.candidate_id}
     if doc.structure_key:
-        return {"structure_key": doc.structure_key}
+        try:  # the structure's own key: a wrong key must not mark another crystal as computed
+            return {"structure_key": _structure_key_of(doc)}
+        except (ValueError, KeyError, TypeError):
+            return None
     return None
 
 
@@ -132,6 +267,7 @@ def feedback_field(doc: DFPTResultDoc, reasons: list[str], record_ids: list[str]
         "tensors": tensors,
         "reasons": reasons,
         "training_record_ids": record_ids,
+        "training_conflicts": [r for r in record_ids if CONFLICT_SEPARATOR in r],
         "job_uuid": doc.job_uuid,
         "last_updated": datetime.now(UTC),
     }
@@ -147,7 +283,8 @@ def apply_feedback(
 
     Stores default to the settings' ``training_store()`` / ``candidate_store()``; they are
     connected here and left open. Returns ``{state, reasons, training_record_ids,
-    candidates_updated}``.
+    training_conflicts, candidates_updated}`` (``training_conflicts``: the ids written as
+    conflicting records, not used for training; see :func:`write_training_docs`).
     """
     from atomate2_gmt.stores import candidate_store as _candidates
     from atomate2_gmt.stores import training_store as _training
@@ -167,6 +304,7 @@ def apply_feedback(
         "state": feedback["state"],
         "reasons": reasons,
         "training_record_ids": record_ids,
+        "training_conflicts": feedback["training_conflicts"],
         "candidates_updated": updated,
     }
 

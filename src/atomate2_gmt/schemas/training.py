@@ -8,7 +8,14 @@ the frame of ``structure`` (the structure as computed) with its standard Voigt f
 yz, xz, xy; no factors of 2) in the same frame; units per task (dimensionless, C/m², GPa).
 
 The key ``record_id`` = ``"<structure_key>:<task>:<code>:<part>"`` is deterministic, so writing
-the same result again replaces the document instead of adding one.
+the same result again replaces the document instead of adding one. The stored tensor has its
+intrinsic index symmetry exactly (a DFPT code's round-off asymmetry, which validation bounds, is
+projected away).
+
+A different result for the same ``record_id`` never replaces a stored one
+(:func:`atomate2_gmt.jobs.feedback.write_training_docs`): it is kept as a conflicting record,
+``record_id`` = ``"<record_id>~<digest of its tensor>"``, with ``conflict_with`` naming the
+stored record and ``use_for_training`` False; the stored record lists it in ``conflicts``.
 """
 
 from __future__ import annotations
@@ -23,8 +30,16 @@ from atomate2_gmt.data.records import TASK_UNITS, TensorRecord
 from atomate2_gmt.data.store_source import record_from_training_dict
 from atomate2_gmt.schemas.dfpt import PART_TASK, DFPTResultDoc
 from atomate2_gmt.tensors.conventions import full_to_voigt, kind_of
+from atomate2_gmt.tensors.symmetry import intrinsic_projector
 
-__all__ = ["PART_CONTRIBUTION", "TRAINING_DOC_INDEXES", "TRAINING_KEY", "TrainingDoc"]
+__all__ = [
+    "PART_CONTRIBUTION",
+    "TRAINING_DOC_INDEXES",
+    "TRAINING_KEY",
+    "TrainingDoc",
+    "index_symmetrised",
+    "training_record_id",
+]
 
 TRAINING_KEY = "record_id"
 
@@ -46,6 +61,7 @@ TRAINING_DOC_INDEXES: tuple[tuple[tuple[str, ...], bool], ...] = (
     (("id",), False),
     (("candidate_id",), False),
     (("last_updated",), False),
+    (("conflict_with",), False),
 )
 """Indexes of the training store for TrainingDocs (stores.TRAINING_INDEXES plus part, code,
 candidate_id)."""
@@ -53,6 +69,13 @@ candidate_id)."""
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def index_symmetrised(tensor: np.ndarray, kind: str) -> np.ndarray:
+    """``tensor`` (full Cartesian) projected onto its intrinsic index symmetry (ε_ij = ε_ji;
+    e_ijk = e_ikj; C_ijkl = C_jikl = C_ijlk = C_klij); same units."""
+    arr = np.asarray(tensor, dtype=float)
+    return (intrinsic_projector(kind) @ arr.reshape(-1)).reshape(arr.shape)
 
 
 def training_record_id(structure_key: str, task: str, code: str, part: str) -> str:
@@ -83,6 +106,16 @@ class TrainingDoc(BaseModel):
     job_uuid: str | None = None
     dir_name: str | None = None
     candidate_id: str | None = None
+    use_for_training: bool = Field(
+        default=True,
+        description="False for a result that conflicts with the validated record of its key.",
+    )
+    conflict_with: str | None = Field(
+        default=None, description="record_id of the validated record this result disagrees with."
+    )
+    conflicts: list[str] = Field(
+        default_factory=list, description="record_ids of later results that disagree with this one."
+    )
     created_at: datetime = Field(default_factory=_utcnow)
     last_updated: datetime = Field(default_factory=_utcnow)
 
@@ -104,6 +137,7 @@ class TrainingDoc(BaseModel):
             tensor = doc.tensor(part)
             if tensor is None:
                 continue
+            tensor = index_symmetrised(tensor, kind_of(task))
             rid = training_record_id(doc.structure_key, task, doc.code, part)
             out.append(
                 cls(
