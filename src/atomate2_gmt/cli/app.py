@@ -14,6 +14,7 @@ from atomate2_gmt.cli import predict as predict_cli
 from atomate2_gmt.cli import query as query_cli
 from atomate2_gmt.cli import retrain as retrain_cli
 from atomate2_gmt.cli import screen as screen_cli
+from atomate2_gmt.cli import serve as serve_cli
 from atomate2_gmt.cli import train as train_cli
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
     help="GMTNet crystal-tensor screening: predict, screen, query, train.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # click's help: full option names at any width, paragraphs reflowed
 )
 
 
@@ -40,6 +42,7 @@ app.command()(train_cli.train)
 app.command()(train_cli.evaluate)
 app.command()(baselines_cli.baselines)
 app.command()(retrain_cli.retrain)
+app.command()(serve_cli.serve)
 
 
 query_cli.register(app)

@@ -12,7 +12,9 @@ import typer
 from atomate2_gmt.active_learning.policies import STRATEGIES
 from atomate2_gmt.model.config import TASK_KIND
 
-app = typer.Typer(no_args_is_help=True, help="Active-learning campaigns (simulation).")
+app = typer.Typer(
+    no_args_is_help=True, help="Active-learning campaigns (simulation).", rich_markup_mode=None
+)
 
 
 def format_table(summary: dict[str, Any]) -> str:

@@ -24,6 +24,7 @@ app = typer.Typer(
     help="Datasets: the shipped Materials Project tensors and the GMTNet JARVIS benchmark.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
 
 FETCHABLE = ("gmtnet-jarvis",)

@@ -15,7 +15,11 @@ import typer
 
 __all__ = ["app", "render_versions"]
 
-app = typer.Typer(help="Model registry: list, show, register, promote, seed.", no_args_is_help=True)
+app = typer.Typer(
+    help="Model registry: list, show, register, promote, seed.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 
 def _registry() -> Any:

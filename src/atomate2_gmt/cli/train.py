@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from atomate2_gmt.model.config import TASK_KIND
+from atomate2_gmt.training.data_sources import describe_data_sources
 
 
 def _command() -> str:
@@ -19,9 +20,7 @@ def _command() -> str:
 
 def train(
     task: str = typer.Option(..., help=f"one of {', '.join(TASK_KIND)}"),
-    data: str = typer.Option(
-        "mp", help="data source: mp, mp_newer, mp_all (both MP sets), store or mp+store"
-    ),
+    data: str = typer.Option("mp", help=f"data source; {describe_data_sources()}"),
     out: Path = typer.Option(Path("runs"), help="output folder (runs/<task> by default)"),
     epochs: int = typer.Option(200, help="training epochs"),
     batch_size: int = typer.Option(64),
@@ -114,7 +113,7 @@ def train(
 
 def evaluate(
     checkpoint: Path = typer.Argument(..., help="checkpoint file (weights-only)"),
-    data: str = typer.Option("mp"),
+    data: str = typer.Option("mp", help=f"data source; {describe_data_sources()}"),
     split: str = typer.Option("test", help="train, val, test or all"),
     seed: int = typer.Option(32),
     json_out: Path | None = typer.Option(None, "--json", help="write the report here"),

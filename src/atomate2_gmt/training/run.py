@@ -19,6 +19,7 @@ from atomate2_gmt.data.records import TensorRecord, records_hash, split_by_sourc
 from atomate2_gmt.model.checkpoint import load_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig, check_task
 from atomate2_gmt.model.gmtnet import GMTNet
+from atomate2_gmt.training.data_sources import DATA_SOURCES
 from atomate2_gmt.training.evaluate import (
     evaluate_prepared,
     per_source_metrics,
@@ -36,16 +37,6 @@ TASK_MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "piezo": {},
     "elastic": {},
 }
-
-
-DATA_SOURCES: dict[str, str] = {
-    "mp": "shipped Materials Project tensors (the 2015-era sets, mp_legacy)",
-    "mp_newer": "further shipped MP tensors (elastic only, mp_newer)",
-    "mp_all": "mp + mp_newer, each source split on its own",
-    "store": "DFPT training documents in the training store",
-    "mp+store": "mp + store, each source split on its own",
-}
-"""Named training-data sources of :func:`load_records`."""
 
 
 def shipped_data_source(task: str) -> str:
