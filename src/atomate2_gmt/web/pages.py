@@ -1,0 +1,203 @@
+"""Server-rendered pages (Jinja2): the candidate table, a candidate, the parity plots, the models.
+
+Plain HTML with one vendored script (3Dmol.js, for the structure) and the app's own CSS; sorting,
+filtering and paging are links and a GET form, so every view has a URL that can be shared.
+The pages read the stores through :mod:`atomate2_gmt.web.service`, as the API does.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from atomate2_gmt import __version__
+from atomate2_gmt.query import CRYSTAL_SYSTEMS
+from atomate2_gmt.schemas.fields import DERIVED_FIELDS, TASKS
+from atomate2_gmt.web import service
+from atomate2_gmt.web.service import (
+    DFPT_FILTERS,
+    FIELD_UNITS,
+    CandidateFilters,
+    NotFoundError,
+    WebStores,
+)
+
+__all__ = ["PER_PAGE", "build_router", "templates"]
+
+PER_PAGE = 25
+"""Rows per page of the candidate table."""
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return "0" if abs(value) < 1e-9 else f"{value:.{digits}g}"
+    return str(value)
+
+
+def templates() -> Environment:
+    """The Jinja2 environment of the package templates (autoescaped)."""
+    env = Environment(
+        loader=PackageLoader("atomate2_gmt.web", "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["fmt"] = _fmt
+    env.globals.update(version=__version__, FIELD_UNITS=FIELD_UNITS, urlencode=urlencode)
+    return env
+
+
+def _parity_svg(rows: list[dict[str, Any]], size: int = 320) -> dict[str, Any]:
+    """Scatter of every standard Voigt component, predicted vs DFPT, as SVG coordinates."""
+    xs = [v for r in rows for line in r["voigt_dfpt"] for v in line]
+    ys = [v for r in rows for line in r["voigt_predicted"] for v in line]
+    lim = max([abs(v) for v in xs + ys] + [1e-9]) * 1.05
+    pad = 40
+    scale = (size - 2 * pad) / (2 * lim)
+
+    def px(x: float) -> float:
+        return round(pad + (x + lim) * scale, 2)
+
+    def py(y: float) -> float:
+        return round(size - pad - (y + lim) * scale, 2)
+
+    points = [
+        {"cx": px(x), "cy": py(y), "title": f"{r['formula']}: DFPT {x:.4g}, predicted {y:.4g}"}
+        for r in rows
+        for lx, ly in zip(r["voigt_dfpt"], r["voigt_predicted"], strict=True)
+        for x, y in zip(lx, ly, strict=True)
+    ]
+    return {
+        "size": size,
+        "pad": pad,
+        "lim": lim,
+        "diag": (px(-lim), py(-lim), px(lim), py(lim)),
+        "points": points,
+    }
+
+
+def build_router(stores: WebStores) -> APIRouter:
+    """The page routes (``/``, ``/candidate/{key}``, ``/parity``, ``/registry``)."""
+    env = templates()
+    router = APIRouter(include_in_schema=False)
+    store_lines = stores.description()
+
+    def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        html = env.get_template(name).render(stores=store_lines, tasks=TASKS, **context)
+        return HTMLResponse(html, status_code=status_code)
+
+    def error(status_code: int, message: str) -> HTMLResponse:
+        return render("error.html", status_code=status_code, message=message, code=status_code)
+
+    @router.get("/", response_class=HTMLResponse)
+    def table(
+        request: Request,
+        prop: str = Query("dielectric", alias="property"),
+        sort: str | None = None,
+        ascending: bool = False,
+        crystal_system: str | None = None,
+        include_elements: str | None = None,
+        exclude_elements: str | None = None,
+        non_centrosymmetric: str | None = None,
+        born_stable: bool = False,
+        state: str = "successful",
+        max_e_above_hull: float | None = Query(None, ge=0),
+        model_version: str | None = None,
+        dfpt: str | None = None,
+        page: int = Query(1, ge=1),
+    ) -> HTMLResponse:
+        nc = {"true": True, "false": False, "": None, None: None}.get(non_centrosymmetric)
+        if non_centrosymmetric not in (None, "", "true", "false"):
+            return error(422, "non_centrosymmetric must be true, false or empty")
+        try:
+            filters = CandidateFilters.build(
+                prop=prop,
+                sort=sort,
+                ascending=ascending,
+                crystal_system=crystal_system,
+                include_elements=include_elements,
+                exclude_elements=exclude_elements,
+                non_centrosymmetric=nc,
+                born_stable=born_stable,
+                state=state,
+                max_e_above_hull=max_e_above_hull,
+                model_version=model_version,
+                dfpt=dfpt,
+            )
+            rows, total = service.candidate_page(
+                stores.candidates, filters, (page - 1) * PER_PAGE, PER_PAGE
+            )
+            sort_field = filters.sort_field()
+        except ValueError as exc:
+            return error(422, str(exc))
+        params = filters.as_params()
+        n_pages = max(1, -(-total // PER_PAGE))
+
+        def link(**change: Any) -> str:
+            merged = {**params, **{k: v for k, v in change.items() if v is not None}}
+            for k in [k for k, v in change.items() if v is None]:
+                merged.pop(k, None)
+            return "/?" + urlencode(merged)
+
+        return render(
+            "table.html",
+            rows=rows,
+            total=total,
+            page=page,
+            n_pages=n_pages,
+            per_page=PER_PAGE,
+            filters=filters,
+            sort_field=sort_field,
+            fields=DERIVED_FIELDS[filters.prop],
+            sortable=service.sort_choices(filters.prop),
+            crystal_systems=CRYSTAL_SYSTEMS,
+            dfpt_filters=DFPT_FILTERS,
+            link=link,
+        )
+
+    @router.get("/candidate/{key}", response_class=HTMLResponse)
+    def candidate(key: str) -> HTMLResponse:
+        try:
+            view = service.candidate_view(stores.candidates, key)
+            structure = service.structure_view(view["document"])
+        except NotFoundError as exc:
+            return error(404, str(exc.args[0]))
+        doc = view["document"]
+        return render(
+            "candidate.html",
+            doc=doc,
+            view=view,
+            structure=structure,
+            key=doc["prediction_id"],
+            symmetry=doc.get("symmetry") or {},
+        )
+
+    @router.get("/parity", response_class=HTMLResponse)
+    def parity(include_rejected: bool = False) -> HTMLResponse:
+        states = ("accepted", "rejected") if include_rejected else ("accepted",)
+        rows = service.dfpt_rows(stores.candidates, None, states)
+        panels = []
+        for task in TASKS:
+            sub = [r for r in rows if r["task"] == task]
+            if sub:
+                panels.append(
+                    {"task": task, "rows": sub, "units": sub[0]["units"], "svg": _parity_svg(sub)}
+                )
+        return render("parity.html", panels=panels, include_rejected=include_rejected)
+
+    @router.get("/registry", response_class=HTMLResponse)
+    def registry() -> HTMLResponse:
+        return render("models.html", models=service.model_versions(stores.registry))
+
+    return router

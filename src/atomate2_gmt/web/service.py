@@ -1,0 +1,611 @@
+"""What the web app reads from the stores, as plain (JSON-safe) Python: used by the REST API
+(:mod:`atomate2_gmt.web.api`) and the pages (:mod:`atomate2_gmt.web.pages`) alike.
+
+Read-only: nothing here writes a document. Request values reach the stores only through
+allow-lists (property, sort field, crystal system, DFPT state, task, part, code) or as plain
+equality values (element symbols checked by pymatgen, model version, source, keys); every
+MongoDB operator in a criteria dict is written here or in :func:`atomate2_gmt.query.build_criteria`.
+Store descriptions shown to users go through :func:`atomate2_gmt.stores.describe_store`, which
+masks passwords.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from atomate2_gmt.query import CRYSTAL_SYSTEMS, build_criteria, find_document
+from atomate2_gmt.schemas.fields import (
+    DERIVED_FIELDS,
+    PREDICTION_KEY,
+    SORT_FIELDS,
+    SUMMARY_FIELDS,
+    TASKS,
+    resolve_sort_field,
+)
+from atomate2_gmt.settings import GMTSettings, mask_secrets
+
+if TYPE_CHECKING:
+    from maggma.core import Store
+
+__all__ = [
+    "CODES",
+    "CRYSTAL_SYSTEMS",
+    "DFPT_FILTERS",
+    "DFPT_PARTS",
+    "FIELD_UNITS",
+    "PREDICTION_STATES",
+    "UNITS",
+    "CandidateFilters",
+    "NotFoundError",
+    "TensorPictures",
+    "WebStores",
+    "candidate_page",
+    "candidate_view",
+    "dfpt_rows",
+    "get_candidate",
+    "model_document",
+    "model_versions",
+    "sort_choices",
+    "structure_view",
+    "training_document",
+    "training_page",
+]
+
+DFPT_FILTERS: tuple[str, ...] = ("accepted", "rejected", "failed", "none", "any")
+"""Values of the candidate table's DFPT filter: a DFPT outcome, ``none`` (no DFPT result yet)
+or ``any`` (some DFPT result)."""
+
+PREDICTION_STATES: tuple[str, ...] = ("successful", "failed")
+CODES: tuple[str, ...] = ("abinit", "vasp", "forcefield")
+DFPT_PARTS: tuple[str, ...] = (
+    "dielectric_electronic",
+    "dielectric_ionic",
+    "dielectric_total",
+    "piezo_electronic",
+    "piezo_ionic",
+    "piezo_total",
+    "elastic_clamped",
+    "elastic_relaxed",
+)
+UNITS = {"dielectric": "dimensionless", "dielectric_total": "dimensionless", "piezo": "C/m²",
+         "elastic": "GPa"}  # fmt: skip
+FIELD_UNITS: dict[str, str] = {
+    "dielectric_mean": "",
+    "dielectric_eig_max": "",
+    "dielectric_total_mean": "",
+    "dielectric_total_eig_max": "",
+    "e_ij_max": "C/m²",
+    "e_long_max": "C/m²",
+    "e_norm": "C/m²",
+    "K_VRH": "GPa",
+    "G_VRH": "GPa",
+    "AU": "",
+    "born_stable": "",
+}
+
+
+class NotFoundError(LookupError):
+    """Nothing in the store has this key (the message names it)."""
+
+
+@dataclass
+class WebStores:
+    """The stores the app reads: candidates (predictions), training documents, model registry.
+
+    Built from :class:`~atomate2_gmt.settings.GMTSettings` (embedded SQLite in ``PROJECT_DIR``
+    by default, MongoDB with ``MONGO_URI``). ``description`` names each store with any password
+    masked.
+    """
+
+    candidates: Store
+    training: Store
+    registry: Store
+    cache_dir: Path
+
+    @classmethod
+    def from_settings(cls, settings: GMTSettings | None = None) -> WebStores:
+        """The configured stores (not connected); pictures are cached in
+        ``PROJECT_DIR/web_cache``."""
+        from atomate2_gmt.stores import candidate_store, registry_store, training_store
+
+        settings = settings or GMTSettings()
+        return cls(
+            candidates=candidate_store(settings),
+            training=training_store(settings),
+            registry=registry_store(settings),
+            cache_dir=Path(settings.PROJECT_DIR).expanduser() / "web_cache",
+        )
+
+    def description(self) -> dict[str, str]:
+        """Store → one-line description, passwords masked."""
+        from atomate2_gmt.stores import describe_store
+
+        return {
+            "candidates": describe_store(self.candidates),
+            "training": describe_store(self.training),
+            "registry": describe_store(self.registry),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# the candidate table
+# --------------------------------------------------------------------------------------------
+
+
+def _element_list(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = value.replace(" ", ",").split(",")
+    return tuple(s.strip() for s in value if s and s.strip())
+
+
+@dataclass(frozen=True)
+class CandidateFilters:
+    """The candidate-table query: the filters of ``atomate2-gmt query`` plus a DFPT filter.
+
+    ``prop``: one of :data:`TASKS`; ``sort``: a derived field of it (or its alias; None → the
+    property's default); ``crystal_system``: one of ``CRYSTAL_SYSTEMS``; elements: symbols;
+    ``non_centrosymmetric``: True/False/None (both); ``born_stable``: only Born-stable crystals;
+    ``state``: ``successful`` or ``failed``; ``max_e_above_hull``: eV/atom; ``dfpt``: one of
+    :data:`DFPT_FILTERS` or None. :meth:`store_query` raises ``ValueError`` naming a bad value.
+    """
+
+    prop: str = "dielectric"
+    sort: str | None = None
+    ascending: bool = False
+    crystal_system: str | None = None
+    include_elements: tuple[str, ...] = ()
+    exclude_elements: tuple[str, ...] = ()
+    non_centrosymmetric: bool | None = None
+    born_stable: bool = False
+    state: str = "successful"
+    max_e_above_hull: float | None = None
+    model_version: str | None = None
+    dfpt: str | None = None
+
+    @classmethod
+    def build(cls, **values: Any) -> CandidateFilters:
+        """Filters from request values (element lists as "Pb,Cd" or lists; blanks → unset)."""
+        clean = {
+            k: (None if isinstance(v, str) and not v.strip() else v) for k, v in values.items()
+        }
+        for name in ("include_elements", "exclude_elements"):
+            clean[name] = _element_list(clean.get(name))
+        for name in ("crystal_system", "sort", "model_version", "dfpt"):
+            if clean.get(name) is not None:
+                clean[name] = str(clean[name]).strip()
+        return cls(**{k: v for k, v in clean.items() if v is not None})
+
+    def sort_field(self) -> str:
+        """The document field the table is sorted on (``state=successful``) or ``source``."""
+        if self.state == "successful":
+            return resolve_sort_field(self.prop, self.sort)
+        resolve_sort_field(self.prop, self.sort)  # still reject a bad sort key
+        return "source"
+
+    def store_query(self) -> dict[str, Any]:
+        """``{"criteria", "sort", "properties"}`` for the store (maggma's STORE_PARAMS)."""
+        if self.state not in PREDICTION_STATES:
+            raise ValueError(
+                f"state must be one of {', '.join(PREDICTION_STATES)}, got {self.state!r}"
+            )
+        if self.dfpt is not None and self.dfpt not in DFPT_FILTERS:
+            raise ValueError(f"dfpt must be one of {', '.join(DFPT_FILTERS)}, got {self.dfpt!r}")
+        sort_field = self.sort_field()
+        criteria = build_criteria(
+            self.prop,
+            sort_field=sort_field if self.state == "successful" else None,
+            crystal_system=self.crystal_system,
+            exclude_elements=self.exclude_elements,
+            include_elements=self.include_elements,
+            non_centrosymmetric=self.non_centrosymmetric,
+            stable_only=self.born_stable,
+            state=self.state,
+            max_e_above_hull=self.max_e_above_hull,
+            model_version=self.model_version,
+        )
+        if self.dfpt == "none":
+            criteria["dfpt"] = {"$exists": False}
+        elif self.dfpt == "any":
+            criteria["dfpt"] = {"$exists": True}
+        elif self.dfpt is not None:
+            criteria["dfpt.state"] = self.dfpt
+        direction = 1 if self.ascending else -1
+        properties = [
+            *SUMMARY_FIELDS,
+            *DERIVED_FIELDS[self.prop],
+            "uncertainty",
+            "dfpt.state",
+            "last_updated",
+            f"predictions.{self.prop}.state",
+            f"predictions.{self.prop}.error",
+        ]
+        return {
+            "criteria": criteria,
+            "sort": {sort_field: direction, PREDICTION_KEY: direction},
+            "properties": properties,
+        }
+
+    def as_params(self) -> dict[str, str]:
+        """The filters as URL query parameters (what the table's links carry)."""
+        out: dict[str, str] = {"property": self.prop}
+        if self.sort:
+            out["sort"] = self.sort
+        if self.ascending:
+            out["ascending"] = "true"
+        if self.crystal_system:
+            out["crystal_system"] = self.crystal_system
+        if self.include_elements:
+            out["include_elements"] = ",".join(self.include_elements)
+        if self.exclude_elements:
+            out["exclude_elements"] = ",".join(self.exclude_elements)
+        if self.non_centrosymmetric is not None:
+            out["non_centrosymmetric"] = str(self.non_centrosymmetric).lower()
+        if self.born_stable:
+            out["born_stable"] = "true"
+        if self.state != "successful":
+            out["state"] = self.state
+        if self.max_e_above_hull is not None:
+            out["max_e_above_hull"] = f"{self.max_e_above_hull:g}"
+        if self.model_version:
+            out["model_version"] = self.model_version
+        if self.dfpt:
+            out["dfpt"] = self.dfpt
+        return out
+
+
+def _latest_only(store: Store, criteria: dict[str, Any]) -> dict[str, Any]:
+    """``criteria`` restricted to each structure's latest prediction when the matches come from
+    several model versions (as :func:`atomate2_gmt.query.query_candidates` does)."""
+    if "model_version" in criteria:
+        return criteria
+    ends = [
+        next(store.query({}, properties=["model_version"], sort={"model_version": d}, limit=1), {})
+        for d in (1, -1)
+    ]
+    if ends[0].get("model_version") == ends[1].get("model_version"):
+        return criteria
+    if len(store.distinct("model_version", criteria)) <= 1:
+        return criteria
+    latest: dict[str, tuple[str, str]] = {}
+    for doc in store.query(criteria, properties=[PREDICTION_KEY, "structure_key", "last_updated"]):
+        key = doc.get("structure_key") or doc[PREDICTION_KEY]
+        stamp = str(doc.get("last_updated") or "")
+        if key not in latest or stamp > latest[key][0]:
+            latest[key] = (stamp, doc[PREDICTION_KEY])
+    return {**criteria, PREDICTION_KEY: {"$in": [v[1] for v in latest.values()]}}
+
+
+def _row(doc: dict[str, Any], prop: str, rank: int) -> dict[str, Any]:
+    sym = doc.get("symmetry") or {}
+    pred = (doc.get("predictions") or {}).get(prop) or {}
+    spread = doc.get("uncertainty") or {}
+    row: dict[str, Any] = {
+        "rank": rank,
+        PREDICTION_KEY: doc.get(PREDICTION_KEY),
+        "structure_key": doc.get("structure_key"),
+        "formula": doc.get("formula_pretty"),
+        "space_group": sym.get("symbol"),
+        "space_group_number": sym.get("number"),
+        "crystal_system": sym.get("crystal_system"),
+        "point_group": sym.get("point_group"),
+        "is_centrosymmetric": doc.get("is_centrosymmetric"),
+    }
+    for f in DERIVED_FIELDS[prop]:
+        row[f] = doc.get(f)
+    row.update(
+        {
+            "uncertainty": {f: spread[f] for f in DERIVED_FIELDS[prop] if f in spread},
+            "state": pred.get("state"),
+            "error": pred.get("error"),
+            "e_above_hull": doc.get("e_above_hull"),
+            "source": doc.get("source"),
+            "nsites": doc.get("nsites"),
+            "model_version": doc.get("model_version"),
+            "dfpt_state": (doc.get("dfpt") or {}).get("state"),
+        }
+    )
+    return row
+
+
+def candidate_page(
+    store: Store, filters: CandidateFilters, skip: int = 0, limit: int = 20
+) -> tuple[list[dict[str, Any]], int]:
+    """(rows ``skip`` … ``skip + limit`` of the ranked table, number of matches).
+
+    Rows: rank, prediction_id, structure_key, formula, space group (symbol, number), crystal
+    system, point group, centrosymmetry, the property's derived fields (units in
+    :data:`FIELD_UNITS`), ``uncertainty`` (ensemble standard deviation per field, where
+    present), state, error, e_above_hull, source, nsites, model_version, dfpt_state.
+    """
+    if skip < 0 or limit <= 0:
+        raise ValueError(f"skip must be >= 0 and limit > 0, got skip={skip}, limit={limit}")
+    query = filters.store_query()
+    store.connect()
+    criteria = _latest_only(store, query["criteria"])
+    total = store.count(criteria)
+    docs = store.query(
+        criteria=criteria,
+        properties=query["properties"],
+        sort=query["sort"],
+        skip=skip,
+        limit=limit,
+    )
+    rows = [_row(d, filters.prop, skip + i + 1) for i, d in enumerate(docs)]
+    return mask_secrets(rows), total
+
+
+# --------------------------------------------------------------------------------------------
+# one candidate
+# --------------------------------------------------------------------------------------------
+
+
+def get_candidate(store: Store, key: str) -> dict[str, Any]:
+    """The prediction document of ``key`` (prediction_id, structure_key or source), JSON-safe
+    apart from datetimes; :class:`NotFoundError` if none."""
+    try:
+        doc = find_document(store, key)
+    except KeyError as exc:
+        raise NotFoundError(exc.args[0]) from None
+    doc = {k: v for k, v in doc.items() if k != "_id"}
+    return mask_secrets(doc)  # type: ignore[no-any-return]
+
+
+def _structure(doc: dict[str, Any]) -> Any:
+    from pymatgen.core import Structure
+
+    if not doc.get("structure"):
+        raise NotFoundError(f"the document {doc.get(PREDICTION_KEY)!r} stores no structure")
+    return Structure.from_dict(doc["structure"])
+
+
+def structure_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """The structure for the 3-D viewer: lattice (Å, rows a, b, c), parameters, the sites of
+    the cell plus their periodic images on the cell faces (Cartesian Å, the document's frame),
+    and CIF text."""
+    import numpy as np
+    from pymatgen.io.cif import CifWriter
+
+    s = _structure(doc)
+    sites = []
+    for site in s:
+        frac = np.mod(site.frac_coords, 1.0)
+        frac[np.isclose(frac, 1.0, atol=1e-6)] = 0.0
+        shifts = [[0.0], [0.0], [0.0]]
+        for axis in range(3):
+            if abs(frac[axis]) < 1e-6:
+                shifts[axis].append(1.0)
+        for dx in shifts[0]:
+            for dy in shifts[1]:
+                for dz in shifts[2]:
+                    f = frac + np.array([dx, dy, dz])
+                    sites.append(
+                        {
+                            "species": site.specie.symbol,
+                            "xyz": [round(float(x), 6) for x in s.lattice.get_cartesian_coords(f)],
+                            "image": bool(dx or dy or dz),
+                        }
+                    )
+    lat = s.lattice
+    return {
+        PREDICTION_KEY: doc.get(PREDICTION_KEY),
+        "formula": s.composition.reduced_formula,
+        "nsites": len(s),
+        "lattice": lat.matrix.round(6).tolist(),
+        "abc": [round(float(x), 4) for x in lat.abc],
+        "angles": [round(float(x), 3) for x in lat.angles],
+        "volume": round(float(lat.volume), 4),
+        "sites": sites,
+        "cif": str(CifWriter(s)),
+    }
+
+
+def candidate_view(store: Store, key: str) -> dict[str, Any]:
+    """Everything the candidate page shows: the document's summary, symmetry, per-task tensors
+    (Voigt in the structure's frame and the IEEE 176 frame, units, derived values, model),
+    provenance and the DFPT comparison."""
+    from atomate2_gmt.report import document_comparison
+
+    doc = get_candidate(store, key)
+    tasks = []
+    for task in TASKS:
+        pred = (doc.get("predictions") or {}).get(task)
+        if pred is None:
+            continue
+        tasks.append(
+            {
+                "task": task,
+                "state": pred.get("state"),
+                "error": pred.get("error"),
+                "units": UNITS[task],
+                "voigt": pred.get("voigt"),
+                "voigt_ieee": pred.get("voigt_ieee"),
+                "ieee_error": pred.get("ieee_error"),
+                "derived": {f: doc.get(f) for f in DERIVED_FIELDS[task]},
+                "uncertainty": {
+                    f: v
+                    for f, v in (doc.get("uncertainty") or {}).items()
+                    if f in DERIVED_FIELDS[task]
+                },
+                "model": pred.get("model") or {},
+                "time_s": pred.get("time_s"),
+            }
+        )
+    dfpt = doc.get("dfpt")
+    comparison = document_comparison(doc) if dfpt else []
+    return {
+        "document": doc,
+        "tasks": tasks,
+        "dfpt": dfpt,
+        "comparison": comparison,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# tensor pictures
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TensorPictures:
+    """PNG pictures of the tensor surfaces (:func:`atomate2_gmt.plotting.plot_tensor_surfaces`),
+    drawn once per (document version, task) and kept in ``cache_dir``."""
+
+    cache_dir: Path
+    resolution: int = 40
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def path(self, doc: dict[str, Any], task: str | None) -> Path:
+        """The PNG of ``task`` (None: every successful task in one picture) for ``doc``.
+
+        ``ValueError`` for an unknown task or a tensor that has no picture (e.g. a singular
+        elastic tensor), :class:`NotFoundError` if the task has no successful prediction."""
+        from atomate2_gmt.plotting import plot_tensor_surfaces
+
+        preds = doc.get("predictions") or {}
+        if task is not None and task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
+        wanted = [task] if task is not None else [t for t in TASKS if t in preds]
+        tensors = {
+            t: preds[t]["tensor"]
+            for t in wanted
+            if (preds.get(t) or {}).get("state") == "successful" and preds[t].get("tensor")
+        }
+        if not tensors:
+            what = f"{task} prediction" if task else "prediction"
+            raise NotFoundError(
+                f"the document {doc.get(PREDICTION_KEY)!r} has no successful {what} to draw"
+            )
+        stamp = f"{doc.get(PREDICTION_KEY)}|{doc.get('last_updated')}|{','.join(tensors)}"
+        name = hashlib.sha256(stamp.encode()).hexdigest()[:24] + ".png"
+        out = self.cache_dir / name
+        with self._lock:  # matplotlib is not thread-safe
+            if not out.exists():
+                tmp = out.with_suffix(f".{threading.get_ident()}.png")
+                plot_tensor_surfaces(
+                    tensors, tmp, title=str(doc.get("formula_pretty")), resolution=self.resolution
+                )
+                tmp.replace(out)
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# DFPT, training documents, model registry
+# --------------------------------------------------------------------------------------------
+
+
+def dfpt_rows(
+    store: Store, task: str | None = None, states: tuple[str, ...] = ("accepted",)
+) -> list[dict[str, Any]]:
+    """Prediction vs DFPT rows (:func:`atomate2_gmt.report.dfpt_comparison`) of ``task``
+    (every task if None), for DFPT outcomes in ``states`` (accepted / rejected)."""
+    from atomate2_gmt.report import dfpt_comparison
+
+    if task is not None and task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
+    bad = [s for s in states if s not in ("accepted", "rejected")]
+    if bad or not states:
+        raise ValueError(f"DFPT states must be accepted and/or rejected, got {list(states)}")
+    rows = dfpt_comparison(store, tuple(states))
+    return [r for r in rows if task is None or r["task"] == task]
+
+
+_TRAINING_LIST_FIELDS = (
+    "record_id", "structure_key", "formula_pretty", "task", "part", "contribution", "units",
+    "voigt", "code", "code_version", "functional", "source", "candidate_id", "job_uuid",
+    "created_at", "last_updated",
+)  # fmt: skip
+
+
+def training_page(
+    store: Store,
+    task: str | None = None,
+    part: str | None = None,
+    code: str | None = None,
+    source: str | None = None,
+    structure_key: str | None = None,
+    skip: int = 0,
+    limit: int = 20,
+) -> tuple[list[dict[str, Any]], int]:
+    """Training documents (newest first) without their structures, and how many match."""
+    criteria: dict[str, Any] = {}
+    for name, value, allowed in (
+        ("task", task, TASKS),
+        ("part", part, DFPT_PARTS),
+        ("code", code, CODES),
+    ):
+        if value is not None:
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(allowed)}")
+            criteria[name] = value
+    for name, value in (("source", source), ("structure_key", structure_key)):
+        if value is not None:
+            criteria[name] = str(value)
+    store.connect()
+    total = store.count(criteria)
+    docs = store.query(
+        criteria=criteria,
+        properties=list(_TRAINING_LIST_FIELDS),
+        sort={"last_updated": -1, "record_id": 1},
+        skip=skip,
+        limit=limit,
+    )
+    return mask_secrets([{k: v for k, v in d.items() if k != "_id"} for d in docs]), total
+
+
+def training_document(store: Store, record_id: str) -> dict[str, Any]:
+    """One training document (with its structure) by ``record_id``."""
+    store.connect()
+    doc = store.query_one({"record_id": str(record_id)})
+    if doc is None:
+        raise NotFoundError(f"no training document with record_id {record_id!r}")
+    return mask_secrets({k: v for k, v in doc.items() if k != "_id"})  # type: ignore[no-any-return]
+
+
+def _model_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    from atomate2_gmt.registry.schema import ModelVersionDoc
+
+    out = ModelVersionDoc.from_store(doc).model_dump(mode="json")
+    return mask_secrets(out)  # type: ignore[no-any-return]
+
+
+def model_versions(
+    store: Store, task: str | None = None, promoted: bool | None = None
+) -> list[dict[str, Any]]:
+    """Registered model versions (task, then version number), without their configs."""
+    criteria: dict[str, Any] = {}
+    if task is not None:
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
+        criteria["task"] = task
+    if promoted is not None:
+        criteria["promoted"] = bool(promoted)
+    store.connect()
+    docs = store.query(criteria=criteria, sort={"task": 1, "version_number": 1})
+    out = []
+    for d in docs:
+        m = _model_doc(d)
+        m.pop("config", None)
+        out.append(m)
+    return out
+
+
+def model_document(store: Store, key: str) -> dict[str, Any]:
+    """One registered model version by ``model_id`` or version label (``piezo-v2``)."""
+    store.connect()
+    doc = store.query_one({"model_id": str(key)}) or store.query_one({"version": str(key)})
+    if doc is None:
+        raise NotFoundError(f"no model {key!r} in the registry (model_id or version label)")
+    return _model_doc(doc)
+
+
+def sort_choices(prop: str) -> tuple[str, ...]:
+    """The derived fields a table of ``prop`` can be sorted on."""
+    if prop not in SORT_FIELDS:
+        raise ValueError(f"unknown property {prop!r}; valid properties: {', '.join(TASKS)}")
+    return SORT_FIELDS[prop]
