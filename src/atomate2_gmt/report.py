@@ -24,7 +24,7 @@ from atomate2_gmt.tensors.symmetry import point_group_operations, projector
 if TYPE_CHECKING:
     from maggma.core import Store
 
-__all__ = ["dfpt_comparison", "write_report"]
+__all__ = ["dfpt_comparison", "document_comparison", "write_report"]
 
 _UNITS = {"dielectric": "", "dielectric_total": "", "piezo": "C/m²", "elastic": "GPa"}
 
@@ -33,44 +33,56 @@ def dfpt_comparison(store: Store, states: tuple[str, ...] = ("accepted",)) -> li
     """One row per (candidate, task) with both a prediction and a DFPT tensor.
 
     ``states``: which DFPT outcomes to include (``accepted``; add ``rejected`` to see the
-    results that failed validation). Rows: prediction_id, formula, task, code, dfpt_state,
-    fnorm, rel_error, pred_symmetry_residual, dfpt_symmetry_residual, pred_zero_success,
-    predicted and computed standard Voigt matrices.
+    results that failed validation). Rows: see :func:`document_comparison`.
     """
-    from pymatgen.core import Structure
-
     store.connect()
     rows = []
     criteria = {"dfpt.state": {"$in": list(states)}}
     for doc in store.query(criteria=criteria):
-        dfpt = doc.get("dfpt") or {}
-        structure = Structure.from_dict(doc["structure"])
-        ops = point_group_operations(structure)
-        for task, computed in sorted((dfpt.get("tensors") or {}).items()):
-            pred = (doc.get("predictions") or {}).get(task) or {}
-            if pred.get("state") != "successful":
-                continue
-            kind = kind_of(task)
-            P = projector(kind, ops)
-            p, t = np.asarray(pred["tensor"]), np.asarray(computed)
-            rows.append(
-                {
-                    PREDICTION_KEY: doc[PREDICTION_KEY],
-                    "formula": doc.get("formula_pretty"),
-                    "point_group": (doc.get("symmetry") or {}).get("point_group"),
-                    "task": task,
-                    "code": dfpt.get("code"),
-                    "dfpt_state": dfpt.get("state"),
-                    "fnorm": float(fnorm(p, t, kind)),
-                    "rel_error": float(relative_error(p, t, kind)),
-                    "pred_symmetry_residual": float(symmetry_violation(p, P)),
-                    "dfpt_symmetry_residual": float(symmetry_violation(t, P)),
-                    "pred_zero_success": bool(zero_success(p, P)),
-                    "units": _UNITS[task],
-                    "voigt_predicted": full_to_voigt(p, kind).tolist(),
-                    "voigt_dfpt": full_to_voigt(t, kind).tolist(),
-                }
-            )
+        rows.extend(document_comparison(doc))
+    return rows
+
+
+def document_comparison(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Prediction vs DFPT rows of one candidate document (none without a ``dfpt`` field).
+
+    Rows: prediction_id, formula, point_group, task, code, dfpt_state, fnorm, rel_error,
+    pred_symmetry_residual, dfpt_symmetry_residual, pred_zero_success, units, predicted and
+    computed standard Voigt matrices (tensor units, the structure's frame).
+    """
+    from pymatgen.core import Structure
+
+    dfpt = doc.get("dfpt") or {}
+    if not dfpt.get("tensors"):
+        return []
+    structure = Structure.from_dict(doc["structure"])
+    ops = point_group_operations(structure)
+    rows = []
+    for task, computed in sorted((dfpt.get("tensors") or {}).items()):
+        pred = (doc.get("predictions") or {}).get(task) or {}
+        if pred.get("state") != "successful":
+            continue
+        kind = kind_of(task)
+        P = projector(kind, ops)
+        p, t = np.asarray(pred["tensor"]), np.asarray(computed)
+        rows.append(
+            {
+                PREDICTION_KEY: doc[PREDICTION_KEY],
+                "formula": doc.get("formula_pretty"),
+                "point_group": (doc.get("symmetry") or {}).get("point_group"),
+                "task": task,
+                "code": dfpt.get("code"),
+                "dfpt_state": dfpt.get("state"),
+                "fnorm": float(fnorm(p, t, kind)),
+                "rel_error": float(relative_error(p, t, kind)),
+                "pred_symmetry_residual": float(symmetry_violation(p, P)),
+                "dfpt_symmetry_residual": float(symmetry_violation(t, P)),
+                "pred_zero_success": bool(zero_success(p, P)),
+                "units": _UNITS[task],
+                "voigt_predicted": full_to_voigt(p, kind).tolist(),
+                "voigt_dfpt": full_to_voigt(t, kind).tolist(),
+            }
+        )
     return rows
 
 
