@@ -256,7 +256,7 @@ def candidates_from_folder(
     paths = sorted(
         p
         for p in files
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        if not p.is_dir() and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
     limits = InputLimits.from_settings()
     return [c for p in paths for c in _read_one(p, str(p.relative_to(root)), limits)]
@@ -307,10 +307,13 @@ def candidates_from_store(
     """
     from pydash import get
 
+    from atomate2_gmt.data.criteria import check_criteria
+
+    criteria = check_criteria(criteria or {})
     store.connect()
     max_sites = InputLimits.from_settings().max_sites
     out = []
-    for i, doc in enumerate(store.query(criteria=criteria or {}, limit=limit)):
+    for i, doc in enumerate(store.query(criteria=criteria, limit=limit)):
         key = get(doc, store.key) if isinstance(store.key, str) else None
         name = str(key) if key is not None else f"document-{i}"
         provenance = {"store": store.__class__.__name__, "key": store.key, "id": key}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from atomate2_gmt.data.criteria import ALLOWED_OPERATORS, check_criteria
 from atomate2_gmt.schemas.fields import (
     DERIVED_FIELDS,
     PREDICTION_KEY,
@@ -26,9 +27,32 @@ if TYPE_CHECKING:
 
     from maggma.core import Store
 
-__all__ = ["CRYSTAL_SYSTEMS", "build_criteria", "find_document", "query_candidates"]
+__all__ = [
+    "ALLOWED_OPERATORS",
+    "CRYSTAL_SYSTEMS",
+    "MAX_TOP",
+    "build_criteria",
+    "check_criteria",
+    "find_document",
+    "query_candidates",
+]
 
 _STATES = ("successful", "failed")
+
+#: Largest ``top`` (a bound that every store's integer type holds).
+MAX_TOP = 1_000_000_000
+
+
+def _plain(name: str, value: Any, kinds: tuple[type, ...], what: str) -> None:
+    """``value`` is None or a plain value of ``kinds`` (bools only where ``kinds`` has bool):
+    a dict (an operator such as ``{"$ne": None}``) or any other type is refused."""
+    if value is None:
+        return
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        raise ValueError(
+            f"{name} must be {what}, got {type(value).__name__} {value!r}: filters take plain "
+            "values, never query operators"
+        )
 
 
 def _elements(symbols: Iterable[str] | str, what: str) -> list[str]:
@@ -57,7 +81,23 @@ def build_criteria(
     max_e_above_hull: float | None = None,
     model_version: str | None = None,
 ) -> dict[str, Any]:
-    """The MongoDB-style filter behind :func:`query_candidates` (validated; see there)."""
+    """The MongoDB-style filter behind :func:`query_candidates` (validated; see there). Every
+    argument is a plain value: a dict such as ``{"$ne": None}`` is refused, never passed on."""
+    _plain("prop", prop, (str,), "a property name")
+    _plain("sort_field", sort_field, (str,), "a field name")
+    _plain("crystal_system", crystal_system, (str,), "a crystal system name")
+    _plain("non_centrosymmetric", non_centrosymmetric, (bool,), "True, False or None")
+    _plain("stable_only", stable_only, (bool,), "True or False")
+    _plain("state", state, (str,), "'successful', 'failed' or None")
+    _plain("max_e_above_hull", max_e_above_hull, (int, float), "a number (eV/atom)")
+    _plain("model_version", model_version, (str,), "a model version label")
+    for name, value in (
+        ("exclude_elements", exclude_elements),
+        ("include_elements", include_elements),
+    ):
+        if not isinstance(value, str):
+            for item in value:
+                _plain(name, item, (str,), "element symbols")
     if prop not in TASKS:
         raise ValueError(f"unknown property {prop!r}; valid properties: {', '.join(TASKS)}")
     # documents of an older schema define some fields differently: never mixed in
@@ -187,8 +227,15 @@ def query_candidates(
     Rows have ``rank``, ``formula``, space group, crystal and point group, the property's
     derived scalars, ``source``, ``structure_key``, ``model_version`` and ``prediction_id``.
     """
-    if not isinstance(top, int) or isinstance(top, bool) or top <= 0:
-        raise ValueError(f"top must be a positive integer, got {top!r}")
+    if not isinstance(top, int) or isinstance(top, bool) or not 0 < top <= MAX_TOP:
+        raise ValueError(f"top must be an integer from 1 to {MAX_TOP}, got {top!r}")
+    _plain("sort", sort, (str,), "a sort field name")
+    for name, flag in (
+        ("ascending", ascending),
+        ("latest_only", latest_only),
+        ("include_tensors", include_tensors),
+    ):
+        _plain(name, flag, (bool,), "True or False")
     sort_field = resolve_sort_field(prop, sort)
     criteria = build_criteria(
         prop,
@@ -232,14 +279,17 @@ def query_candidates(
 
 
 def find_document(store: Store, key: str) -> dict[str, Any]:
-    """One prediction document by ``prediction_id``, ``structure_key`` or ``source`` (the
-    latest when several match). ``KeyError`` naming ``key`` if nothing matches."""
+    """One prediction document by ``prediction_id``, ``structure_key`` or any of its input names
+    (``source``, ``sources``; the latest when several match). ``KeyError`` naming ``key`` if
+    nothing matches."""
     if not isinstance(key, str) or not key.strip():
         raise ValueError("key must be a non-empty string")
     store.connect()
-    for field in (PREDICTION_KEY, "structure_key", "source"):
+    for field in (PREDICTION_KEY, "structure_key", "source", "sources"):
         docs = list(store.query({field: key}))
         if docs:
             docs.sort(key=lambda d: str(d.get("last_updated") or ""))
             return docs[-1]
-    raise KeyError(f"no prediction document with prediction_id, structure_key or source {key!r}")
+    raise KeyError(
+        f"no prediction document with prediction_id, structure_key or input name {key!r}"
+    )

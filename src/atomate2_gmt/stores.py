@@ -37,7 +37,7 @@ from maggma.stores import GridFSStore, MongoStore
 from monty.json import MontyDecoder, MSONable
 
 from atomate2_gmt.schemas.fields import PREDICTION_INDEXES, PREDICTION_KEY
-from atomate2_gmt.settings import GMTSettings, mask_uri
+from atomate2_gmt.settings import GMTSettings, mask_uri, remember_uri_secrets
 
 __all__ = [
     "REGISTRY_INDEXES",
@@ -47,6 +47,7 @@ __all__ = [
     "LocalBlobStore",
     "StoreConnectionError",
     "StoreWriteError",
+    "add_sources",
     "candidate_store",
     "check_store",
     "describe_store",
@@ -1059,6 +1060,7 @@ def describe_store(store: Store) -> str:
         coll = getattr(store, "collection_name", "?")
         db = getattr(store, "database", None)
         if uri:
+            remember_uri_secrets(uri)  # scrubbed from every later message, too
             return f"{mask_uri(uri)} (database {db!r}, collection {coll!r})"
         if hasattr(store, "host"):
             user = getattr(store, "username", "") or ""
@@ -1147,12 +1149,45 @@ def _insert_or_replace(coll: Any, batch: list[dict[str, Any]]) -> None:
     )
 
 
+def _names(doc: dict[str, Any]) -> list[str]:
+    names = [str(n) for n in doc.get("sources") or []]
+    return names or ([str(doc["source"])] if doc.get("source") else [])
+
+
+def _keep_names(new: dict[str, Any], old: dict[str, Any]) -> None:
+    """``new`` replaces ``old`` (same ``prediction_id``): it keeps ``old``'s ``source`` and the
+    union of both documents' ``sources`` (old names first)."""
+    names = list(dict.fromkeys([*_names(old), *_names(new)]))
+    if old.get("source"):
+        new["source"] = old["source"]
+    new["sources"] = names
+
+
+def add_sources(store: Store, names: dict[str, list[str]]) -> int:
+    """Add input ``names`` (``prediction_id`` → names) to the ``sources`` of stored prediction
+    documents (e.g. a re-run that skips a crystal already predicted under another file name);
+    returns the number of documents changed."""
+    if not names:
+        return 0
+    store.connect()
+    changed = []
+    for doc in store.query({PREDICTION_KEY: {"$in": list(names)}}):
+        merged = list(dict.fromkeys([*_names(doc), *names[doc[PREDICTION_KEY]]]))
+        if merged != doc.get("sources"):
+            changed.append({**{k: v for k, v in doc.items() if k != "_id"}, "sources": merged})
+    if changed:
+        store.update(changed, key=PREDICTION_KEY)
+    return len(changed)
+
+
 def upsert_predictions(store: Store, docs: Iterable[Any], batch_size: int = 500) -> int:
     """Bulk upsert prediction documents on ``prediction_id`` (= structure_key:model_version).
 
     ``docs`` are :class:`~atomate2_gmt.schemas.prediction.GMTPredictionDoc` or their store
     dicts. Creates the prediction indexes first (once per store object). Idempotent: running it
-    again replaces the same documents, never duplicates them. If the store fails part-way a
+    again replaces the same documents, never duplicates them. A document that replaces one with
+    the same ``prediction_id`` (the same crystal under another input name) keeps the first
+    ``source`` and every name in ``sources``. If the store fails part-way a
     :class:`StoreWriteError` says how many documents were written; re-running the same call
     completes the rest. Returns the number of documents written.
     """
@@ -1161,7 +1196,9 @@ def upsert_predictions(store: Store, docs: Iterable[Any], batch_size: int = 500)
     unique: dict[str, dict[str, Any]] = {}
     for i, doc in enumerate(docs):
         d = _as_store_doc(doc, i)
-        unique.pop(d[PREDICTION_KEY], None)
+        earlier = unique.pop(d[PREDICTION_KEY], None)
+        if earlier is not None:  # the same crystal under two names: keep both names
+            _keep_names(d, earlier)
         unique[d[PREDICTION_KEY]] = d
     todo = list(unique.values())
     if not todo:
@@ -1170,6 +1207,12 @@ def upsert_predictions(store: Store, docs: Iterable[Any], batch_size: int = 500)
     written = 0
     try:
         store.connect()
+        stored = store.query(
+            {PREDICTION_KEY: {"$in": list(unique)}},
+            properties=[PREDICTION_KEY, "source", "sources"],
+        )
+        for old in stored:
+            _keep_names(unique[old[PREDICTION_KEY]], old)
         if not getattr(store, "_gmt_prediction_indexes", False):
             ensure_prediction_indexes(store)
             store._gmt_prediction_indexes = True  # type: ignore[attr-defined]

@@ -137,7 +137,7 @@ def test_latest_model_version_wins(store):
         ({"prop": "piezo", "sort": "K_VRH"}, "valid sort keys: e_ij_max"),
         ({"prop": "piezo", "exclude_elements": "Pb,Xx"}, "unknown element symbol 'Xx'"),
         ({"prop": "piezo", "crystal_system": "cubicc"}, "unknown crystal system 'cubicc'"),
-        ({"prop": "piezo", "top": 0}, "top must be a positive integer"),
+        ({"prop": "piezo", "top": 0}, "top must be an integer from 1 to"),
         ({"prop": "piezo", "state": "done"}, "state must be"),
         ({"prop": "piezo", "include_elements": "O", "exclude_elements": "O"}, "both included"),
         ({"prop": "piezo", "max_e_above_hull": -0.1}, "max_e_above_hull must be >= 0"),

@@ -26,9 +26,9 @@ def run_screening(
     store: Any = None,
 ) -> dict[str, Any]:
     """Build the screening flow for ``candidates`` and run it with ``run_locally``; returns the
-    ranking job's output (raises if a job failed)."""
-    import logging
-
+    ranking job's output plus ``"job_failures"``: ``[job name, exception]`` of every job that
+    failed. When a job failed, the output is summed from the chunk jobs that finished (no
+    ranking) and ``"n_not_stored"`` counts the inputs of the failed chunks."""
     from jobflow import run_locally
 
     from atomate2_gmt.flows.screen import GMTScreenMaker
@@ -41,10 +41,76 @@ def run_screening(
         store=store,
     )
     flow = maker.make(candidates)
-    logging.getLogger("jobflow").setLevel(logging.WARNING)
-    responses = run_locally(flow, ensure_success=True, log=False)
-    output = responses[flow.jobs[-1].uuid][1].output
-    return dict(output)
+    with _JobFailureLog() as failure_log:
+        responses = run_locally(flow, ensure_success=False, log=False)
+    failed = [job for job in flow.jobs if job.uuid not in responses]
+    job_failures = [[job.name, failure_log.reason(job.name)] for job in failed]
+    rank_job = flow.jobs[-1]
+    if rank_job.uuid in responses:
+        return {**dict(responses[rank_job.uuid][1].output), "job_failures": job_failures}
+    summaries = [responses[j.uuid][1].output for j in flow.jobs[:-1] if j.uuid in responses]
+    lost = sum(len(j.function_args[0]) for j in failed if j is not rank_job)
+    return {
+        "ranking": {},
+        "n": sum(s["n"] for s in summaries),
+        "n_successful": sum(s["n_successful"] for s in summaries),
+        "n_failed": sum(s["n_failed"] for s in summaries),
+        "n_documents": len({pid for s in summaries for pid in s["prediction_ids"]}),
+        "n_not_stored": lost,
+        "failures": [f for s in summaries for f in s["failures"]],
+        "model_version": summaries[0]["model_version"] if summaries else None,
+        "tasks": sorted({t for s in summaries for t in s["tasks"]}),
+        "store": _store_name(store),
+        "job_failures": job_failures,
+    }
+
+
+def _store_name(store: Any) -> str:
+    from atomate2_gmt.settings import GMTSettings
+    from atomate2_gmt.stores import candidate_store, describe_store
+
+    return describe_store(store if store is not None else candidate_store(GMTSettings()))
+
+
+class _JobFailureLog:
+    """Collects the exceptions jobflow's ``run_locally`` logs for failed jobs (it reports them
+    only as log records) without printing jobflow's other log lines."""
+
+    def __init__(self) -> None:
+        import logging
+
+        self.records: dict[str, str] = {}
+        self.logger = logging.getLogger("jobflow.managers.local")
+        outer = self
+
+        class _Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                message = record.getMessage()
+                name, sep, trace = message.partition(" failed with exception:")
+                if sep:
+                    lines = [ln for ln in trace.strip().splitlines() if ln.strip()]
+                    outer.records[name] = lines[-1].strip() if lines else "unknown error"
+
+        self.handler = _Handler()
+
+    def __enter__(self) -> _JobFailureLog:
+        import logging
+
+        self._saved = (self.logger.level, self.logger.propagate)
+        logging.getLogger("jobflow").setLevel(logging.WARNING)
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False
+        self.logger.addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self._saved[0])
+        self.logger.propagate = self._saved[1]
+
+    def reason(self, job_name: str) -> str:
+        """The failed job's exception (``Type: message``), or why it did not run."""
+        return self.records.get(job_name, "not run: a job it depends on failed")
 
 
 def print_screening(output: dict[str, Any], elapsed: float | None = None) -> None:
@@ -60,6 +126,12 @@ def print_screening(output: dict[str, Any], elapsed: float | None = None) -> Non
         f"{output['n_failed']} failed (tasks: {', '.join(output['tasks'])}; model version "
         f"{output['model_version']}; store {output['store']}{rate})"
     )
+    n_docs = output.get("n_documents")
+    if n_docs is not None and n_docs != output["n"]:
+        console.print(
+            f"stored as {n_docs} documents: {output['n'] - n_docs} inputs are the same crystal "
+            "as another input (one document per crystal; its 'sources' keep every name)"
+        )
     for task, rows in output["ranking"].items():
         if rows:
             console.print(render_rows(rows, task, "table"), end="")
@@ -67,6 +139,15 @@ def print_screening(output: dict[str, Any], elapsed: float | None = None) -> Non
         console.print(f"  failed: {source}: {reason}")
     if len(output["failures"]) > 10:
         console.print(f"  ... and {len(output['failures']) - 10} more failures")
+    for name, reason in output.get("job_failures") or []:
+        console.print(f"[red]job {name} failed:[/red] {reason}", markup=True, highlight=False)
+    if output.get("job_failures"):
+        console.print(
+            f"kept: the documents of the {output['n']} inputs above are in the store; "
+            f"{output.get('n_not_stored', 0)} inputs of failed jobs were not stored (a failed job "
+            "keeps the parts it finished). Fix the cause and run the same command again: what is "
+            "stored is not predicted again."
+        )
 
 
 def screen(
@@ -82,10 +163,12 @@ def screen(
     project_dir: Annotated[
         Path | None, typer.Option(help="Project folder (default: settings PROJECT_DIR).")
     ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Screen structure files into the candidate store (run locally) and print the ranking."""
     import os
 
+    from atomate2_gmt import progress
     from atomate2_gmt.stores import StoreConnectionError
 
     if project_dir is not None:
@@ -93,9 +176,15 @@ def screen(
     task_list = tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else None
     start = time.perf_counter()
     try:
-        output = run_screening(
-            path, task_list, chunk_size=chunk_size, top=top, device=device, batch_size=batch_size
-        )
+        with progress.reporting(quiet=quiet):
+            output = run_screening(
+                path,
+                task_list,
+                chunk_size=chunk_size,
+                top=top,
+                device=device,
+                batch_size=batch_size,
+            )
     except (ValueError, FileNotFoundError) as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -103,6 +192,8 @@ def screen(
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(1) from None
     print_screening(output, time.perf_counter() - start)
+    if output.get("job_failures"):
+        raise typer.Exit(1)
 
 
 def _checked_store(project_dir: Path | None) -> tuple[Any, Any]:

@@ -84,9 +84,11 @@ def records_from_store(
     Returns ``(records, stats)`` with ``source``, ``n_total``, ``n_kept``, ``n_invalid``,
     ``by_source``. The store is connected if needed (and left open).
     """
+    from atomate2_gmt.data.criteria import check_criteria
+
     validate_task(task)
+    query = {**check_criteria(criteria or {}), "task": task}
     store.connect()
-    query = {**(criteria or {}), "task": task}
     records: list[TensorRecord] = []
     invalid: list[str] = []
     not_production: list[str] = []

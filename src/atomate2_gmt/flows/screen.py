@@ -32,8 +32,9 @@ def screening_inputs(candidates: Any) -> list[Any]:
     if isinstance(candidates, str | os.PathLike):
         path = Path(candidates)
         if path.is_dir():
+            # every entry but folders and hidden files: a FIFO or device fails alone, with a reason
             return sorted(
-                str(p) for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+                str(p) for p in path.iterdir() if not p.is_dir() and not p.name.startswith(".")
             )
         if path.is_file():
             return [str(path)]

@@ -245,7 +245,9 @@ class GMTPredictMaker(Maker):
         """Predict every candidate (Candidate, Structure, Structure dict or file path).
 
         Returns the documents' store dicts (``return_documents``) or a summary:
-        ``{"n", "n_successful", "n_failed", "n_skipped" (already in the store), "prediction_ids",
+        ``{"n", "n_documents" (distinct crystals: inputs that are the same crystal share one
+        document, whose ``sources`` name them all), "n_successful", "n_failed", "n_skipped"
+        (already in the store), "prediction_ids",
         "failures": [[source, reason]],
         "model_version", "tasks", "device", "timings", "written"}``.
         """
@@ -320,7 +322,10 @@ def predict_documents(
     if n_workers > 0 and len(parts) > 1:  # the workers read and key files while models load
         method = "fork" if _forks() else "spawn"
         pool = ProcessPoolExecutor(
-            n_workers, mp_context=multiprocessing.get_context(method), initializer=_init_worker
+            n_workers,
+            mp_context=multiprocessing.get_context(method),
+            initializer=_init_worker,
+            initargs=(1, os.getpid()),
         )
         futures = [pool.submit(structure_facts, part, i, symprec) for i, part in parts]
     try:
@@ -342,9 +347,11 @@ def _predict_parts(
 ) -> list[dict[str, Any]] | dict[str, Any]:
     """Load the models, then predict (and store) part by part; ``futures`` hold the parts' facts
     when a worker pool computes them, else they are computed here."""
+    from atomate2_gmt import progress
     from atomate2_gmt.schemas.prediction import derive_model_version
-    from atomate2_gmt.stores import upsert_predictions
+    from atomate2_gmt.stores import add_sources, upsert_predictions
 
+    progress.phase(f"loading the {', '.join(tasks)} models", logger)
     loaded: dict[str, list[tuple[Any, dict[str, Any]]]] = {
         task: maker.load_ensemble(task) if task in maker.ensemble else [maker.load_model(task)]
         for task in tasks
@@ -360,10 +367,12 @@ def _predict_parts(
     written = 0
     model_pool = _model_pool(maker, context, sum(len(p) for _, p in parts))
     pending: deque[Any] = deque()  # model-pool futures, in input order
+    bar = progress.task("predicting", sum(len(p) for _, p in parts), unit="structures")
 
     def keep(part_docs: list[Any]) -> None:
         nonlocal written
         docs.extend(part_docs)
+        bar.advance(len(part_docs))
         if store is not None and part_docs:  # written now: a job that dies keeps this part
             t0 = time.perf_counter()
             written += upsert_predictions(store, part_docs)
@@ -380,8 +389,14 @@ def _predict_parts(
         if store is not None and maker.skip_existing:
             t0 = time.perf_counter()
             done = _already_predicted(store, facts, version)
+            names: dict[str, list[str]] = {}
+            for cand, _ in facts:
+                if id(cand) in done:
+                    names.setdefault(done[id(cand)], []).append(cand.source)
+            add_sources(store, names)  # a skipped crystal keeps the name it has in this run
             timings["store"] = timings.get("store", 0.0) + time.perf_counter() - t0
             skipped.extend(done.values())
+            bar.advance(len(done))
             facts = [(c, f) for c, f in facts if id(c) not in done]
         if not facts:
             return
@@ -405,6 +420,8 @@ def _predict_parts(
         if model_pool is not None:  # workers may still be busy with this job's parts
             close_model_pool()
         raise
+    finally:
+        bar.close()
     elapsed = time.perf_counter() - start
     failures = [[d.source, d.error or ""] for d in docs if d.state == "failed"]
     logger.info(
@@ -423,12 +440,14 @@ def _predict_parts(
             out_docs.extend({k: v for k, v in d.items() if k != "_id"} for d in found)
         return out_docs
     n = len(docs) + len(skipped)
+    ids = [d.prediction_id for d in docs] + skipped
     return {
         "n": n,
+        "n_documents": len(set(ids)),
         "n_successful": n - len(failures),
         "n_failed": len(failures),
         "n_skipped": len(skipped),
-        "prediction_ids": [d.prediction_id for d in docs] + skipped,
+        "prediction_ids": ids,
         "failures": failures,
         "model_version": version,
         "tasks": list(tasks),
@@ -555,15 +574,35 @@ def _forks() -> bool:
 _WORKER_CONTEXT: _Context | None = None
 
 
-def _init_worker(threads: int = 1) -> None:
-    """Worker initialiser: ``threads`` torch threads and ONE BLAS thread. Idle OpenBLAS threads
+def _init_worker(threads: int = 1, parent: int | None = None) -> None:
+    """Worker initialiser: ``threads`` torch threads and ONE BLAS thread (idle OpenBLAS threads
     spin: with its default of one per core, numpy's BLAS cost a single-threaded worker about a
-    quarter of its CPU in spinning, taken from the other processes."""
+    quarter of its CPU in spinning, taken from the other processes), and the worker exits when
+    its parent process ``parent`` dies (:func:`_exit_with_parent`)."""
     import torch
     from threadpoolctl import threadpool_limits
 
+    _exit_with_parent(parent)
     torch.set_num_threads(threads)
     threadpool_limits(limits=1, user_api="blas")
+
+
+def _exit_with_parent(parent: int | None) -> None:
+    """On Linux, have the kernel kill this process when the process (thread) that forked it
+    dies, even by ``kill -9`` (``prctl(PR_SET_PDEATHSIG, SIGKILL)``); a worker whose parent
+    died before the call exits at once. Elsewhere nothing is done (workers there are spawned,
+    and Python's pool stops them when the parent exits normally)."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
 
 
 def _worker_documents(
@@ -619,8 +658,9 @@ def _model_pool(maker: GMTPredictMaker, ctx: _Context, n_items: int) -> Any:
     if n < 2 or ctx.device != "cpu" or n_items <= ctx.batch_size:
         return None
     key = _pool_key(ctx, n)
-    if _POOL["pool"] is not None and _POOL["key"] == key:
-        return _POOL["pool"]
+    if _POOL["pool"] is not None and _POOL["key"] == key and not _POOL["pool"]._broken:
+        return _POOL["pool"]  # (a pool is broken when its workers died, e.g. with the thread
+        # that forked them: see _exit_with_parent)
     close_model_pool()
     for members in ctx.loaded.values():
         for net, _ in members:
@@ -630,7 +670,7 @@ def _model_pool(maker: GMTPredictMaker, ctx: _Context, n_items: int) -> Any:
         n,
         mp_context=multiprocessing.get_context("fork"),
         initializer=_init_worker,
-        initargs=(max(1, cores // n),),
+        initargs=(max(1, cores // n), os.getpid()),
     )
     _POOL.update(key=key, pool=pool)
     return pool

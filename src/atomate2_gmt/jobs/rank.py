@@ -48,7 +48,8 @@ def rank_predictions(
 ) -> dict[str, Any]:
     """Rank the predictions a screening run wrote (``summaries``: outputs of the chunk jobs).
 
-    Returns ``{"ranking": task → rows, "n", "n_successful", "n_failed", "failures",
+    Returns ``{"ranking": task → rows, "n", "n_successful", "n_failed", "n_documents" (distinct
+    documents stored: inputs that are the same crystal share one), "failures",
     "model_version", "tasks", "store"}``; the rows are those of ``atomate2-gmt query``.
     """
     from atomate2_gmt.settings import GMTSettings
@@ -69,6 +70,7 @@ def rank_predictions(
         "n": sum(s["n"] for s in summaries),
         "n_successful": sum(s["n_successful"] for s in summaries),
         "n_failed": sum(s["n_failed"] for s in summaries),
+        "n_documents": len({pid for s in summaries for pid in s["prediction_ids"]}),
         "failures": [f for s in summaries for f in s["failures"]],
         "model_version": version,
         "tasks": tasks,

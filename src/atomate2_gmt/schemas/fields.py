@@ -90,11 +90,13 @@ PREDICTION_INDEXES: tuple[tuple[tuple[str, ...], bool], ...] = (
     (("structure_key", "model_version"), False),
     (("model_version",), False),
     (("state",), False),
+    (("sources",), False),
     (("symmetry.crystal_system",), False),
     *(((field, PREDICTION_KEY), False) for task in TASKS for field in SORT_FIELDS[task]),
 )
 """Indexes of the prediction store: (key fields, unique). The key, structure_key (prefix of the
-compound index), model_version, state, crystal system and every sort field (with the key, the
+compound index), model_version, state, input names (``show`` finds a document by any of them),
+crystal system and every sort field (with the key, the
 tie-breaker of sorted queries, so that a top-k query walks one index). Low-selectivity
 booleans, element lists (used with ``$nin``) and per-task states are filtered while walking a
 sort index instead: each index costs write throughput (see docs/benchmarks.md, Stores)."""

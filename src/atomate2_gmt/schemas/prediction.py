@@ -269,7 +269,15 @@ class GMTPredictionDoc(StructureMetadata):
         default=None, description="Stable structure hash (None if the structure is unreadable)."
     )
     model_version: str = Field(description="Version label of the models used.")
-    source: str = Field(description="Where the structure came from (file name, id, label).")
+    source: str = Field(
+        description="Where the structure came from (file name, id, label): the first name under "
+        "which this crystal was stored; it does not change on re-runs."
+    )
+    sources: list[str] = Field(
+        default_factory=list,
+        description="Every input name under which this crystal (same structure_key) was screened "
+        "with this model version, first one first; filled on upsert.",
+    )
     provenance: dict[str, Any] = Field(default_factory=dict)
     structure: dict[str, Any] | None = Field(
         default=None, description="pymatgen Structure.as_dict()."
@@ -424,6 +432,7 @@ class GMTPredictionDoc(StructureMetadata):
             structure_key=key,
             model_version=version,
             source=source,
+            sources=[source],
             provenance=dict(provenance or {}),
             structure=_structure_dict(structure),
             is_centrosymmetric=centro,
@@ -486,6 +495,7 @@ class GMTPredictionDoc(StructureMetadata):
             structure_key=key,
             model_version=model_version,
             source=source,
+            sources=[source],
             provenance=dict(provenance or {}),
             structure=struct_dict,
             e_above_hull=e_above_hull,
