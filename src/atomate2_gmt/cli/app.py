@@ -10,6 +10,7 @@ from atomate2_gmt.cli import campaign as campaign_cli
 from atomate2_gmt.cli import data as data_cli
 from atomate2_gmt.cli import demo as demo_cli
 from atomate2_gmt.cli import models as models_cli
+from atomate2_gmt.cli import mongo as mongo_cli
 from atomate2_gmt.cli import predict as predict_cli
 from atomate2_gmt.cli import query as query_cli
 from atomate2_gmt.cli import retrain as retrain_cli
@@ -48,6 +49,7 @@ app.command()(serve_cli.serve)
 query_cli.register(app)
 app.add_typer(models_cli.app, name="models", help="Model registry: list, show, promote, seed.")
 app.add_typer(campaign_cli.app, name="campaign", help="Active-learning campaigns: simulate.")
+app.add_typer(mongo_cli.app, name="mongo", help="Local MongoDB-compatible server, for trying.")
 
 
 def main() -> None:
