@@ -16,6 +16,7 @@ import re
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus, unquote, unquote_plus
 
 from pydantic import Field, SecretStr, field_serializer, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +30,8 @@ __all__ = [
     "GMTSettings",
     "mask_secrets",
     "mask_uri",
+    "remember_uri_secrets",
+    "uri_secrets",
 ]
 
 DEFAULT_CONFIG_FILE = "~/.atomate2_gmt.yaml"
@@ -38,12 +41,129 @@ ENV_PREFIX = "ATOMATE2_GMT_"
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _MODEL_KEYWORDS = ("pretrained", "registry")
 _SECRET_KEYS = frozenset({"password", "passwd", "pwd", "secret", "token", "api_key", "key_secret"})
-_URI_CRED_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]+):[^\s/]*@")
+_URI_TOKEN_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S*")
+"""Where a URI starts in free text (a scheme and ``://``) up to the next blank; the URI itself
+is then taken apart by :func:`_mask_one_uri`."""
+_SECRET_PARAM_HINTS = ("pass", "pwd", "secret", "token", "key", "credential", "authmechanismprop")
+"""A query parameter whose lower-cased name (``_``/``-`` removed) contains one of these carries a
+secret: ``password``, ``tlsCertificateKeyFilePassword``, ``authMechanismProperties``
+(``AWS_SESSION_TOKEN:…``), ``api_key``, ``token``."""
+_SECRET_PIECE_MIN = 2
+"""Pieces of a known password shorter than this are not scrubbed from free text."""
+_KNOWN_SECRETS: set[str] = set()
 
 
-def mask_uri(uri: str) -> str:
-    """``uri`` with any ``user:password@`` credential reduced to ``user:***@``."""
-    return _URI_CRED_RE.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", uri)
+def _secret_param(name: str) -> bool:
+    flat = unquote(name).lower().replace("_", "").replace("-", "")
+    return any(hint in flat for hint in _SECRET_PARAM_HINTS)
+
+
+def _mask_query(query: str) -> tuple[str, bool]:
+    """``query`` with the values of secret parameters masked; and whether the last parameter
+    was a secret (a ``#`` after it may belong to the secret)."""
+    out: list[str] = []
+    masking = False
+    for segment in re.split(r"([&;])", query):
+        if segment in ("&", ";"):
+            out.append(segment)
+            continue
+        name, eq, _ = segment.partition("=")
+        if eq and _secret_param(name):
+            out.append(f"{name}=***")
+            masking = True
+        elif not eq and masking and segment:  # an unescaped '&' inside a secret value
+            out.append("***")
+        else:
+            out.append(segment)
+            masking = False
+    return "".join(out), masking
+
+
+def _split_uri(uri: str) -> tuple[str, str | None, str, str | None, str | None]:
+    """(scheme, userinfo or None, host and path, query or None, fragment or None) of ``uri``
+    (``scheme://…``). The userinfo ends at the *last* ``@``, so a password with unescaped
+    reserved characters (``/ : ? # @``) stays inside it; the rest is split as RFC 3986 does
+    (fragment at the first ``#``, then query at the first ``?``)."""
+    scheme, _, rest = uri.partition("://")
+    userinfo: str | None = None
+    at = rest.rfind("@")
+    if at >= 0:
+        userinfo, rest = rest[:at], rest[at + 1 :]
+    main, hash_, fragment = rest.partition("#")
+    hostpath, qmark, query = main.partition("?")
+    return scheme, userinfo, hostpath, query if qmark else None, fragment if hash_ else None
+
+
+def _mask_one_uri(uri: str) -> str:
+    scheme, userinfo, hostpath, query, fragment = _split_uri(uri)
+    out = f"{scheme}://"
+    if userinfo is not None:
+        user, colon, _ = userinfo.partition(":")
+        out += f"{user}:***@" if colon else "***@"  # a lone userinfo may be a token
+    out += hostpath
+    secret_last = False
+    if query is not None:
+        masked, secret_last = _mask_query(query)
+        out += f"?{masked}"
+    if fragment is not None:
+        out += "#***" if secret_last else f"#{fragment}"
+    return out
+
+
+def uri_secrets(uri: str) -> list[str]:
+    """The secrets a URI carries (its password, the values of secret query parameters), each
+    also percent-decoded and split at the URI's reserved characters (pieces of at least
+    :data:`_SECRET_PIECE_MIN` characters), longest first: what must never appear in output."""
+    if "://" not in uri:
+        return []
+    _, userinfo, _, query, fragment = _split_uri(uri.strip())
+    found: list[str] = []
+    if userinfo is not None:
+        user, colon, password = userinfo.partition(":")
+        found.append(password if colon else user)
+    if query is not None:
+        masking = False
+        for segment in re.split(r"[&;]", query):
+            name, eq, value = segment.partition("=")
+            if eq and _secret_param(name):
+                found.append(value)
+                masking = True
+            elif not eq and masking:
+                found.append(segment)
+            else:
+                masking = False
+        if masking and fragment:
+            found.append(fragment)
+    pieces: set[str] = set()
+    for secret in found:
+        for form in (secret, unquote(secret), unquote_plus(secret), quote_plus(secret)):
+            pieces.add(form)
+            pieces.update(re.split(r"[/:?#@&;=,\s]+", form))
+    return sorted((p for p in pieces if len(p) >= _SECRET_PIECE_MIN), key=lambda p: (-len(p), p))
+
+
+def remember_uri_secrets(uri: str | None) -> None:
+    """Scrub the secrets of ``uri`` (:func:`uri_secrets`) from everything :func:`mask_uri`
+    masks from now on in this process: a server's or driver's error message may quote part of a
+    malformed URI without its scheme (pymongo: ``Bad database name "PW@host/db"``)."""
+    if uri:
+        _KNOWN_SECRETS.update(uri_secrets(uri))
+
+
+def mask_uri(text: str) -> str:
+    """``text`` (a URI, or a message that contains URIs) with every credential masked.
+
+    Each ``scheme://…`` in ``text`` is taken apart (:func:`_split_uri`): the userinfo up to the
+    last ``@`` becomes ``user:***@`` (or ``***@`` without a ``:``), the values of secret query
+    parameters (``password=``, ``authMechanismProperties=``, …) become ``***``. Then every
+    secret remembered with :func:`remember_uri_secrets` (the settings' ``MONGO_URI``) is
+    replaced by ``***`` wherever it appears.
+    """
+    masked = _URI_TOKEN_RE.sub(lambda m: _mask_one_uri(m.group(0)), text)
+    for secret in sorted(_KNOWN_SECRETS, key=lambda p: (-len(p), p)):
+        if secret in masked:
+            masked = masked.replace(secret, "***")
+    return masked
 
 
 def mask_secrets(value: Any) -> Any:
@@ -258,8 +378,13 @@ class GMTSettings(BaseSettings):
 
     @property
     def mongo_uri(self) -> str | None:
-        """The MongoDB URI in clear text (for building clients only; never log it)."""
-        return None if self.MONGO_URI is None else self.MONGO_URI.get_secret_value()
+        """The MongoDB URI in clear text (for building clients only; never log it). Its
+        secrets are remembered for :func:`mask_uri`."""
+        if self.MONGO_URI is None:
+            return None
+        uri = self.MONGO_URI.get_secret_value()
+        remember_uri_secrets(uri)
+        return uri
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
