@@ -54,6 +54,9 @@ app.add_typer(mongo_cli.app, name="mongo", help="Local MongoDB-compatible server
 
 def main() -> None:
     """Console-script entry point."""
+    from atomate2_gmt.known_warnings import ignore_known_warnings
+
+    ignore_known_warnings()
     app()
 
 

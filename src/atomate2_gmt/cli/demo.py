@@ -9,7 +9,6 @@ candidate's tensors.
 from __future__ import annotations
 
 import time
-import warnings
 from pathlib import Path
 
 import typer
@@ -31,13 +30,14 @@ def demo(
 
     from atomate2_gmt.candidates import generate_substitution_candidates
     from atomate2_gmt.cli.screen import print_screening, run_screening
+    from atomate2_gmt.known_warnings import ignore_known_warnings
     from atomate2_gmt.plotting import plot_tensor_surfaces
     from atomate2_gmt.pretrained import available
     from atomate2_gmt.query import find_document
     from atomate2_gmt.settings import GMTSettings
     from atomate2_gmt.stores import candidate_store
 
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    ignore_known_warnings()  # jobflow's use of monty's deprecated cd; other warnings show
     if project_dir is not None:
         os.environ["ATOMATE2_GMT_PROJECT_DIR"] = str(project_dir)
     console = Console(width=160)

@@ -33,6 +33,7 @@ def run_screening(
 
     from atomate2_gmt.flows.screen import GMTScreenMaker
     from atomate2_gmt.jobs.predict import GMTPredictMaker
+    from atomate2_gmt.known_warnings import known_warnings_ignored
 
     maker = GMTScreenMaker(
         predict_maker=GMTPredictMaker(tasks=tasks, device=device, batch_size=batch_size),
@@ -41,7 +42,7 @@ def run_screening(
         store=store,
     )
     flow = maker.make(candidates)
-    with _JobFailureLog() as failure_log:
+    with _JobFailureLog() as failure_log, known_warnings_ignored():
         responses = run_locally(flow, ensure_success=False, log=False)
     failed = [job for job in flow.jobs if job.uuid not in responses]
     job_failures = [[job.name, failure_log.reason(job.name)] for job in failed]
