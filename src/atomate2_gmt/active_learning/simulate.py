@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from atomate2_gmt import progress
 from atomate2_gmt.active_learning.policies import (
     STRATEGIES,
     TARGET_TRANSFORMS,
@@ -502,6 +503,7 @@ def _model_strategy(c: _Campaign, name: str) -> StrategyTrace:
     ranking: list[int] = []
     if name == "ranking":
         ranking = pick_top(c.pool_values(models[0]), c.pool_idx, len(c.pool_idx))
+    bar = progress.task(f"campaign {name}", cfg.rounds, unit="rounds")
     for r in range(1, cfg.rounds + 1):
         avail = c.available(oracle.revealed)
         if name == "ranking":
@@ -525,6 +527,8 @@ def _model_strategy(c: _Campaign, name: str) -> StrategyTrace:
             "%s round %d: %d oracle calls, %d of the top-%d found, held-out Fnorm %.4f",
             name, r, oracle.calls, int(found[-1]), cfg.top, fnorms[-1],
         )  # fmt: skip
+        bar.advance(1, f"{int(found[-1])} of the top-{cfg.top} found")
+    bar.close()
     return StrategyTrace(
         name=name,
         oracle_calls=[r * cfg.per_round for r in range(cfg.rounds + 1)],

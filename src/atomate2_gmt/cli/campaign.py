@@ -70,10 +70,13 @@ def simulate(
     limit: int | None = typer.Option(None, help="use only the first N records"),
     out: Path | None = typer.Option(None, help="write the summary + replicates as JSON"),
     plot: Path | None = typer.Option(None, help="write the found-top-K curves (PNG)"),
-    quiet: bool = typer.Option(False, "--quiet", help="no per-round log lines"),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="no progress output and no per-round log lines"
+    ),
 ) -> None:
     """Simulate an active-learning campaign: a seed set with labels, a pool whose labels the
     oracle (the known DFT tensors) reveals per pick; count the true top-K found per strategy."""
+    from atomate2_gmt import progress
     from atomate2_gmt.active_learning.plot import plot_campaign
     from atomate2_gmt.active_learning.simulate import (
         SMALL_MODEL,
@@ -96,7 +99,8 @@ def simulate(
             model_overrides=json.loads(model_overrides) if model_overrides else dict(SMALL_MODEL),
             limit=limit,
         )  # fmt: skip
-        results = run_replicates(cfg, replicates)
+        with progress.reporting(quiet=quiet):
+            results = run_replicates(cfg, replicates)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     summary = summarize(results)

@@ -33,14 +33,27 @@ def predict(
     model: Path | None = typer.Option(None, help="checkpoint; default: the shipped model"),
     json_out: Path | None = typer.Option(None, "--json", help="write all results here"),
     device: str = typer.Option("auto"),
-    batch_size: int = typer.Option(64),
+    batch_size: int = typer.Option(64, min=1),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
     """Predict a tensor for each file; the frame is that of the structure the file gives."""
+    from atomate2_gmt import progress
     from atomate2_gmt.model.predict import predict as run_predict
+    from atomate2_gmt.model.predict import resolve_model
 
     read = read_structures(files)
     structures = [s for _, s in read if not isinstance(s, Exception)]
-    results = iter(run_predict(structures, task, model=model, device=device, batch_size=batch_size))
+    predicted: list[dict[str, Any]] = []
+    with progress.reporting(quiet=quiet):
+        net, _ = resolve_model(model, task)  # loaded once for every batch
+        with progress.task(f"predicting {task}", len(structures), unit="structures") as bar:
+            for start in range(0, len(structures), batch_size):
+                chunk = structures[start : start + batch_size]
+                predicted += run_predict(
+                    chunk, task, model=net, device=device, batch_size=batch_size
+                )
+                bar.advance(len(chunk))
+    results = iter(predicted)
     rows: list[dict[str, Any]] = []
     for name, s in read:
         if isinstance(s, Exception):

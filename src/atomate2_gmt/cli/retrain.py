@@ -47,6 +47,7 @@ def retrain(
     submit: bool = typer.Option(False, "--submit", help="submit via jobflow-remote instead"),
     project: str | None = typer.Option(None, help="jobflow-remote project (with --submit)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="report and build, do not run/submit"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
     """Fine-tune (or retrain) the promoted model of TASK on shipped + feedback data when at
     least --if-new new DFPT documents arrived; register it, promote it if not worse."""
@@ -83,9 +84,11 @@ def retrain(
         if dry_run:
             typer.echo(f"dry run: would run {maker}")
             return
+        from atomate2_gmt import progress
         from atomate2_gmt.jobs.retrain import retrain as run_retrain
 
-        summary = run_retrain(maker, settings)
+        with progress.reporting(quiet=quiet):
+            summary = run_retrain(maker, settings)
         typer.echo(json.dumps(summary, indent=1, default=str))
 
 

@@ -70,8 +70,10 @@ def train(
         "--exclude-materials-of",
         help="leave out the materials of this task's validation and test split (for pretraining)",
     ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
     """Train GMTNet on one task; resumable; writes best.pt, log.csv/json and report.json."""
+    from atomate2_gmt import progress
     from atomate2_gmt.training.run import train_task
     from atomate2_gmt.training.trainer import TrainConfig
 
@@ -90,19 +92,20 @@ def train(
         select_on=select_on,
         train_metrics_size=train_metrics,
     )
-    report = train_task(
-        task,
-        out_dir,
-        data=data,
-        train_cfg=cfg,
-        model_overrides=overrides,
-        resume=not no_resume,
-        max_abs_target=max_abs_target,
-        command=_command(),
-        init_from=init_from,
-        exclude_materials_of=exclude_materials_of,
-        split_seed=split_seed,
-    )
+    with progress.reporting(quiet=quiet):
+        report = train_task(
+            task,
+            out_dir,
+            data=data,
+            train_cfg=cfg,
+            model_overrides=overrides,
+            resume=not no_resume,
+            max_abs_target=max_abs_target,
+            command=_command(),
+            init_from=init_from,
+            exclude_materials_of=exclude_materials_of,
+            split_seed=split_seed,
+        )
     overall = report["overall"]
     typer.echo(
         f"{task}: test Fnorm {overall['fnorm']:.3f}, EwT25 {overall['ewt25']:.1%}, "
@@ -123,8 +126,10 @@ def evaluate(
     rotated: bool = typer.Option(
         False, "--rotated", help="also evaluate every record in a random frame (equivariance)"
     ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
     """Evaluate a checkpoint on a split of a data source (the paper's metrics)."""
+    from atomate2_gmt import progress
     from atomate2_gmt.data.records import split_by_source
     from atomate2_gmt.model.checkpoint import load_checkpoint
     from atomate2_gmt.training.evaluate import (
@@ -143,14 +148,16 @@ def evaluate(
     if report_dir:
         report_dir.mkdir(parents=True, exist_ok=True)
         parity = str(report_dir / "parity.png")
-    prepared = prepare_records(chosen, model.config)
-    report = evaluate_prepared(model, prepared, parity_png=parity)
-    per_source = per_source_metrics(model, prepared)
-    if per_source:
-        report["per_source"] = per_source
-    if rotated:  # the same records, each in its own random frame (structure and tensor)
-        turned = prepare_records(rotated_records(prepared.records, seed), model.config)
-        report["rotated_test"] = evaluate_prepared(model, turned)["overall"]
+    with progress.reporting(quiet=quiet):
+        prepared = prepare_records(chosen, model.config)
+        progress.phase(f"evaluating {len(prepared.records)} crystals")
+        report = evaluate_prepared(model, prepared, parity_png=parity)
+        per_source = per_source_metrics(model, prepared)
+        if per_source:
+            report["per_source"] = per_source
+        if rotated:  # the same records, each in its own random frame (structure and tensor)
+            turned = prepare_records(rotated_records(prepared.records, seed), model.config)
+            report["rotated_test"] = evaluate_prepared(model, turned)["overall"]
     report["checkpoint"] = {k: meta.get(k) for k in ("name", "version", "checkpoint_sha256")}
     report.update({"task": model.config.task, "split": split, "command": _command()})
     report.setdefault("epochs", (meta.get("train_config") or {}).get("epochs"))

@@ -264,6 +264,15 @@ class OutOfMemoryHandler(ErrorHandler):
         }
 
 
+def _epochs_done(directory: Path) -> int:
+    """Epochs the run in ``directory`` has finished (the history in its ``log.json``; 0 when
+    there is none yet or it is being rewritten)."""
+    try:
+        return len(json.loads((directory / "log.json").read_text())["history"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def run_training_with_custodian(
     directory: str | Path,
     handlers: Sequence[ErrorHandler] | None = None,
@@ -280,6 +289,8 @@ def run_training_with_custodian(
 
     from custodian import Custodian
 
+    from atomate2_gmt import progress
+
     d = Path(directory)
     custodian = Custodian(
         list(handlers) if handlers is not None else [NanLossHandler(), OutOfMemoryHandler()],
@@ -291,7 +302,14 @@ def run_training_with_custodian(
         terminate_on_nonzero_returncode=False,
         polling_time_step=1,
     )
-    with warnings.catch_warnings():
+    spec = read_spec(d)
+    with (
+        warnings.catch_warnings(),
+        progress.task(
+            f"training {spec['task']}", int(spec["train"]["epochs"]), "epochs", _epochs_done(d)
+        ) as bar,
+        progress.polling(lambda: bar.advance(max(0, _epochs_done(d) - bar.done))),
+    ):  # the child process writes its epochs to log.json: the bar follows that file
         warnings.filterwarnings("ignore", message="subprocess returned a non-zero return code")
         run_log = custodian.run()
     result_path = d / TRAIN_RESULT

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from atomate2_gmt.data.records import TensorRecord, records_hash
 from atomate2_gmt.model.baselines import GMTNET_ARCH, model_arch
@@ -92,15 +91,20 @@ class PreparedSet:
 
 def prepare_records(records: Sequence[TensorRecord], config: GMTNetConfig) -> PreparedSet:
     """Prepare every record; records that fail (bad structure) are reported, not fatal."""
+    from atomate2_gmt import progress
+
     kept, crystals, targets, failed = [], [], [], {}
-    for rec in records:
-        try:
-            crystals.append(prepare_crystal(rec.structure, config))
-        except ValueError as exc:
-            failed[rec.id] = str(exc)
-            continue
-        kept.append(rec)
-        targets.append(torch.from_numpy(np.asarray(rec.tensor, dtype=np.float64)))
+    with progress.task("preparing crystals", len(records), unit="crystals") as bar:
+        for rec in records:
+            try:
+                crystal = prepare_crystal(rec.structure, config)
+            except ValueError as exc:
+                failed[rec.id] = str(exc)
+            else:
+                crystals.append(crystal)
+                kept.append(rec)
+                targets.append(torch.from_numpy(np.asarray(rec.tensor, dtype=np.float64)))
+            bar.advance(1)
     if not kept:
         raise ValueError("no record could be prepared for training")
     return PreparedSet(kept, crystals, torch.stack(targets), failed)
@@ -378,18 +382,24 @@ class Trainer:
         return bool(sign * row[key] < sign * self.best.get(key, sign * math.inf))
 
     def fit(self, resume: bool = True, progress: bool = True) -> dict[str, Any]:
-        """Train to ``cfg.epochs``; returns the best validation record."""
+        """Train to ``cfg.epochs``; returns the best validation record. ``progress``: report
+        the epochs to the installed :mod:`atomate2_gmt.progress` reporter (if any)."""
+        from atomate2_gmt import progress as progress_report
+
         torch.manual_seed(self.cfg.seed)
         if resume:
             self.load_state()
-        bar = tqdm(
-            range(self.epoch, self.cfg.epochs),
-            initial=self.epoch,
-            total=self.cfg.epochs,
-            disable=not progress,
-            desc=f"train {self.model.config.task}",
-        )
-        for _ in bar:
+        if not progress:
+            self._epochs(None)
+            return self.best
+        label = f"training {self.model.config.task}"
+        with progress_report.task(label, self.cfg.epochs, unit="epochs", done=self.epoch) as bar:
+            self._epochs(bar)
+        return self.best
+
+    def _epochs(self, bar: Any) -> None:
+        """The epochs from ``self.epoch`` to ``cfg.epochs`` (``bar``: a progress task or None)."""
+        for _ in range(self.epoch, self.cfg.epochs):
             t0 = time.perf_counter()
             loss = self.train_epoch()
             self._check_finite_weights()
@@ -419,8 +429,9 @@ class Trainer:
             self.history.append(row)
             self._write_logs()
             self.save_state()
-            bar.set_postfix(loss=f"{loss:.4f}", val=f"{row.get('val_fnorm', math.nan):.3f}")
-        return self.best
+            if bar is not None:
+                val = f", val Fnorm {row['val_fnorm']:.3f}" if "val_fnorm" in row else ""
+                bar.advance(1, f"loss {loss:.4f}{val}")
 
     def _write_logs(self) -> None:
         keys = sorted({k for row in self.history for k in row})

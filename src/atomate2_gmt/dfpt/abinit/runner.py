@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from atomate2_gmt import progress
 from atomate2_gmt.dfpt.abinit.anaddb import merge_ddbs, run_anaddb
 from atomate2_gmt.dfpt.abinit.custodian import (
     ABO,
@@ -35,6 +36,7 @@ from atomate2_gmt.dfpt.abinit.parse import (
 )
 from atomate2_gmt.dfpt.abinit.pseudos import MissingPseudopotentialError, find_pseudos
 from atomate2_gmt.dfpt.abinit.settings import AbinitDFPTSettings, perturbations_for
+from atomate2_gmt.dfpt.abinit.watch import AbinitLogWatcher
 from atomate2_gmt.schemas.dfpt import DFPTResultDoc
 
 if TYPE_CHECKING:
@@ -111,8 +113,17 @@ def run_abinit_dfpt(
     inp = make_dfpt_input(structure, pseudos, perturbations, settings)
     inp.write(workdir)
     common["settings"]["ngkpt"] = list(inp.ngkpt)
+    label = f"{structure.composition.reduced_formula} ({', '.join(properties)})"
+    progress.phase(f"ABINIT DFPT of {label} in {workdir}: {len(inp.datasets)} datasets", logger)
+    watcher = AbinitLogWatcher(workdir / "log", inp.datasets, len(structure))
+
+    def report_phases() -> None:
+        for line in watcher.poll():
+            progress.phase(line, logger)
+
     try:
-        _run_custodian(workdir, settings)
+        with progress.polling(report_phases, interval_s=1.0, always=True):
+            _run_custodian(workdir, settings)
     except Exception as exc:
         summary = parse_abinit_output(workdir / ABO, workdir / "log")
         detail = "; ".join(summary.errors or summary.unconverged[:1])
@@ -127,6 +138,7 @@ def run_abinit_dfpt(
     if not perturbations.any_response:
         return failed("nothing to compute")
     try:
+        progress.phase("mrgddb and anaddb: merging the DDB files, computing the tensors", logger)
         ddbs = sorted(p.name for p in workdir.glob("out_DS*_DDB"))
         merge_ddbs(workdir, ddbs)
         results = parse_anaddb_output(run_anaddb(workdir, perturbations))
@@ -144,6 +156,11 @@ def run_abinit_dfpt(
     tensors = {k: v for k, v in results.tensors.items() if np.all(np.isfinite(v))}
     if not tensors:
         return failed("anaddb printed no tensors")
+    progress.phase(
+        f"ABINIT DFPT of {label} done in {time.perf_counter() - start:.0f} s: "
+        + ", ".join(sorted(tensors)),
+        logger,
+    )
     return _doc(
         structure,
         tensors={k: v.tolist() for k, v in tensors.items()},
