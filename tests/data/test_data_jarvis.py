@@ -499,3 +499,46 @@ def test_fetch_default_destination_follows_the_environment(tmp_path, remote, mon
     paths = fetch_gmtnet_jarvis(None, url, files=_hashes_of(contents))
     assert paths["jarvis_elastic.pkl"].parent == tmp_path / "data_home" / "gmtnet_jarvis"
     assert jarvis_mod.default_jarvis_dir() == tmp_path / "data_home" / "gmtnet_jarvis"
+
+
+def _billion_laughs(levels: int) -> bytes:
+    """A pickle of ``levels`` nested lists, each holding its child twice: a few hundred bytes
+    that expand to 2**levels strings when iterated."""
+    value: Any = "lol"
+    for _ in range(levels):
+        value = [value, value]
+    return pickle.dumps(value, protocol=2)
+
+
+def test_billion_laughs_pickle_is_refused_fast(tmp_path: Path) -> None:
+    import time
+
+    blob = _billion_laughs(40)
+    assert len(blob) < 300
+    path = tmp_path / "laughs.pkl"
+    path.write_bytes(blob)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"expands to more than 1,000,000 values through shared"):
+        safe_load_pickle(path)
+    assert time.perf_counter() - start < 2.0
+
+
+def test_shared_references_within_the_budget_load_and_cycles_are_refused(tmp_path: Path) -> None:
+    lattice = [[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]]
+    value = [{"lattice_mat": lattice, "again": lattice}, {"lattice_mat": lattice}]
+    path = tmp_path / "shared.pkl"
+    path.write_bytes(pickle.dumps(value))
+    assert safe_load_pickle(path) == value
+    path.write_bytes(_billion_laughs(12))  # 8191 values: within the budget
+    assert len(safe_load_pickle(path)) == 2
+    cycle: list[Any] = [1]
+    cycle.append(cycle)
+    path.write_bytes(pickle.dumps(cycle))
+    with pytest.raises(ValueError, match="reference cycle"):
+        safe_load_pickle(path)
+    deep: Any = 0
+    for _ in range(70):
+        deep = [deep]
+    path.write_bytes(pickle.dumps(deep))
+    with pytest.raises(ValueError, match="nests deeper than 64 levels"):
+        safe_load_pickle(path)

@@ -184,20 +184,58 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 
 _PLAIN_SCALARS = (str, int, float, bool, type(None), bytes)
+_MAX_DEPTH = 64
+MIN_VALUE_BUDGET = 1_000_000
+"""The fewest values a pickle may expand to, whatever its size (see :func:`_check_plain`)."""
+VALUES_PER_BYTE = 10
+"""How many values (counted as a tree: a shared list counts once per reference) a pickle may
+expand to per byte of file, above :data:`MIN_VALUE_BUDGET`. Without shared containers every
+value costs at least one byte of pickle, so only a file built to multiply itself through shared
+references (a "billion laughs" pickle) exceeds it."""
 
 
-def _check_plain(value: Any, depth: int = 0) -> None:
-    if depth > 64:
-        raise ValueError("pickle nests deeper than 64 levels; refusing it")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _check_plain(key, depth + 1)
-            _check_plain(item, depth + 1)
-    elif isinstance(value, list | tuple | set | frozenset):
-        for item in value:
-            _check_plain(item, depth + 1)
-    elif not isinstance(value, _PLAIN_SCALARS):
-        raise ValueError(f"pickle holds a {type(value).__name__}, not a plain value")
+def _check_plain(value: Any, budget: int = MIN_VALUE_BUDGET) -> int:
+    """Check that ``value`` holds only plain values; return its size counted as a tree.
+
+    Each container is visited once (memo by ``id``), so the work is linear in the number of
+    distinct objects, and the tree size (every reference to a shared container counted again:
+    what a consumer iterating the data would visit) is summed from the memo. ``ValueError`` for
+    a non-plain value, a reference cycle, nesting deeper than 64 levels, or a tree larger than
+    ``budget`` values.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def visit(node: Any, depth: int) -> int:
+        if isinstance(node, _PLAIN_SCALARS):
+            return 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ValueError("pickle holds a reference cycle (a container inside itself)")
+        if depth > _MAX_DEPTH:
+            raise ValueError(f"pickle nests deeper than {_MAX_DEPTH} levels; refusing it")
+        if isinstance(node, dict):
+            children: Any = (c for pair in node.items() for c in pair)
+        elif isinstance(node, list | tuple | set | frozenset):
+            children = node
+        else:
+            raise ValueError(f"pickle holds a {type(node).__name__}, not a plain value")
+        active.add(key)
+        total = 1
+        for child in children:
+            total += visit(child, depth + 1)
+            if total > budget:
+                raise ValueError(
+                    f"pickle expands to more than {budget:,} values through shared references "
+                    "(a 'billion laughs' file); refusing it"
+                )
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    return visit(value, 0)
 
 
 def safe_load_pickle(
@@ -207,7 +245,8 @@ def safe_load_pickle(
 
     A hash mismatch raises ``ValueError`` before a single byte is unpickled. Without hashes the
     file is still only read by the restricted unpickler. Raises ``pickle.UnpicklingError`` for a
-    refused global.
+    refused global, ``ValueError`` for a value that is not plain data or a file that expands
+    beyond :data:`VALUES_PER_BYTE` values per byte through shared references.
     """
     path = Path(path)
     if not path.is_file():
@@ -215,7 +254,7 @@ def safe_load_pickle(
     data = path.read_bytes()
     verify_file_bytes(data, path.name, sha256=sha256, git_blob=git_blob)
     value = RestrictedUnpickler(io.BytesIO(data)).load()
-    _check_plain(value)
+    _check_plain(value, budget=max(MIN_VALUE_BUDGET, VALUES_PER_BYTE * len(data)))
     return value
 
 
