@@ -92,3 +92,69 @@ def test_checkpoint_written_before_hidden_lmax_loads_with_the_head_order(tmp_pat
     loaded = load_checkpoint(path)
     loaded = loaded[0] if isinstance(loaded, tuple) else loaded
     assert loaded.config.hidden_lmax == 3 == loaded.config.head_lmax
+
+
+def _assert_no_torch_advice(message: str) -> None:
+    """torch's advice to retry with weights_only=False (which runs the file's code) never
+    reaches the user."""
+    for phrase in ("weights_only", "trust", "add_safe_globals", "\x1b["):
+        assert phrase not in message
+
+
+def test_random_bytes_are_not_a_checkpoint_not_a_malicious_one(tmp_path):
+    import random
+
+    path = tmp_path / "random.pt"
+    path.write_bytes(random.Random(0).randbytes(4096))
+    with pytest.raises(ValueError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert message == (
+        f"{path}: corrupt or truncated checkpoint, or not a checkpoint at all (not a torch.save "
+        "zip archive)"
+    )
+    assert "refused" not in message
+
+
+def test_a_damaged_archive_is_corrupt_and_torch_advice_is_dropped(tmp_path):
+    import random
+    import zipfile
+
+    good = save_checkpoint(tmp_path / "m.pt", GMTNet(GMTNetConfig(task="dielectric")))
+    damaged = tmp_path / "damaged.pt"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(damaged, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename.endswith("data.pkl"):  # the pickle torch reads first
+                data = random.Random(1).randbytes(len(data))
+            dst.writestr(item, data)
+    with pytest.raises(ValueError) as info:
+        load_checkpoint(damaged)
+    message = str(info.value)
+    assert message.startswith(f"{damaged}: corrupt checkpoint (")
+    assert "refused" not in message
+    _assert_no_torch_advice(message)
+
+
+@pytest.mark.parametrize("payload", ["path_touch", "os_system"])
+def test_disallowed_objects_are_refused_with_the_reason_and_no_advice(tmp_path, payload):
+    import os
+
+    sentinel = tmp_path / "pwned"
+
+    class _System:
+        def __reduce__(self):
+            return (os.system, (f"touch {sentinel}",))
+
+    obj = _Payload(str(sentinel)) if payload == "path_touch" else _System()
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "atomate2-gmt-checkpoint", "x": obj}, path)
+    with pytest.raises(ValueError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert message.startswith(
+        f"{path}: refused: the checkpoint asks for objects that are not plain weights ("
+    )
+    assert "GLOBAL" in message
+    _assert_no_torch_advice(message)
+    assert not sentinel.exists()

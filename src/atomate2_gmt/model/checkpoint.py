@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 from datetime import UTC, datetime
+import re
 from pathlib import Path
 from typing import Any
 
@@ -60,20 +61,63 @@ def save_checkpoint(
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
+_DISALLOWED_RE = re.compile(r"unsupported global|not an allowed global|GLOBAL \S+ whose", re.I)
+"""How torch's weights-only unpickler says that a file asks for an object it refuses."""
+_ADVICE_RE = re.compile(
+    r"weights[ _]only|please file an issue|please use|check the documentation|safe_globals|"
+    r"allowlist|trust|can still be loaded|if you are seeing this error|internal miniz error",
+    re.I,
+)
+"""Sentences of torch's error messages that give advice, not a reason; dropped (one of them
+suggests loading with ``weights_only=False``, which would run the file's code)."""
+
+
+def torch_load_reason(exc: BaseException) -> str:
+    """The reason in a ``torch.load`` error, without torch's advice (:data:`_ADVICE_RE`)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # terminal colours
+    if "WeightsUnpickler error:" in text:  # the reason follows torch's paragraph of advice
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    sentences = re.split(r"(?<=[.!?])\s+|\n+", text)
+    kept = [s.strip() for s in sentences if s.strip() and not _ADVICE_RE.search(s)]
+    return " ".join(kept) or type(exc).__name__
+
+
+def _weights_only_load(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` with errors that say which of three cases it is: not a
+    ``torch.save`` archive (corrupt, truncated or another kind of file), an archive that asks for
+    objects other than plain weights (refused, never loaded), or a damaged archive."""
+    import warnings
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path}: corrupt or truncated checkpoint, or not a checkpoint at all (not a "
+            "torch.save zip archive)"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's protocol notices
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = torch_load_reason(exc)
+        if _DISALLOWED_RE.search(str(exc)):
+            raise ValueError(
+                f"{path}: refused: the checkpoint asks for objects that are not plain weights "
+                f"({reason}); it was not loaded"
+            ) from None
+        raise ValueError(f"{path}: corrupt checkpoint ({reason})") from None
+    except Exception as exc:  # a damaged archive
+        raise ValueError(
+            f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: "
+            f"{torch_load_reason(exc)})"
+        ) from None
+
+
     """Load the raw checkpoint dict, weights-only; ValueError naming the file if it is not one."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(
-            f"{path}: refused, not a weights-only checkpoint (it needs code to load): {exc}"
-        ) from exc
-    except Exception as exc:  # truncated zip, garbage bytes, ...
-        raise ValueError(
-            f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: {exc})"
-        ) from exc
+    payload = _weights_only_load(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not an atomate2-gmt checkpoint (missing format tag {FORMAT!r})")
     if payload.get("format_version") != FORMAT_VERSION:
