@@ -50,6 +50,7 @@
         });
       }
       viewer.zoomTo();
+      viewer.zoom(0.85);
       viewer.rotate(-20, "x");
       viewer.rotate(25, "y");
       viewer.render();
