@@ -113,3 +113,16 @@ def test_no_matches(app, project):
     result = CliRunner().invoke(app, ["query", "-p", "piezo", "--include-elements", "Au"])
     assert result.exit_code == 0
     assert "no successful piezo predictions match" in result.output
+
+
+@pytest.mark.parametrize("top", ["99999999999999999999999", "1000000001"])
+def test_a_huge_top_is_a_clear_error_not_an_overflow(app, project, top):
+    from atomate2_gmt.query import MAX_TOP
+
+    result = CliRunner().invoke(app, ["query", "-p", "piezo", "--top", top])
+    assert result.exit_code == 2
+    assert f"Error: top must be an integer from 1 to {MAX_TOP}, got {top}" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "OverflowError" not in result.output
+    ok = CliRunner().invoke(app, ["query", "-p", "piezo", "--top", str(MAX_TOP)])
+    assert ok.exit_code == 0, ok.output
