@@ -27,6 +27,35 @@ def read_structures(files: list[Path]) -> list[tuple[str, Any]]:
     return out
 
 
+def check_device(device: str) -> str:
+    """``device`` if torch can use it on this machine (``auto``, ``cpu``, ``cuda``, ``cuda:N``,
+    ``mps``); ``ValueError`` saying why not otherwise."""
+    import torch
+
+    from atomate2_gmt.model.predict import resolve_device
+
+    valid = "use auto, cpu, cuda, cuda:N or mps"
+    try:
+        dev = resolve_device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; {valid}") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            built = "" if torch.version.cuda else ", this torch is built without CUDA"
+            raise ValueError(f"device {device!r}: no CUDA device is available here{built}")
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(
+                f"device {device!r}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}"
+            )
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device {device!r}: MPS is not available here")
+    elif dev.type != "cpu":
+        raise ValueError(f"device {device!r} is not supported; {valid}")
+    return device
+
+
 def predict(
     files: list[Path] = typer.Argument(..., help="structure files (CIF, POSCAR, JSON, ...)"),
     task: str = typer.Option(..., help=f"one of {', '.join(TASK_KIND)}"),
@@ -38,21 +67,28 @@ def predict(
 ) -> None:
     """Predict a tensor for each file; the frame is that of the structure the file gives."""
     from atomate2_gmt import progress
+    from atomate2_gmt.model.config import check_task
     from atomate2_gmt.model.predict import predict as run_predict
     from atomate2_gmt.model.predict import resolve_model
 
+    try:  # bad options are an Error line, not a traceback
+        check_task(task)
+        check_device(device)
+        net, _ = resolve_model(model, task)  # loaded once for every batch
+    except (ValueError, OSError) as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from None
     read = read_structures(files)
     structures = [s for _, s in read if not isinstance(s, Exception)]
     predicted: list[dict[str, Any]] = []
-    with progress.reporting(quiet=quiet):
-        net, _ = resolve_model(model, task)  # loaded once for every batch
-        with progress.task(f"predicting {task}", len(structures), unit="structures") as bar:
-            for start in range(0, len(structures), batch_size):
-                chunk = structures[start : start + batch_size]
-                predicted += run_predict(
-                    chunk, task, model=net, device=device, batch_size=batch_size
-                )
-                bar.advance(len(chunk))
+    with (
+        progress.reporting(quiet=quiet),
+        progress.task(f"predicting {task}", len(structures), unit="structures") as bar,
+    ):
+        for start in range(0, len(structures), batch_size):
+            chunk = structures[start : start + batch_size]
+            predicted += run_predict(chunk, task, model=net, device=device, batch_size=batch_size)
+            bar.advance(len(chunk))
     results = iter(predicted)
     rows: list[dict[str, Any]] = []
     for name, s in read:
