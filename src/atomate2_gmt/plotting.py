@@ -20,6 +20,7 @@ __all__ = [
     "directional_values",
     "longitudinal_piezo",
     "plot_tensor_surfaces",
+    "tensor_surfaces_figure",
     "unit_sphere",
     "youngs_modulus",
 ]
@@ -78,6 +79,18 @@ def directional_values(task: str, tensor: Any, n: np.ndarray) -> np.ndarray:
     raise ValueError(f"no picture for task {task!r}")
 
 
+def _nice_tick(limit: float) -> float:
+    """The largest 1, 2 or 5 × 10^k not above ``limit`` (> 0)."""
+    if not limit > 0:
+        return 1.0
+    exponent = np.floor(np.log10(limit))
+    for mantissa in (5.0, 2.0, 1.0):
+        value = mantissa * 10.0**exponent
+        if value <= limit:
+            return float(value)
+    return float(10.0**exponent)
+
+
 def plot_tensor_surfaces(
     tensors: dict[str, Any],
     path: str | Path,
@@ -88,11 +101,30 @@ def plot_tensor_surfaces(
 
     The radius along n is |value(n)|, the colour its value (signed for piezo). Returns the path.
     """
+    import matplotlib.pyplot as plt
+
+    fig = tensor_surfaces_figure(tensors, title=title, resolution=resolution)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def tensor_surfaces_figure(
+    tensors: dict[str, Any], title: str | None = None, resolution: int = 48
+) -> Any:
+    """The matplotlib figure of :func:`plot_tensor_surfaces` (one 3D panel per task).
+
+    Each axis has three ticks (−a, 0, a; a = 1, 2 or 5 × 10^k inside the surface's extent) in a
+    small font, so that the tick labels of narrow panels never overlap, whatever the magnitude
+    of the tensor."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib import cm, colors
+    from matplotlib.ticker import FixedLocator, FuncFormatter
 
     if not tensors:
         raise ValueError("no tensors to plot")
@@ -124,6 +156,11 @@ def plot_tensor_surfaces(
         )
         for setter in (ax.set_xlim, ax.set_ylim, ax.set_zlim):
             setter(-scale, scale)
+        tick = _nice_tick(0.7 * scale)
+        for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+            axis.set_major_locator(FixedLocator([-tick, 0.0, tick]))
+            axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.tick_params(labelsize=7, pad=1)
         ax.set_box_aspect((1, 1, 1))
         ax.set_xlabel("x")
         ax.set_ylabel("y")
@@ -131,11 +168,8 @@ def plot_tensor_surfaces(
         label, units = _TITLES.get(task, (task, ""))
         ax.set_title(f"{label}\n[{values.min():.3g}, {values.max():.3g}] {units}", fontsize=9)
         mappable = cm.ScalarMappable(norm=norm, cmap=cmap)
-        fig.colorbar(mappable, ax=ax, shrink=0.6, pad=0.1)
+        bar = fig.colorbar(mappable, ax=ax, shrink=0.6, pad=0.1, format="%.3g")
+        bar.ax.tick_params(labelsize=7)
     if title:
         fig.suptitle(title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return fig

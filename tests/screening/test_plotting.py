@@ -70,3 +70,49 @@ def test_picture_is_written(tmp_path):
         resolution=12,
     )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _overlapping_tick_labels(fig) -> list[tuple[int, str, str]]:
+    """(panel, label, label) for every two drawn tick labels of one 3D panel whose boxes (the
+    renderer's window extents) overlap; all three axes of a panel are checked together."""
+    import itertools
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    out = []
+    for k, ax in enumerate(a for a in fig.axes if hasattr(a, "zaxis")):
+        labels = []
+        for axis, lim in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim()),
+                          (ax.zaxis, ax.get_zlim())):  # fmt: skip
+            for tick in axis.get_major_ticks():
+                if min(lim) <= tick.get_loc() <= max(lim) and tick.label1.get_text():
+                    labels.append(tick.label1)
+        assert len(labels) >= 6  # something is drawn on each axis
+        boxes = [label.get_window_extent(renderer) for label in labels]
+        for a, b in itertools.combinations(range(len(labels)), 2):
+            if boxes[a].overlaps(boxes[b]):
+                out.append((k, labels[a].get_text(), labels[b].get_text()))
+    return out
+
+
+@pytest.mark.parametrize("scale", [0.33, 0.05, 0.012, 0.0031, 1.7])
+def test_tick_labels_of_the_panels_do_not_overlap(scale):
+    """The three panels of ``show`` (ε∞, piezo, elastic); piezo magnitudes from 0.003 to 2 C/m²
+    once made the middle panel's x tick labels run into each other."""
+    import matplotlib.pyplot as plt
+
+    from atomate2_gmt.plotting import tensor_surfaces_figure
+
+    voigt = np.zeros((3, 6))
+    voigt[0, 3] = voigt[1, 4] = voigt[2, 5] = -0.5 * scale
+    voigt[2, 2], voigt[2, 0], voigt[2, 1] = scale, -0.15 * scale, -0.15 * scale
+    tensors = {
+        "dielectric": np.diag([5.1, 5.1, 6.3]),
+        "piezo": voigt_to_full(voigt, "piezo"),
+        "elastic": isotropic_elastic_tensor(120.0, 60.0),
+    }
+    fig = tensor_surfaces_figure(tensors, title="AlP")
+    try:
+        assert _overlapping_tick_labels(fig) == []
+    finally:
+        plt.close(fig)
