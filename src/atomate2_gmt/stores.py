@@ -238,7 +238,8 @@ class EmbeddedStore(Store):
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StoreConnectionError(
-                f"cannot open the embedded store {self.name}: {exc}"
+                f"cannot open the embedded store {self.name}: {exc} (the file is damaged or is "
+                "not an SQLite database)"
             ) from exc
         self._array_paths = {r[0] for r in rows}
         self._conn = conn
@@ -1091,6 +1092,8 @@ def check_store(store: Store, timeout_s: float = 5.0) -> None:
         try:
             store.connect()
             store.count()
+        except StoreConnectionError:
+            raise  # its message names the store already
         except (OSError, sqlite3.Error, StoreError) as exc:
             raise StoreConnectionError(f"cannot open the embedded store {where}: {exc}") from None
         if not os.access(folder, os.W_OK):

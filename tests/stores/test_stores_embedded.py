@@ -234,3 +234,29 @@ def test_sqlite_error_is_not_swallowed(tmp_path):
     store._collection.execute("DROP TABLE docs")
     with pytest.raises(sqlite3.OperationalError):
         store.update({"pid": "x"})
+
+
+def test_a_corrupt_sqlite_file_is_named_once_with_the_reason(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from atomate2_gmt.cli.app import app
+
+    project = tmp_path / "proj"
+    (project / "stores").mkdir(parents=True)
+    path = project / "stores" / "gmt_stores.sqlite"
+    path.write_bytes(random.Random(5).randbytes(8192))
+    store = EmbeddedStore(str(path), "gmt_predictions", key="prediction_id")
+    with pytest.raises(StoreConnectionError) as info:
+        check_store(store)
+    message = str(info.value)
+    assert message == (
+        f"cannot open the embedded store sqlite://{path}/gmt_predictions: file is not a "
+        "database (the file is damaged or is not an SQLite database)"
+    )
+    for name in ("ATOMATE2_GMT_MONGO_URI", "ATOMATE2_GMT_CANDIDATE_STORE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ATOMATE2_GMT_PROJECT_DIR", str(project))
+    result = CliRunner().invoke(app, ["query", "-p", "piezo"])
+    assert result.exit_code == 1
+    assert result.output.count("cannot open the embedded store") == 1
+    assert f"Error: {message}" in result.output
