@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import torch
 
 from atomate2_gmt.model.checkpoint import file_sha256, load_checkpoint
 from atomate2_gmt.registry import (
@@ -76,8 +77,16 @@ def test_register_refuses_wrong_task_and_non_checkpoints(registry, make_checkpoi
         registry.register(make_checkpoint("piezo", 0), "magnetism")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match=r"junk.pt: (refused, not a weights-only|corrupt)"):
+    with pytest.raises(ValueError) as info:  # not a checkpoint: never called malicious
         registry.register(junk, "piezo")
+    assert str(info.value) == (
+        f"{junk}: corrupt or truncated checkpoint, or not a checkpoint at all (not a torch.save "
+        "zip archive)"
+    )
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "atomate2-gmt-checkpoint", "run": print}, evil)
+    with pytest.raises(ValueError, match=r"evil.pt: refused: the checkpoint asks for objects"):
+        registry.register(evil, "piezo")
     assert registry.list_versions() == []
 
 
