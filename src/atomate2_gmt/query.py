@@ -39,6 +39,9 @@ __all__ = [
 
 _STATES = ("successful", "failed")
 
+METAL_EXCLUDED: tuple[str, ...] = ("dielectric", "dielectric_total", "piezo")
+"""Properties whose queries leave out likely metals unless asked (a metal has no ε or e)."""
+
 #: Largest ``top`` (a bound that every store's integer type holds).
 MAX_TOP = 1_000_000_000
 
@@ -80,6 +83,8 @@ def build_criteria(
     state: str | None = "successful",
     max_e_above_hull: float | None = None,
     model_version: str | None = None,
+    max_domain_distance: float | None = None,
+    include_metals: bool | None = None,
 ) -> dict[str, Any]:
     """The MongoDB-style filter behind :func:`query_candidates` (validated; see there). Every
     argument is a plain value: a dict such as ``{"$ne": None}`` is refused, never passed on."""
@@ -91,6 +96,8 @@ def build_criteria(
     _plain("state", state, (str,), "'successful', 'failed' or None")
     _plain("max_e_above_hull", max_e_above_hull, (int, float), "a number (eV/atom)")
     _plain("model_version", model_version, (str,), "a model version label")
+    _plain("max_domain_distance", max_domain_distance, (int, float), "a number")
+    _plain("include_metals", include_metals, (bool,), "True, False or None")
     for name, value in (
         ("exclude_elements", exclude_elements),
         ("include_elements", include_elements),
@@ -136,6 +143,14 @@ def build_criteria(
         criteria["e_above_hull"] = {"$lte": float(max_e_above_hull)}
     if model_version is not None:
         criteria["model_version"] = model_version
+    if include_metals is None:  # default: metals only where their prediction means something
+        include_metals = prop not in METAL_EXCLUDED
+    if not include_metals:  # None (rule not applicable) is kept
+        criteria["likely_metal"] = {"$ne": True}
+    if max_domain_distance is not None:
+        if not max_domain_distance > 0:
+            raise ValueError(f"max_domain_distance must be > 0, got {max_domain_distance}")
+        criteria[f"domain_distance.{prop}"] = {"$lte": float(max_domain_distance)}
     return criteria
 
 
@@ -158,6 +173,8 @@ def _row(doc: dict[str, Any], prop: str, rank: int, include_tensors: bool) -> di
             "state": pred.get("state"),
             "error": pred.get("error"),
             "e_above_hull": doc.get("e_above_hull"),
+            "likely_metal": doc.get("likely_metal"),
+            "domain_distance": (doc.get("domain_distance") or {}).get(prop),
             "source": doc.get("source"),
             "nsites": doc.get("nsites"),
             "structure_key": doc.get("structure_key"),
@@ -199,6 +216,8 @@ def query_candidates(
     ascending: bool = False,
     max_e_above_hull: float | None = None,
     model_version: str | None = None,
+    max_domain_distance: float | None = None,
+    include_metals: bool | None = None,
     latest_only: bool = True,
     include_tensors: bool = False,
 ) -> list[dict[str, Any]]:
@@ -221,6 +240,12 @@ def query_candidates(
         ascending: smallest first instead of largest first.
         max_e_above_hull: keep documents whose source gave ``e_above_hull`` ≤ this (eV/atom).
         model_version: only predictions of this model version.
+        max_domain_distance: keep crystals whose ``domain_distance`` for ``prop`` is at most
+            this (:mod:`atomate2_gmt.data.domain`; ``IN_DOMAIN_MAX`` = 1.0 is "in domain").
+        include_metals: keep crystals flagged ``likely_metal``
+            (:mod:`atomate2_gmt.schemas.metallicity`); None → kept for ``elastic``, left out for
+            the dielectric and piezo properties (:data:`METAL_EXCLUDED`), which a metal does not
+            have.
         latest_only: with several model versions of one structure, keep its latest prediction.
         include_tensors: add the property's ``tensor``/``voigt``/``voigt_ieee`` to each row.
 
@@ -248,6 +273,8 @@ def query_candidates(
         state=state,
         max_e_above_hull=max_e_above_hull,
         model_version=model_version,
+        max_domain_distance=max_domain_distance,
+        include_metals=include_metals,
     )
     direction = 1 if ascending else -1
     order: dict[str, Any] = {sort_field if state == "successful" else "source": direction}
@@ -256,6 +283,8 @@ def query_candidates(
         *SUMMARY_FIELDS,
         *DERIVED_FIELDS[prop],
         "last_updated",
+        "likely_metal",
+        f"domain_distance.{prop}",
         f"predictions.{prop}.state",
         f"predictions.{prop}.error",
         f"predictions.{prop}.units",

@@ -650,6 +650,8 @@ def _model_pool(maker: GMTPredictMaker, ctx: _Context, n_items: int) -> Any:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    from atomate2_gmt.data.domain import domain_reference
+
     global _WORKER_CONTEXT
     cores = os.cpu_count() or 1
     n = maker.model_workers
@@ -665,6 +667,8 @@ def _model_pool(maker: GMTPredictMaker, ctx: _Context, n_items: int) -> Any:
     for members in ctx.loaded.values():
         for net, _ in members:
             net.prepare_inference()  # built once here, inherited by every worker
+    for task in ctx.tasks:  # the training-data reference of domain_distance, likewise
+        domain_reference(task)
     _WORKER_CONTEXT = ctx  # inherited by the forked workers (the models are not pickled)
     pool = ProcessPoolExecutor(
         n,
@@ -695,6 +699,9 @@ def _documents(
         device=ctx.device,
         batch_size=ctx.batch_size,
     )
+    from atomate2_gmt.data.domain import domain_distances
+
+    domain = {task: domain_distances([c.structure for c, _ in usable], task) for task in ctx.tasks}
     task_time: dict[str, float] = {}
     for key, value in result.timings.items():
         name = key.split("@", 1)[0]
@@ -755,6 +762,7 @@ def _documents(
                 point_group_info=result.point_groups[i] if same_tolerance else None,
                 ieee_rotation=fact.get("ieee_rotation"),
                 uncertainty=uncertainty,
+                domain_distance={task: float(domain[task][i]) for task in ctx.tasks},
             )
         except Exception as exc:
             logger.warning("document of %s could not be built: %r", cand.source, exc)

@@ -7,9 +7,10 @@ with ``torch.load(weights_only=True)``: a file that needs arbitrary code to unpi
 from __future__ import annotations
 
 import hashlib
+import math
 import pickle
-from datetime import UTC, datetime
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,6 @@ def save_checkpoint(
     return path
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
 _DISALLOWED_RE = re.compile(r"unsupported global|not an allowed global|GLOBAL \S+ whose", re.I)
 """How torch's weights-only unpickler says that a file asks for an object it refuses."""
 _ADVICE_RE = re.compile(
@@ -113,6 +113,7 @@ def _weights_only_load(path: Path) -> Any:
         ) from None
 
 
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load the raw checkpoint dict, weights-only; ValueError naming the file if it is not one."""
     path = Path(path)
     if not path.is_file():
@@ -173,8 +174,39 @@ def load_checkpoint(
         )
     model.load_state_dict(state)
     model.eval()
+    _check_output_scale(model, path)
     meta = dict(payload.get("metadata") or {})
     meta["checkpoint_sha256"] = file_sha256(path)
     meta["checkpoint_path"] = str(path)
     meta["arch"] = arch
     return model, meta
+
+
+def _check_output_scale(model: Any, path: Any) -> None:
+    """Refuse a checkpoint whose outputs are beyond the task's physical bound
+    (``tensors.bounds``): a ``target_scale`` that is not finite and positive, or a prediction of
+    wurtzite ZnO (a polar crystal with every response non-zero) that is beyond the bound, as
+    after a corrupted output scale. Costs one forward pass."""
+    from pymatgen.core import Lattice, Structure
+
+    from atomate2_gmt.model.predict import predict
+    from atomate2_gmt.tensors.bounds import TASK_BOUNDS
+
+    task = getattr(model.config, "task", None)
+    if task not in TASK_BOUNDS or not hasattr(model, "target_scale"):
+        return
+    scale = float(model.target_scale)
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"{path}: target_scale {scale!r} is not a finite positive number")
+    zno = Structure.from_spacegroup(
+        "P6_3mc",
+        Lattice.hexagonal(3.25, 5.21),
+        ["Zn", "O"],
+        [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]],
+    )
+    result = predict([zno], task, model=model, device="cpu")[0]
+    if result["state"] != "successful":
+        raise ValueError(
+            f"{path}: the model's prediction for wurtzite ZnO failed ({result['error']}); a "
+            "checkpoint whose outputs are unphysical is refused"
+        )

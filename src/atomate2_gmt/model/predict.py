@@ -23,6 +23,7 @@ from atomate2_gmt.model.gmtnet import (
     graph_key,
     prepare_structure,
 )
+from atomate2_gmt.tensors.bounds import physical_bound_problem
 from atomate2_gmt.tensors.conventions import full_to_voigt
 from atomate2_gmt.tensors.symmetry import PointGroupInfo
 
@@ -200,6 +201,10 @@ def _predict_prepared(
                 continue
             if not np.all(np.isfinite(tensor)):
                 results[i] = _failed("prediction is not finite", task)
+                continue
+            beyond = physical_bound_problem(task, tensor)
+            if beyond is not None:  # a broken model or checkpoint, never a discovery
+                results[i] = _failed(f"prediction beyond physical bounds ({beyond})", task)
                 continue
             results[i] = {
                 "state": "successful",

@@ -289,6 +289,15 @@ class GMTPredictionDoc(StructureMetadata):
         default=None,
         description="Energy above hull (eV/atom) from the candidate source; not predicted.",
     )
+    likely_metal: bool | None = Field(
+        default=None,
+        description="The crystal is probably a metal, so its ε/e/C predictions (made as for an "
+        "insulator) mean little: the chemistry rule of atomate2_gmt.schemas.metallicity; None "
+        "when the rule could not be applied.",
+    )
+    likely_metal_reason: str | None = Field(
+        default=None, description="Which part of the rule flagged the crystal."
+    )
     state: State = Field(description="'successful' when every requested task succeeded.")
     error: str | None = Field(default=None, description="Reasons of the failed tasks / structure.")
     tasks: list[str] = Field(default_factory=list, description="Tasks requested.")
@@ -316,6 +325,12 @@ class GMTPredictionDoc(StructureMetadata):
     G_VRH: float | None = Field(default=None, description="Hill shear modulus (GPa).")
     AU: float | None = Field(default=None, description="Universal elastic anisotropy index.")
     born_stable: bool | None = Field(default=None, description="Elastic tensor positive definite.")
+    domain_distance: dict[str, float] = Field(
+        default_factory=dict,
+        description="Task → distance of the crystal from the task's shipped training data "
+        "(atomate2_gmt.data.domain: 1.0 = the most isolated 1 % of the training crystals); "
+        "larger values are extrapolations.",
+    )
     uncertainty: dict[str, float] = Field(
         default_factory=dict,
         description="Ensemble spread: derived field → standard deviation over the ensemble "
@@ -345,6 +360,7 @@ class GMTPredictionDoc(StructureMetadata):
         point_group_info: Any = None,
         ieee_rotation: Any = None,
         uncertainty: dict[str, float] | None = None,
+        domain_distance: dict[str, float] | None = None,
     ) -> GMTPredictionDoc:
         """Build the document of ``structure`` from per-task results of ``atomate2_gmt.predict``.
 
@@ -365,6 +381,7 @@ class GMTPredictionDoc(StructureMetadata):
                 (``tensors.conventions.ieee_rotation``), or the reason it failed, when already
                 computed (e.g. in a worker process).
             uncertainty: ensemble spread of derived fields (field → standard deviation).
+            domain_distance: task → distance from the training data (computed here if None).
         """
         if not isinstance(structure, Structure):
             raise ValueError(f"structure must be a pymatgen Structure, got {type(structure)}")
@@ -437,6 +454,7 @@ class GMTPredictionDoc(StructureMetadata):
             structure=_structure_dict(structure),
             is_centrosymmetric=centro,
             e_above_hull=e_above_hull,
+            **_metal_fields(structure, symprec),
             state="failed" if failed else "successful",
             error="; ".join(errors) if failed else None,
             tasks=tasks,
@@ -444,6 +462,11 @@ class GMTPredictionDoc(StructureMetadata):
             device=device,
             timings=timings,
             uncertainty={k: float(v) for k, v in (uncertainty or {}).items()},
+            domain_distance=(
+                _domain_distance(structure, tasks)
+                if domain_distance is None
+                else {k: float(v) for k, v in domain_distance.items()}
+            ),
             **flat,
         )
 
@@ -538,11 +561,23 @@ def migrate_prediction_dict(doc: dict[str, Any]) -> dict[str, Any]:
                 changed.add(name)
             out[name] = value
     out["predictions"] = predictions
+    if not out.get("domain_distance"):
+        tasks = [t for t in TASKS if t in predictions]
+        out["domain_distance"] = _domain_distance(structure, tasks)
     out["uncertainty"] = {
         k: v for k, v in (doc.get("uncertainty") or {}).items() if k not in changed
     }
+    if "likely_metal" not in out:  # schema 3 added the likely-metal flag
+        out.update(_metal_fields(structure, 0.01))
     out["schema_version"] = PREDICTION_SCHEMA_VERSION
     return out
+
+
+def _domain_distance(structure: Structure, tasks: list[str]) -> dict[str, float]:
+    """Task → ``domain_distance`` of ``structure`` (see :mod:`atomate2_gmt.data.domain`)."""
+    from atomate2_gmt.data.domain import domain_distances
+
+    return {task: float(domain_distances([structure], task)[0]) for task in tasks}
 
 
 def compute_ieee_rotation(structure: Structure) -> np.ndarray | str:
@@ -630,3 +665,15 @@ def _prediction_id(key: str | None, source: str, model_version: str) -> str:
     if key is None:
         key = "unkeyed-" + hashlib.sha256(source.encode()).hexdigest()[:24]
     return f"{key}:{model_version}"
+
+
+def _metal_fields(structure: Structure, symprec: float) -> dict[str, Any]:
+    """``likely_metal`` and ``likely_metal_reason`` of ``structure``
+    (:func:`atomate2_gmt.schemas.metallicity.likely_metal`); both None if the rule fails."""
+    from atomate2_gmt.schemas.metallicity import likely_metal
+
+    try:
+        check = likely_metal(structure, symprec)
+    except Exception:  # the flag is advice: it never fails a document
+        return {"likely_metal": None, "likely_metal_reason": None}
+    return {"likely_metal": check.likely_metal, "likely_metal_reason": check.reason}
