@@ -21,6 +21,7 @@ def demo(
     project_dir: Path | None = typer.Option(
         None, help="project folder (default: settings PROJECT_DIR, ./gmt_project)"
     ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
     """Generate candidates, screen them with the shipped models into the embedded store, print
     the top candidates per property and write one tensor picture."""
@@ -28,6 +29,7 @@ def demo(
 
     from rich.console import Console
 
+    from atomate2_gmt import progress
     from atomate2_gmt.candidates import generate_substitution_candidates
     from atomate2_gmt.cli.screen import print_screening, run_screening
     from atomate2_gmt.known_warnings import ignore_known_warnings
@@ -51,7 +53,8 @@ def demo(
     from atomate2_gmt.jobs.predict import DEFAULT_TASKS
 
     tasks = tuple(t for t in DEFAULT_TASKS if t in available())  # what is shipped
-    output = run_screening(candidates, tasks=tasks, top=top)
+    with progress.reporting(quiet=quiet):
+        output = run_screening(candidates, tasks=tasks, top=top)
     print_screening(output, time.perf_counter() - t0)
 
     settings = GMTSettings()

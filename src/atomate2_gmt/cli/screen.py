@@ -119,6 +119,7 @@ def print_screening(output: dict[str, Any], elapsed: float | None = None) -> Non
     from rich.console import Console
 
     from atomate2_gmt.cli.query import render_rows
+    from atomate2_gmt.query import METAL_EXCLUDED
 
     console = Console(width=160)
     rate = f", {output['n'] / elapsed:.0f} structures/s" if elapsed else ""
@@ -132,6 +133,13 @@ def print_screening(output: dict[str, Any], elapsed: float | None = None) -> Non
         console.print(
             f"stored as {n_docs} documents: {output['n'] - n_docs} inputs are the same crystal "
             "as another input (one document per crystal; its 'sources' keep every name)"
+        )
+    n_metal = output.get("n_likely_metal") or 0
+    if n_metal and any(t in METAL_EXCLUDED for t in output["ranking"]):
+        console.print(
+            f"{n_metal} likely metals (docs/screening.md) are left out of the "
+            f"{', '.join(t for t in output['ranking'] if t in METAL_EXCLUDED)} rankings; "
+            "`atomate2-gmt query --property dielectric --include-metals` lists them"
         )
     for task, rows in output["ranking"].items():
         if rows:

@@ -49,8 +49,10 @@ def rank_predictions(
     """Rank the predictions a screening run wrote (``summaries``: outputs of the chunk jobs).
 
     Returns ``{"ranking": task → rows, "n", "n_successful", "n_failed", "n_documents" (distinct
-    documents stored: inputs that are the same crystal share one), "failures",
-    "model_version", "tasks", "store"}``; the rows are those of ``atomate2-gmt query``.
+    documents stored: inputs that are the same crystal share one), "failures", "n_likely_metal"
+    (stored crystals flagged ``likely_metal``), "model_version", "tasks", "store"}``; the rows
+    are those of ``atomate2-gmt query`` (likely metals left out of the dielectric and piezo
+    rankings unless ``query`` has ``include_metals``).
     """
     from atomate2_gmt.settings import GMTSettings
     from atomate2_gmt.stores import candidate_store, describe_store
@@ -63,6 +65,8 @@ def rank_predictions(
     store.connect()
     try:
         rows = ranking(store, tasks, version, top=top, query=query)
+        ids = sorted({pid for s in summaries for pid in s["prediction_ids"]})
+        n_metal = store.count({"prediction_id": {"$in": ids}, "likely_metal": True}) if ids else 0
     finally:
         store.close()
     return {
@@ -72,6 +76,7 @@ def rank_predictions(
         "n_failed": sum(s["n_failed"] for s in summaries),
         "n_documents": len({pid for s in summaries for pid in s["prediction_ids"]}),
         "failures": [f for s in summaries for f in s["failures"]],
+        "n_likely_metal": n_metal,
         "model_version": version,
         "tasks": tasks,
         "store": describe_store(store),

@@ -32,10 +32,11 @@ __all__ = [
     "resolve_sort_field",
 ]
 
-PREDICTION_SCHEMA_VERSION = 2
+PREDICTION_SCHEMA_VERSION = 3
 """Version of the prediction document's field definitions. Documents of another version are
-predicted again by screening jobs and left out of queries, so older definitions (e.g. the
-frame-dependent ``e_ij_max`` of version 1) are never mixed with the current ones."""
+migrated in place by screening jobs (``schemas.prediction.migrate_prediction_dict``) and left out
+of queries until then, so older definitions (e.g. the frame-dependent ``e_ij_max`` of version 1)
+are never mixed with the current ones. Version 3 added ``likely_metal``/``likely_metal_reason``."""
 
 PREDICTION_KEY = "prediction_id"
 """Unique key of a prediction document: ``"<structure_key>:<model_version>"``."""
