@@ -83,6 +83,7 @@ def build_criteria(
     state: str | None = "successful",
     max_e_above_hull: float | None = None,
     model_version: str | None = None,
+    max_domain_distance: float | None = None,
     include_metals: bool | None = None,
 ) -> dict[str, Any]:
     """The MongoDB-style filter behind :func:`query_candidates` (validated; see there). Every
@@ -95,6 +96,7 @@ def build_criteria(
     _plain("state", state, (str,), "'successful', 'failed' or None")
     _plain("max_e_above_hull", max_e_above_hull, (int, float), "a number (eV/atom)")
     _plain("model_version", model_version, (str,), "a model version label")
+    _plain("max_domain_distance", max_domain_distance, (int, float), "a number")
     _plain("include_metals", include_metals, (bool,), "True, False or None")
     for name, value in (
         ("exclude_elements", exclude_elements),
@@ -145,6 +147,10 @@ def build_criteria(
         include_metals = prop not in METAL_EXCLUDED
     if not include_metals:  # None (rule not applicable) is kept
         criteria["likely_metal"] = {"$ne": True}
+    if max_domain_distance is not None:
+        if not max_domain_distance > 0:
+            raise ValueError(f"max_domain_distance must be > 0, got {max_domain_distance}")
+        criteria[f"domain_distance.{prop}"] = {"$lte": float(max_domain_distance)}
     return criteria
 
 
@@ -168,6 +174,7 @@ def _row(doc: dict[str, Any], prop: str, rank: int, include_tensors: bool) -> di
             "error": pred.get("error"),
             "e_above_hull": doc.get("e_above_hull"),
             "likely_metal": doc.get("likely_metal"),
+            "domain_distance": (doc.get("domain_distance") or {}).get(prop),
             "source": doc.get("source"),
             "nsites": doc.get("nsites"),
             "structure_key": doc.get("structure_key"),
@@ -209,6 +216,7 @@ def query_candidates(
     ascending: bool = False,
     max_e_above_hull: float | None = None,
     model_version: str | None = None,
+    max_domain_distance: float | None = None,
     include_metals: bool | None = None,
     latest_only: bool = True,
     include_tensors: bool = False,
@@ -232,6 +240,8 @@ def query_candidates(
         ascending: smallest first instead of largest first.
         max_e_above_hull: keep documents whose source gave ``e_above_hull`` ≤ this (eV/atom).
         model_version: only predictions of this model version.
+        max_domain_distance: keep crystals whose ``domain_distance`` for ``prop`` is at most
+            this (:mod:`atomate2_gmt.data.domain`; ``IN_DOMAIN_MAX`` = 1.0 is "in domain").
         include_metals: keep crystals flagged ``likely_metal``
             (:mod:`atomate2_gmt.schemas.metallicity`); None → kept for ``elastic``, left out for
             the dielectric and piezo properties (:data:`METAL_EXCLUDED`), which a metal does not
@@ -263,6 +273,7 @@ def query_candidates(
         state=state,
         max_e_above_hull=max_e_above_hull,
         model_version=model_version,
+        max_domain_distance=max_domain_distance,
         include_metals=include_metals,
     )
     direction = 1 if ascending else -1
@@ -273,6 +284,7 @@ def query_candidates(
         *DERIVED_FIELDS[prop],
         "last_updated",
         "likely_metal",
+        f"domain_distance.{prop}",
         f"predictions.{prop}.state",
         f"predictions.{prop}.error",
         f"predictions.{prop}.units",

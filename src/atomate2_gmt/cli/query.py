@@ -56,7 +56,7 @@ def render_rows(rows: list[dict[str, Any]], prop: str, fmt: str) -> str:
     from rich.table import Table
 
     table = Table(title=f"top {len(rows)} candidates: {prop}")
-    columns = [*_TABLE_COLUMNS, *DERIVED_FIELDS[prop], "e_above_hull", "source"]
+    columns = [*_TABLE_COLUMNS, *DERIVED_FIELDS[prop], "domain_distance", "e_above_hull", "source"]
     if rows and all(r.get("e_above_hull") is None for r in rows):
         columns.remove("e_above_hull")
     for col in columns:
@@ -98,6 +98,13 @@ def query_command(
         float | None,
         typer.Option("--max-e-above-hull", help="eV/atom; needs e_above_hull from the source."),
     ] = None,
+    in_domain: Annotated[
+        bool,
+        typer.Option(
+            "--in-domain",
+            help="Only crystals within the training data's domain (domain_distance <= 1).",
+        ),
+    ] = False,
     include_metals: Annotated[
         bool,
         typer.Option(
@@ -119,6 +126,7 @@ def query_command(
     ] = None,
 ) -> None:
     """Show the top screened candidates for a property, from the prediction store."""
+    from atomate2_gmt.data.domain import IN_DOMAIN_MAX
     from atomate2_gmt.query import query_candidates
     from atomate2_gmt.settings import GMTSettings
     from atomate2_gmt.stores import (
@@ -155,6 +163,7 @@ def query_command(
             state=state,
             ascending=ascending,
             max_e_above_hull=max_e_above_hull,
+            max_domain_distance=IN_DOMAIN_MAX if in_domain else None,
             model_version=model_version,
             include_tensors=tensors,
             include_metals=True if include_metals else None,

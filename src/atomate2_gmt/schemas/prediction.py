@@ -325,6 +325,12 @@ class GMTPredictionDoc(StructureMetadata):
     G_VRH: float | None = Field(default=None, description="Hill shear modulus (GPa).")
     AU: float | None = Field(default=None, description="Universal elastic anisotropy index.")
     born_stable: bool | None = Field(default=None, description="Elastic tensor positive definite.")
+    domain_distance: dict[str, float] = Field(
+        default_factory=dict,
+        description="Task → distance of the crystal from the task's shipped training data "
+        "(atomate2_gmt.data.domain: 1.0 = the most isolated 1 % of the training crystals); "
+        "larger values are extrapolations.",
+    )
     uncertainty: dict[str, float] = Field(
         default_factory=dict,
         description="Ensemble spread: derived field → standard deviation over the ensemble "
@@ -354,6 +360,7 @@ class GMTPredictionDoc(StructureMetadata):
         point_group_info: Any = None,
         ieee_rotation: Any = None,
         uncertainty: dict[str, float] | None = None,
+        domain_distance: dict[str, float] | None = None,
     ) -> GMTPredictionDoc:
         """Build the document of ``structure`` from per-task results of ``atomate2_gmt.predict``.
 
@@ -374,6 +381,7 @@ class GMTPredictionDoc(StructureMetadata):
                 (``tensors.conventions.ieee_rotation``), or the reason it failed, when already
                 computed (e.g. in a worker process).
             uncertainty: ensemble spread of derived fields (field → standard deviation).
+            domain_distance: task → distance from the training data (computed here if None).
         """
         if not isinstance(structure, Structure):
             raise ValueError(f"structure must be a pymatgen Structure, got {type(structure)}")
@@ -454,6 +462,11 @@ class GMTPredictionDoc(StructureMetadata):
             device=device,
             timings=timings,
             uncertainty={k: float(v) for k, v in (uncertainty or {}).items()},
+            domain_distance=(
+                _domain_distance(structure, tasks)
+                if domain_distance is None
+                else {k: float(v) for k, v in domain_distance.items()}
+            ),
             **flat,
         )
 
@@ -548,6 +561,9 @@ def migrate_prediction_dict(doc: dict[str, Any]) -> dict[str, Any]:
                 changed.add(name)
             out[name] = value
     out["predictions"] = predictions
+    if not out.get("domain_distance"):
+        tasks = [t for t in TASKS if t in predictions]
+        out["domain_distance"] = _domain_distance(structure, tasks)
     out["uncertainty"] = {
         k: v for k, v in (doc.get("uncertainty") or {}).items() if k not in changed
     }
@@ -555,6 +571,13 @@ def migrate_prediction_dict(doc: dict[str, Any]) -> dict[str, Any]:
         out.update(_metal_fields(structure, 0.01))
     out["schema_version"] = PREDICTION_SCHEMA_VERSION
     return out
+
+
+def _domain_distance(structure: Structure, tasks: list[str]) -> dict[str, float]:
+    """Task → ``domain_distance`` of ``structure`` (see :mod:`atomate2_gmt.data.domain`)."""
+    from atomate2_gmt.data.domain import domain_distances
+
+    return {task: float(domain_distances([structure], task)[0]) for task in tasks}
 
 
 def compute_ieee_rotation(structure: Structure) -> np.ndarray | str:
