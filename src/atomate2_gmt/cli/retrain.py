@@ -7,7 +7,7 @@ import fcntl
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -60,6 +60,8 @@ def retrain(
             typer.echo(f"another retrain of {task} is running (lock held); nothing done")
             return
         counts = count_new_documents(task, settings)
+        if counts.get("seeded"):  # the shipped model became v1 of the registry just now
+            typer.echo(f"{task}: {counts['seeded']}")
         n_new, need = counts["n_new"], max(1, if_new)
         if n_new < need:
             typer.echo(
@@ -77,12 +79,14 @@ def retrain(
             min_new=need,
             tolerance=tolerance,
         )
-        typer.echo(f"{task}: {n_new} new training document(s) (≥ {need}): retraining")
+        typer.echo(
+            f"{task}: {n_new} new training document(s) since {counts['promoted']} (≥ {need} needed)"
+        )
         if submit:
             _submit(maker, project, dry_run)
             return
         if dry_run:
-            typer.echo(f"dry run: would run {maker}")
+            typer.echo(f"dry run: would retrain with {maker}")
             return
         from atomate2_gmt import progress
         from atomate2_gmt.jobs.retrain import retrain as run_retrain
@@ -90,6 +94,17 @@ def retrain(
         with progress.reporting(quiet=quiet):
             summary = run_retrain(maker, settings)
         typer.echo(json.dumps(summary, indent=1, default=str))
+        typer.echo(outcome_line(summary))
+
+
+def outcome_line(summary: dict[str, Any]) -> str:
+    """One line on what a retraining did: nothing (and why), or the new version and whether it
+    was promoted."""
+    task = summary["task"]
+    if summary.get("version") is None:
+        return f"{task}: nothing retrained ({summary['reason']})"
+    verdict = "promoted" if summary.get("promoted") else "registered, not promoted"
+    return f"{task}: retrained → {summary['version']}, {verdict}: {summary['reason']}"
 
 
 def _submit(maker: GMTRetrainMaker, project: str | None, dry_run: bool) -> None:

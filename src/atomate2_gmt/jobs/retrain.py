@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from jobflow import Maker, job
 
 from atomate2_gmt.data.records import TensorRecord, records_hash, split_records
+from atomate2_gmt.training.heldout import HELDOUT_SEED, heldout_set
 
 if TYPE_CHECKING:
     from maggma.core import Store
@@ -51,29 +52,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-HELDOUT_SEED = 32
-"""Seed of the split whose test part is the fixed held-out set (the shipped models' split)."""
-
-
-def heldout_set(
-    task: str,
-) -> tuple[list[TensorRecord], list[TensorRecord], list[TensorRecord], str]:
-    """The seed-32 (train, val, held-out test) split of the shipped MP records of ``task``
-    (every shipped source of the task, each split on its own: the shipped model's split) and the
-    held-out set's ``metrics_set`` name (with its records hash)."""
-    from atomate2_gmt.data.records import split_by_source
-    from atomate2_gmt.training.run import load_records, shipped_data_source
-
-    source = shipped_data_source(task)
-    records, _ = load_records(task, source)
-    train, val, test = split_by_source(records, seed=HELDOUT_SEED)
-    label = "mp_legacy" if source == "mp" else source
-    name = (
-        f"{label} {task} seed-{HELDOUT_SEED} test split "
-        f"(n={len(test)}, sha256 {records_hash(test)[:16]})"
-    )
-    return train, val, test, name
 
 
 @dataclass
@@ -133,17 +111,33 @@ def gather_feedback(
     return FeedbackData(records, new, max(stamps) if stamps else None, overlap, invalid)
 
 
-def _promoted_or_seed(registry: ModelRegistry, task: str) -> ModelVersionDoc | None:
+def _promoted_or_seeded(
+    registry: ModelRegistry, task: str
+) -> tuple[ModelVersionDoc | None, ModelVersionDoc | None]:
+    """(the promoted version of ``task``, the version seeded now from the shipped checkpoint
+    when the registry had no promoted ``task`` model, else None)."""
     from atomate2_gmt.registry import seed_from_pretrained
 
     doc = registry.promoted(task)
+    if doc is not None:
+        return doc, None
+    try:
+        seed_from_pretrained(registry, tasks=[task])
+    except ValueError:  # no shipped model of this task
+        return None, None
+    doc = registry.promoted(task)
+    return doc, doc
+
+
+def _seeded_note(doc: ModelVersionDoc | None, registry: ModelRegistry) -> str | None:
+    from atomate2_gmt.stores import describe_store
+
     if doc is None:
-        try:
-            seed_from_pretrained(registry, tasks=[task])
-        except ValueError:  # no shipped model of this task
-            return None
-        doc = registry.promoted(task)
-    return doc
+        return None
+    return (
+        f"the registry ({describe_store(registry.store)}) had no promoted {doc.task} model: "
+        f"registered the shipped checkpoint as {doc.version} and promoted it"
+    )
 
 
 def _checkpoint_meta(registry: ModelRegistry, doc: ModelVersionDoc | None) -> dict[str, Any]:
@@ -160,7 +154,8 @@ def count_new_documents(task: str, settings: GMTSettings | None = None) -> dict[
     from atomate2_gmt.stores import training_store
 
     with ModelRegistry(settings=settings) as registry:
-        promoted = _promoted_or_seed(registry, task)
+        promoted, seeded = _promoted_or_seeded(registry, task)
+        seeded_note = _seeded_note(seeded, registry)
         meta = _checkpoint_meta(registry, promoted)
     heldout = heldout_set(task)[2]
     store = training_store(settings)
@@ -173,6 +168,7 @@ def count_new_documents(task: str, settings: GMTSettings | None = None) -> dict[
         "n_new": len(fb.new_ids),
         "n_feedback": len(fb.records),
         "promoted": None if promoted is None else promoted.version,
+        "seeded": seeded_note,
     }
 
 
@@ -206,7 +202,7 @@ def retrain(maker: GMTRetrainMaker, settings: GMTSettings | None = None) -> dict
     settings = settings or GMTSettings()
     registry = ModelRegistry(settings=settings).connect()
     try:
-        promoted = _promoted_or_seed(registry, task)
+        promoted, seeded = _promoted_or_seeded(registry, task)
         if promoted is None and not maker.from_scratch:
             raise ValueError(
                 f"no promoted {task!r} model to fine-tune and none shipped; "
@@ -232,6 +228,7 @@ def retrain(maker: GMTRetrainMaker, settings: GMTSettings | None = None) -> dict
             "n_new": len(fb.new_ids),
             "n_feedback": len(fb.records),
             "n_heldout_overlap": fb.n_heldout_overlap,
+            "seeded": _seeded_note(seeded, registry),
         }
         need = max(1, maker.min_new)
         if len(fb.new_ids) < need and not maker.force:

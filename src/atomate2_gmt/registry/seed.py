@@ -27,9 +27,12 @@ def seed_from_pretrained(
 
     Idempotent: the shipped weights are registered once (a re-run returns the same documents),
     and a task that already has a promoted model keeps it. Metrics are the shipped test-split
-    metrics (``overall``); the training-data hash and size come from the sidecar JSON.
+    metrics (``overall``), named as the fixed held-out set when they were measured on it
+    (:func:`~atomate2_gmt.training.heldout.shipped_metrics_set`); the training-data hash and size
+    come from the sidecar JSON.
     """
     from atomate2_gmt.pretrained import available, pretrained_path
+    from atomate2_gmt.training.heldout import shipped_metrics_set
 
     registry = registry or ModelRegistry()
     shipped = available()
@@ -43,13 +46,12 @@ def seed_from_pretrained(
     for task in wanted:
         info = _shipped_metadata(task)
         split = info.get("split_sizes") or {}
-        data = info.get("data") or {}
         doc = registry.register(
             pretrained_path(task),
             task,
             metrics=info.get("overall") or {},
             created_by=CreatedBy.current(command=info.get("command") or "seed_from_pretrained"),
-            metrics_set=f"shipped test split ({data.get('source', 'unknown source')})",
+            metrics_set=shipped_metrics_set(task, info),
             training_data_hash=info.get("training_data_hash"),
             training_data_size=split.get("train"),
             notes=info.get("status"),
