@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from typer.testing import CliRunner
 
@@ -47,3 +49,57 @@ def test_report_compares_prediction_with_dfpt(project, tmp_path):
     result = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "cli")])
     assert result.exit_code == 0, result.output
     assert "3 comparisons" in result.output
+
+
+def _piezo_only_candidate_with_dfpt():
+    """NaCl screened for piezo only, then a DFPT result with ε∞, ε0 and e (as AlP had)."""
+    nacl = vasp_dfpt_doc("NaCl_phonons_dielectric")
+    maker = SmallModelPredictMaker(tasks=("piezo",))
+    [doc] = predict_documents(maker, [nacl.get_structure()])
+    cands = candidate_store()
+    cands.connect()
+    cands.update([doc], key="prediction_id")
+    nacl = nacl.model_copy(update={"candidate_id": doc["prediction_id"]})
+    assert apply_feedback(nacl, training_store(), cands)["state"] == "accepted"
+    return cands
+
+
+def test_report_says_why_a_dfpt_part_was_not_compared(project, tmp_path):
+    cands = _piezo_only_candidate_with_dfpt()
+    missing: list[dict] = []
+    rows = dfpt_comparison(cands, missing=missing)
+    assert [r["task"] for r in rows] == ["piezo"]
+    assert rows[0]["prediction"] == "screening"
+    assert [(m["task"], m["reason"]) for m in missing] == [
+        ("dielectric", "not predicted: the screening predicted piezo"),
+        ("dielectric_total", "not predicted: the screening predicted piezo"),
+    ]
+    paths = write_report(rows, tmp_path / "rep", missing)
+    text = paths["md"].read_text()
+    assert "Parts not compared:" in text
+    assert "| NaCl | dielectric | not predicted: the screening predicted piezo |" in text
+    assert json.loads(paths["json"].read_text())["missing"] == missing
+
+
+def test_report_predicts_the_missing_parts_on_demand(project, tmp_path):
+    cands = _piezo_only_candidate_with_dfpt()
+    missing: list[dict] = []
+    rows = dfpt_comparison(cands, predict_missing=True, missing=missing)
+    assert missing == []
+    by_task = {r["task"]: r for r in rows}
+    assert sorted(by_task) == ["dielectric", "dielectric_total", "piezo"]
+    assert by_task["piezo"]["prediction"] == "screening"
+    # the shipped models (settings MODELS default: pretrained) predict NaCl's ε∞ near DFPT's 2.5
+    assert by_task["dielectric"]["prediction"].startswith("on demand (gmtnet-dielectric")
+    assert by_task["dielectric"]["rel_error"] < 0.5
+    assert by_task["dielectric"]["pred_symmetry_residual"] < 1e-6
+
+    result = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "cli")])
+    assert result.exit_code == 0, result.output
+    assert "3 comparisons (2 predicted on demand), 0 parts not compared" in result.output
+    result = CliRunner().invoke(
+        app, ["report", "--out", str(tmp_path / "cli2"), "--no-predict-missing"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 comparisons (0 predicted on demand), 2 parts not compared" in result.output
+    assert "not predicted: the screening predicted piezo" in result.output

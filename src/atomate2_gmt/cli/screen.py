@@ -282,13 +282,25 @@ def report(
         bool, typer.Option(help="Also list DFPT results that failed validation.")
     ] = False,
     project_dir: Annotated[Path | None, typer.Option(help="Project folder.")] = None,
+    predict_missing: Annotated[
+        bool,
+        typer.Option(
+            help="Predict the DFPT parts that the screening did not predict with the current "
+            "models (marked 'on demand'); otherwise they are listed with the reason."
+        ),
+    ] = True,
 ) -> None:
     """Predicted vs DFPT tensors for every candidate with a DFPT result (table + parity plot)."""
     from atomate2_gmt.report import dfpt_comparison, write_report
 
     _, store = _checked_store(project_dir)
     states = ("accepted", "rejected") if include_rejected else ("accepted",)
-    rows = dfpt_comparison(store, states)
-    paths = write_report(rows, out)
+    missing: list[dict[str, Any]] = []
+    rows = dfpt_comparison(store, states, predict_missing=predict_missing, missing=missing)
+    paths = write_report(rows, out, missing)
     typer.echo(paths["md"].read_text())
-    typer.echo(f"{len(rows)} comparisons; wrote {', '.join(str(p) for p in paths.values())}")
+    on_demand = sum(1 for r in rows if r.get("prediction") != "screening")
+    typer.echo(
+        f"{len(rows)} comparisons ({on_demand} predicted on demand), {len(missing)} parts not "
+        f"compared; wrote {', '.join(str(p) for p in paths.values())}"
+    )
