@@ -46,6 +46,7 @@ __all__ = [
     "GridFSBlobStore",
     "LocalBlobStore",
     "StoreConnectionError",
+    "StoreIndexError",
     "StoreWriteError",
     "add_sources",
     "candidate_store",
@@ -80,6 +81,14 @@ REGISTRY_INDEXES: tuple[tuple[tuple[str, ...], bool], ...] = (
     (("last_updated",), False),
 )
 """Indexes of the model-registry store (key ``model_id``)."""
+
+
+class StoreIndexError(StoreError):
+    """An index could not be created; ``str()`` is the message (maggma's ``StoreError`` alone
+    would print the tuple of its arguments)."""
+
+    def __init__(self, message: str) -> None:
+        Exception.__init__(self, message)
 
 
 class StoreConnectionError(ConnectionError):
@@ -1033,9 +1042,9 @@ def ensure_indexes(store: Store, specs: Iterable[tuple[tuple[str, ...], bool]]) 
                 coll.create_index([(f, 1) for f in fields], unique=unique)
                 ok = True
             except Exception as exc:
-                raise StoreError(
+                raise StoreIndexError(
                     f"cannot create index {list(fields)} (unique={unique}) on "
-                    f"{describe_store(store)}: {mask_uri(str(exc))}"
+                    f"{describe_store(store)}: {store_error_reason(exc)}"
                 ) from None
         elif len(fields) == 1:
             ok = bool(store.ensure_index(fields[0], unique=unique))
@@ -1043,7 +1052,7 @@ def ensure_indexes(store: Store, specs: Iterable[tuple[tuple[str, ...], bool]]) 
             logger.warning("store %s has no compound indexes; skipped %s", type(store), fields)
             continue
         if not ok:
-            raise StoreError(
+            raise StoreIndexError(
                 f"cannot create index {list(fields)} (unique={unique}) on {describe_store(store)}"
             )
     return len(specs)

@@ -110,3 +110,20 @@ def test_cli_errors_for_a_bad_or_unreachable_store_never_show_the_password(
     for secret in URIS[uri]:
         assert secret not in out
     assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("uri", list(URIS))
+def test_models_list_on_a_bad_or_unreachable_registry_is_one_clean_line(
+    uri: str, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("ATOMATE2_GMT_MONGO_URI", uri)
+    monkeypatch.setenv("ATOMATE2_GMT_STORE_TIMEOUT_S", "0.3")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["models", "list"])
+    out = result.output
+    assert result.exit_code != 0
+    assert out.count("cannot open the model registry") == 1
+    assert "StoreError(" not in out
+    assert "Topology Description" not in out
+    for secret in URIS[uri]:
+        assert secret not in out

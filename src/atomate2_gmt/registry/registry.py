@@ -35,14 +35,16 @@ from atomate2_gmt.registry.schema import (
     model_id_for,
     version_label,
 )
-from atomate2_gmt.settings import GMTSettings, mask_uri
+from atomate2_gmt.settings import GMTSettings
 from atomate2_gmt.stores import (
     REGISTRY_INDEXES,
     EmbeddedStore,
+    StoreIndexError,
     describe_store,
     ensure_indexes,
     registry_blob_store,
     registry_store,
+    store_error_reason,
 )
 
 __all__ = [
@@ -154,12 +156,14 @@ class ModelRegistry:
         try:
             self.store.connect()
             self.blob_store.connect()
+            ensure_indexes(self.store, MODEL_REGISTRY_INDEXES)
+        except StoreIndexError as exc:  # names the store and the reason already
+            raise RegistryError(f"cannot open the model registry: {exc}") from None
         except Exception as exc:
             raise RegistryError(
                 f"cannot open the model registry {describe_store(self.store)}: "
-                f"{type(exc).__name__}: {mask_uri(str(exc))}"
+                f"{store_error_reason(exc)}"
             ) from None
-        ensure_indexes(self.store, MODEL_REGISTRY_INDEXES)
         self._connected = True
         return self
 
