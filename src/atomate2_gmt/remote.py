@@ -124,6 +124,7 @@ def _job_functions() -> dict[str, tuple[Any, ...]]:
 
     from atomate2_gmt.dfpt.vasp import vasp_dfpt_result
     from atomate2_gmt.flows.campaign import campaign_advance, campaign_retrain, campaign_select
+    from atomate2_gmt.flows.discovery import discovery_results, discovery_select
     from atomate2_gmt.jobs.feedback import feedback_job
     from atomate2_gmt.jobs.rank import rank_predictions
     from atomate2_gmt.jobs.select import select_for_dfpt
@@ -137,6 +138,8 @@ def _job_functions() -> dict[str, tuple[Any, ...]]:
             for f in (
                 rank_predictions,
                 select_for_dfpt,
+                discovery_select,
+                discovery_results,
                 campaign_select,
                 campaign_retrain,
                 campaign_advance,
