@@ -21,9 +21,10 @@ accept). A result is rejected when
    elastic tensor (clamped or relaxed) that is not positive definite (Born unstable);
 5. its accuracy settings are not production quality (``data.quality``: e.g. the ``smoke``
    preset of the tests);
-6. a value is beyond any physical material (:data:`PHYSICAL_BOUNDS`, per part): ε∞ eigenvalues
-   above 1000, ε0 or ionic eigenvalues above 10⁴, a piezo component |e_ijk| above 100 C/m², an
-   elastic component |C_ijkl| above 2000 GPa (the reasons are at the constant);
+6. a value is beyond any physical material (:data:`atomate2_gmt.tensors.bounds.PHYSICAL_BOUNDS`,
+   per part, the same bounds as the predictions'): ε∞ eigenvalues above 1000, ε0 or ionic
+   eigenvalues above 10⁴, a piezo component |e_ijk| above 100 C/m², an elastic component
+   |C_ijkl| above 2000 GPa (the reasons are in ``tensors.bounds``);
 7. a tensor breaks its intrinsic index symmetry (ε_ij = ε_ji, e_ijk = e_ikj, C_ijkl = C_jikl =
    C_ijlk = C_klij) by more than :data:`ASYMMETRY_TOLERANCE` (relative, with the residual floor);
    a smaller asymmetry (round-off of the code) is removed before the tensor is stored
@@ -49,6 +50,7 @@ from pydantic import ValidationError
 from atomate2_gmt.data.quality import production_problems
 from atomate2_gmt.schemas.dfpt import DFPT_PARTS, DFPTResultDoc
 from atomate2_gmt.schemas.training import index_symmetrised
+from atomate2_gmt.tensors.bounds import PHYSICAL_BOUNDS, physical_bound_problem
 from atomate2_gmt.tensors.properties import dielectric_eigenvalues, elastic_eigenvalues
 from atomate2_gmt.tensors.symmetry import intrinsic_projector, point_group_info, projector
 
@@ -79,29 +81,6 @@ RESIDUAL_FLOOR: dict[str, float] = {"dielectric": 1.0, "piezo": 1e-2, "elastic":
 IONIC_NEGATIVE_TOL = 0.1
 """Most negative accepted eigenvalue of the ionic dielectric part, and of ε0 − ε∞
 (dimensionless)."""
-
-PHYSICAL_BOUNDS: dict[str, tuple[str, float]] = {
-    "dielectric_electronic": ("eigenvalue", 1e3),
-    "dielectric_ionic": ("eigenvalue", 1e4),
-    "dielectric_total": ("eigenvalue", 1e4),
-    "piezo_electronic": ("component", 100.0),
-    "piezo_ionic": ("component", 100.0),
-    "piezo_total": ("component", 100.0),
-    "elastic_clamped": ("component", 2000.0),
-    "elastic_relaxed": ("component", 2000.0),
-}
-"""Largest accepted value per DFPT part: (what is bounded, bound in the part's units).
-
-- ε∞ eigenvalues ≤ 1000: the largest in the shipped Materials Project data is 381 (a
-  small-gap semiconductor, where semi-local DFT overestimates ε∞); the largest measured
-  electronic permittivities (PbTe, PbSe) are about 30–40.
-- ε0 and ionic eigenvalues ≤ 10⁴: the shipped MP maximum is 427; ferroelectrics and incipient
-  ferroelectrics reach a few thousand (BaTiO3, PMN-PT near their transitions).
-- piezo |e_ijk| ≤ 100 C/m² for every part: the shipped MP maximum is 48.6 C/m², the largest
-  measured values (PMN-PT, PZN-PT single crystals) are about 20–30 C/m².
-- elastic |C_ijkl| ≤ 2000 GPa: diamond, the stiffest known material, has C11 ≈ 1080 GPa; the
-  shipped MP maxima are 938 GPa (legacy) and 1191 GPa (newer release).
-"""
 
 ASYMMETRY_TOLERANCE = 1e-2
 """Largest accepted relative index asymmetry ``|T − P_index T|_F / max(|T|_F, floor)``; a
@@ -135,28 +114,6 @@ def index_asymmetry(tensor: np.ndarray, kind: str) -> float:
     flat = np.asarray(tensor, dtype=float).reshape(-1)
     scale = max(float(np.linalg.norm(flat)), RESIDUAL_FLOOR[kind])
     return float(np.linalg.norm(flat - intrinsic_projector(kind) @ flat) / scale)
-
-
-def physical_bound_problem(part: str, tensor: np.ndarray) -> str | None:
-    """Why ``tensor`` (the full Cartesian ``part``) is beyond :data:`PHYSICAL_BOUNDS`, or None."""
-    what, bound = PHYSICAL_BOUNDS[part]
-    units = DFPT_PARTS[part][1]
-    unit = "" if units == "dimensionless" else f" {units}"
-    if what == "eigenvalue":
-        high = float(dielectric_eigenvalues(tensor)[-1])
-        if high > bound:
-            return (
-                f"{part}: largest eigenvalue {high:.4g} > {bound:g}{unit}, beyond any known "
-                "material"
-            )
-        return None
-    big = float(np.max(np.abs(tensor)))
-    if big > bound:
-        return (
-            f"{part}: a component of magnitude {big:.4g}{unit} > {bound:g}{unit}, beyond any "
-            "known material"
-        )
-    return None
 
 
 def part_consistency_problems(tensors: dict[str, np.ndarray]) -> list[str]:
