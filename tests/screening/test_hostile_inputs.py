@@ -196,6 +196,7 @@ def test_a_mixed_batch_stores_every_good_input_and_a_reason_for_every_bad_one(
         "c11_pipe.cif": "not a regular file",
         "c12_big.cif": "larger than the 0.5 MB limit",
         "c13_random.cif": "binary file",
+        "c16_zero.cif": "not a regular file",  # a link to /dev/zero: never read
     }
     Structure(Lattice.cubic(5.6), ["Na", DummySpecies("X")], [[0, 0, 0], [0.5] * 3]).to(
         filename=str(folder / "c07_dummy.cif")
@@ -205,6 +206,7 @@ def test_a_mixed_batch_stores_every_good_input_and_a_reason_for_every_bad_one(
     close_pair().to(filename=str(folder / "c10_close.cif"))
     os.mkfifo(folder / "c11_pipe.cif")
     (folder / "c12_big.cif").write_text("#\n" * 300_000)
+    (folder / "c16_zero.cif").symlink_to("/dev/zero")
     (folder / "c13_random.cif").write_bytes(np.random.default_rng(1).bytes(2000) + b"\x00")
     two = _two_block_cif(tmp_path)
     (folder / "c14_two_phases.cif").write_text(two.read_text())
