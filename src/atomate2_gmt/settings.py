@@ -112,8 +112,9 @@ def _mask_one_uri(uri: str) -> str:
 
 def uri_secrets(uri: str) -> list[str]:
     """The secrets a URI carries (its password, the values of secret query parameters), each
-    also percent-decoded and split at the URI's reserved characters (pieces of at least
-    :data:`_SECRET_PIECE_MIN` characters), longest first: what must never appear in output."""
+    also percent-decoded and -encoded, and as written split at the URI's reserved characters
+    (pieces of at least :data:`_SECRET_PIECE_MIN` characters), longest first: what must never
+    appear in output."""
     if "://" not in uri:
         return []
     _, userinfo, _, query, fragment = _split_uri(uri.strip())
@@ -136,9 +137,9 @@ def uri_secrets(uri: str) -> list[str]:
             found.append(fragment)
     pieces: set[str] = set()
     for secret in found:
-        for form in (secret, unquote(secret), unquote_plus(secret), quote_plus(secret)):
-            pieces.add(form)
-            pieces.update(re.split(r"[/:?#@&;=,\s]+", form))
+        pieces.update((secret, unquote(secret), unquote_plus(secret), quote_plus(secret)))
+        # a driver that mis-parses the raw URI quotes the pieces between reserved characters
+        pieces.update(re.split(r"[/:?#@&;=,\s]+", secret))
     return sorted((p for p in pieces if len(p) >= _SECRET_PIECE_MIN), key=lambda p: (-len(p), p))
 
 

@@ -127,3 +127,9 @@ def test_models_list_on_a_bad_or_unreachable_registry_is_one_clean_line(
     assert "Topology Description" not in out
     for secret in URIS[uri]:
         assert secret not in out
+
+
+def test_an_escaped_password_is_scrubbed_whole_and_ordinary_words_are_kept() -> None:
+    remember_uri_secrets("mongodb://u:p%40ss@h/db")
+    assert mask_uri("auth failed for p@ss (p%40ss)") == "auth failed for *** (***)"
+    assert mask_uri("the password class is less strict") == "the password class is less strict"
