@@ -17,10 +17,27 @@ def _docs(web_project: dict[str, Any]) -> list[dict[str, Any]]:
     return web_project["docs"]
 
 
-def _expected(docs: list[dict[str, Any]], field: str, ascending: bool = False, **eq: Any):
-    """prediction_ids ranked as the store should rank them (ties broken on prediction_id)."""
+METAL_EXCLUDED_FIELDS = {"dielectric_mean", "dielectric_eig_max", "e_ij_max", "e_long_max",
+                         "e_norm"}  # fmt: skip
+
+
+def _expected(
+    docs: list[dict[str, Any]],
+    field: str,
+    ascending: bool = False,
+    metals: bool | None = None,
+    **eq: Any,
+) -> list[str]:
+    """prediction_ids ranked as the store should rank them (ties broken on prediction_id);
+    likely metals left out of the dielectric and piezo rankings unless ``metals``."""
+    if metals is None:
+        metals = field not in METAL_EXCLUDED_FIELDS
     hits = [
-        d for d in docs if d.get(field) is not None and all(_get(d, k) == v for k, v in eq.items())
+        d
+        for d in docs
+        if d.get(field) is not None
+        and all(_get(d, k) == v for k, v in eq.items())
+        and (metals or d.get("likely_metal") is not True)
     ]
     hits.sort(key=lambda d: (d[field], d["prediction_id"]), reverse=not ascending)
     return [d["prediction_id"] for d in hits]
@@ -38,8 +55,16 @@ def test_candidates_ranked_and_paged(client, web_project):
     assert r.status_code == 200, r.text
     body = r.json()
     expected = _expected(docs, "dielectric_eig_max")
-    assert body["meta"]["total_doc"] == len(expected) == len(docs)
+    metals = [d for d in docs if d.get("likely_metal")]
+    assert metals  # the MP set has elemental metals and intermetallics
+    assert body["meta"]["total_doc"] == len(expected) == len(docs) - len(metals)
     assert [row["prediction_id"] for row in body["data"]] == expected[:20]
+    assert not any(row["likely_metal"] for row in body["data"])
+    r = client.get("/candidates/", params={"include_metals": "true"})
+    assert r.json()["meta"]["total_doc"] == len(docs)
+    assert [row["prediction_id"] for row in r.json()["data"]] == _expected(
+        docs, "dielectric_eig_max", metals=True
+    )
     first = body["data"][0]
     assert first["rank"] == 1
     assert {"formula", "space_group", "point_group", "crystal_system", "dielectric_mean"} <= set(
@@ -87,7 +112,16 @@ def test_candidate_filters(client, web_project):
         d for d in _expected(docs, "dielectric_eig_max") if d != web_project["nacl_id"]
     ]
     version = docs[0]["model_version"]
-    assert len(ids(model_version=version)) == len(docs)
+    assert len(ids(model_version=version, include_metals="true")) == len(docs)
+    assert ids(property="elastic") == _expected(docs, "K_VRH")  # metals kept for elastic
+    assert len(ids(property="elastic")) == len(docs)
+    assert ids(property="elastic", include_metals="false") == _expected(docs, "K_VRH", metals=False)
+    near = ids(max_domain_distance=1.0)
+    assert near == [
+        d
+        for d in _expected(docs, "dielectric_eig_max")
+        if _doc(docs, d)["domain_distance"]["dielectric"] <= 1.0
+    ]
     assert ids(model_version="no-such-version") == []
     assert ids(state="failed") == []
 
@@ -110,6 +144,8 @@ def _doc(docs: list[dict[str, Any]], key: str) -> dict[str, Any]:
         ({"max_e_above_hull": -1}, 422, "greater than or equal to 0"),
         ({"state": "$exists"}, 422, "successful"),
         ({"dfpt": "pending"}, 422, "accepted"),
+        ({"include_metals": "sometimes"}, 422, "include_metals"),
+        ({"max_domain_distance": 0}, 422, "greater than 0"),
         ({"criteria": '{"e_ij_max": {"$gt": 0}}'}, 400, "unknown query parameter(s) criteria"),
         ({"e_ij_max[$gt]": "0"}, 400, "unknown query parameter"),
         ({"_per_page": 100000, "_page": 1}, 400, "max limit is 500"),
@@ -354,3 +390,29 @@ def test_credentials_never_shown(web_project, tmp_path):
         assert r.status_code == 503
         texts.append(r.text)
         assert all("s3cr3t-pw" not in t for t in texts)
+
+
+def test_counts_follow_writes_from_other_processes(web_project, tmp_path):
+    """The app keeps match counts of an unchanged embedded store; a write by another
+    connection (a screening job) shows at once."""
+    from fastapi.testclient import TestClient
+
+    from atomate2_gmt.settings import GMTSettings
+    from atomate2_gmt.stores import upsert_predictions
+    from atomate2_gmt.web.app import create_app
+
+    settings = GMTSettings(PROJECT_DIR=tmp_path)
+    elastic = list(web_project["docs"])
+    writer = candidate_store(settings)
+    upsert_predictions(writer, elastic[:2])
+    with TestClient(create_app(settings)) as c:
+        params = {"property": "elastic"}
+        assert c.get("/candidates/", params=params).json()["meta"]["total_doc"] == 2
+        assert c.get("/candidates/", params=params).json()["meta"]["total_doc"] == 2
+        upsert_predictions(writer, elastic[2:5])
+        body = c.get("/candidates/", params=params).json()
+        assert body["meta"]["total_doc"] == 5
+        assert len(body["data"]) == 5
+        writer.remove_docs({"prediction_id": elastic[0]["prediction_id"]})
+        assert c.get("/candidates/", params=params).json()["meta"]["total_doc"] == 4
+    writer.close()

@@ -18,9 +18,15 @@ def test_table_page_sorts_filters_and_pages(client, web_project):
     docs = web_project["docs"]
     r = client.get("/")
     assert r.status_code == 200
-    ranked = sorted(docs, key=lambda d: (d["dielectric_eig_max"], d["prediction_id"]), reverse=True)
+    insulators = [d for d in docs if not d.get("likely_metal")]
+    ranked = sorted(
+        insulators, key=lambda d: (d["dielectric_eig_max"], d["prediction_id"]), reverse=True
+    )
     assert _keys(r.text) == [d["prediction_id"] for d in ranked]
-    assert f"{len(docs)} candidates · sorted on dielectric_eig_max descending" in r.text
+    assert f"{len(ranked)} candidates · sorted on dielectric_eig_max descending" in r.text
+    r = client.get("/", params={"include_metals": "true"})
+    assert sorted(_keys(r.text)) == sorted(d["prediction_id"] for d in docs)
+    assert r.text.count('class="metal"') == len(docs) - len(insulators)
     assert 'id="sort-dielectric_mean"' in r.text
 
     r = client.get("/", params={"property": "elastic", "sort": "G_VRH", "ascending": "true"})
@@ -28,8 +34,10 @@ def test_table_page_sorts_filters_and_pages(client, web_project):
     assert _keys(r.text) == [d["prediction_id"] for d in ranked]
     assert "G_VRH (GPa) ▲" in r.text
 
-    r = client.get("/", params={"crystal_system": "hexagonal", "exclude_elements": "Xe"})
+    params = {"property": "elastic", "crystal_system": "hexagonal", "exclude_elements": "Xe"}
+    r = client.get("/", params=params)
     hexagonal = [d["prediction_id"] for d in docs if d["symmetry"]["crystal_system"] == "Hexagonal"]
+    assert hexagonal
     assert sorted(_keys(r.text)) == sorted(hexagonal)
     # the form keeps the filters
     assert '<option value="hexagonal" selected>' in r.text

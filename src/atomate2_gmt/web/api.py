@@ -135,6 +135,14 @@ class CandidateQuery(QueryOperator):
         dfpt: Literal["accepted", "rejected", "failed", "none", "any"] | None = Query(
             None, description="DFPT status: an outcome, none (no DFPT yet) or any."
         ),
+        include_metals: bool | None = Query(
+            None,
+            description="Keep crystals flagged likely_metal (default: only for elastic; a "
+            "metal has no meaningful dielectric or piezoelectric tensor).",
+        ),
+        max_domain_distance: float | None = Query(
+            None, gt=0, description="Keep crystals at most this far from the training data."
+        ),
     ) -> STORE_PARAMS:
         """Validated store query; 422 naming the bad value."""
         try:
@@ -151,6 +159,8 @@ class CandidateQuery(QueryOperator):
                 max_e_above_hull=max_e_above_hull,
                 model_version=model_version,
                 dfpt=dfpt,
+                include_metals=include_metals,
+                max_domain_distance=max_domain_distance,
             )
             filters.store_query()
         except ValueError as exc:
@@ -211,6 +221,9 @@ class CandidateRow(BaseModel):
     source: str | None = None
     nsites: int | None = None
     model_version: str | None = None
+    likely_metal: bool | None = None
+    likely_metal_reason: str | None = None
+    domain_distance: float | None = Field(None, description="From the training data (1 = edge).")
     dfpt_state: str | None = Field(None, description="accepted, rejected, failed or None.")
 
 
@@ -298,7 +311,9 @@ class CandidateResource(_ReadResource):
         def run(query: dict[str, Any]) -> dict[str, Any]:
             skip, limit = _pagination(query)
             try:
-                rows, total = service.candidate_page(store, query["filters"], skip, limit)
+                rows, total = service.candidate_page(
+                    store, query["filters"], skip, limit, self.stores.counts
+                )
             except ValueError as exc:
                 raise _bad_value(exc) from None
             return _page(rows, total, skip, limit)
@@ -382,7 +397,7 @@ class DFPTResource(_ReadResource):
         ) -> dict[str, Any]:
             _check_params(request, [], ("task", "include_rejected"))
             states = ("accepted", "rejected") if include_rejected else ("accepted",)
-            rows = service.dfpt_rows(store, task, states)
+            rows = self.stores.comparisons.rows(store, task, states)
             return {"data": rows, "meta": {"total_doc": len(rows)}}
 
         self.router.get(

@@ -115,11 +115,18 @@ def build_router(stores: WebStores) -> APIRouter:
         max_e_above_hull: float | None = Query(None, ge=0),
         model_version: str | None = None,
         dfpt: str | None = None,
+        include_metals: str | None = None,
+        max_domain_distance: float | None = Query(None, gt=0),
         page: int = Query(1, ge=1),
     ) -> HTMLResponse:
-        nc = {"true": True, "false": False, "": None, None: None}.get(non_centrosymmetric)
-        if non_centrosymmetric not in (None, "", "true", "false"):
-            return error(422, "non_centrosymmetric must be true, false or empty")
+        flags = {"true": True, "false": False, "": None, None: None}
+        for name, value in (
+            ("non_centrosymmetric", non_centrosymmetric),
+            ("include_metals", include_metals),
+        ):
+            if value not in flags:
+                return error(422, f"{name} must be true, false or empty")
+        nc = flags[non_centrosymmetric]
         try:
             filters = CandidateFilters.build(
                 prop=prop,
@@ -134,9 +141,11 @@ def build_router(stores: WebStores) -> APIRouter:
                 max_e_above_hull=max_e_above_hull,
                 model_version=model_version,
                 dfpt=dfpt,
+                include_metals=flags[include_metals],
+                max_domain_distance=max_domain_distance,
             )
             rows, total = service.candidate_page(
-                stores.candidates, filters, (page - 1) * PER_PAGE, PER_PAGE
+                stores.candidates, filters, (page - 1) * PER_PAGE, PER_PAGE, stores.counts
             )
             sort_field = filters.sort_field()
         except ValueError as exc:
@@ -186,7 +195,7 @@ def build_router(stores: WebStores) -> APIRouter:
     @router.get("/parity", response_class=HTMLResponse)
     def parity(include_rejected: bool = False) -> HTMLResponse:
         states = ("accepted", "rejected") if include_rejected else ("accepted",)
-        rows = service.dfpt_rows(stores.candidates, None, states)
+        rows = stores.comparisons.rows(stores.candidates, None, states)
         panels = []
         for task in TASKS:
             sub = [r for r in rows if r["task"] == task]
