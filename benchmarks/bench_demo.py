@@ -1,0 +1,126 @@
+"""Benchmark: wall time of ``atomate2-gmt demo`` as a new user runs it, and where it goes.
+
+Runs the installed command in a fresh project folder (``--n 300``, the default), ``--repeats``
+times, in two states:
+
+- ``cold``: empty bytecode cache (``PYTHONPYCACHEPREFIX`` → a new folder) and an empty
+  matplotlib cache (``MPLCONFIGDIR``), i.e. the first run after ``pip install --no-compile``;
+- ``warm``: caches filled by an earlier run (every later run, and a ``pip install`` that
+  compiles bytecode, the default).
+
+Each run's stderr (plain progress lines, since it is not a terminal) gives the phases: Python
+start-up and imports, candidate generation, model loading, prediction, ranking and picture. The
+machine's load average is recorded with each run: the 2-core machines this project runs on are
+shared, and a second busy process doubles every number.
+
+    python benchmarks/bench_demo.py [--repeats 3] [--output benchmarks/results/bench_demo.json]
+
+Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+EXE = Path(sys.executable).with_name("atomate2-gmt")
+
+
+def run_demo(cold: bool, n: int) -> dict[str, Any]:
+    """One demo run in a fresh project folder: wall time, phase times, the printed top rows."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench_demo_"))
+    env = {**os.environ, "ATOMATE2_GMT_PROJECT_DIR": str(tmp / "project")}
+    if cold:
+        env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+        env["MPLCONFIGDIR"] = str(tmp / "mpl")
+    load = os.getloadavg()[0]
+    stamps: list[tuple[float, str]] = []
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(EXE), "demo", "--n", str(n)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:  # timestamps of the progress lines as they arrive
+        stamps.append((time.perf_counter() - t0, line.rstrip()))
+    out = proc.stdout.read() if proc.stdout else ""
+    proc.wait()
+    wall = time.perf_counter() - t0
+    shutil.rmtree(tmp, ignore_errors=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"demo failed ({proc.returncode}):\n" + "\n".join(s for _, s in stamps))
+
+    def first(pattern: str) -> float | None:
+        return next((t for t, s in stamps if re.search(pattern, s)), None)
+
+    generated = re.search(r"generated \d+ .* \(([\d.]+) s\)", out)
+    loading, start, done = first("^loading the"), first(r"^predicting: 0/"), first("done in")
+    phases = {
+        "to_models_s": loading,
+        "generation_s": float(generated.group(1)) if generated else None,
+        "model_loading_s": None if loading is None or start is None else start - loading,
+        "prediction_s": None if start is None or done is None else done - start,
+        "ranking_and_picture_s": None if done is None else wall - done,
+    }
+    top = re.findall(r"│\s+\d+ │ (\S+)", out)
+    return {"cold": cold, "wall_s": wall, "load_1min": load, "phases": phases, "top_rows": top}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks/results/bench_demo.json")
+    args = parser.parse_args()
+
+    runs = [run_demo(cold, args.n) for cold in (True, False) for _ in range(args.repeats)]
+    same = all(r["top_rows"] == runs[0]["top_rows"] for r in runs)
+    print(
+        "| state | wall s | to models s | generation s | model loading s | prediction s | "
+        "ranking + picture s | load (1 min) |\n|---|---|---|---|---|---|---|---|"
+    )
+
+    def fmt(v: float | None) -> str:
+        return "" if v is None else f"{v:.1f}"
+
+    for r in runs:
+        p = r["phases"]
+        print(
+            f"| {'cold' if r['cold'] else 'warm'} | {r['wall_s']:.1f} | {fmt(p['to_models_s'])} | "
+            f"{fmt(p['generation_s'])} | {fmt(p['model_loading_s'])} | {fmt(p['prediction_s'])} | "
+            f"{fmt(p['ranking_and_picture_s'])} | {r['load_1min']:.2f} |"
+        )
+    best = {
+        s: min(r["wall_s"] for r in runs if r["cold"] == (s == "cold")) for s in ("cold", "warm")
+    }
+    print(
+        f"best: cold {best['cold']:.1f} s, warm {best['warm']:.1f} s; same ranking in every run: {same}"
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "command": f"python benchmarks/bench_demo.py --repeats {args.repeats} --n {args.n}",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "best_wall_s": best,
+        "same_ranking": same,
+        "runs": runs,
+    }
+    args.output.write_text(json.dumps(payload, indent=1))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
