@@ -261,6 +261,7 @@ def test_dfpt_comparison(client, web_project):
     assert one["dfpt"]["state"] == "accepted"
     assert one["dfpt"]["code"] == "vasp"
     assert len(one["comparison"]) == 2
+    assert [m["task"] for m in one["not_compared"]] == ["dielectric_total"]
     other = _docs(web_project)[0]["prediction_id"]
     r = client.get(f"/dfpt/{other}/")
     assert r.status_code == 404

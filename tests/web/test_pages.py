@@ -86,6 +86,7 @@ def test_candidate_page(client, web_project):
         "(C/m²)",
         "(GPa)",
         "dielectric=",  # the model version
+        "dielectric_total: not predicted: the screening predicted dielectric, elastic, piezo",
     ):
         assert fragment in html, fragment
     # the structure-frame Voigt matrix on the page is the stored one

@@ -420,6 +420,7 @@ class DFPTResource(_ReadResource):
                 "prediction_id": view["document"]["prediction_id"],
                 "dfpt": dfpt,
                 "comparison": view["comparison"],
+                "not_compared": view["missing"],
             }
             return {"data": [data]}
 

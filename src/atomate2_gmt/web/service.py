@@ -475,8 +475,8 @@ def structure_view(doc: dict[str, Any]) -> dict[str, Any]:
 def candidate_view(store: Store, key: str) -> dict[str, Any]:
     """Everything the candidate page shows: the document's summary, symmetry, per-task tensors
     (Voigt in the structure's frame and the IEEE 176 frame, units, derived values, model),
-    provenance and the DFPT comparison."""
-    from atomate2_gmt.report import document_comparison
+    provenance, the DFPT comparison and the DFPT parts not compared (with the reason)."""
+    from atomate2_gmt.report import document_comparison, missing_parts
 
     doc = get_candidate(store, key)
     tasks = []
@@ -510,6 +510,7 @@ def candidate_view(store: Store, key: str) -> dict[str, Any]:
         "tasks": tasks,
         "dfpt": dfpt,
         "comparison": comparison,
+        "missing": missing_parts(doc) if dfpt else [],
     }
 
 
