@@ -52,9 +52,11 @@ class MetalCheck:
 def _oxidation_states(composition: Composition) -> dict[str, float] | None:
     """The most probable charge-balanced assignment (element → state), {} if there is none."""
     reduced = composition.reduced_composition
-    kwargs = {"max_sites": -MAX_SITES} if reduced.num_atoms > MAX_SITES else {}
     try:
-        guesses = reduced.oxi_state_guesses(**kwargs)
+        if reduced.num_atoms > MAX_SITES:
+            guesses = reduced.oxi_state_guesses(max_sites=-MAX_SITES)
+        else:
+            guesses = reduced.oxi_state_guesses()
     except ValueError:  # pymatgen: the composition cannot be reduced to max_sites
         guesses = reduced.oxi_state_guesses()
     return dict(guesses[0]) if guesses else {}
@@ -90,8 +92,8 @@ def _primitive_sites(structure: Structure, symprec: float) -> int:
     import spglib
 
     cell = (
-        structure.lattice.matrix,
-        structure.frac_coords,
+        structure.lattice.matrix.tolist(),
+        structure.frac_coords.tolist(),
         [site.specie.Z for site in structure],
     )
     try:
