@@ -276,6 +276,7 @@ def main() -> None:
             t = time.perf_counter()
             get(url + "/parity")
             parity_ms = (time.perf_counter() - t) * 1000
+            parity_again = timed(url + "/parity", args.repeat)
         startup_s = startup_time(project)
 
     width = max(len(r["case"]) for r in rows)
@@ -286,7 +287,8 @@ def main() -> None:
         print(f"{r['case']:<{width}}  {r['status']:>6} {r['bytes'] / 1000:>4.0f} "
               f"{r['first_ms']:>9.1f} {r['median_ms']:>10.1f} {r['max_ms']:>9.1f}{flag}")  # fmt: skip
     print(f"\nfirst draw of a tensor picture: {first_picture_ms:.0f} ms; parity page over "
-          f"{n_dfpt} DFPT results: {parity_ms:.0f} ms; serve start-up: {startup_s:.1f} s")  # fmt: skip
+          f"{n_dfpt} DFPT results: {parity_ms:.0f} ms the first time, then "
+          f"{parity_again['median_ms']:.0f} ms; serve start-up: {startup_s:.1f} s")  # fmt: skip
     ok = all(max(r["max_ms"], r["first_ms"]) < TARGET_MS for r in rows if r["table_page"])
     print(f"table pages < {TARGET_MS:.0f} ms: {'yes' if ok else 'NO'}")
     RESULTS.parent.mkdir(exist_ok=True)
@@ -300,6 +302,7 @@ def main() -> None:
                 "rows": rows,
                 "first_picture_ms": round(first_picture_ms, 1),
                 "parity_ms": round(parity_ms, 1),
+                "parity_again_median_ms": parity_again["median_ms"],
                 "n_dfpt_results": n_dfpt,
                 "serve_startup_s": round(startup_s, 2),
                 "table_pages_under_target": ok,

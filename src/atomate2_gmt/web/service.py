@@ -395,14 +395,21 @@ def candidate_page(
     query = filters.store_query()
     store.connect()
     criteria = _latest_only(store, query["criteria"])
-    total = counts.count(store, criteria) if counts is not None else store.count(criteria)
-    docs = store.query(
-        criteria=criteria,
-        properties=query["properties"],
-        sort=query["sort"],
-        skip=skip,
-        limit=limit,
+    docs = list(
+        store.query(
+            criteria=criteria,
+            properties=query["properties"],
+            sort=query["sort"],
+            skip=skip,
+            limit=limit,
+        )
     )
+    if len(docs) < limit and (docs or skip == 0):  # the last page: no count needed
+        total = skip + len(docs)
+    elif counts is not None:
+        total = counts.count(store, criteria)
+    else:
+        total = int(store.count(criteria))
     rows = [_row(d, filters.prop, skip + i + 1) for i, d in enumerate(docs)]
     return mask_secrets(rows), total
 
