@@ -72,6 +72,7 @@ def test_start_write_read_stop(project: Path, monkeypatch: pytest.MonkeyPatch) -
     assert match is not None, out
     uri = match.group(1)
     assert uri == f"mongodb://127.0.0.1:{port}/"
+    assert "for trying and tests only (no authentication); production uses a real MongoDB" in out
     assert str(server_dir(project) / "data") in out
     assert (server_dir(project) / "data").is_dir()
 

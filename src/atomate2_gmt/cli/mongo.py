@@ -55,6 +55,7 @@ def start(
     typer.echo("use it for every store of this shell with:")
     typer.echo(f"  export ATOMATE2_GMT_MONGO_URI={info.uri}")
     typer.echo("stop it with: atomate2-gmt mongo stop")
+    typer.echo("for trying and tests only (no authentication); production uses a real MongoDB")
 
 
 @app.command("status")
