@@ -40,12 +40,22 @@ def test_screen_then_query_then_show(cif_folder, small_models, project):
     assert result.exit_code == 0, result.output
     assert "screened 6 candidates: 5 predicted, 1 failed" in result.output
     assert "failed: broken.cif: unreadable structure file" in result.output
-    assert "top 5 candidates: piezo" in result.output
+    # Na, Li and TiIr are likely metals: left out of the piezo ranking, and said so
+    assert "top 2 candidates: piezo" in result.output
+    assert "3 likely metals (docs/screening.md) are left out of the dielectric, piezo" in (
+        result.output
+    )
 
     result = runner.invoke(app, ["query", "--property", "piezo", "--format", "json"])
     assert result.exit_code == 0, result.output
+    assert sorted(r["formula"] for r in json.loads(result.output)) == ["BAs", "SiOs"]
+    result = runner.invoke(
+        app, ["query", "--property", "piezo", "--format", "json", "--include-metals"]
+    )
+    assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert len(rows) == 5
+    assert sum(r["likely_metal"] for r in rows) == 3
     assert rows[0]["model_version"] == "cli-1"
 
     source = rows[0]["source"]
