@@ -179,3 +179,26 @@ def test_query_cli_include_metals_switch(store, tmp_path, monkeypatch):
     assert both.exit_code == 0, both.output
     assert "FePtN2" in both.stdout
     assert "ZnO" in both.stdout
+
+
+def test_show_says_a_document_is_a_likely_metal(store, tmp_path, monkeypatch):
+    from atomate2_gmt.cli.app import app
+    from atomate2_gmt.settings import GMTSettings
+    from atomate2_gmt.stores import candidate_store
+
+    monkeypatch.setenv("ATOMATE2_GMT_PROJECT_DIR", str(tmp_path / "project"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    target = candidate_store(GMTSettings())
+    target.connect()
+    target.update(list(store.query({})), key="prediction_id")
+    target.close()
+    pic = str(tmp_path / "p.png")
+    metal = CliRunner().invoke(app, ["show", "FePtN2.cif", "--picture", pic])
+    assert metal.exit_code == 0, metal.output
+    assert (
+        "likely metal (open-shell transition metal in a nitride: Fe2+ (d6), Pt4+ (d6)): its ε "
+        "and e predictions, made as for an insulator, mean little" in metal.stdout
+    )
+    insulator = CliRunner().invoke(app, ["show", "ZnO.cif", "--picture", pic])
+    assert insulator.exit_code == 0, insulator.output
+    assert "likely metal" not in insulator.stdout

@@ -246,6 +246,11 @@ def show(
         f"prediction_id {doc.get('prediction_id')}\nstate {doc.get('state')}"
         + (f" ({doc.get('error')})" if doc.get("error") else "")
     )
+    if doc.get("likely_metal"):
+        typer.echo(
+            f"likely metal ({doc.get('likely_metal_reason')}): its ε and e predictions, made as "
+            "for an insulator, mean little (docs/screening.md, Likely metals)"
+        )
     tensors = {}
     for task, pred in (doc.get("predictions") or {}).items():
         if pred.get("state") != "successful":
