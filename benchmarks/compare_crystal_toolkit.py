@@ -68,12 +68,15 @@ CTK_APP = textwrap.dedent(
     from dash import html
     import crystal_toolkit.components as ctc
     from crystal_toolkit.core.plugin import CrystalToolkitPlugin
+    from flask_caching import Cache
     from pymatgen.core import Structure
 
     structure = Structure.from_file(sys.argv[1])
     component = ctc.StructureMoleculeComponent(structure, id="structure")
     layout = html.Div([component.layout()])
-    app = dash.Dash(__name__, plugins=[CrystalToolkitPlugin(layout=layout)])
+    # the plugin's default cache type ("simple") is gone from Flask-Caching 2
+    cache = Cache(config={"CACHE_TYPE": "SimpleCache"})
+    app = dash.Dash(__name__, plugins=[CrystalToolkitPlugin(layout=layout, cache=cache)])
     app.run(host="127.0.0.1", port=int(sys.argv[2]), debug=False)
     """
 )

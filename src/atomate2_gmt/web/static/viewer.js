@@ -33,7 +33,7 @@
     .then((body) => {
       const s = body.data[0];
       if (typeof $3Dmol === "undefined") throw new Error("3Dmol.js did not load");
-      const viewer = $3Dmol.createViewer(el, { backgroundColor: "white", antialias: true });
+      const viewer = $3Dmol.createViewer(el, { backgroundColor: "white", antialias: false });
       if (!viewer) throw new Error("WebGL is not available in this browser");
       const xyz = [String(s.sites.length), s.formula];
       for (const site of s.sites) xyz.push(site.species + " " + site.xyz.join(" "));
