@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -79,7 +78,3 @@ def client(web_app: Any) -> Iterator[Any]:
 
     with TestClient(web_app) as c:
         yield c
-
-
-def project_dir(web_project: dict[str, Any]) -> Path:
-    return Path(web_project["dir"])

@@ -133,3 +133,28 @@ def test_serve_refuses_a_missing_store(tmp_path, monkeypatch):
     assert "127.0.0.1" in result.output
     result = CliRunner().invoke(app, ["serve", "--port", "0"])
     assert result.exit_code == 2
+
+
+def test_nothing_else_imports_the_web_layer():
+    """The web app sits at the edge: only ``cli/serve.py`` (inside its command) imports it."""
+    from pathlib import Path
+
+    import atomate2_gmt
+
+    src = Path(atomate2_gmt.__file__).parent
+    importers = sorted(
+        str(p.relative_to(src))
+        for p in src.rglob("*.py")
+        if "atomate2_gmt.web" in p.read_text() and p.parent.name != "web"
+    )
+    assert importers == ["cli/serve.py"]
+
+
+def test_serve_knows_loopback_addresses():
+    from atomate2_gmt.cli.serve import _is_loopback
+
+    assert _is_loopback("127.0.0.1")
+    assert _is_loopback("::1")
+    assert _is_loopback("localhost")
+    assert not _is_loopback("0.0.0.0")
+    assert not _is_loopback("login1.cluster.example.org")
