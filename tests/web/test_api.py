@@ -417,3 +417,30 @@ def test_counts_follow_writes_from_other_processes(web_project, tmp_path):
         writer.remove_docs({"prediction_id": elastic[0]["prediction_id"]})
         assert c.get("/candidates/", params=params).json()["meta"]["total_doc"] == 4
     writer.close()
+
+
+def test_ensemble_spread_shown_where_present(web_project, tmp_path):
+    """A document predicted by an ensemble carries ``uncertainty`` (field → standard deviation):
+    the table rows and the page show it next to the value, for the property's fields only."""
+    from fastapi.testclient import TestClient
+
+    from atomate2_gmt.settings import GMTSettings
+    from atomate2_gmt.stores import upsert_predictions
+    from atomate2_gmt.web.app import create_app
+
+    settings = GMTSettings(PROJECT_DIR=tmp_path)
+    single, ensemble = (dict(d) for d in web_project["docs"][-2:])  # NaCl and an insulator
+    ensemble["uncertainty"] = {"K_VRH": 3.25, "G_VRH": 1.5, "e_ij_max": 0.0125}
+    writer = candidate_store(settings)
+    upsert_predictions(writer, [single, ensemble])
+    writer.close()
+    with TestClient(create_app(settings)) as c:
+        rows = c.get("/candidates/", params={"property": "elastic"}).json()["data"]
+        spread = {r["prediction_id"]: r["uncertainty"] for r in rows}
+        assert spread[ensemble["prediction_id"]] == {"K_VRH": 3.25, "G_VRH": 1.5}
+        assert spread[single["prediction_id"]] == {}
+        html = c.get("/", params={"property": "elastic"}).text
+        assert '<span class="unc">± 3.2</span>' in html  # 2 significant digits
+        assert html.count('class="unc"') == 2
+        page = c.get(f"/candidate/{ensemble['prediction_id']}").text
+        assert "± 1.5" in page
