@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -31,6 +30,7 @@ def demo(
     from rich.console import Console
 
     from atomate2_gmt import progress
+    from atomate2_gmt.candidates import generate_substitution_candidates
     from atomate2_gmt.cli.screen import print_screening, run_screening
     from atomate2_gmt.known_warnings import ignore_known_warnings
     from atomate2_gmt.plotting import plot_tensor_surfaces
@@ -44,17 +44,15 @@ def demo(
         os.environ["ATOMATE2_GMT_PROJECT_DIR"] = str(project_dir)
     console = Console(width=160)
     start = time.perf_counter()
+    candidates = generate_substitution_candidates(n=n, seed=seed)
+    console.print(
+        f"generated {len(candidates)} charge-balanced substitution candidates "
+        f"({time.perf_counter() - start:.1f} s); shipped models: {', '.join(available())}"
+    )
+    t0 = time.perf_counter()
     from atomate2_gmt.jobs.predict import DEFAULT_TASKS
 
     tasks = tuple(t for t in DEFAULT_TASKS if t in available())  # what is shipped
-    with progress.reporting(quiet=quiet):
-        candidates = _generate_while_loading(n, seed, tasks)
-    console.print(
-        f"generated {len(candidates)} charge-balanced substitution candidates "
-        f"({time.perf_counter() - start:.1f} s, models loaded meanwhile); shipped models: "
-        f"{', '.join(available())}"
-    )
-    t0 = time.perf_counter()
     with progress.reporting(quiet=quiet):
         output = run_screening(candidates, tasks=tasks, top=top)
     print_screening(output, time.perf_counter() - t0)
@@ -80,38 +78,3 @@ def demo(
         f"done in {time.perf_counter() - start:.1f} s; query the store with e.g. "
         "`atomate2-gmt query --property piezo --top 20 --exclude-elements Pb,Cd`"
     )
-
-
-def _generate_while_loading(n: int, seed: int, tasks: tuple[str, ...]) -> list[Any]:
-    """The ``n`` substitution candidates, generated in a forked process while this one loads
-    the models of ``tasks`` (the prediction job finds them in its model cache) and the
-    document code the prediction job needs: the two costliest start-up steps of the demo run on
-    both cores instead of one after the other. Without ``fork`` (not Linux): one after the
-    other, same result."""
-    import multiprocessing
-    import sys
-    from concurrent.futures import ProcessPoolExecutor
-
-    from atomate2_gmt import progress
-    from atomate2_gmt.candidates import generate_substitution_candidates
-    from atomate2_gmt.jobs.predict import GMTPredictMaker
-
-    def load() -> None:
-        import atomate2_gmt.schemas.prediction  # noqa: F401  (emmet: seconds of imports)
-        from atomate2_gmt.data.domain import domain_reference
-
-        maker = GMTPredictMaker(tasks=tasks)
-        for task in tasks:
-            maker.load_model(task)
-            domain_reference(task)
-
-    progress.phase(f"generating {n} candidates while the {', '.join(tasks)} models load")
-    if not sys.platform.startswith("linux"):
-        candidates = generate_substitution_candidates(n=n, seed=seed)
-        load()
-        return candidates
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(1, mp_context=context) as pool:
-        future = pool.submit(generate_substitution_candidates, n=n, seed=seed)
-        load()
-        return future.result()
