@@ -81,6 +81,9 @@ def test_candidates_ranked_and_paged(client, web_project):
     rows = r.json()["data"]
     assert [row["prediction_id"] for row in rows] == _expected(docs, "e_long_max", True)[4:8]
     assert [row["rank"] for row in rows] == [5, 6, 7, 8]
+
+    r = client.get("/candidates/", params={"property": "piezo", "sort": "e_long_max", "top": 3})
+    assert [row["prediction_id"] for row in r.json()["data"]] == _expected(docs, "e_long_max")[:3]
     assert all(set(("e_ij_max", "e_long_max", "e_norm")) <= set(row) for row in rows)
 
 
@@ -151,6 +154,8 @@ def _doc(docs: list[dict[str, Any]], key: str) -> dict[str, Any]:
         ({"_per_page": 100000, "_page": 1}, 400, "max limit is 500"),
         ({"_limit": 0}, 400, "positive"),
         ({"_page": -1}, 400, "negative"),
+        ({"top": 0}, 422, "greater than or equal to 1"),
+        ({"top": 5, "_page": 2}, 400, "top cannot be combined with _page"),
     ],
 )
 def test_candidates_bad_input(client, params, status, fragment):

@@ -143,6 +143,13 @@ class CandidateQuery(QueryOperator):
         max_domain_distance: float | None = Query(
             None, gt=0, description="Keep crystals at most this far from the training data."
         ),
+        top: int | None = Query(
+            None,
+            ge=1,
+            le=MAX_PER_PAGE,
+            description="The best `top` candidates (as `atomate2-gmt query --top`); instead of "
+            "the paging parameters.",
+        ),
     ) -> STORE_PARAMS:
         """Validated store query; 422 naming the bad value."""
         try:
@@ -165,7 +172,7 @@ class CandidateQuery(QueryOperator):
             filters.store_query()
         except ValueError as exc:
             raise _bad_value(exc) from None
-        return {"filters": filters}  # type: ignore[dict-item]
+        return {"filters": filters, "top": top}  # type: ignore[dict-item]
 
 
 assert set(DFPT_FILTERS) == {"accepted", "rejected", "failed", "none", "any"}
@@ -289,6 +296,12 @@ class _ReadResource(Resource):
             request: Request = queries.pop("request")
             queries.pop("temp_response", None)
             _check_params(request, ops)
+            paging = sorted(p for p in ("_page", "_per_page", "_skip", "_limit")
+                            if p in request.query_params)  # fmt: skip
+            if "top" in request.query_params and paging:
+                raise HTTPException(
+                    status_code=400, detail=f"top cannot be combined with {', '.join(paging)}"
+                )
             merged: dict[str, Any] = dict(merge_queries(list(queries.values())))  # type: ignore[arg-type]
             return run(merged)
 
@@ -310,6 +323,8 @@ class CandidateResource(_ReadResource):
 
         def run(query: dict[str, Any]) -> dict[str, Any]:
             skip, limit = _pagination(query)
+            if query.get("top") is not None:
+                skip, limit = 0, int(query["top"])
             try:
                 rows, total = service.candidate_page(
                     store, query["filters"], skip, limit, self.stores.counts
