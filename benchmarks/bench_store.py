@@ -1,14 +1,16 @@
 """Write and query throughput of the prediction stores, with every index in place.
 
 Backends: a MongoDB wire-protocol server (SecantusDB's ``secantusd-py``, a local subprocess; a
-production ``mongod`` is faster), the embedded SQLite store (the default), and maggma's writable
+production ``mongod`` is faster), the embedded SQLite store (the default), maggma's writable
 ``JSONStore`` (the alternative embedded store that needs no new dependency; it rewrites its whole
-file on every update). Documents are real ``GMTPredictionDoc``s with all four tasks (dielectric,
+file on every update) and maggma's ``MontyStore(storage="sqlite")`` (montydb, when installed; it
+builds no indexes, so it gets fewer documents and its rankings are checked against the embedded
+store's on the same documents). Documents are real ``GMTPredictionDoc``s with all four tasks (dielectric,
 dielectric_total, piezo, elastic tensors in three forms + structure), built from shipped MP
 structures with symmetry-consistent tensors and replicated under distinct keys.
 
     python benchmarks/bench_store.py            # 5000 documents, batches of 500
-    python benchmarks/bench_store.py --n 2000 --skip-json
+    python benchmarks/bench_store.py --n 2000 --skip-json --skip-monty
 
 Prints a table and writes benchmarks/results/bench_store.json.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import importlib.util
 import json
 import platform
 import shutil
@@ -126,15 +129,10 @@ def measure(store: Any, docs: list[dict[str, Any]], batch_size: int) -> dict[str
     upsert_predictions(store, docs, batch_size=batch_size)
     t2 = time.perf_counter()
     assert store.count() == len(docs)
-    queries = [
-        {"prop": "piezo", "sort": "e_ij_max"},
-        {"prop": "elastic", "sort": "K_VRH", "stable_only": True, "exclude_elements": "Pb,Cd"},
-        {"prop": "dielectric", "sort": "eig_max", "crystal_system": "hexagonal"},
-    ]
     t3 = time.perf_counter()
     reps = 5
     for _ in range(reps):
-        for q in queries:
+        for q in QUERIES:
             rows = query_candidates(store, top=20, **q)
             assert rows
     t4 = time.perf_counter()
@@ -142,8 +140,37 @@ def measure(store: Any, docs: list[dict[str, Any]], batch_size: int) -> dict[str
     return {
         "insert_docs_per_s": n / (t1 - t0),
         "upsert_docs_per_s": n / (t2 - t1),
-        "query_top20_ms": 1000 * (t4 - t3) / (reps * len(queries)),
+        "query_top20_ms": 1000 * (t4 - t3) / (reps * len(QUERIES)),
     }
+
+
+QUERIES: tuple[dict[str, Any], ...] = (
+    {"prop": "piezo", "sort": "e_ij_max"},
+    {"prop": "elastic", "sort": "K_VRH", "stable_only": True, "exclude_elements": "Pb,Cd"},
+    {"prop": "dielectric", "sort": "eig_max", "crystal_system": "hexagonal"},
+)
+
+
+def rankings(store: Any) -> list[list[str]]:
+    """The ``prediction_id``s of the top 20 of each benchmark query, in order."""
+    return [[r["prediction_id"] for r in query_candidates(store, top=20, **q)] for q in QUERIES]
+
+
+def measure_monty(folder: Path, docs: list[dict[str, Any]], batch_size: int) -> dict[str, Any]:
+    """maggma ``MontyStore(storage="sqlite")`` on ``docs``, and whether its rankings equal the
+    embedded store's on the same documents."""
+    from maggma.stores import MontyStore
+
+    store = MontyStore("gmt_predictions", database_path=str(folder / "monty"), storage="sqlite",
+                       key="prediction_id")  # fmt: skip
+    res: dict[str, Any] = measure(store, docs, batch_size)
+    emb = EmbeddedStore(str(folder / "same_docs.sqlite"), "gmt_predictions", key="prediction_id")
+    upsert_predictions(emb, docs, batch_size=batch_size)
+    res["n_documents"] = len(docs)
+    res["rankings_equal_embedded"] = rankings(store) == rankings(emb)
+    emb.close()
+    store.close()
+    return res
 
 
 def main() -> None:
@@ -152,8 +179,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--templates", type=int, default=40)
     parser.add_argument("--json-n", type=int, default=2000, help="documents for JSONStore")
+    parser.add_argument("--monty-n", type=int, default=500, help="documents for MontyStore")
     parser.add_argument("--skip-mongo", action="store_true")
     parser.add_argument("--skip-json", action="store_true")
+    parser.add_argument("--skip-monty", action="store_true", help="also skipped without montydb")
     args = parser.parse_args()
 
     t = time.perf_counter()
@@ -199,6 +228,10 @@ def main() -> None:
             res = measure(js, docs[:n_json], args.batch_size)
             res["n_documents"] = n_json
             results["backends"]["maggma JSONStore"] = res
+        if not args.skip_monty and importlib.util.find_spec("montydb") is not None:
+            results["backends"]["maggma MontyStore (sqlite)"] = measure_monty(
+                tmp, docs[: min(args.monty_n, args.n)], args.batch_size
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -210,6 +243,9 @@ def main() -> None:
     for name, r in results["backends"].items():
         print(f"{name:<30} {r.get('n_documents', args.n):>6} {r['insert_docs_per_s']:>14.0f} "
               f"{r['upsert_docs_per_s']:>14.0f} {r['query_top20_ms']:>9.1f}")  # fmt: skip
+        if "rankings_equal_embedded" in r:
+            print(f"  {name}: top-20 rankings equal the embedded store's on the same documents: "
+                  f"{r['rankings_equal_embedded']}")  # fmt: skip
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS}")

@@ -1,0 +1,517 @@
+"""The embedded store: a maggma ``Store`` of JSON documents in one SQLite file (no server).
+
+Filters and sorts are translated to SQL by :class:`~atomate2_gmt.stores.sql.MongoSQLTranslator`
+(indexes on JSON expressions serve them); a filter outside its subset is evaluated in Python
+with mongomock's matcher over a scan of the table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from itertools import groupby as _itergroupby
+from pathlib import Path
+from typing import Any
+
+import orjson
+from maggma.core import Store, StoreError
+from monty.json import MSONable
+
+from atomate2_gmt.stores.errors import StoreConnectionError
+from atomate2_gmt.stores.sql import MongoSQLTranslator, UntranslatableError, json_path
+
+__all__ = ["EmbeddedStore"]
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _json_default(obj: Any) -> Any:
+    """orjson fallback: MSONable / pydantic objects, paths, ObjectIds."""
+    if isinstance(obj, MSONable):
+        return obj.as_dict()
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    if isinstance(obj, Path):
+        return str(obj)
+    if type(obj).__name__ == "ObjectId":
+        return str(obj)
+    raise TypeError(f"a value of type {type(obj).__name__} cannot be stored as JSON")
+
+
+def _dumps(doc: Any) -> str:
+    return orjson.dumps(
+        doc, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+    ).decode()
+
+
+_MISSING = object()
+
+
+def _get_path(doc: Any, field: str, default: Any = None) -> Any:
+    """Value at dotted ``field`` of nested dicts (``default`` if absent)."""
+    for part in field.split("."):
+        if not isinstance(doc, dict) or part not in doc:
+            return default
+        doc = doc[part]
+    return doc
+
+
+def _has_path(doc: Any, field: str) -> bool:
+    return _get_path(doc, field, _MISSING) is not _MISSING
+
+
+def _set_path(doc: dict[str, Any], field: str, value: Any) -> None:
+    parts = field.split(".")
+    for part in parts[:-1]:
+        nxt = doc.get(part)
+        if not isinstance(nxt, dict):
+            nxt = doc[part] = {}
+        doc = nxt
+    doc[parts[-1]] = value
+
+
+class EmbeddedStore(Store):
+    """A maggma ``Store`` persisted in one SQLite file: no server, safe for several processes.
+
+    Each document is one JSON row of table ``collection_name`` in ``path`` (several stores may
+    share a file). Upserts run in one transaction per ``update`` call, so a failed call leaves
+    the file as it was. Indexes are SQLite indexes on ``json_extract`` expressions. Queries
+    support equality, ``$eq $ne $gt $gte $lt $lte $in $nin $exists $all $and $or $nor`` on
+    dotted fields (array fields with MongoDB's "any element" semantics) in SQL; other queries are
+    answered by scanning in Python. Datetimes are stored as ISO text; the ``last_updated_field``
+    is returned as a ``datetime``. Sorting follows SQLite's order (null < numbers < text); booleans
+    sort as 0/1.
+    """
+
+    __module__ = "atomate2_gmt.stores"  # the public path: stable in as_dict() specs and pickles
+
+    def __init__(
+        self,
+        path: str,
+        collection_name: str = "documents",
+        timeout_s: float = 30.0,
+        **kwargs: Any,
+    ) -> None:
+        """
+        Args:
+            path: SQLite file (created with its folder on connect).
+            collection_name: table name (letters, digits, underscores).
+            timeout_s: seconds to wait for another process's write lock.
+            kwargs: maggma ``Store`` arguments (``key``, ``last_updated_field``, ``validator``).
+        """
+        if not _NAME_RE.match(collection_name):
+            raise ValueError(
+                f"collection_name {collection_name!r} must be letters, digits and underscores"
+            )
+        self.path = str(path)
+        self.collection_name = collection_name
+        self.timeout_s = float(timeout_s)
+        self.kwargs = kwargs
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
+        self._sql = MongoSQLTranslator(column="doc", id_column="id")
+        super().__init__(**kwargs)
+
+    # ---- maggma plumbing --------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """``sqlite://<path>/<collection>``."""
+        return f"sqlite://{self.path}/{self.collection_name}"
+
+    @property
+    def _collection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("Must connect the EmbeddedStore before attempting to use it")
+        return self._conn
+
+    def connect(self, force_reset: bool = False) -> None:
+        """Open (creating if needed) the SQLite file and this store's table."""
+        if self._conn is not None and not force_reset:
+            return
+        if self._conn is not None:
+            self.close()
+        path = Path(self.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            str(path), timeout=self.timeout_s, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute(
+                f'CREATE TABLE IF NOT EXISTS "{self.collection_name}" '
+                "(id INTEGER PRIMARY KEY, doc TEXT NOT NULL)"
+            )
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS _gmt_array_paths "
+                "(tbl TEXT NOT NULL, path TEXT NOT NULL, PRIMARY KEY (tbl, path))"
+            )
+            rows = conn.execute(
+                "SELECT path FROM _gmt_array_paths WHERE tbl = ?", (self.collection_name,)
+            ).fetchall()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreConnectionError(
+                f"cannot open the embedded store {self.name}: {exc} (the file is damaged or is "
+                "not an SQLite database)"
+            ) from exc
+        self._sql.array_paths = {r[0] for r in rows}
+        self._conn = conn
+        keys = self.key if isinstance(self.key, list) else [self.key]
+        for key in keys:
+            self.ensure_index(key)
+
+    def close(self) -> None:
+        """Close the SQLite connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EmbeddedStore):
+            return False
+        return (self.path, self.collection_name, self.key) == (
+            other.path,
+            other.collection_name,
+            other.key,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.collection_name, self.last_updated_field))
+
+    def _where(self, criteria: dict[str, Any] | None) -> tuple[str, list[Any]]:
+        """SQL condition and parameters of ``criteria`` (``UntranslatableError`` outside SQL)."""
+        return self._sql.where(criteria)
+
+    # ---- decoding / projection --------------------------------------------------------------
+    def _decode(self, text: str) -> dict[str, Any]:
+        doc = orjson.loads(text)
+        lu = doc.get(self.last_updated_field)
+        if isinstance(lu, str):
+            with contextlib.suppress(ValueError):
+                doc[self.last_updated_field] = datetime.fromisoformat(lu)
+        return doc  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _project(doc: dict[str, Any], properties: dict | list | None) -> dict[str, Any]:
+        if properties is None:
+            return doc
+        if isinstance(properties, list | tuple):
+            properties = dict.fromkeys(properties, 1)
+        include = [k for k, v in properties.items() if v and k != "_id"]
+        exclude = [k for k, v in properties.items() if not v and k != "_id"]
+        if include and exclude:
+            raise ValueError("a projection cannot mix included and excluded fields")
+        if include:
+            out: dict[str, Any] = {}
+            for k in include:
+                if _has_path(doc, k):
+                    _set_path(out, k, _get_path(doc, k))
+            return out
+        for k in exclude:
+            parent, _, leaf = k.rpartition(".")
+            target = _get_path(doc, parent) if parent else doc
+            if isinstance(target, dict):
+                target.pop(leaf, None)
+        return doc
+
+    def _scan(self, criteria: dict[str, Any] | None) -> Iterator[tuple[int, dict[str, Any]]]:
+        """All (row id, doc) matching ``criteria``, evaluated in Python (mongomock's matcher)."""
+        import mongomock_ng  # noqa: F401  (registers the aggregation parser used by filtering)
+        from mongomock_ng.filtering import filter_applies
+
+        cursor = self._collection.execute(f'SELECT id, doc FROM "{self.collection_name}"')
+        for row_id, text in cursor:
+            doc = self._decode(text)
+            if not criteria or filter_applies(criteria, doc):
+                yield row_id, doc
+
+    def _sql_projection(self, properties: dict | list | None) -> list[str] | None:
+        """The included fields when ``properties`` can be projected in SQL, else None."""
+        if properties is None:
+            return None
+        if isinstance(properties, dict):
+            if not all(v for k, v in properties.items() if k != "_id"):
+                return None
+            fields = [k for k in properties if k != "_id"]
+        else:
+            fields = [k for k in properties if k != "_id"]
+        if not fields:
+            return None
+        try:
+            for f in fields:
+                self._sql.check_prefixes(f)
+                json_path(f)
+        except UntranslatableError:
+            return None
+        return fields
+
+    def _select_ids_and_docs(
+        self,
+        criteria: dict[str, Any] | None,
+        sort: dict[str, Any] | None = None,
+        skip: int = 0,
+        limit: int = 0,
+        properties: dict | list | None = None,
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(row id, doc) of the matches; docs are already projected when ``properties`` can be
+        projected in SQL (then fields holding null are left out, as if missing)."""
+        try:
+            where, params = self._where(criteria)
+            order = self._sql.order_by(sort)
+        except UntranslatableError:
+            for row_id, doc in self._python_select(criteria, sort, skip, limit):
+                yield row_id, self._project(doc, properties)
+            return
+        fields = self._sql_projection(properties)
+        if fields is None:
+            column = "doc"
+        else:
+            paths = [json_path(f) for f in fields]
+            if len(paths) == 1:
+                paths = paths * 2
+            column = "json_extract(doc, " + ", ".join(f"'{p}'" for p in paths) + ")"
+        sql = f'SELECT id, {column} FROM "{self.collection_name}" WHERE {where} ORDER BY {order}'
+        if limit or skip:
+            sql += " LIMIT ? OFFSET ?"
+            params = [*params, limit if limit else -1, skip]
+        cursor = self._collection.execute(sql, params)
+        while True:
+            rows = cursor.fetchmany(256)
+            if not rows:
+                return
+            for row_id, text in rows:
+                if fields is None:
+                    yield row_id, self._project(self._decode(text), properties)
+                    continue
+                projected: dict[str, Any] = {}
+                for f, value in zip(fields, orjson.loads(text), strict=False):
+                    if value is not None:
+                        _set_path(projected, f, value)
+                lu = projected.get(self.last_updated_field)
+                if isinstance(lu, str):
+                    with contextlib.suppress(ValueError):
+                        projected[self.last_updated_field] = datetime.fromisoformat(lu)
+                yield row_id, projected
+
+    def _python_select(
+        self,
+        criteria: dict[str, Any] | None,
+        sort: dict[str, Any] | None,
+        skip: int,
+        limit: int,
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        from mongomock_ng.filtering import resolve_sort_key
+
+        hits = list(self._scan(criteria))
+        for field, direction in reversed(list((sort or {}).items())):
+            value = direction.value if hasattr(direction, "value") else int(direction)
+            hits.sort(key=lambda h, f=field: resolve_sort_key(f, h[1]), reverse=value < 0)
+        end = skip + limit if limit else None
+        yield from hits[skip:end]
+
+    # ---- maggma Store API -------------------------------------------------------------------
+    def count(self, criteria: dict | None = None, hint: dict | None = None) -> int:
+        """Number of documents matching ``criteria``."""
+        try:
+            where, params = self._where(criteria)
+        except UntranslatableError:
+            return sum(1 for _ in self._scan(criteria))
+        row = self._collection.execute(
+            f'SELECT COUNT(*) FROM "{self.collection_name}" WHERE {where}', params
+        ).fetchone()
+        return int(row[0])
+
+    def query(  # type: ignore[override]
+        self,
+        criteria: dict | None = None,
+        properties: dict | list | None = None,
+        sort: dict | None = None,
+        skip: int = 0,
+        limit: int = 0,
+        **kwargs: Any,
+    ) -> Iterator[dict]:
+        """Documents matching ``criteria``, sorted (field → 1/-1), projected to ``properties``."""
+        for _, doc in self._select_ids_and_docs(criteria, sort, skip, limit, properties):
+            yield doc
+
+    def _record_array_paths(self, doc: dict[str, Any], prefix: str = "") -> set[str]:
+        found: set[str] = set()
+        for k, v in doc.items():
+            path = f"{prefix}{k}"
+            if isinstance(v, list | tuple):
+                found.add(path)
+            elif isinstance(v, dict):
+                found |= self._record_array_paths(v, path + ".")
+        return found
+
+    def update(self, docs: list[dict] | dict, key: list | str | None = None) -> None:
+        """Upsert ``docs`` on ``key`` (default the store's key) in one transaction."""
+        if isinstance(docs, dict):
+            docs = [docs]
+        keys = key or self.key
+        keys = [keys] if isinstance(keys, str) else list(keys)
+        prepared: list[tuple[dict[str, Any], str]] = []
+        new_paths: set[str] = set()
+        for i, d in enumerate(docs):
+            if not isinstance(d, dict):
+                raise ValueError(f"document {i} is a {type(d).__name__}, not a dict")
+            d = {k: v for k, v in d.items() if k != "_id"}
+            if self.validator is not None and not self.validator.is_valid(d):
+                if getattr(self.validator, "strict", False):
+                    raise ValueError(self.validator.validation_errors(d))
+                self.logger.error(self.validator.validation_errors(d))
+                continue
+            missing = [k for k in keys if not _has_path(d, k)]
+            if missing:
+                raise ValueError(f"document {i} lacks the key field(s) {missing}")
+            try:
+                text = _dumps(d)
+            except TypeError as exc:
+                raise ValueError(f"document {i} cannot be stored as JSON: {exc}") from None
+            new_paths |= self._record_array_paths(d) - self._sql.array_paths
+            prepared.append((d, text))
+        if not prepared:
+            return
+        conn = self._collection
+        with self._lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if new_paths:
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO _gmt_array_paths (tbl, path) VALUES (?, ?)",
+                        [(self.collection_name, p) for p in sorted(new_paths)],
+                    )
+                    self._sql.array_paths |= new_paths
+                for d, text in prepared:
+                    try:
+                        where, params = self._where({k: _get_path(d, k) for k in keys})
+                        row = conn.execute(
+                            f'SELECT id FROM "{self.collection_name}" WHERE {where} LIMIT 1',
+                            params,
+                        ).fetchone()
+                        row_id = row[0] if row else None
+                    except UntranslatableError:
+                        search = {k: _get_path(d, k) for k in keys}
+                        row_id = next((rid for rid, _ in self._scan(search)), None)
+                    if row_id is None:
+                        conn.execute(
+                            f'INSERT INTO "{self.collection_name}" (doc) VALUES (?)', (text,)
+                        )
+                    else:
+                        conn.execute(
+                            f'UPDATE "{self.collection_name}" SET doc = ? WHERE id = ?',
+                            (text, row_id),
+                        )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                self._sql.array_paths -= new_paths
+                raise
+
+    def ensure_index(self, key: str, unique: bool | None = False) -> bool:
+        """Create an index on ``key`` (a dotted field); False if it cannot be made."""
+        return self.ensure_compound_index([key], unique=bool(unique))
+
+    def ensure_compound_index(
+        self, keys: list[str] | tuple[str, ...], unique: bool = False
+    ) -> bool:
+        """Create an index on several fields; False if it cannot be made (e.g. duplicates)."""
+        try:
+            exprs = [self._sql.value_sql(k) for k in keys]
+        except UntranslatableError:
+            return False
+        digest = hashlib.sha1("|".join(keys).encode()).hexdigest()[:10]
+        label = re.sub(r"[^A-Za-z0-9_]", "_", "_".join(keys))[:40]
+        name = f"ix_{self.collection_name}_{label}_{'u' if unique else 'n'}_{digest}"
+        try:
+            with self._lock:
+                self._collection.execute(
+                    f'CREATE {"UNIQUE " if unique else ""}INDEX IF NOT EXISTS "{name}" '
+                    f'ON "{self.collection_name}" ({", ".join(exprs)})'
+                )
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def index_names(self) -> list[str]:
+        """Names of this store's SQLite indexes."""
+        rows = self._collection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?",
+            (self.collection_name,),
+        ).fetchall()
+        return sorted(r[0] for r in rows)
+
+    def groupby(
+        self,
+        keys: list[str] | str,
+        criteria: dict | None = None,
+        properties: dict | list | None = None,
+        sort: dict | None = None,
+        skip: int = 0,
+        limit: int = 0,
+    ) -> Iterator[tuple[dict, list[dict]]]:
+        """Group documents by the values of ``keys`` (documents lacking a key are left out)."""
+        keys = [keys] if isinstance(keys, str) else list(keys)
+        if isinstance(properties, dict):
+            properties = list(properties)
+        fields = keys + list(properties or [])
+        data = [
+            d
+            for d in self.query(
+                criteria=criteria, properties=fields, sort=sort, skip=skip, limit=limit
+            )
+            if all(_has_path(d, k) for k in keys)
+        ]
+
+        def grouping_key(doc: dict[str, Any]) -> tuple[str, ...]:
+            return tuple(_dumps(_get_path(doc, k)) for k in keys)
+
+        data.sort(key=grouping_key)
+        for _, group_iter in _itergroupby(data, key=grouping_key):
+            group = list(group_iter)
+            head: dict[str, Any] = {}
+            for k in keys:
+                _set_path(head, k, _get_path(group[0], k))
+            yield head, group
+
+    def distinct(self, field: str, criteria: dict | None = None, all_exist: bool = False) -> list:
+        """Distinct values of ``field`` (array values are unwound, as in MongoDB)."""
+        try:
+            self._sql.check_prefixes(field)
+            if field in self._sql.array_paths:
+                raise UntranslatableError(field)
+            where, params = self._where(criteria)
+            value, kind = self._sql.value_sql(field), self._sql.type_sql(field)
+            rows = self._collection.execute(
+                f"SELECT DISTINCT json_quote({value}) FROM "
+                f'"{self.collection_name}" WHERE {where} AND {kind} IS NOT NULL',
+                params,
+            ).fetchall()
+            return [orjson.loads(r[0]) for r in rows]
+        except UntranslatableError:
+            pass
+        seen: dict[str, Any] = {}
+        for doc in self.query(criteria=criteria, properties=[field]):
+            if not _has_path(doc, field):
+                continue
+            value = _get_path(doc, field)
+            for v in value if isinstance(value, list) else [value]:
+                seen.setdefault(_dumps(v), v)
+        return list(seen.values())
+
+    def remove_docs(self, criteria: dict) -> None:
+        """Delete the documents matching ``criteria``."""
+        with self._lock:
+            try:
+                where, params = self._where(criteria)
+            except UntranslatableError:
+                ids = [rid for rid, _ in self._scan(criteria)]
+                self._collection.executemany(
+                    f'DELETE FROM "{self.collection_name}" WHERE id = ?', [(i,) for i in ids]
+                )
+                return
+            self._collection.execute(f'DELETE FROM "{self.collection_name}" WHERE {where}', params)
