@@ -51,7 +51,8 @@ def test_predict_prints_plain_progress_lines_off_a_terminal(two_files):
     assert "predicting dielectric: 0/2 structures" in lines
     assert any(line.startswith("predicting dielectric: 2/2 structures done in ") for line in lines)
     assert "\x1b[" not in result.stderr
-    assert "NaCl" in result.stdout and "ZnO" in result.stdout
+    assert "NaCl" in result.stdout
+    assert "ZnO" in result.stdout
 
 
 def test_predict_quiet_prints_no_progress(two_files):

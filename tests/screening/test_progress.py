@@ -88,9 +88,11 @@ def test_stopped_loop_says_so():
 
 
 def test_bad_mode_and_total_are_refused():
-    with pytest.raises(ValueError, match="progress mode must be auto, bar, lines or quiet"):
-        with progress.reporting(mode="fancy"):  # type: ignore[arg-type]
-            pass
+    with (
+        pytest.raises(ValueError, match="progress mode must be auto, bar, lines or quiet"),
+        progress.reporting(mode="fancy"),  # type: ignore[arg-type]
+    ):
+        pass
     with pytest.raises(ValueError, match="total must be >= 0"):
         progress.task("work", -1)
 
@@ -121,9 +123,12 @@ def test_a_forked_worker_never_writes_to_the_parents_reporter(tmp_path):
 def test_polling_follows_a_growing_count():
     stream = io.StringIO()
     done = {"n": 0}
-    with progress.reporting(stream=stream), progress.task("watched", 3, unit="epochs") as bar:
-        with progress.polling(lambda: bar.advance(done["n"] - bar.done), interval_s=0.01):
-            done["n"] = 3
+    with (
+        progress.reporting(stream=stream),
+        progress.task("watched", 3, unit="epochs") as bar,
+        progress.polling(lambda: bar.advance(done["n"] - bar.done), interval_s=0.01),
+    ):
+        done["n"] = 3
     assert _counts(stream.getvalue(), "watched")[-1] == (3, 3)
 
 
@@ -169,7 +174,9 @@ def test_trainer_reports_epochs(tmp_path):
         Trainer(model, train, val, tmp_path, cfg, {}).fit(resume=False)
     text = stream.getvalue()
     prepared = _counts(text, "preparing crystals")
-    assert prepared[0] == (0, 12) and (12, 12) in prepared and prepared[-1] == (4, 4)
+    assert prepared[0] == (0, 12)
+    assert (12, 12) in prepared
+    assert prepared[-1] == (4, 4)
     assert _counts(text, "training dielectric")[-1] == (3, 3)
     assert re.search(r"training dielectric: 3/3 epochs done in [\d.]+ s loss [\d.]+", text)
     quiet = io.StringIO()
