@@ -137,3 +137,25 @@ def test_handlers_and_job_serialise():
     for obj in (NanLossHandler(0.25, 3), OutOfMemoryHandler(4, 2), GMTTrainJob(omp_threads=1)):
         again = type(obj).from_dict(obj.as_dict())
         assert again.as_dict() == obj.as_dict()
+
+
+def test_epochs_of_the_child_process_are_reported(tmp_path, records):
+    """The training runs in a child process under custodian; the parent's progress follows
+    the epochs the child writes to log.json (plain lines off a terminal, none when quiet)."""
+    import io
+    import re
+
+    from atomate2_gmt import progress
+
+    d = _spec(tmp_path / "run", records, epochs=3)
+    stream = io.StringIO()
+    with progress.reporting(stream=stream):
+        result = run_training_with_custodian(d)
+    assert result["epochs_run"] == 3
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "training dielectric: 0/3 epochs"
+    assert re.fullmatch(r"training dielectric: 3/3 epochs done in [\d.]+ s", lines[-1])
+    quiet = io.StringIO()
+    with progress.reporting(stream=quiet, quiet=True):
+        run_training_with_custodian(_spec(tmp_path / "quiet", records, epochs=1))
+    assert quiet.getvalue() == ""
