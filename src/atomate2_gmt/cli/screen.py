@@ -50,7 +50,7 @@ def run_screening(
     if rank_job.uuid in responses:
         return {**dict(responses[rank_job.uuid][1].output), "job_failures": job_failures}
     summaries = [responses[j.uuid][1].output for j in flow.jobs[:-1] if j.uuid in responses]
-    lost = sum(len(j.function_args[0]) for j in failed if j is not rank_job)
+    lost = sum(len(getattr(j, "function_args", [[]])[0]) for j in failed if j is not rank_job)
     return {
         "ranking": {},
         "n": sum(s["n"] for s in summaries),

@@ -701,7 +701,8 @@ def _documents(
     )
     from atomate2_gmt.data.domain import domain_distances
 
-    domain = {task: domain_distances([c.structure for c, _ in usable], task) for task in ctx.tasks}
+    structures = [c.structure for c, _ in usable if c.structure is not None]
+    domain = {task: domain_distances(structures, task) for task in ctx.tasks}
     task_time: dict[str, float] = {}
     for key, value in result.timings.items():
         name = key.split("@", 1)[0]
