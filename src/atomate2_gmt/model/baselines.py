@@ -1,4 +1,4 @@
-"""Invariant baseline (issue 4): GMTNet's invariant trunk → pooled features → MLP → Voigt numbers.
+"""Invariant baseline: GMTNet's invariant trunk → pooled features → MLP → Voigt numbers.
 
 The MEGNET-like baseline of the GMTNet paper's tables: the same CGCNN atom embedding, RBF edge
 embedding and invariant Comformer layers as :class:`~atomate2_gmt.model.gmtnet.GMTNet`, mean-pooled
