@@ -1,4 +1,4 @@
-"""``atomate2-gmt baselines``: the four-model comparison of issue 4 on one task."""
+"""``atomate2-gmt baselines``: the four-model comparison on one task."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 4: the four-model comparison (the paper's Tables 4, 7, 11) in one harness.
+"""The four-model comparison (the paper's Tables 4, 7, 11) in one harness.
 
 (a) ``invariant``: invariant Comformer trunk + MLP on the independent Voigt components
     (MEGNET-like; :class:`~atomate2_gmt.model.baselines.InvariantTensorNet`);
@@ -52,7 +52,7 @@ class ModelSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
-#: The four models of issue 4, in table order.
+#: The four models of the comparison, in table order.
 MODEL_SPECS: dict[str, ModelSpec] = {
     s.name: s
     for s in (
@@ -156,7 +156,7 @@ def compare_models(
     progress: bool = False,
     command: str | None = None,
 ) -> dict[str, Any]:
-    """Train and test the models of issue 4 on one split; write comparison.json/.md in ``out_dir``.
+    """Train and test the four comparison models on one split; write comparison.json/.md in ``out_dir``.
 
     ``limit`` keeps the first ``limit`` records (tests, quick looks); ``max_abs_target`` drops
     train/val records with a larger |component| (task units), never test records;
@@ -255,7 +255,7 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
     units = _UNITS.get(task, "")
     models = comparison["models"]
     lines = [
-        f"# Baselines (issue 4): {task}, test split",
+        f"# Baselines: {task}, test split",
         "",
         f"Split sizes (train/val/test): {comparison['split_sizes']}; epochs {comparison['epochs']} "
         f"for every model, batch {comparison['batch_size']}, peak lr {comparison['lr']}, "
