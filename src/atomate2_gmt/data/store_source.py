@@ -1,4 +1,4 @@
-"""Training records from a store of training documents (DFPT feedback, issue 4).
+"""Training records from a store of training documents (DFPT feedback).
 
 The store holds the dict form of :class:`atomate2_gmt.schemas.training.TrainingDoc` (key
 ``record_id``); this module reads them without importing the schema layer. Each document gives

@@ -156,7 +156,7 @@ def compare_models(
     progress: bool = False,
     command: str | None = None,
 ) -> dict[str, Any]:
-    """Train and test the four comparison models on one split; write comparison.json/.md in ``out_dir``.
+    """Train and test the four models on one split; write comparison.json/.md in ``out_dir``.
 
     ``limit`` keeps the first ``limit`` records (tests, quick looks); ``max_abs_target`` drops
     train/val records with a larger |component| (task units), never test records;
