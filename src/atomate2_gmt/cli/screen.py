@@ -97,10 +97,13 @@ class _JobFailureLog:
     def __enter__(self) -> _JobFailureLog:
         import logging
 
-        self._saved = (self.logger.level, self.logger.propagate)
+        self._saved = (self.logger.level, self.logger.propagate, self.logger.disabled)
         logging.getLogger("jobflow").setLevel(logging.WARNING)
         self.logger.setLevel(logging.INFO)
         self.logger.propagate = False
+        # a logging.config.dictConfig elsewhere in the process (jobflow-remote's runner does one)
+        # disables every logger that exists at the time; the failure records are needed here
+        self.logger.disabled = False
         self.logger.addHandler(self.handler)
         return self
 
@@ -108,6 +111,7 @@ class _JobFailureLog:
         self.logger.removeHandler(self.handler)
         self.logger.setLevel(self._saved[0])
         self.logger.propagate = self._saved[1]
+        self.logger.disabled = self._saved[2]
 
     def reason(self, job_name: str) -> str:
         """The failed job's exception (``Type: message``), or why it did not run."""
