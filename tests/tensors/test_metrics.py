@@ -126,3 +126,28 @@ def test_ranking_metrics_use_the_frame_free_magnitude():
     assert reversed_["top10_recall"] == 0.0  # the two largest are predicted smallest
     with pytest.raises(ValueError, match="stacks of equal shape"):
         ranking_metrics(true[:3], true)
+
+
+def test_ensemble_coverage_of_a_calibrated_gaussian_ensemble():
+    from atomate2_gmt.tensors.metrics import ensemble_coverage
+
+    rng = np.random.default_rng(7)
+    n, m = 4000, 64
+    true = rng.normal(size=(n, 3, 3)) + 5.0  # norms far from zero: |mean| ~ linear in noise
+    # truth and members are draws around one centre: the members' spread is the truth's error
+    centre = true + rng.normal(scale=0.05, size=true.shape)
+    members = centre[None] + rng.normal(scale=0.05, size=(m, *true.shape))
+    cov = ensemble_coverage(members, true)
+    assert cov["component_coverage_1sigma"] == pytest.approx(0.683, abs=0.03)
+    assert cov["component_coverage_2sigma"] == pytest.approx(0.954, abs=0.02)
+    # an over-confident ensemble (spread 10x too small) covers far less
+    tight = centre[None] + rng.normal(scale=0.005, size=(m, *true.shape))
+    assert ensemble_coverage(tight, true)["component_coverage_1sigma"] < 0.2
+    assert ensemble_coverage(tight, true)["median_z"] > 5
+
+
+def test_ensemble_coverage_refuses_a_single_member():
+    from atomate2_gmt.tensors.metrics import ensemble_coverage
+
+    with pytest.raises(ValueError, match=r"members must be \(m >= 2, n, ...\)"):
+        ensemble_coverage(np.zeros((1, 4, 3, 3)), np.zeros((4, 3, 3)))

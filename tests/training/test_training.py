@@ -209,3 +209,25 @@ def test_learning_curves_and_selection_on_ewt25(sets, tmp_path):
     assert best["val_ewt25"] == top
     with pytest.raises(ValueError, match="select_on must be one of val_fnorm, val_ewt25"):
         Trainer(GMTNet(cfg), train, val, tmp_path / "x", TrainConfig(select_on="val_loss"))
+
+
+def test_selection_on_validation_spearman(sets, tmp_path):
+    from atomate2_gmt.tensors.metrics import ranking_metrics
+    from atomate2_gmt.training.trainer import predict_prepared
+
+    cfg, train, val, _ = sets
+    tcfg = TrainConfig(
+        epochs=3, batch_size=16, seed=3, device="cpu", warmup_epochs=0, select_on="val_spearman"
+    )
+    torch.manual_seed(tcfg.seed)
+    trainer = Trainer(GMTNet(cfg), train, val, tmp_path, tcfg)
+    best = trainer.fit(progress=False)
+    rhos = [row["val_spearman"] for row in trainer.history]
+    assert all(-1.0 <= r <= 1.0 for r in rhos)
+    assert all(0.0 <= row["val_top10_recall"] <= 1.0 for row in trainer.history)
+    assert best["val_spearman"] == max(rhos)
+    assert best["epoch"] == rhos.index(max(rhos)) + 1
+    # the last epoch's figure is the ranking of the model as it stands
+    pred = predict_prepared(trainer.model, val, 16, "cpu")
+    expected = ranking_metrics(pred, val.targets.numpy())["spearman_norm"]
+    assert rhos[-1] == pytest.approx(expected, abs=1e-9)

@@ -50,7 +50,7 @@ def train(
         "rms", help="target scale: rms (all components) or median_norm (per-crystal norms)"
     ),
     select_on: str = typer.Option(
-        "val_fnorm", help="what picks best.pt: val_fnorm, val_ewt25 or val_median_rel"
+        "val_fnorm", help="what picks best.pt: val_fnorm, val_ewt25, val_median_rel or val_spearman"
     ),
     train_metrics: int = typer.Option(
         0, help="also log Fnorm/EwT/median |pred|/|true| on this many training crystals per epoch"
@@ -69,6 +69,12 @@ def train(
         None,
         "--exclude-materials-of",
         help="leave out the materials of this task's validation and test split (for pretraining)",
+    ),
+    curate: bool = typer.Option(
+        False,
+        "--curate",
+        help="leave implausible records (data.curation) out of train/val; test reported raw "
+        "and curated",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
@@ -105,6 +111,7 @@ def train(
             init_from=init_from,
             exclude_materials_of=exclude_materials_of,
             split_seed=split_seed,
+            curate=curate,
         )
     overall = report["overall"]
     typer.echo(

@@ -37,6 +37,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         lines.append(_row("non-zero tensors", report["nonzero_subset"]))
     if "rotated_test" in report:  # each crystal in its own random frame
         lines.append(_row("all, randomly rotated", report["rotated_test"]))
+    if "curated_test" in report:  # the test crystals the curation rule keeps
+        lines.append(_row("all, curated (data.curation)", report["curated_test"]))
     for source, m in report.get("per_source", {}).items():
         lines.append(_row(f"source {source}", m))
     for cs, m in report.get("per_crystal_system", {}).items():

@@ -94,6 +94,7 @@ def train_task(
     init_from: str | Path | None = None,
     exclude_materials_of: str | None = None,
     split_seed: int | None = None,
+    curate: bool = False,
 ) -> dict[str, Any]:
     """Train GMTNet on ``task``; write best.pt, logs and test-set report.json into ``out_dir``.
 
@@ -105,6 +106,9 @@ def train_task(
     ``exclude_materials_of``: remove, before splitting, the materials of that task's validation
     and test split (same seed and fractions), so a model pretrained here has seen nothing of the
     other task's evaluation materials.
+    ``curate``: leave the records :func:`~atomate2_gmt.data.curation.curate` names out of the
+    training and validation splits; the test report is then given on the raw test split
+    (``overall``) and on the part the rule keeps (``curated_test``).
     ``split_seed``: the seed of the split (default ``train_cfg.seed``, which also seeds the
     initial weights and the batch order); members of an ensemble on one split differ only in
     ``train_cfg.seed``.
@@ -133,6 +137,18 @@ def train_task(
     if max_abs_target is not None:
         train, dropped["train"] = filter_max_abs(train, max_abs_target)
         val, dropped["val"] = filter_max_abs(val, max_abs_target)
+    curation: dict[str, Any] | None = None
+    if curate:
+        from atomate2_gmt.data.curation import CURATION_RULES
+        from atomate2_gmt.data.curation import curate as curate_records
+
+        train, removed_train = curate_records(train)
+        val, removed_val = curate_records(val)
+        curation = {
+            "rule": CURATION_RULES.get(task, "none for this task"),
+            "removed": {"train": removed_train, "val": removed_val},
+            "test_removed": curate_records(test)[1],
+        }
     overrides = {**TASK_MODEL_DEFAULTS.get(task, {}), **(model_overrides or {})}
     config = GMTNetConfig(task=task, **overrides)
     model = GMTNet(config)
@@ -167,6 +183,7 @@ def train_task(
         f"torch {torch.__version__} threads {torch.get_num_threads()}",
         "n_parameters": model.n_parameters(),
         "transfer": transfer,
+        "curation": curation,
     }
     trainer = Trainer(model, sets["train"], sets["val"], out, train_cfg, metadata)
     trainer.fit(resume=resume, progress=progress)
@@ -178,6 +195,12 @@ def train_task(
     report["rotated_test"] = evaluate_prepared(best, rotated, batch_size=train_cfg.batch_size)[
         "overall"
     ]
+    if curation is not None:  # the same model on the test crystals the rule keeps
+        removed = set(curation["test_removed"])
+        kept = sets["test"].subset(lambda r: r.id not in removed)
+        report["curated_test"] = evaluate_prepared(best, kept, batch_size=train_cfg.batch_size)[
+            "overall"
+        ]
     per_source = per_source_metrics(best, sets["test"], train_cfg.batch_size)
     if per_source:  # test figures per source (the split of each source is its own)
         report["per_source"] = per_source
@@ -199,6 +222,7 @@ def train_task(
             "command": metadata["command"],
             "training_data_hash": metadata["training_data_hash"],
             "transfer": transfer,
+            "curation": curation,
         }
     )
     if any(key.startswith("train_ewt") for row in trainer.history for key in row):

@@ -29,7 +29,7 @@ from atomate2_gmt.model.config import GMTNetConfig
 from atomate2_gmt.model.gmtnet import GMTNet, PreparedCrystal, collate_crystals, prepare_crystal
 from atomate2_gmt.model.predict import resolve_device
 from atomate2_gmt.tensors.isotropic import isotropic_part
-from atomate2_gmt.tensors.metrics import fnorm, relative_error
+from atomate2_gmt.tensors.metrics import fnorm, ranking_metrics, relative_error
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class TrainConfig:
     # per crystal, f = 0.05·target scale; it penalises shrinking as much as inflating
     log_magnitude_loss_weight: float = 0.0
     # the validation figure that picks best.pt: "val_fnorm" (lowest), "val_ewt25" (highest),
-    # "val_median_rel" (lowest median relative error)
+    # "val_median_rel" (lowest median relative error), "val_spearman" (highest Spearman
+    # correlation of predicted and true |T|_F: the ranking a screening uses)
     select_on: str = "val_fnorm"
     # per-epoch metrics on up to this many training crystals (learning curves); 0 = off
     train_metrics_size: int = 0
@@ -121,7 +122,12 @@ def relative_huber(pred: torch.Tensor, target: torch.Tensor, scale: torch.Tensor
     return F.huber_loss(rel, torch.zeros_like(rel), delta=0.1)
 
 
-SELECTION_METRICS: dict[str, int] = {"val_fnorm": 1, "val_ewt25": -1, "val_median_rel": 1}
+SELECTION_METRICS: dict[str, int] = {
+    "val_fnorm": 1,
+    "val_ewt25": -1,
+    "val_median_rel": 1,
+    "val_spearman": -1,
+}
 """Validation figures that may pick the best checkpoint: +1 lower is better, -1 higher is better."""
 
 
@@ -347,7 +353,8 @@ class Trainer:
 
     def validate(self) -> dict[str, float]:
         """Validation figures (Voigt form, task units): mean Fnorm, EwT25, EwT50, median relative
-        error and median |pred|_F / |true|_F (below 1: the model shrinks its tensors)."""
+        error, median |pred|_F / |true|_F (below 1: the model shrinks its tensors), and the
+        ranking by |T|_F (Spearman, top-10 % recall; ``tensors.metrics.ranking_metrics``)."""
         return {f"val_{k}": v for k, v in self._figures(self.val_set).items()}
 
     def _figures(self, data: PreparedSet) -> dict[str, float]:
@@ -359,12 +366,15 @@ class Trainer:
         norm_t = np.linalg.norm(true.reshape(len(true), -1), axis=1)
         nonzero = norm_t > 0
         ratio = norm_p[nonzero] / norm_t[nonzero]
+        ranking = ranking_metrics(pred, true) if len(pred) > 1 else {}
         return {
             "fnorm": float(fn.mean()),
             "ewt25": float((rel < 0.25).mean()),
             "ewt50": float((rel < 0.5).mean()),
             "median_rel": float(np.median(rel)),
             "median_ratio": float(np.median(ratio)) if len(ratio) else math.nan,
+            "spearman": ranking.get("spearman_norm", math.nan),
+            "top10_recall": ranking.get("top10_recall", math.nan),
         }
 
     def _train_figures(self) -> dict[str, float]:
