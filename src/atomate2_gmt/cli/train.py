@@ -133,6 +133,12 @@ def evaluate(
     rotated: bool = typer.Option(
         False, "--rotated", help="also evaluate every record in a random frame (equivariance)"
     ),
+    member: list[Path] = typer.Option(
+        [],
+        "--member",
+        help="another checkpoint of the same task (repeatable): also evaluate the ensemble's "
+        "mean and the coverage of its spread",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
     """Evaluate a checkpoint on a split of a data source (the paper's metrics)."""
@@ -165,6 +171,11 @@ def evaluate(
         if rotated:  # the same records, each in its own random frame (structure and tensor)
             turned = prepare_records(rotated_records(prepared.records, seed), model.config)
             report["rotated_test"] = evaluate_prepared(model, turned)["overall"]
+        if member:  # an ensemble: the mean tensor's metrics and the calibration of its spread
+            from atomate2_gmt.training.evaluate import evaluate_ensemble
+
+            others = [load_checkpoint(path, task=model.config.task)[0] for path in member]
+            report["ensemble"] = evaluate_ensemble([model, *others], prepared)
     report["checkpoint"] = {k: meta.get(k) for k in ("name", "version", "checkpoint_sha256")}
     report.update({"task": model.config.task, "split": split, "command": _command()})
     report.setdefault("epochs", (meta.get("train_config") or {}).get("epochs"))

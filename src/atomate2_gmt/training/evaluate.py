@@ -15,6 +15,7 @@ from atomate2_gmt.data.records import TensorRecord
 from atomate2_gmt.model.gmtnet import GMTNet
 from atomate2_gmt.tensors.conventions import rotate
 from atomate2_gmt.tensors.metrics import (
+    ensemble_coverage,
     equality_success,
     fnorm,
     ranking_metrics,
@@ -122,6 +123,27 @@ def evaluate_prepared(
         parity_plot(pred, true, kind, parity_png, title=f"GMTNet {model.config.task} (test)")
     report["batch_size"] = batch_size
     return report
+
+
+def evaluate_ensemble(
+    models: Sequence[GMTNet], data: PreparedSet, batch_size: int = 64, device: Any = "cpu"
+) -> dict[str, Any]:
+    """An ensemble of same-task models on a prepared set: the metrics of the members' mean
+    tensor (``overall``) and how well the members' spread covers the truth (``coverage``,
+    :func:`~atomate2_gmt.tensors.metrics.ensemble_coverage`)."""
+    if len(models) < 2:
+        raise ValueError(f"an ensemble needs at least 2 members, got {len(models)}")
+    tasks = {m.config.task for m in models}
+    if len(tasks) != 1:
+        raise ValueError(f"ensemble members must share one task, got {sorted(tasks)}")
+    preds = np.stack([predict_prepared(m.to(device), data, batch_size, device) for m in models])
+    true = data.targets.numpy()
+    projectors = [c.output_projector for c in data.crystals]
+    return {
+        "members": len(models),
+        "overall": metrics_table(preds.mean(axis=0), true, models[0].config.kind, projectors),
+        "coverage": ensemble_coverage(preds, true),
+    }
 
 
 def per_source_metrics(model: GMTNet, data: PreparedSet, batch_size: int = 64) -> dict[str, Any]:
