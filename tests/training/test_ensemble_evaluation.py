@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from tests.tiny_model import TINY
 from typer.testing import CliRunner
 
 from atomate2_gmt.cli.app import app
 from atomate2_gmt.model.checkpoint import save_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig
 from atomate2_gmt.model.gmtnet import GMTNet
-from tests.tiny_model import TINY
 
 
 def _checkpoint(path, task: str, seed: int):  # type: ignore[no-untyped-def]
