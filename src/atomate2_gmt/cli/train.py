@@ -171,6 +171,11 @@ def evaluate(
         if rotated:  # the same records, each in its own random frame (structure and tensor)
             turned = prepare_records(rotated_records(prepared.records, seed), model.config)
             report["rotated_test"] = evaluate_prepared(model, turned)["overall"]
+        if model.config.task == "piezo":  # the well-known piezoelectrics, in whichever split
+            from atomate2_gmt.training.textbook import textbook_ratios
+
+            where = {r.id: name for name, part in parts.items() for r in part}
+            report["textbook"] = textbook_ratios(model, records, where)
         if member:  # an ensemble: the mean tensor's metrics and the calibration of its spread
             from atomate2_gmt.training.evaluate import evaluate_ensemble
 

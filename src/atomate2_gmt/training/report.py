@@ -50,6 +50,22 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"Ranking by the frame-free magnitude |T|_F: Spearman {overall['spearman_norm']:.3f}, "
             f"top-10 % recall {overall['top10_recall']:.1%}; EwT50 {overall['ewt50']:.1%}.",
         ]
+    textbook = report.get("textbook", {}).get("crystals")
+    if textbook:  # |pred|_F / |DFT|_F of the well-known piezoelectrics (training.textbook)
+        inside = sum(0.5 <= c["ratio"] <= 2 for c in textbook.values())
+        lines += [
+            "",
+            f"Textbook piezoelectrics within a factor of 2 of their DFT |e|_F: {inside} of "
+            f"{len(textbook)}.",
+            "",
+            "| crystal | split | DFT |e|_F (C/m²) | predicted | ratio |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {c['label']} | {c['split']} | {c['dft_norm']:.3f} | {c['pred_norm']:.3f} | "
+            f"{c['ratio']:.2f} |"
+            for c in textbook.values()
+        ]
     lines += ["", f"Machine: {report.get('machine', '?')}. Command: `{report.get('command', '?')}`"]
     return "\n".join(lines) + "\n"
 

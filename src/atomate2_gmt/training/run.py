@@ -201,6 +201,12 @@ def train_task(
         report["curated_test"] = evaluate_prepared(best, kept, batch_size=train_cfg.batch_size)[
             "overall"
         ]
+    if task == "piezo":  # the well-known piezoelectrics, wherever the split put them
+        from atomate2_gmt.training.textbook import textbook_ratios
+
+        where = {r.id: name for name, part in (("train", train), ("val", val)) for r in part}
+        where.update({r.id: "test" for r in test})
+        report["textbook"] = textbook_ratios(best, records, where, train_cfg.batch_size)
     per_source = per_source_metrics(best, sets["test"], train_cfg.batch_size)
     if per_source:  # test figures per source (the split of each source is its own)
         report["per_source"] = per_source
