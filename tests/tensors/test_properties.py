@@ -76,6 +76,33 @@ def test_moduli_agree_with_pymatgen_on_shipped_tensors(mp_records) -> None:
         assert m["G_VRH"] == pytest.approx(rec["G_VRH"], rel=1e-3)
 
 
+def test_every_modulus_is_pymatgens_definition() -> None:
+    """All keys equal pymatgen's ElasticTensor properties (E: ``y_mod`` in Pa → GPa) on the
+    symmetric part of the Voigt matrix, also for a matrix that is not symmetric."""
+    rng = np.random.default_rng(11)
+    for trial in range(20):
+        a = rng.normal(size=(6, 6))
+        v = a @ a.T * 40 + 60 * np.eye(6)
+        if trial % 2:
+            v = v + rng.normal(size=(6, 6)) * 3  # not symmetric: its symmetric part is used
+        et = ElasticTensor.from_voigt(0.5 * (v + v.T))
+        m = elastic_moduli(v)
+        expected = {
+            "K_V": et.k_voigt,
+            "K_R": et.k_reuss,
+            "K_VRH": et.k_vrh,
+            "G_V": et.g_voigt,
+            "G_R": et.g_reuss,
+            "G_VRH": et.g_vrh,
+            "E": et.y_mod / 1e9,
+            "nu": et.homogeneous_poisson,
+            "AU": et.universal_anisotropy,
+        }
+        assert set(m) == set(expected)
+        for key, value in expected.items():
+            assert m[key] == pytest.approx(value, rel=1e-10, abs=1e-12), key
+
+
 def test_born_stability_cubic_criteria() -> None:
     # cubic stability: C11 - C12 > 0, C11 + 2 C12 > 0, C44 > 0
     assert born_stable(_cubic(240, 130, 120))

@@ -149,15 +149,15 @@ def piezo_longitudinal_max(e: ArrayLike) -> tuple[float, np.ndarray]:
 
 def compliance_from_elastic(C: ArrayLike) -> np.ndarray:
     """Full compliance tensor S_ijkl (1/GPa) of an elastic tensor (GPa): the inverse of C on
-    symmetric strains (S_ijkl C_klmn = symmetric identity). Raises ``ValueError`` if C is
-    singular."""
+    symmetric strains (S_ijkl C_klmn = symmetric identity), pymatgen's
+    ``ElasticTensor.compliance_tensor`` of the standard Voigt form (:func:`full_to_voigt`).
+    Raises ``ValueError`` if C is singular (Mandel-form condition number above 1e12)."""
+    from pymatgen.analysis.elasticity.elastic import ElasticTensor
+
     cv = full_to_voigt(_single(C, "elastic"), "elastic")
-    mandel = _MANDEL[:, None] * cv * _MANDEL[None, :]
-    if np.linalg.cond(mandel) > 1e12:
+    if np.linalg.cond(_MANDEL[:, None] * cv * _MANDEL[None, :]) > 1e12:
         raise ValueError("elastic tensor is singular: it has no compliance")
-    s_mandel = np.linalg.inv(mandel)
-    s_voigt = s_mandel / _MANDEL[:, None] / _MANDEL[None, :]
-    return as_full(s_voigt, "elastic")
+    return np.asarray(ElasticTensor.from_voigt(cv).compliance_tensor, dtype=float)
 
 
 def piezo_d_from_e(e: ArrayLike, compliance: ArrayLike) -> np.ndarray:
@@ -205,6 +205,15 @@ def elastic_moduli(C: ArrayLike) -> dict[str, float]:
     Keys: K_V, K_R, K_VRH, G_V, G_R, G_VRH (Voigt, Reuss, Hill bulk and shear moduli), E
     (Young's modulus from the Hill values), nu (Poisson ratio, Hill), AU (universal anisotropy
     index 5 G_V/G_R + K_V/K_R - 6). Raises ``ValueError`` for a singular tensor.
+
+    The definitions are pymatgen's ``ElasticTensor`` ones (``k_voigt``, ``k_reuss``, ``k_vrh``,
+    ``g_voigt``, ``g_reuss``, ``g_vrh``, ``y_mod`` / 1e9, ``homogeneous_poisson``,
+    ``universal_anisotropy``; the values emmet stores for Materials Project) on the symmetric
+    part of the Voigt matrix, equal to ~1e-15 relative (tests/tensors/test_properties.py).
+    They are written out here because the screen computes them for every elastic prediction
+    and pymatgen rebuilds the Voigt matrix 84 times per set of properties: 32 ms against
+    0.14 ms per tensor (2-core CI machine), which would add ~30 s per 1000 structures to a
+    screen that takes ~21 s (benchmarks/bench_screen.py).
     """
     c = full_to_voigt(_single(C, "elastic"), "elastic")
     c = 0.5 * (c + c.T)
