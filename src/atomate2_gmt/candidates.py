@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 from monty.json import MSONable
@@ -40,7 +40,9 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_EXCLUDED_ELEMENTS",
     "Candidate",
+    "CandidateLike",
     "InputLimits",
+    "as_candidates",
     "candidates_from_files",
     "candidates_from_folder",
     "candidates_from_store",
@@ -262,6 +264,21 @@ def candidates_from_folder(
     return [c for p in paths for c in _read_one(p, str(p.relative_to(root)), limits)]
 
 
+def _structure_candidate(item: Any, name: str, max_sites: int) -> Candidate:
+    """The candidate of one Structure or ``Structure.as_dict()`` dict named ``name``: failed
+    with the reason when the dict is no Structure or :func:`check_structure` refuses it."""
+    structure: Any = item
+    if isinstance(item, dict):
+        try:
+            structure = Structure.from_dict(item)
+        except Exception as exc:
+            return Candidate(source=name, error=f"not a Structure dict ({type(exc).__name__})")
+    reason = check_structure(structure, max_sites)
+    if reason:
+        return Candidate(source=name, error=reason)
+    return Candidate(source=name, structure=structure)
+
+
 def candidates_from_structures(
     structures: Sequence[Structure | dict[str, Any]], names: Sequence[str] | None = None
 ) -> list[Candidate]:
@@ -270,25 +287,10 @@ def candidates_from_structures(
     if names is not None and len(names) != len(structures):
         raise ValueError(f"got {len(names)} names for {len(structures)} structures")
     max_sites = InputLimits.from_settings().max_sites
-    out = []
-    for i, item in enumerate(structures):
-        name = names[i] if names is not None else f"structure-{i}"
-        structure: Any = item
-        if isinstance(item, dict):
-            try:
-                structure = Structure.from_dict(item)
-            except Exception as exc:
-                out.append(
-                    Candidate(source=name, error=f"not a Structure dict ({type(exc).__name__})")
-                )
-                continue
-        reason = check_structure(structure, max_sites)
-        out.append(
-            Candidate(source=name, error=reason)
-            if reason
-            else Candidate(source=name, structure=structure)
-        )
-    return out
+    return [
+        _structure_candidate(item, names[i] if names is not None else f"structure-{i}", max_sites)
+        for i, item in enumerate(structures)
+    ]
 
 
 _HULL_FIELDS = ("e_above_hull", "energy_above_hull", "thermo.energy_above_hull")
@@ -352,8 +354,32 @@ def candidates_from_store(
     return out
 
 
-def load_candidates(source: Any) -> list[Candidate]:
-    """Candidates from a folder or file path, a maggma store, or a list of structures/dicts."""
+CandidateLike = Candidate | Any  # Candidate, Structure, Structure dict, or a file path
+
+
+@overload
+def as_candidates(
+    source: Any, first_index: int = 0, read_files: Literal[True] = True
+) -> list[Candidate]: ...
+
+
+@overload
+def as_candidates(source: Any, first_index: int = 0, *, read_files: bool) -> list[Any]: ...
+
+
+def as_candidates(source: Any, first_index: int = 0, read_files: bool = True) -> list[Any]:
+    """The one normalisation of candidate inputs (the CLI, the screening flow and the
+    prediction job all call it).
+
+    ``source`` is a maggma store (its candidates), a folder (its files, hidden ones and folders
+    left out, sorted), a file, or a list of items. Items of a list: candidates pass through,
+    Structures (or their dicts) become candidates named ``structure-<i>`` (``i`` the place in
+    the list, counted from ``first_index``), strings and paths are structure files, anything
+    else a failed candidate with the reason. ``read_files``: files are read here (unreadable
+    ones become failed candidates with the reason); False → folders and files give their paths
+    and list items other than structures pass through as they are, so the prediction jobs read
+    them on the worker. Raises a ``ValueError`` for any other ``source`` or a missing path.
+    """
     from maggma.core import Store
 
     if isinstance(source, Store):
@@ -361,18 +387,46 @@ def load_candidates(source: Any) -> list[Candidate]:
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         if path.is_dir():
-            return candidates_from_folder(path)
+            if read_files:
+                return candidates_from_folder(path)
+            # every entry but folders and hidden files: a FIFO or device fails alone, with a reason
+            return sorted(
+                str(p) for p in path.iterdir() if not p.is_dir() and not p.name.startswith(".")
+            )
         if path.is_file():
-            return candidates_from_files([path])
+            return candidates_from_files([path]) if read_files else [str(path)]
         raise ValueError(f"candidate source {str(path)!r} is neither a folder nor a file")
-    if isinstance(source, list | tuple):
-        if all(isinstance(c, Candidate) for c in source):
-            return list(source)
-        return candidates_from_structures(source)
-    raise ValueError(
-        "candidate source must be a folder/file path, a maggma Store or a list of structures, "
-        f"got {type(source).__name__}"
-    )
+    if not isinstance(source, list | tuple):
+        raise ValueError(
+            "candidate source must be a folder/file path, a maggma Store or a list of "
+            f"structures, got {type(source).__name__}"
+        )
+    max_sites: int | None = None
+    out: list[Any] = []
+    for i, item in enumerate(source, start=first_index):
+        if isinstance(item, Structure | dict):
+            if max_sites is None:
+                max_sites = InputLimits.from_settings().max_sites
+            out.append(_structure_candidate(item, f"structure-{i}", max_sites))
+        elif not read_files or isinstance(item, Candidate):
+            out.append(item)
+        elif isinstance(item, str | os.PathLike):
+            out.extend(candidates_from_files([item]))
+        else:
+            out.append(
+                Candidate(
+                    source=f"input-{i}",
+                    error=f"cannot screen a {type(item).__name__}: give a Structure, a file "
+                    "path or a Candidate",
+                )
+            )
+    return out
+
+
+def load_candidates(source: Any) -> list[Candidate]:
+    """Candidates from a folder or file path, a maggma store, or a list of structures/dicts
+    (:func:`as_candidates`, files read)."""
+    return as_candidates(source)
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,19 +454,25 @@ def known_formula_space_groups() -> frozenset[tuple[str, int]]:
 
 
 @lru_cache(maxsize=1)
-def _lambda_table() -> dict[str, dict[str, float]]:
-    """Hautier et al. substitution log-weights λ(s, t), both directions, from pymatgen's data."""
-    import pymatgen.core.structure_prediction as sp_pkg
+def _lambda_table() -> dict[Species, dict[Species, float]]:
+    """Hautier et al. substitution log-weights λ(s, t) of the ion pairs in pymatgen's table,
+    both directions, from pymatgen's public ``SubstitutionProbability`` (its ``lambda.json``
+    data; pairs the table does not list are left out).
 
-    path = Path(sp_pkg.__file__).parent / "data" / "lambda.json"
-    with open(path, encoding="utf-8") as fh:
-        rows = json.load(fh)
-    table: dict[str, dict[str, float]] = {}
-    for a, b, lam in rows:
-        if "D1+" in (a, b):
-            continue
-        table.setdefault(a, {})[b] = float(lam)
-        table.setdefault(b, {})[a] = float(lam)
+    Ions of charge ±1 are left out: the generator substitutes ions of charge |q| ≥ 2 only, so
+    its seeded candidate set (the demo's, and the numbers measured on it in
+    docs/screening.md) holds oxides, chalcogenides, nitrides and the like; with ±1 ions the
+    most common prototypes become alkali halides (NaF, K2SiF6, ...)."""
+    from pymatgen.analysis.structure_prediction.substitution_probability import (
+        SubstitutionProbability,
+    )
+
+    sp = SubstitutionProbability(alpha=-math.inf)  # alpha: λ of a pair the table lacks
+    table: dict[Species, dict[Species, float]] = {}
+    for a, b in itertools.product(sp.species, repeat=2):
+        lam = float(sp.get_lambda(a, b))
+        if math.isfinite(lam) and abs(a.oxi_state or 0) >= 2 and abs(b.oxi_state or 0) >= 2:
+            table.setdefault(a, {})[b] = lam
     return table
 
 
@@ -484,7 +544,7 @@ def substitution_prototypes(
     for label, recs in ordered:
         for rec in sorted(recs, key=lambda r: _mp_number(r["material_id"])):
             oxi = _integer_oxidation_states(rec["formula"])
-            if oxi is None or any(_species_str(el, q) not in table for el, q in oxi.items()):
+            if oxi is None or any(Species(el, q) not in table for el, q in oxi.items()):
                 continue
             structure = Structure.from_dict(rec["structure"])
             if not structure.is_ordered:
@@ -511,30 +571,25 @@ def _alternatives(
 ) -> list[tuple[str, float]]:
     """Same-charge ions that substitute for ``el^oxi``: (element, λ - λ_self), best first."""
     table = _lambda_table()
-    own = _species_str(el, oxi)
+    own = Species(el, oxi)
     self_lambda = table[own].get(own, 0.0)
     options = []
     for other, lam in table[own].items():
         if other == own or lam < min_lambda:
             continue
-        sp = Species.from_str(other)
-        if sp.oxi_state != oxi or sp.symbol in excluded or sp.symbol == el:
+        if other.oxi_state != oxi or other.symbol in excluded or other.symbol == el:
             continue
-        options.append((sp.symbol, lam - self_lambda))
+        options.append((other.symbol, lam - self_lambda))
     options.sort(key=lambda t: (-t[1], t[0]))
     return options[:max_per_site]
 
 
 def _space_group_number(structure: Structure, symprec: float) -> int | None:
-    import spglib
+    """International space-group number of ``structure`` at ``symprec`` (Å), None if spglib
+    finds no symmetry (:class:`~atomate2_gmt.tensors.symmetry.analysis.SymmetryAnalysis`)."""
+    from atomate2_gmt.tensors.symmetry.analysis import SymmetryAnalysis
 
-    cell: Any = (
-        structure.lattice.matrix,
-        structure.frac_coords,
-        [site.specie.Z for site in structure],
-    )
-    dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
-    return None if dataset is None else int(dataset.number)
+    return SymmetryAnalysis(structure, symprec).space_group_number
 
 
 def generate_substitution_candidates(

@@ -123,7 +123,7 @@ def _job_functions() -> dict[str, tuple[Any, ...]]:
     )
 
     from atomate2_gmt.dfpt.vasp import vasp_dfpt_result
-    from atomate2_gmt.flows.campaign import campaign_advance, campaign_retrain, campaign_select
+    from atomate2_gmt.flows.campaign import campaign_advance, campaign_select
     from atomate2_gmt.flows.discovery import discovery_results, discovery_select
     from atomate2_gmt.jobs.feedback import feedback_job
     from atomate2_gmt.jobs.rank import rank_predictions
@@ -141,7 +141,6 @@ def _job_functions() -> dict[str, tuple[Any, ...]]:
                 discovery_select,
                 discovery_results,
                 campaign_select,
-                campaign_retrain,
                 campaign_advance,
             )
         ),

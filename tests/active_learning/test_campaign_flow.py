@@ -12,10 +12,10 @@ import torch
 from jobflow import Flow, Job, Maker, Response, job, run_locally
 
 from atomate2_gmt.data.mp import load_mp
-from atomate2_gmt.flows import campaign as campaign_module
 from atomate2_gmt.flows.campaign import GMTCampaignMaker, campaign_advance
 from atomate2_gmt.flows.discovery import GMTDiscoveryMaker
 from atomate2_gmt.flows.screen import GMTScreenMaker
+from atomate2_gmt.jobs import retrain as retrain_module
 from atomate2_gmt.jobs.predict import GMTPredictMaker
 from atomate2_gmt.jobs.retrain import GMTRetrainMaker
 from atomate2_gmt.jobs.select import SelectionPolicy
@@ -141,7 +141,7 @@ def test_two_rounds_run_locally(settings, structures, tmp_path, monkeypatch, ver
         retrains.append(model_id)
         return {"task": maker.task, "model_id": model_id, "promoted": True}
 
-    monkeypatch.setattr(campaign_module, "retrain", fake_retrain)
+    monkeypatch.setattr(retrain_module, "retrain", fake_retrain)  # what gmt_retrain runs
     flow = _maker(2).make(structures)
     responses = run_locally(flow, ensure_success=True)
     outputs = {r[1].output.get("round"): r[1].output for r in responses.values()

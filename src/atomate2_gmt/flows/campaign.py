@@ -12,23 +12,23 @@ Round k is a Flow ``<name>_round_<k>`` of a screening flow and three jobs (named
    DFPT result has been fed back. A structure computed or in flight in an earlier round (its
    earlier documents carry ``dfpt`` / ``dfpt_selected``) is marked ``dfpt_selected`` on its new
    documents first, so it is never picked twice across rounds;
-3. ``gmt_retrain``: the retrain maker's :func:`~atomate2_gmt.jobs.retrain.retrain` on the shipped
-   data plus all feedback so far (promotes the new version only if not worse on the held-out set);
+3. ``gmt_retrain``: the retrain maker's job (:func:`~atomate2_gmt.jobs.retrain.retrain` on the
+   shipped data plus all feedback so far, after the selection's DFPT detour; it promotes the
+   new version only if not worse on the held-out set);
 4. ``gmt_campaign_advance``: outputs the round's summary and, while k < ``n_rounds``, returns
    ``Response(addition=<round k+1>)``; the recursion stops at ``n_rounds``.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from jobflow import Flow, Maker, Response, job
+from jobflow import Flow, Job, Maker, Response, job
 
 from atomate2_gmt.flows.discovery import GMTDiscoveryMaker
-from atomate2_gmt.jobs.retrain import GMTRetrainMaker, retrain
+from atomate2_gmt.jobs.retrain import GMTRetrainMaker
 from atomate2_gmt.jobs.select import SelectionPolicy, select_for_dfpt
 from atomate2_gmt.schemas.fields import PREDICTION_KEY
 
@@ -111,12 +111,10 @@ def campaign_select(
     return Response(output=output, detour=response.addition)
 
 
-@job(name="gmt_retrain")
-def campaign_retrain(retrain_maker: GMTRetrainMaker, selection: Any = None) -> dict[str, Any]:
-    """:func:`~atomate2_gmt.jobs.retrain.retrain` after this round's feedback (``selection``
-    only orders the job after the selection's DFPT detour); output: its JSON-safe summary."""
-    summary = retrain(retrain_maker)
-    return dict(json.loads(json.dumps(summary, default=str)))
+def campaign_retrain(retrain_maker: GMTRetrainMaker, selection: Any = None) -> Job:
+    """The round's ``gmt_retrain`` job: ``retrain_maker.make(upstream=selection)``
+    (``selection`` only orders the job after the selection's DFPT detour)."""
+    return retrain_maker.make(upstream=selection)
 
 
 @job(name="gmt_campaign_advance")
@@ -202,7 +200,7 @@ class GMTCampaignMaker(Maker):
             asdict(discovery.policy), discovery.dfpt_maker,
             store=discovery.screen_maker.store, screen=screen.output, done_keys=list(done_keys),
         )  # fmt: skip
-        retrain_job = campaign_retrain(retrain_maker, selection=select.output)
+        retrain_job = retrain_maker.make(upstream=select.output)
         advance = campaign_advance(
             self, candidates, round_index, selection=select.output,
             retrained=retrain_job.output, done_keys=list(done_keys),

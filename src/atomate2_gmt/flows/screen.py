@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobflow import Flow, Maker
@@ -22,37 +20,12 @@ __all__ = ["GMTScreenMaker", "screening_inputs"]
 
 def screening_inputs(candidates: Any) -> list[Any]:
     """What the chunk jobs take: a folder → its structure files (paths, read on the worker), a
-    file → [file], a maggma store → its candidates, a list → itself."""
-    from maggma.core import Store
+    file → [file], a maggma store → its candidates, a list → itself with its structures made
+    candidates named by their place in the whole list (:func:`atomate2_gmt.candidates.
+    as_candidates` with ``read_files=False``)."""
+    from atomate2_gmt.candidates import as_candidates
 
-    from atomate2_gmt.candidates import candidates_from_store
-
-    if isinstance(candidates, Store):
-        return list(candidates_from_store(candidates))
-    if isinstance(candidates, str | os.PathLike):
-        path = Path(candidates)
-        if path.is_dir():
-            # every entry but folders and hidden files: a FIFO or device fails alone, with a reason
-            return sorted(
-                str(p) for p in path.iterdir() if not p.is_dir() and not p.name.startswith(".")
-            )
-        if path.is_file():
-            return [str(path)]
-        raise ValueError(f"candidate source {str(path)!r} is neither a folder nor a file")
-    if isinstance(candidates, list | tuple):
-        from pymatgen.core import Structure
-
-        from atomate2_gmt.jobs.predict import as_candidates
-
-        # structures are named by their place in the whole list (structure-<i>), not in a chunk
-        return [
-            as_candidates([c], first_index=i)[0] if isinstance(c, Structure | dict) else c
-            for i, c in enumerate(candidates)
-        ]
-    raise ValueError(
-        "candidates must be a folder/file path, a maggma Store or a list of structures, "
-        f"got {type(candidates).__name__}"
-    )
+    return as_candidates(candidates, read_files=False)
 
 
 @dataclass

@@ -404,7 +404,11 @@ class GMTRetrainMaker(Maker):
     work_dir: str | None = None
 
     @job
-    def make(self) -> dict[str, Any]:
-        """The ``gmt_retrain`` job; its output is the summary dict of :func:`retrain`."""
+    def make(self, upstream: Any = None) -> dict[str, Any]:
+        """The ``gmt_retrain`` job; its output is the JSON-safe summary dict of :func:`retrain`.
+
+        ``upstream``: an output the job waits for and otherwise ignores (in a campaign, the
+        round's selection, so that the retraining starts after its DFPT feedback is stored).
+        """
         summary = retrain(self)
         return json.loads(json.dumps(summary, default=str))

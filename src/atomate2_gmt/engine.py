@@ -1,0 +1,612 @@
+"""The batched inference engine: structures in, prediction documents out (no jobflow).
+
+:func:`predict_documents` takes plain :class:`EngineSettings` (tasks, model specs, device, batch
+size, symprec, part size, workers) and a list of inputs; ``GMTPredictMaker.make`` builds the
+settings from its fields and calls it. The run is pipelined: the inputs are split into parts (a
+short first one, then ``part_size``); while the models load and predict, ``workers`` processes
+read files and compute structure keys and IEEE rotations of the next parts
+(:func:`structure_facts`). On a CPU, forked one-thread model workers inherit the loaded models
+and predict sub-parts of :data:`MODEL_PART_SIZE` structures; the pool stays warm for the next
+run with the same models (module state ``_POOL``, closed at exit). Each part is upserted as soon
+as it is done, and structures whose document is already in the store are skipped.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from atomate2_gmt.candidates import Candidate, CandidateLike, as_candidates
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from maggma.core import Store
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FIRST_PART_SIZE",
+    "MODEL_PART_SIZE",
+    "EngineSettings",
+    "close_model_pool",
+    "predict_documents",
+    "structure_facts",
+]
+
+#: Length of the first pipelined part: small, so the models start while the worker reads on.
+FIRST_PART_SIZE = 32
+#: Structures per model-worker task: small, so both workers stay busy to the end of a part.
+MODEL_PART_SIZE = 32
+
+Members = list[tuple[Any, dict[str, Any]]]
+"""The loaded models of one task: (network, info) of the model, or of each ensemble member."""
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What one prediction run does and how it runs, as plain data.
+
+    Args:
+        tasks: tasks to predict, in the order of ``atomate2_gmt.data.records.TASKS``.
+        models: task → model specs (``"pretrained"``, ``"registry"`` or a checkpoint path); one
+            spec → one model, two or more → an ensemble (mean tensor, spread as uncertainty).
+        device: the torch device (``"cpu"``, ``"cuda"``, ``"cuda:0"``, ...; resolved, no
+            ``"auto"``).
+        batch_size: structures per forward pass.
+        symprec: symmetry tolerance (Å) of the documents' symmetry data and structure keys.
+        part_size: structures per pipelined part (each upserted when done).
+        workers: processes that read and key the next parts (None → one if the machine has
+            ≥ 2 cores; 0 → all in-process).
+        model_workers: forked CPU model workers (None → one per core when there are ≥ 2 cores
+            and the platform forks; 0 or 1 → in-process). Ignored on a GPU.
+        skip_existing: with a store, structures whose successful document of the same model
+            version is stored are not predicted again.
+        return_documents: return the documents' store dicts; False → a summary.
+    """
+
+    tasks: tuple[str, ...]
+    models: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    device: str = "cpu"
+    batch_size: int = 64
+    symprec: float = 0.01
+    part_size: int = 64
+    workers: int | None = None
+    model_workers: int | None = None
+    skip_existing: bool = True
+    return_documents: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ValueError("EngineSettings needs at least one task")
+        for name in ("batch_size", "part_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.device == "auto":
+            raise ValueError("EngineSettings.device must be resolved (cpu, cuda, ...), not auto")
+
+
+def structure_facts(
+    items: Sequence[CandidateLike], first_index: int, symprec: float
+) -> list[tuple[Candidate, dict[str, Any]]]:
+    """The model-free part of a document for each input: read files, check structures, structure
+    key and IEEE rotation (both from one spglib search per structure,
+    :func:`~atomate2_gmt.schemas.prediction.key_and_ieee_rotation`; a key that fails is None and
+    ``from_predictions`` records why). Runs in a worker process while the models predict the
+    previous part (top-level and picklable for that reason)."""
+    from atomate2_gmt.schemas.prediction import key_and_ieee_rotation
+
+    out = []
+    for cand in as_candidates(list(items), first_index=first_index):
+        facts: dict[str, Any] = {}
+        if cand.state == "successful" and cand.structure is not None:
+            key, ieee = key_and_ieee_rotation(cand.structure, symprec)
+            facts["structure_key"] = key
+            facts["ieee_rotation"] = ieee
+        out.append((cand, facts))
+    return out
+
+
+def _parts(items: Sequence[Any], size: int) -> list[tuple[int, list[Any]]]:
+    """(first index, items) parts: the first at most :data:`FIRST_PART_SIZE`, then ``size``."""
+    if not items:
+        return []
+    first = min(size, FIRST_PART_SIZE)
+    starts = [0, *range(first, len(items), size)]
+    ends = [*starts[1:], len(items)]
+    return [(a, list(items[a:b])) for a, b in zip(starts, ends, strict=True)]
+
+
+def _load_members(task: str, specs: tuple[str, ...]) -> Members:
+    """The default model loader: ``registry.loading.load_members`` (settings in force)."""
+    from atomate2_gmt.registry.loading import load_members
+
+    return load_members(task, specs)
+
+
+def predict_documents(
+    settings: EngineSettings,
+    candidates: Sequence[CandidateLike],
+    store: Store | None = None,
+    load: Callable[[str, tuple[str, ...]], Members] | None = None,
+) -> list[dict[str, Any]] | dict[str, Any]:
+    """Predict every input (Candidate, Structure, Structure dict or file path) as ``settings``
+    say; with a ``store`` (connected and checked by the caller) each part is upserted when done.
+
+    ``load(task, specs)`` gives a task's loaded models (default: the specs of
+    ``settings.models`` through :func:`atomate2_gmt.registry.loading.load_members`).
+
+    Returns the documents' store dicts (``return_documents``) or a summary:
+    ``{"n", "n_documents" (distinct crystals), "n_successful", "n_failed", "n_skipped"
+    (already in the store), "prediction_ids", "failures": [[source, reason]],
+    "model_version", "tasks", "device", "timings", "written"}``.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    parts = _parts(list(candidates), settings.part_size)
+    n_workers = settings.workers
+    if n_workers is None:
+        n_workers = min(2, os.cpu_count() or 1) - 1
+    pool = None
+    futures = []
+    if n_workers > 0 and len(parts) > 1:  # the workers read and key files while models load
+        method = "fork" if _forks() else "spawn"
+        pool = ProcessPoolExecutor(
+            n_workers,
+            mp_context=multiprocessing.get_context(method),
+            initializer=_init_worker,
+            initargs=(1, os.getpid()),
+        )
+        futures = [pool.submit(structure_facts, part, i, settings.symprec) for i, part in parts]
+    try:
+        return _Run(settings, store, load or _load_members).predict(parts, futures)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+class _Run:
+    """One prediction run: loads the models, then predicts (and stores) part by part."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        store: Store | None,
+        load: Callable[[str, tuple[str, ...]], Members],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.load = load
+        self.docs: list[Any] = []
+        self.skipped: list[str] = []  # prediction ids already in the store (not predicted again)
+        self.timings: dict[str, float] = {}
+        self.written = 0
+        self.pending: deque[Any] = deque()  # model-pool futures, in input order
+
+    def _context(self) -> _Context:
+        from atomate2_gmt.registry.loading import _ensemble_info
+        from atomate2_gmt.schemas.prediction import derive_model_version
+
+        s = self.settings
+        loaded = {task: self.load(task, tuple(s.models.get(task) or ())) for task in s.tasks}
+        model_info = {task: _ensemble_info(task, members) for task, members in loaded.items()}
+        version = derive_model_version(model_info, list(s.tasks))
+        return _Context(s.tasks, loaded, model_info, version, s.symprec, s.device, s.batch_size)
+
+    def predict(
+        self, parts: list[tuple[int, list[Any]]], futures: list[Any]
+    ) -> list[dict[str, Any]] | dict[str, Any]:
+        """Predict ``parts``; ``futures`` hold their facts when a worker pool computes them,
+        else they are computed here."""
+        from atomate2_gmt import progress
+
+        progress.phase(f"loading the {', '.join(self.settings.tasks)} models", logger)
+        self.context = self._context()
+        start = time.perf_counter()
+        n_items = sum(len(p) for _, p in parts)
+        self.model_pool = _model_pool(self.settings, self.context, n_items)
+        self.bar = progress.task("predicting", n_items, unit="structures")
+        try:
+            if futures:
+                for future in futures:
+                    self.run_part(future.result())
+            else:
+                for i, part in parts:
+                    self.run_part(structure_facts(part, i, self.settings.symprec))
+            self.collect(block=True)
+        except BaseException:
+            if self.model_pool is not None:  # workers may still be busy with this run's parts
+                close_model_pool()
+            raise
+        finally:
+            self.bar.close()
+        return self.output(time.perf_counter() - start)
+
+    def keep(self, part_docs: list[Any]) -> None:
+        """Add a part's documents; with a store they are written now (a run that dies keeps
+        this part)."""
+        from atomate2_gmt.stores import upsert_predictions
+
+        self.docs.extend(part_docs)
+        self.bar.advance(len(part_docs))
+        if self.store is not None and part_docs:
+            t0 = time.perf_counter()
+            self.written += upsert_predictions(self.store, part_docs)
+            self._add_time("store", time.perf_counter() - t0)
+
+    def collect(self, block: bool) -> None:
+        """Keep the model workers' finished sub-parts, in input order (``block``: all)."""
+        while self.pending and (block or self.pending[0].done()):
+            part_docs, part_timings = self.pending.popleft().result()
+            for key, value in part_timings.items():
+                self._add_time(key, value)
+            self.keep(part_docs)
+
+    def run_part(self, facts: list[tuple[Candidate, dict[str, Any]]]) -> None:
+        """Skip what the store has, then predict the rest of one part (in-process, or
+        submitted to the model workers in sub-parts)."""
+        if self.store is not None and self.settings.skip_existing:
+            facts = self._skip_stored(facts)
+        if not facts:
+            return
+        if self.model_pool is None:
+            self.keep(_documents(self.context, facts, self.timings))
+            return
+        step = min(self.settings.batch_size, MODEL_PART_SIZE)
+        for a in range(0, len(facts), step):
+            self.pending.append(self.model_pool.submit(_worker_documents, facts[a : a + step]))
+        self.collect(block=False)
+
+    def _skip_stored(
+        self, facts: list[tuple[Candidate, dict[str, Any]]]
+    ) -> list[tuple[Candidate, dict[str, Any]]]:
+        from atomate2_gmt.stores import add_sources
+
+        assert self.store is not None
+        t0 = time.perf_counter()
+        done = _already_predicted(self.store, facts, self.context.version)
+        names: dict[str, list[str]] = {}
+        for cand, _ in facts:
+            if id(cand) in done:
+                names.setdefault(done[id(cand)], []).append(cand.source)
+        add_sources(self.store, names)  # a skipped crystal keeps the name it has in this run
+        self._add_time("store", time.perf_counter() - t0)
+        self.skipped.extend(done.values())
+        self.bar.advance(len(done))
+        return [(c, f) for c, f in facts if id(c) not in done]
+
+    def _add_time(self, key: str, seconds: float) -> None:
+        self.timings[key] = self.timings.get(key, 0.0) + seconds
+
+    def output(self, elapsed: float) -> list[dict[str, Any]] | dict[str, Any]:
+        """The documents' store dicts, or the summary (see :func:`predict_documents`)."""
+        docs, skipped, tasks = self.docs, self.skipped, self.settings.tasks
+        failures = [[d.source, d.error or ""] for d in docs if d.state == "failed"]
+        logger.info(
+            "predicted %d structures (%d failed, %d already in the store) for %s in %.1f s on %s",
+            len(docs),
+            len(failures),
+            len(skipped),
+            ", ".join(tasks),
+            elapsed,
+            self.settings.device,
+        )
+        if self.settings.return_documents:
+            out_docs = [d.to_store_dict() for d in docs]
+            if skipped:
+                assert self.store is not None
+                found = self.store.query({"prediction_id": {"$in": skipped}})
+                out_docs.extend({k: v for k, v in d.items() if k != "_id"} for d in found)
+            return out_docs
+        n = len(docs) + len(skipped)
+        ids = [d.prediction_id for d in docs] + skipped
+        return {
+            "n": n,
+            "n_documents": len(set(ids)),
+            "n_successful": n - len(failures),
+            "n_failed": len(failures),
+            "n_skipped": len(skipped),
+            "prediction_ids": ids,
+            "failures": failures,
+            "model_version": self.context.version,
+            "tasks": list(tasks),
+            "device": self.settings.device,
+            "timings": {"total_s": elapsed, **{f"{k}_s": v for k, v in self.timings.items()}},
+            "written": self.written,
+        }
+
+
+def _already_predicted(
+    store: Store, facts: list[tuple[Candidate, dict[str, Any]]], version: str
+) -> dict[int, str]:
+    """``id(candidate)`` → ``prediction_id`` of the candidates of one part whose successful
+    document with model ``version`` is already in ``store``. Such a document of an older schema
+    version is migrated in place (its derived fields recomputed from its stored tensors, every
+    other field, e.g. DFPT results, kept: ``schemas.prediction.migrate_prediction_dict``)."""
+    from atomate2_gmt.schemas.fields import PREDICTION_SCHEMA_VERSION
+    from atomate2_gmt.schemas.prediction import migrate_prediction_dict
+    from atomate2_gmt.stores import StoreConnectionError, describe_store, store_error_reason
+
+    wanted = {
+        f"{f['structure_key']}:{version}": id(c)
+        for c, f in facts
+        if c.state == "successful" and f.get("structure_key")
+    }
+    if not wanted:
+        return {}
+    try:
+        store.connect()
+        found = list(
+            store.query(
+                {"prediction_id": {"$in": list(wanted)}, "state": "successful"},
+                properties=["prediction_id", "schema_version"],
+            )
+        )
+        old = [
+            d["prediction_id"]
+            for d in found
+            if d.get("schema_version") != PREDICTION_SCHEMA_VERSION
+        ]
+        if old:
+            docs = [
+                migrate_prediction_dict(d) for d in store.query({"prediction_id": {"$in": old}})
+            ]
+            store.update(docs, key="prediction_id")
+        return {wanted[d["prediction_id"]]: d["prediction_id"] for d in found}
+    except Exception as exc:
+        raise StoreConnectionError(
+            f"cannot read the existing predictions from {describe_store(store)}: "
+            f"{store_error_reason(exc)}"
+        ) from exc
+
+
+@dataclass
+class _Context:
+    """What every part of a prediction run shares."""
+
+    tasks: tuple[str, ...]
+    loaded: dict[str, Members]
+    model_info: dict[str, dict[str, Any]]
+    version: str
+    symprec: float
+    device: str
+    batch_size: int
+
+
+def _forks() -> bool:
+    """Whether worker processes are forked here (Linux), inheriting the parent's memory."""
+    import sys
+
+    return sys.platform.startswith("linux")
+
+
+#: The context a forked model worker inherits (set in the run's process just before the fork).
+_WORKER_CONTEXT: _Context | None = None
+
+
+def _init_worker(threads: int = 1, parent: int | None = None) -> None:
+    """Worker initialiser: ``threads`` torch threads and ONE BLAS thread (idle OpenBLAS threads
+    spin: with its default of one per core, numpy's BLAS cost a single-threaded worker about a
+    quarter of its CPU in spinning, taken from the other processes), and the worker exits when
+    its parent process ``parent`` dies (:func:`_exit_with_parent`)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    _exit_with_parent(parent)
+    torch.set_num_threads(threads)
+    threadpool_limits(limits=1, user_api="blas")
+
+
+def _exit_with_parent(parent: int | None) -> None:
+    """On Linux, have the kernel kill this process when the process (thread) that forked it
+    dies, even by ``kill -9`` (``prctl(PR_SET_PDEATHSIG, SIGKILL)``); a worker whose parent
+    died before the call exits at once. Elsewhere nothing is done (workers there are spawned,
+    and Python's pool stops them when the parent exits normally)."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
+
+
+def _worker_documents(
+    facts: list[tuple[Candidate, dict[str, Any]]],
+) -> tuple[list[Any], dict[str, float]]:
+    """Predict one sub-part in a model worker: its documents and stage times."""
+    if _WORKER_CONTEXT is None:  # pragma: no cover - only if the pool did not fork
+        raise RuntimeError("model worker started without the prediction context")
+    timings: dict[str, float] = {}
+    return _documents(_WORKER_CONTEXT, facts, timings), timings
+
+
+#: The model-worker pool of this process and the key of the context its workers were forked
+#: with (that context stays referenced by ``_WORKER_CONTEXT``, so the models' ids in the key
+#: cannot be reused). The next run with the same models and settings reuses the warm workers;
+#: any other run replaces the pool.
+_POOL: dict[str, Any] = {"key": None, "pool": None}
+
+
+def _pool_key(ctx: _Context, n: int) -> tuple[Any, ...]:
+    import json
+
+    members = tuple((task, tuple(id(net) for net, _ in m)) for task, m in ctx.loaded.items())
+    info = json.dumps(ctx.model_info, sort_keys=True, default=str)
+    return (ctx.tasks, members, info, ctx.version, ctx.symprec, ctx.device, ctx.batch_size, n)
+
+
+def close_model_pool() -> None:
+    """Shut down this process's model workers (at exit, after a failed run, or to free them)."""
+    global _WORKER_CONTEXT
+    pool = _POOL["pool"]
+    _POOL.update(key=None, pool=None)
+    _WORKER_CONTEXT = None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(close_model_pool)
+
+
+def _model_pool(settings: EngineSettings, ctx: _Context, n_items: int) -> Any:
+    """The forked pool of model workers that inherit the loaded models
+    (``settings.model_workers``), or None when the run predicts in its own process (GPU, one
+    core, no fork, small input). A pool forked for the same models and settings by an earlier
+    run is reused."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from atomate2_gmt.data.domain import domain_reference
+
+    global _WORKER_CONTEXT
+    cores = os.cpu_count() or 1
+    n = settings.model_workers
+    if n is None:
+        n = cores if cores >= 2 and _forks() else 0
+    if n < 2 or ctx.device != "cpu" or n_items <= ctx.batch_size:
+        return None
+    key = _pool_key(ctx, n)
+    if _POOL["pool"] is not None and _POOL["key"] == key and not _POOL["pool"]._broken:
+        return _POOL["pool"]  # (a pool is broken when its workers died, e.g. with the thread
+        # that forked them: see _exit_with_parent)
+    close_model_pool()
+    for members in ctx.loaded.values():
+        for net, _ in members:
+            net.prepare_inference()  # built once here, inherited by every worker
+    for task in ctx.tasks:  # the training-data reference of domain_distance, likewise
+        domain_reference(task)
+    _WORKER_CONTEXT = ctx  # inherited by the forked workers (the models are not pickled)
+    pool = ProcessPoolExecutor(
+        n,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_init_worker,
+        initargs=(max(1, cores // n), os.getpid()),
+    )
+    _POOL.update(key=key, pool=pool)
+    return pool
+
+
+def _documents(
+    ctx: _Context, facts: list[tuple[Candidate, dict[str, Any]]], timings: dict[str, float]
+) -> list[Any]:
+    """Predict one part and build its documents; adds the part's stage times to ``timings``."""
+    from atomate2_gmt.data.domain import domain_distances
+    from atomate2_gmt.model.predict import predict_many
+
+    usable = [(c, f) for c, f in facts if c.state == "successful" and c.structure is not None]
+    models = {
+        (task if len(members) == 1 else f"{task}@{k}"): net
+        for task, members in ctx.loaded.items()
+        for k, (net, _) in enumerate(members)
+    }
+    result = predict_many(
+        [c.structure for c, _ in usable],  # type: ignore[misc]
+        models,
+        device=ctx.device,
+        batch_size=ctx.batch_size,
+    )
+    structures = [c.structure for c, _ in usable if c.structure is not None]
+    domain = {task: domain_distances(structures, task) for task in ctx.tasks}
+    task_time: dict[str, float] = {}
+    for key, value in result.timings.items():
+        name = key.split("@", 1)[0]
+        task_time[name] = task_time.get(name, 0.0) + value
+    for key, value in task_time.items():
+        timings[key] = timings.get(key, 0.0) + value
+    t0 = time.perf_counter()
+    per_structure = {k: v / max(len(usable), 1) for k, v in task_time.items()}
+    same_tolerance = all(
+        net.config.symprec == ctx.symprec for members in ctx.loaded.values() for net, _ in members
+    )
+    index = {id(c): i for i, (c, _) in enumerate(usable)}
+    docs: list[Any] = []
+    for cand, fact in facts:
+        if id(cand) not in index:
+            docs.append(_failed_document(ctx, cand, cand.error or "unusable structure"))
+            continue
+        i = index[id(cand)]
+        shared = {
+            "timings": {t: per_structure.get(t, 0.0) for t in ctx.tasks},
+            "point_group_info": result.point_groups[i] if same_tolerance else None,
+            "domain_distance": {task: float(domain[task][i]) for task in ctx.tasks},
+        }
+        docs.append(
+            _document(ctx, cand, fact, {t: r[i] for t, r in result.results.items()}, shared)
+        )
+    timings["documents"] = timings.get("documents", 0.0) + time.perf_counter() - t0
+    return docs
+
+
+def _failed_document(ctx: _Context, cand: Candidate, reason: str) -> Any:
+    from atomate2_gmt.schemas.prediction import GMTPredictionDoc
+
+    return GMTPredictionDoc.from_failure(
+        cand.source,
+        reason,
+        cand.structure,
+        tasks=ctx.tasks,
+        model_version=ctx.version,
+        symprec=ctx.symprec,
+        provenance=cand.provenance,
+        e_above_hull=cand.e_above_hull,
+    )
+
+
+def _document(
+    ctx: _Context,
+    cand: Candidate,
+    fact: dict[str, Any],
+    results: dict[str, dict[str, Any]],
+    shared: dict[str, Any],
+) -> Any:
+    """The document of one usable structure from its models' ``results`` (``task`` or
+    ``task@k`` of an ensemble's member k); a failure while it is built fails it alone."""
+    from atomate2_gmt.registry.loading import _combine_members
+    from atomate2_gmt.schemas.prediction import GMTPredictionDoc, compute_ieee_rotation
+
+    assert cand.structure is not None
+    predictions, uncertainty = {}, {}
+    for task, members in ctx.loaded.items():
+        if len(members) == 1:
+            predictions[task] = results[task]
+            continue
+        ieee = fact.get("ieee_rotation")
+        if ieee is None:  # the key step failed: the document computes its own rotation
+            ieee = compute_ieee_rotation(cand.structure)
+        predictions[task], spread = _combine_members(
+            task,
+            [results[f"{task}@{k}"] for k in range(len(members))],
+            None if ieee is None or isinstance(ieee, str) else ieee,
+        )
+        uncertainty.update(spread)
+    try:  # any failure while one structure's document is built fails that structure alone
+        return GMTPredictionDoc.from_predictions(
+            cand.structure,
+            predictions,
+            ctx.model_info,
+            source=cand.source,
+            model_version=ctx.version,
+            symprec=ctx.symprec,
+            device=ctx.device,
+            provenance=cand.provenance,
+            e_above_hull=cand.e_above_hull,
+            structure_key=fact.get("structure_key"),
+            ieee_rotation=fact.get("ieee_rotation"),
+            uncertainty=uncertainty,
+            **shared,
+        )
+    except Exception as exc:
+        logger.warning("document of %s could not be built: %r", cand.source, exc)
+        reason = f"document could not be built ({type(exc).__name__}: {exc})"[:500]
+        return _failed_document(ctx, cand, reason)
