@@ -21,6 +21,7 @@ from atomate2_gmt.schemas.fields import (
     resolve_sort_field,
 )
 from atomate2_gmt.tensors.symmetry import CRYSTAL_SYSTEMS
+from atomate2_gmt.tensors.tasks import TASK_SPECS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -39,7 +40,7 @@ __all__ = [
 
 _STATES = ("successful", "failed")
 
-METAL_EXCLUDED: tuple[str, ...] = ("dielectric", "dielectric_total", "piezo")
+METAL_EXCLUDED: tuple[str, ...] = tuple(t for t, s in TASK_SPECS.items() if s.excludes_metals)
 """Properties whose queries leave out likely metals unless asked (a metal has no ε or e)."""
 
 #: Largest ``top`` (a bound that every store's integer type holds).

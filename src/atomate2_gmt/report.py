@@ -25,13 +25,12 @@ from atomate2_gmt.schemas.fields import PREDICTION_KEY
 from atomate2_gmt.tensors.conventions import full_to_voigt, kind_of
 from atomate2_gmt.tensors.metrics import fnorm, relative_error, symmetry_violation, zero_success
 from atomate2_gmt.tensors.symmetry import point_group_operations, projector
+from atomate2_gmt.tensors.tasks import task_spec
 
 if TYPE_CHECKING:
     from maggma.core import Store
 
 __all__ = ["dfpt_comparison", "document_comparison", "missing_parts", "write_report"]
-
-_UNITS = {"dielectric": "", "dielectric_total": "", "piezo": "C/m²", "elastic": "GPa"}
 
 
 def dfpt_comparison(
@@ -156,7 +155,7 @@ def document_comparison(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 "dfpt_symmetry_residual": float(symmetry_violation(t, P)),
                 "pred_zero_success": bool(zero_success(p, P)),
                 "prediction": pred.get("on_demand") or "screening",
-                "units": _UNITS[task],
+                "units": task_spec(task).unit_label,
                 "voigt_predicted": full_to_voigt(p, kind).tolist(),
                 "voigt_dfpt": full_to_voigt(t, kind).tolist(),
             }
@@ -215,8 +214,9 @@ def write_report(
         ax.scatter(x, y, s=12)
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
-        ax.set_xlabel(f"DFPT {_UNITS[task]}")
-        ax.set_ylabel(f"GMTNet {_UNITS[task]}")
+        unit = task_spec(task).unit_label
+        ax.set_xlabel(f"DFPT {unit}")
+        ax.set_ylabel(f"GMTNet {unit}")
         ax.set_title(f"{task} ({len(sub)} materials)")
     if not tasks:
         axes[0].set_title("no candidate has an accepted DFPT result yet")

@@ -24,6 +24,7 @@ import numpy as np
 from pymatgen.core import Structure
 
 from atomate2_gmt.tensors.conventions import full_to_voigt, kind_of
+from atomate2_gmt.tensors.tasks import TASK_SPECS, TASKS, check_task
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -41,30 +42,18 @@ __all__ = [
     "validate_task",
 ]
 
-TASKS: tuple[str, ...] = ("dielectric", "dielectric_total", "piezo", "elastic")
-"""Prediction tasks. ``dielectric`` is the electronic (high-frequency) ε∞, ``dielectric_total``
-the static ε0 = ε∞ + ionic part, ``piezo`` the stress-charge e_ijk, ``elastic`` C_ijkl."""
+TASK_UNITS: dict[str, str] = {t: s.units for t, s in TASK_SPECS.items()}
+"""The one unit string allowed for each task's tensor (from the task registry)."""
 
-TASK_UNITS: dict[str, str] = {
-    "dielectric": "dimensionless",
-    "dielectric_total": "dimensionless",
-    "piezo": "C/m^2",
-    "elastic": "GPa",
-}
-"""The one unit string allowed for each task's tensor."""
-
-TASK_RANK: dict[str, int] = {"dielectric": 2, "dielectric_total": 2, "piezo": 3, "elastic": 4}
-"""Cartesian rank of each task's tensor."""
+TASK_RANK: dict[str, int] = {t: s.rank for t, s in TASK_SPECS.items()}
+"""Cartesian rank of each task's tensor (from the task registry)."""
 
 RECORD_FORMAT = "atomate2_gmt.TensorRecord"
 _RECORD_VERSION = 1
 
 
-def validate_task(task: str) -> str:
-    """Return ``task`` if it is one of :data:`TASKS`, else raise a ``ValueError`` naming it."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
-    return task
+validate_task = check_task
+"""Return a task name if it is one of :data:`TASKS`, else raise a ``ValueError`` naming them."""
 
 
 def dielectric_symmetric_part(eps: np.ndarray) -> tuple[np.ndarray, float]:

@@ -5,31 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from atomate2_gmt.tensors.tasks import KIND_RANK, TASK_SPECS, check_task
+
+__all__ = ["TASK_KIND", "TASK_UNITS", "GMTNetConfig", "check_task"]
+
 #: Tasks the model predicts, and the tensor kind (order, intrinsic symmetry) of each.
-TASK_KIND: dict[str, str] = {
-    "dielectric": "dielectric",  # electronic (high-frequency) ε∞, dimensionless
-    "dielectric_total": "dielectric",  # static ε0 = ε∞ + ionic part, dimensionless
-    "piezo": "piezo",  # stress-charge e_ijk, C/m²
-    "elastic": "elastic",  # stiffness C_ijkl, GPa
-}
+TASK_KIND: dict[str, str] = {t: s.kind for t, s in TASK_SPECS.items()}
 
 #: Units of the predicted tensor per task.
-TASK_UNITS: dict[str, str] = {
-    "dielectric": "dimensionless",
-    "dielectric_total": "dimensionless",
-    "piezo": "C/m^2",
-    "elastic": "GPa",
-}
-
-#: Highest l the crystal feature G must carry for each kind: the head can only use these.
-_HEAD_LMAX = {"dielectric": 2, "piezo": 3, "elastic": 4}
-
-
-def check_task(task: str) -> str:
-    """Return ``task`` if known, else raise a ValueError listing the valid tasks."""
-    if task not in TASK_KIND:
-        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASK_KIND)}")
-    return task
+TASK_UNITS: dict[str, str] = {t: s.units for t, s in TASK_SPECS.items()}
 
 
 @dataclass
@@ -80,9 +64,9 @@ class GMTNetConfig:
     def __post_init__(self) -> None:
         check_task(self.task)
         if self.lmax_sh < 0:
-            self.lmax_sh = _HEAD_LMAX[self.kind]
+            self.lmax_sh = self.head_lmax
         if self.hidden_lmax < 0:
-            self.hidden_lmax = _HEAD_LMAX[self.kind]
+            self.hidden_lmax = self.head_lmax
         if self.invariant_shortcut and self.kind == "piezo":
             raise ValueError("invariant_shortcut: piezo's crystal feature has no scalar (0e) part")
         if self.k_neighbors < 1:
@@ -98,12 +82,13 @@ class GMTNetConfig:
     @property
     def order(self) -> int:
         """Tensor order (2, 3 or 4)."""
-        return {"dielectric": 2, "piezo": 3, "elastic": 4}[self.kind]
+        return KIND_RANK[self.kind]
 
     @property
     def head_lmax(self) -> int:
-        """Highest l of the crystal feature G that the head uses."""
-        return _HEAD_LMAX[self.kind]
+        """Highest l of the crystal feature G that the head uses: the tensor order (a rank-n
+        tensor holds irreps up to l = n, and the head can only use what G carries)."""
+        return KIND_RANK[self.kind]
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (stored in checkpoints)."""

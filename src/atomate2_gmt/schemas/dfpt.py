@@ -27,33 +27,20 @@ import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
 from atomate2_gmt import __version__
+from atomate2_gmt.tensors.tasks import DFPT_PART_KIND, KIND_RANK, KIND_SPECS, TASK_SPECS
 
 __all__ = ["DFPT_PARTS", "PART_TASK", "TASK_PART", "DFPTResultDoc"]
 
 DFPT_PARTS: dict[str, tuple[str, str]] = {
-    "dielectric_electronic": ("dielectric", "dimensionless"),
-    "dielectric_ionic": ("dielectric", "dimensionless"),
-    "dielectric_total": ("dielectric", "dimensionless"),
-    "piezo_electronic": ("piezo", "C/m^2"),
-    "piezo_ionic": ("piezo", "C/m^2"),
-    "piezo_total": ("piezo", "C/m^2"),
-    "elastic_clamped": ("elastic", "GPa"),
-    "elastic_relaxed": ("elastic", "GPa"),
+    part: (kind, KIND_SPECS[kind].units) for part, kind in DFPT_PART_KIND.items()
 }
-"""Part name → (tensor kind, units)."""
+"""Part name → (tensor kind, units), from the task registry (:mod:`atomate2_gmt.tensors.tasks`)."""
 
-PART_TASK: dict[str, str] = {
-    "dielectric_electronic": "dielectric",
-    "dielectric_total": "dielectric_total",
-    "piezo_total": "piezo",
-    "elastic_relaxed": "elastic",
-}
+PART_TASK: dict[str, str] = {s.dfpt_part: task for task, s in TASK_SPECS.items()}
 """The DFPT part that is the training target of each prediction task."""
 
 TASK_PART: dict[str, str] = {task: part for part, task in PART_TASK.items()}
 """Prediction task → the DFPT part it is trained on."""
-
-_RANK = {"dielectric": 2, "piezo": 3, "elastic": 4}
 
 
 def _utcnow() -> datetime:
@@ -110,7 +97,7 @@ class DFPTResultDoc(BaseModel):
             if part not in DFPT_PARTS:
                 raise ValueError(f"unknown DFPT part {part!r}; valid: {', '.join(DFPT_PARTS)}")
             arr = np.asarray(tensor, dtype=float)
-            rank = _RANK[DFPT_PARTS[part][0]]
+            rank = KIND_RANK[DFPT_PARTS[part][0]]
             if arr.shape != (3,) * rank:
                 raise ValueError(
                     f"DFPT part {part!r} must be a full Cartesian tensor of shape {(3,) * rank}, "

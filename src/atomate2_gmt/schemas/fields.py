@@ -14,11 +14,12 @@ GMTPredictionDoc` so that they can be indexed and sorted on:
   elastic anisotropy (dimensionless); ``born_stable``: Born mechanical stability (bool).
 
 Every one of them depends on the crystal alone, never on the orientation of the input file.
+The per-task tables here are derived from the task registry (:mod:`atomate2_gmt.tensors.tasks`).
 """
 
 from __future__ import annotations
 
-from atomate2_gmt.data.records import TASKS
+from atomate2_gmt.tensors.tasks import TASK_SPECS, TASKS
 
 __all__ = [
     "DEFAULT_SORT",
@@ -41,32 +42,15 @@ are never mixed with the current ones. Version 3 added ``likely_metal``/``likely
 PREDICTION_KEY = "prediction_id"
 """Unique key of a prediction document: ``"<structure_key>:<model_version>"``."""
 
-DERIVED_FIELDS: dict[str, tuple[str, ...]] = {
-    "dielectric": ("dielectric_mean", "dielectric_eig_max"),
-    "dielectric_total": ("dielectric_total_mean", "dielectric_total_eig_max"),
-    "piezo": ("e_ij_max", "e_long_max", "e_norm"),
-    "elastic": ("K_VRH", "G_VRH", "AU", "born_stable"),
-}
+DERIVED_FIELDS: dict[str, tuple[str, ...]] = {t: s.derived_fields for t, s in TASK_SPECS.items()}
 """Top-level derived fields written for each task when its prediction succeeded."""
 
-SORT_FIELDS: dict[str, tuple[str, ...]] = {
-    task: tuple(f for f in fields if f != "born_stable") for task, fields in DERIVED_FIELDS.items()
-}
+SORT_FIELDS: dict[str, tuple[str, ...]] = {t: s.sort_fields for t, s in TASK_SPECS.items()}
 """Numeric derived fields a query for each property may sort on."""
 
-DEFAULT_SORT: dict[str, str] = {
-    "dielectric": "dielectric_eig_max",
-    "dielectric_total": "dielectric_total_eig_max",
-    "piezo": "e_ij_max",
-    "elastic": "K_VRH",
-}
+DEFAULT_SORT: dict[str, str] = {t: s.default_sort for t, s in TASK_SPECS.items()}
 
-_SORT_ALIASES: dict[str, dict[str, str]] = {
-    "dielectric": {"mean": "dielectric_mean", "eig_max": "dielectric_eig_max"},
-    "dielectric_total": {"mean": "dielectric_total_mean", "eig_max": "dielectric_total_eig_max"},
-    "piezo": {},
-    "elastic": {},
-}
+_SORT_ALIASES: dict[str, dict[str, str]] = {t: s.sort_aliases for t, s in TASK_SPECS.items()}
 
 SUMMARY_FIELDS: tuple[str, ...] = (
     "prediction_id",

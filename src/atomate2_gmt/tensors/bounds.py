@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from atomate2_gmt.tensors.tasks import TASK_SPECS
+
 __all__ = ["PHYSICAL_BOUNDS", "TASK_BOUNDS", "physical_bound_problem"]
 
 PHYSICAL_BOUNDS: dict[str, tuple[str, float, str]] = {
@@ -32,13 +34,8 @@ PHYSICAL_BOUNDS: dict[str, tuple[str, float, str]] = {
 }
 """DFPT part → (what is bounded, largest accepted value, units suffix); reasons above."""
 
-TASK_BOUNDS: dict[str, str] = {
-    "dielectric": "dielectric_electronic",
-    "dielectric_total": "dielectric_total",
-    "piezo": "piezo_total",
-    "elastic": "elastic_relaxed",
-}
-"""Predicted task → the DFPT part whose bound applies to it."""
+TASK_BOUNDS: dict[str, str] = {task: s.dfpt_part for task, s in TASK_SPECS.items()}
+"""Predicted task → the DFPT part whose bound applies to it (its training part)."""
 
 
 def physical_bound_problem(name: str, tensor: np.ndarray) -> str | None:

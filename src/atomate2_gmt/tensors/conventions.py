@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from atomate2_gmt.tensors.tasks import DFPT_PART_KIND, KIND_RANK, KINDS, TASK_SPECS
+
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
     from pymatgen.core import Structure
@@ -42,20 +44,11 @@ __all__ = [
     "voigt_to_full",
 ]
 
-TENSOR_ORDER: dict[str, int] = {"dielectric": 2, "piezo": 3, "elastic": 4}
-"""Cartesian order of each tensor kind."""
+TENSOR_ORDER: dict[str, int] = dict(KIND_RANK)
+"""Cartesian order of each tensor kind (from :data:`atomate2_gmt.tensors.tasks.KIND_SPECS`)."""
 
-KINDS: tuple[str, ...] = tuple(TENSOR_ORDER)
-
-TASK_TO_KIND: dict[str, str] = {
-    "dielectric": "dielectric",
-    "dielectric_total": "dielectric",
-    "dielectric_ionic": "dielectric",
-    "dielectric_electronic": "dielectric",
-    "piezo": "piezo",
-    "elastic": "elastic",
-}
-"""Prediction tasks and the tensor kind each one predicts."""
+TASK_TO_KIND: dict[str, str] = {**DFPT_PART_KIND, **{t: s.kind for t, s in TASK_SPECS.items()}}
+"""Prediction tasks and DFPT parts, and the tensor kind each one is (from the task registry)."""
 
 FULL_SHAPE: dict[str, tuple[int, ...]] = {k: (3,) * n for k, n in TENSOR_ORDER.items()}
 VOIGT_SHAPE: dict[str, tuple[int, int]] = {"dielectric": (3, 3), "piezo": (3, 6), "elastic": (6, 6)}
@@ -84,12 +77,13 @@ def validate_kind(kind: str) -> str:
 
 
 def kind_of(task: str) -> str:
-    """Tensor kind (``dielectric``, ``piezo`` or ``elastic``) predicted by a task name."""
+    """Tensor kind (``dielectric``, ``piezo`` or ``elastic``) of a task or DFPT part name."""
     try:
         return TASK_TO_KIND[task]
     except (KeyError, TypeError):
         raise ValueError(
-            f"unknown task {task!r}; valid tasks: {', '.join(sorted(TASK_TO_KIND))}"
+            f"unknown task {task!r}; valid tasks: {', '.join(TASK_SPECS)}; "
+            f"DFPT parts: {', '.join(DFPT_PART_KIND)}"
         ) from None
 
 

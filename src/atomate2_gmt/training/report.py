@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 
 from atomate2_gmt.tensors.conventions import full_to_voigt
-
-_UNITS = {"dielectric": "", "dielectric_total": "", "piezo": " (C/m²)", "elastic": " (GPa)"}
+from atomate2_gmt.tensors.tasks import TASK_SPECS
 
 
 def _row(name: str, m: dict[str, Any]) -> str:
@@ -22,6 +21,7 @@ def _row(name: str, m: dict[str, Any]) -> str:
 def report_markdown(report: dict[str, Any]) -> str:
     """The paper's table (overall, per crystal system, piezo non-zero subset) as Markdown."""
     task = report.get("task", "?")
+    units = TASK_SPECS[task].unit_suffix if task in TASK_SPECS else ""
     lines = [
         f"# GMTNet {task}: test-set evaluation",
         "",
@@ -29,7 +29,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"best epoch {report.get('best_epoch')} of {report.get('epochs')}; "
         f"time per batch of {report.get('batch_size')}: {report.get('time_per_batch_s', 0):.3f} s.",
         "",
-        f"| subset | n | Fnorm{_UNITS.get(task, '')} | EwT25 | EwT10 | EwT5 | zero | equality |",
+        f"| subset | n | Fnorm{units} | EwT25 | EwT10 | EwT5 | zero | equality |",
         "|---|---|---|---|---|---|---|---|",
         _row("all", report["overall"]),
     ]

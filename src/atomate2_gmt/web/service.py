@@ -27,6 +27,7 @@ from atomate2_gmt.schemas.fields import (
     resolve_sort_field,
 )
 from atomate2_gmt.settings import GMTSettings, mask_secrets
+from atomate2_gmt.tensors.tasks import DFPT_PART_KIND, TASK_SPECS
 
 if TYPE_CHECKING:
     from maggma.core import Store
@@ -63,30 +64,10 @@ or ``any`` (some DFPT result)."""
 
 PREDICTION_STATES: tuple[str, ...] = ("successful", "failed")
 CODES: tuple[str, ...] = ("abinit", "vasp", "forcefield")
-DFPT_PARTS: tuple[str, ...] = (
-    "dielectric_electronic",
-    "dielectric_ionic",
-    "dielectric_total",
-    "piezo_electronic",
-    "piezo_ionic",
-    "piezo_total",
-    "elastic_clamped",
-    "elastic_relaxed",
-)
-UNITS = {"dielectric": "dimensionless", "dielectric_total": "dimensionless", "piezo": "C/m²",
-         "elastic": "GPa"}  # fmt: skip
+DFPT_PARTS: tuple[str, ...] = tuple(DFPT_PART_KIND)
+UNITS = {t: spec.unit_label or "dimensionless" for t, spec in TASK_SPECS.items()}
 FIELD_UNITS: dict[str, str] = {
-    "dielectric_mean": "",
-    "dielectric_eig_max": "",
-    "dielectric_total_mean": "",
-    "dielectric_total_eig_max": "",
-    "e_ij_max": "C/m²",
-    "e_long_max": "C/m²",
-    "e_norm": "C/m²",
-    "K_VRH": "GPa",
-    "G_VRH": "GPa",
-    "AU": "",
-    "born_stable": "",
+    f.name: f.unit_label for spec in TASK_SPECS.values() for f in spec.derived
 }
 
 
