@@ -73,10 +73,14 @@ def test_physics_of_the_registry() -> None:
 
 def test_every_table_agrees_with_the_registry() -> None:
     from atomate2_gmt.data import records
+    from atomate2_gmt.jobs.predict import DEFAULT_TASKS
     from atomate2_gmt.model import config
     from atomate2_gmt.query import METAL_EXCLUDED
     from atomate2_gmt.schemas import dfpt, fields
     from atomate2_gmt.tensors import bounds, conventions
+    from atomate2_gmt.web.service import DFPT_PARTS as WEB_DFPT_PARTS
+    from atomate2_gmt.web.service import FIELD_UNITS
+    from atomate2_gmt.web.service import UNITS as TASK_UNITS_SHOWN
 
     assert records.TASKS == TASKS
     assert {t: s.units for t, s in TASK_SPECS.items()} == records.TASK_UNITS
@@ -97,6 +101,23 @@ def test_every_table_agrees_with_the_registry() -> None:
     assert "born_stable" in fields.DERIVED_FIELDS["elastic"]
     assert "born_stable" not in fields.SORT_FIELDS["elastic"]  # a boolean is a filter
     assert METAL_EXCLUDED == ("dielectric", "dielectric_total", "piezo")
+    assert DEFAULT_TASKS == ("dielectric", "piezo", "elastic")  # screening without a task list
+    assert TASK_UNITS_SHOWN == {"dielectric": "dimensionless", "dielectric_total": "dimensionless",
+                                "piezo": "C/m²", "elastic": "GPa"}  # fmt: skip
+    assert FIELD_UNITS == {
+        "dielectric_mean": "",
+        "dielectric_eig_max": "",
+        "dielectric_total_mean": "",
+        "dielectric_total_eig_max": "",
+        "e_ij_max": "C/m²",
+        "e_long_max": "C/m²",
+        "e_norm": "C/m²",
+        "K_VRH": "GPa",
+        "G_VRH": "GPa",
+        "AU": "",
+        "born_stable": "",
+    }
+    assert tuple(DFPT_PART_KIND) == WEB_DFPT_PARTS
     for task, spec in TASK_SPECS.items():
         for alias, field in spec.sort_aliases.items():
             assert fields.resolve_sort_field(task, alias) == field

@@ -100,7 +100,7 @@ def ewt(
 
 def _flat_full(pred: ArrayLike, P: np.ndarray) -> np.ndarray:
     size = P.shape[0]
-    kind = {9: "dielectric", 27: "piezo", 81: "elastic"}.get(size)
+    kind = {3**order: k for k, order in TENSOR_ORDER.items()}.get(size)
     if kind is None:
         raise ValueError(f"projector size {size} is not 9, 27 or 81")
     full = as_full(pred, kind)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from atomate2_gmt.tensors.conventions import as_full, full_to_voigt
+from atomate2_gmt.tensors.conventions import TENSOR_ORDER, as_full, full_to_voigt
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -37,7 +37,7 @@ _MANDEL = np.array([1.0, 1.0, 1.0, np.sqrt(2.0), np.sqrt(2.0), np.sqrt(2.0)])
 
 def _single(tensor: ArrayLike, kind: str) -> np.ndarray:
     full = as_full(tensor, kind)
-    if full.ndim != {"dielectric": 2, "piezo": 3, "elastic": 4}[kind]:
+    if full.ndim != TENSOR_ORDER[kind]:
         raise ValueError(f"expected a single {kind} tensor, got shape {np.shape(tensor)}")
     return full
 
