@@ -39,7 +39,6 @@ ENV_PREFIX = "ATOMATE2_GMT_"
 
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-_MODEL_KEYWORDS = ("pretrained", "registry")
 _SECRET_KEYS = frozenset({"password", "passwd", "pwd", "secret", "token", "api_key", "key_secret"})
 _URI_TOKEN_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S*")
 """Where a URI starts in free text (a scheme and ``://``) up to the next blank; the URI itself

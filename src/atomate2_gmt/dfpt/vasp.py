@@ -47,7 +47,6 @@ __all__ = [
     "vasp_dfpt_result",
 ]
 
-_FLOAT = r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?"
 _EPS_HEAD = re.compile(
     r"MACROSCOPIC STATIC DIELECTRIC TENSOR \(including local field effects in DFT\)"
 )
@@ -60,7 +59,6 @@ _PIEZO_ION_HEAD = re.compile(
     r"PIEZOELECTRIC TENSOR IONIC CONTR\s+for field in x, y, z\s+\(C/m\^2\)"
 )
 _BORN_HEAD = re.compile(r"BORN EFFECTIVE CHARGES \(")
-_DASHES = re.compile(r"^\s*-{10,}\s*$")
 
 _SETTINGS_KEYS = (
     "ENCUT", "EDIFF", "PREC", "IBRION", "LEPSILON", "LPEAD", "KSPACING", "ISPIN", "ISMEAR",

@@ -156,13 +156,13 @@ def select_candidates(store: Store, policy: SelectionPolicy) -> list[dict[str, A
 
 
 def _backend_code(maker: Maker) -> str:
-    """'abinit', 'vasp' or 'forcefield' for the project's DFPT Makers (their ``code`` attribute
+    """'abinit' or 'vasp' for the project's DFPT Makers (their ``code`` attribute
     or their module), else the Maker's class name."""
     code = getattr(maker, "code", None)
     if isinstance(code, str) and code:
         return code
     module = type(maker).__module__
-    for name in ("abinit", "vasp", "forcefield"):
+    for name in ("abinit", "vasp"):
         if f".{name}" in module:
             return name
     return type(maker).__name__
@@ -213,7 +213,7 @@ def select_for_dfpt(
             dfpt.output,
             candidate_id=doc[PREDICTION_KEY],
             structure=doc["structure"],
-            code=code if code in ("abinit", "vasp", "forcefield") else "abinit",
+            code=code if code in ("abinit", "vasp") else "abinit",
         )
         feedback.config.on_missing_references = OnMissing.NONE
         feedback.name = f"dfpt_feedback_{doc.get('formula_pretty')}"

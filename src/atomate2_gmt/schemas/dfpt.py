@@ -1,4 +1,4 @@
-"""The DFPT result document: what every DFPT backend (ABINIT, VASP, force field) returns.
+"""The DFPT result document: what every DFPT backend (ABINIT, VASP) returns.
 
 One :class:`DFPTResultDoc` per finished (or failed) calculation on one structure. Tensors are
 full Cartesian, in the Cartesian frame of ``structure`` (the structure as computed, i.e. the
@@ -55,7 +55,7 @@ class DFPTResultDoc(BaseModel):
     )
     structure_key: str | None = Field(default=None, description="schemas.keys.structure_key.")
     formula_pretty: str | None = None
-    code: Literal["abinit", "vasp", "forcefield"] = Field(description="Code that computed it.")
+    code: Literal["abinit", "vasp"] = Field(description="Code that computed it.")
     code_version: str | None = None
     functional: str | None = Field(default=None, description="e.g. 'PBE', 'LDA', 'PBEsol'.")
     pseudopotentials: dict[str, Any] = Field(

@@ -63,7 +63,7 @@ DFPT_FILTERS: tuple[str, ...] = ("accepted", "rejected", "failed", "none", "any"
 or ``any`` (some DFPT result)."""
 
 PREDICTION_STATES: tuple[str, ...] = ("successful", "failed")
-CODES: tuple[str, ...] = ("abinit", "vasp", "forcefield")
+CODES: tuple[str, ...] = ("abinit", "vasp")
 DFPT_PARTS: tuple[str, ...] = tuple(DFPT_PART_KIND)
 UNITS = {t: spec.unit_label or "dimensionless" for t, spec in TASK_SPECS.items()}
 FIELD_UNITS: dict[str, str] = {
