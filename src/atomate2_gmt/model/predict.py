@@ -233,12 +233,3 @@ def _forward(net: GMTNet, crystals: Sequence[PreparedCrystal], device: torch.dev
     with torch.no_grad():
         out = net(batch).cpu().numpy()
     return list(out)
-
-
-def timed_predict(
-    structures: Sequence[Structure], task: str, **kwargs: Any
-) -> tuple[list[dict[str, Any]], float]:
-    """:func:`predict` and its wall time in seconds."""
-    start = time.perf_counter()
-    out = predict(structures, task, **kwargs)
-    return out, time.perf_counter() - start
