@@ -1,0 +1,174 @@
+"""The inference engine without jobflow: plain EngineSettings + inputs → the documents the
+prediction Maker makes; checkpoint specs loaded by registry.loading; clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from atomate2_gmt.data.mp import load_mp
+from atomate2_gmt.engine import EngineSettings, predict_documents
+from atomate2_gmt.jobs.predict import GMTPredictMaker
+from atomate2_gmt.jobs.predict import predict_documents as maker_documents
+from atomate2_gmt.model.checkpoint import save_checkpoint
+from atomate2_gmt.registry.loading import load_members
+from tests.screening.conftest import small_model
+
+#: Fields that record when or how long, not what was predicted.
+VOLATILE = {"last_updated", "timings", "time_s"}
+
+
+def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in doc.items() if k not in VOLATILE}
+    out["predictions"] = {
+        task: {k: v for k, v in pred.items() if k not in VOLATILE}
+        for task, pred in doc["predictions"].items()
+    }
+    return out
+
+
+@pytest.fixture(scope="module")
+def shipped() -> list[Any]:
+    """Five structures of the shipped MP piezo data."""
+    return [r.structure for r in load_mp("piezo").records[:5]]
+
+
+@pytest.fixture
+def checkpoints(tmp_path: Path) -> dict[str, str]:
+    """Small dielectric and piezo models saved as checkpoint files (task → path)."""
+    out = {}
+    for task in ("dielectric", "piezo"):
+        path = tmp_path / f"{task}.pt"
+        save_checkpoint(path, small_model(task), metadata={"version": f"small-{task}"})
+        out[task] = str(path)
+    return out
+
+
+def test_engine_documents_equal_the_makers(shipped, checkpoints, tmp_path) -> None:
+    broken = tmp_path / "broken.cif"
+    broken.write_text("not a cif")
+    inputs = [*shipped, str(broken)]
+    settings = EngineSettings(
+        tasks=("dielectric", "piezo"),
+        models={task: (path,) for task, path in checkpoints.items()},
+        device="cpu",
+        batch_size=4,
+        workers=0,
+        model_workers=0,
+    )
+    docs = predict_documents(settings, inputs)
+    maker = GMTPredictMaker(
+        tasks=("dielectric", "piezo"), models=checkpoints, device="cpu", batch_size=4, workers=0,
+        model_workers=0,
+    )  # fmt: skip
+    assert maker.engine_settings() == settings
+    expected = maker_documents(maker, inputs)
+    assert isinstance(docs, list)
+    assert isinstance(expected, list)
+    assert [d["source"] for d in docs] == [*(f"structure-{i}" for i in range(5)), "broken.cif"]
+    assert [d["state"] for d in docs] == ["successful"] * 5 + ["failed"]
+    assert "unreadable structure file" in docs[-1]["error"]
+    assert [_comparable(d) for d in docs] == [_comparable(d) for d in expected]
+    assert {d["model_version"] for d in docs[:5]} == {docs[0]["model_version"]}
+    # the checkpoints' own version labels name the models of the documents
+    for task in ("dielectric", "piezo"):
+        assert docs[0]["predictions"][task]["model"]["version"] == f"small-{task}"
+
+
+def test_engine_summary_with_a_store_and_skipping(shipped, checkpoints, tmp_path) -> None:
+    from atomate2_gmt.stores import EmbeddedStore
+
+    store = EmbeddedStore(str(tmp_path / "p.sqlite"), "predictions", key="prediction_id")
+    store.connect()
+    settings = EngineSettings(
+        tasks=("piezo",),
+        models={"piezo": (checkpoints["piezo"],)},
+        batch_size=2,
+        part_size=2,
+        workers=0,
+        model_workers=0,
+        return_documents=False,
+    )
+    first = predict_documents(settings, shipped[:3], store=store)
+    assert isinstance(first, dict)
+    assert (first["n"], first["n_successful"], first["written"], first["n_skipped"]) == (3, 3, 3, 0)
+    assert store.count() == 3
+    again = predict_documents(settings, shipped[:4], store=store)  # 3 stored: only 1 predicted
+    assert isinstance(again, dict)
+    assert (again["n"], again["n_skipped"], again["written"]) == (4, 3, 1)
+    assert sorted(again["prediction_ids"][1:]) == sorted(first["prediction_ids"])
+
+
+def test_ensemble_specs_give_mean_and_spread(shipped, checkpoints, tmp_path) -> None:
+    import torch
+
+    other = small_model("piezo")
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(1.05)
+    path = tmp_path / "piezo-b.pt"
+    save_checkpoint(path, other, metadata={"version": "small-b"})
+    specs = (checkpoints["piezo"], str(path))
+    settings = EngineSettings(tasks=("piezo",), models={"piezo": specs}, workers=0)
+    docs = predict_documents(settings, shipped[:3])
+    members = [net for net, _ in load_members("piezo", specs)]
+    from atomate2_gmt.model.predict import predict
+
+    single = [predict(shipped[:3], "piezo", model=m) for m in members]
+    for i, doc in enumerate(docs):
+        mean = (np.asarray(single[0][i]["tensor"]) + np.asarray(single[1][i]["tensor"])) / 2
+        np.testing.assert_allclose(doc["predictions"]["piezo"]["tensor"], mean, atol=1e-9)
+        assert doc["model_version"].startswith("ens2-")
+        assert "e_ij_max" in doc["uncertainty"]
+
+
+def test_settings_and_loading_errors(checkpoints, tmp_path) -> None:
+    with pytest.raises(ValueError, match="at least one task"):
+        EngineSettings(tasks=())
+    with pytest.raises(ValueError, match="must be resolved"):
+        EngineSettings(tasks=("piezo",), device="auto")
+    with pytest.raises(ValueError, match="part_size must be >= 1, got 0"):
+        EngineSettings(tasks=("piezo",), part_size=0)
+    with pytest.raises(ValueError, match="no model spec for task 'piezo'"):
+        predict_documents(EngineSettings(tasks=("piezo",)), [])
+    missing = str(tmp_path / "none.pt")
+    with pytest.raises(ValueError, match=r"model for task 'piezo': checkpoint .*none.pt"):
+        predict_documents(EngineSettings(tasks=("piezo",), models={"piezo": (missing,)}), [])
+
+
+def test_engine_runs_where_jobflow_cannot_be_imported(checkpoints, tmp_path) -> None:
+    """A fresh interpreter in which ``import jobflow`` fails predicts with the engine."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["jobflow"] = None  # any import of jobflow now raises ImportError
+        from atomate2_gmt.data.mp import load_mp
+        from atomate2_gmt.engine import EngineSettings, predict_documents
+        structures = [r.structure for r in load_mp("piezo").records[:2]]
+        settings = EngineSettings(
+            tasks=("dielectric",), models={{"dielectric": ({checkpoints["dielectric"]!r},)}},
+            workers=0, model_workers=0,
+        )
+        docs = predict_documents(settings, structures)
+        print([d["state"] for d in docs], "atomate2_gmt.jobs.predict" in sys.modules)
+        """
+    )
+    env = {"ATOMATE2_GMT_PROJECT_DIR": str(tmp_path / "project"), "HOME": str(tmp_path)}
+    import os
+
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+        cwd=Path(__file__).parents[2],
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "['successful', 'successful'] False"
