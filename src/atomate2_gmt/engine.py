@@ -142,7 +142,8 @@ def predict_documents(
     ``settings.models`` through :func:`atomate2_gmt.registry.loading.load_members`).
 
     Returns the documents' store dicts (``return_documents``) or a summary:
-    ``{"n", "n_documents" (distinct crystals), "n_successful", "n_failed", "n_skipped"
+    ``{"n", "n_documents" (distinct crystals: inputs that are the same crystal share one
+    document, whose ``sources`` name them all), "n_successful", "n_failed", "n_skipped"
     (already in the store), "prediction_ids", "failures": [[source, reason]],
     "model_version", "tasks", "device", "timings", "written"}``.
     """
@@ -152,7 +153,7 @@ def predict_documents(
     parts = _parts(list(candidates), settings.part_size)
     n_workers = settings.workers
     if n_workers is None:
-        n_workers = min(2, os.cpu_count() or 1) - 1
+        n_workers = min(2, os.cpu_count() or 1) - 1  # one reader if there are >= 2 cores
     pool = None
     futures = []
     if n_workers > 0 and len(parts) > 1:  # the workers read and key files while models load
@@ -348,11 +349,8 @@ def _already_predicted(
                 properties=["prediction_id", "schema_version"],
             )
         )
-        old = [
-            d["prediction_id"]
-            for d in found
-            if d.get("schema_version") != PREDICTION_SCHEMA_VERSION
-        ]
+        current = PREDICTION_SCHEMA_VERSION
+        old = [d["prediction_id"] for d in found if d.get("schema_version") != current]
         if old:
             docs = [
                 migrate_prediction_dict(d) for d in store.query({"prediction_id": {"$in": old}})

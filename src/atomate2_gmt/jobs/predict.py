@@ -38,6 +38,7 @@ from atomate2_gmt.registry.loading import (
     _ensemble_info,
     _load_cached,
 )
+from atomate2_gmt.tensors.tasks import TASK_SPECS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -72,8 +73,8 @@ __all__ = [
     "structure_facts",
 ]
 
-DEFAULT_TASKS: tuple[str, ...] = ("dielectric", "piezo", "elastic")
-"""Tasks predicted when none are named: the three tensors (ε∞, e_ij, C_ij)."""
+DEFAULT_TASKS: tuple[str, ...] = tuple(t for t, spec in TASK_SPECS.items() if spec.screen_default)
+"""Tasks predicted when none are named (``TaskSpec.screen_default``): ε∞, e_ijk and C_ijkl."""
 
 
 @dataclass
@@ -217,12 +218,9 @@ class GMTPredictMaker(Maker):
     def make(self, candidates: Sequence[CandidateLike]) -> list[dict[str, Any]] | dict[str, Any]:
         """Predict every candidate (Candidate, Structure, Structure dict or file path).
 
-        Returns the documents' store dicts (``return_documents``) or a summary:
-        ``{"n", "n_documents" (distinct crystals: inputs that are the same crystal share one
-        document, whose ``sources`` name them all), "n_successful", "n_failed", "n_skipped"
-        (already in the store), "prediction_ids",
-        "failures": [[source, reason]],
-        "model_version", "tasks", "device", "timings", "written"}``.
+        Returns the documents' store dicts (``return_documents``) or a summary (``n``,
+        ``n_successful``, ``prediction_ids``, ``failures``, ``timings``, ...: see
+        :func:`atomate2_gmt.engine.predict_documents`).
         """
         return predict_documents(self, candidates)
 
