@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,20 +18,23 @@ if TYPE_CHECKING:
 
 @contextlib.contextmanager
 def retrain_lock(project_dir: Path, task: str) -> Iterator[bool]:
-    """Non-blocking exclusive lock ``PROJECT_DIR/locks/retrain-<task>.lock``; yields whether
-    this process holds it (released on exit, also if the process dies)."""
+    """Non-blocking exclusive lock ``PROJECT_DIR/locks/retrain-<task>.lock`` (``filelock``, an
+    OS lock); yields whether this process holds it (released on exit, also if the process
+    dies)."""
+    from filelock import FileLock, Timeout
+
     path = Path(project_dir).expanduser() / "locks" / f"retrain-{task}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
 
 
 def retrain(

@@ -14,7 +14,6 @@ MongoDB, a file lock on the embedded store).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
@@ -338,14 +337,12 @@ class ModelRegistry:
         if not path:
             yield
             return
+        from filelock import FileLock
+
         lock_path = Path(str(path) + ".registry.lock")
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock_path, "a+b") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        with FileLock(lock_path):  # blocks until the other process's write is done
+            yield
 
     def _save(self, doc: ModelVersionDoc) -> None:
         doc.last_updated = _now()
