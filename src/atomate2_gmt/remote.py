@@ -82,7 +82,12 @@ def _require_jobflow_remote() -> Any:
 
 
 def iter_jobs(flow: Any) -> Iterator[Any]:
-    """Every ``Job`` of a (nested) ``Flow``, a ``Job`` or a list of them."""
+    """Every ``Job`` of a (nested) ``Flow``, a ``Job`` or a list of them, depth first.
+
+    jobflow's ``Flow.iterflow`` yields the same jobs of a flow (in dependency order), but it
+    builds the flow's networkx graph and raises "cannot apply compose_all to an empty list"
+    for a flow that is or holds an empty ``Flow`` (jobflow 0.4.0); assigning workers needs
+    no order, so this plain walk is kept."""
     from jobflow import Flow, Job
 
     if isinstance(flow, Job):

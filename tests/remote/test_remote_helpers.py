@@ -154,6 +154,22 @@ def _iter(flow):
     return list(iter_jobs(flow))
 
 
+def test_iter_jobs_walks_nested_and_empty_flows():
+    def three() -> list:
+        a = noop()
+        return [a, noop(a.output), noop(2)]
+
+    a, b, c = three()
+    nested = Flow([a, Flow([b, c])])
+    assert {j.uuid for j in _iter(nested)} == {j.uuid for j, _ in nested.iterflow()}
+    assert [j.uuid for j in _iter([a, [b]])] == [a.uuid, b.uuid]
+    a, b, c = three()
+    assert [j.uuid for j in _iter(Flow([a, Flow([b, c]), Flow([])]))] == [a.uuid, b.uuid, c.uuid]
+    assert _iter(Flow([])) == []
+    with pytest.raises(TypeError, match="expected a jobflow Flow, Job or list of them, got int"):
+        _iter(3)
+
+
 def test_render_project(tmp_path):
     out = render_project(TEMPLATE, tmp_path / "p.yaml", env=ENV)
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
