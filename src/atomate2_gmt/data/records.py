@@ -68,7 +68,11 @@ def dielectric_symmetric_part(eps: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def _json_safe(value: Any, where: str) -> Any:
-    """Convert numpy scalars/arrays to Python values; refuse anything JSON cannot hold."""
+    """Convert numpy scalars/arrays to Python values; refuse anything JSON cannot hold.
+
+    Not monty's ``jsanitize``: it converts the same numpy values but silently turns non-string
+    keys and unknown objects into strings and keeps NaN, where a record's provenance and meta
+    must fail with the path of the bad value (``where``)."""
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():

@@ -44,6 +44,11 @@ def _json_default(obj: Any) -> Any:
 
 
 def _dumps(doc: Any) -> str:
+    """A document as JSON text: orjson (numpy arrays natively) with :func:`_json_default`.
+
+    Not monty's ``jsanitize`` + ``json.dumps``: on a prediction-sized document (20 sites,
+    three tensors) that takes 1.17 ms against 0.043 ms here (2-core CI machine), and every
+    stored document goes through this."""
     return orjson.dumps(
         doc, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
     ).decode()
