@@ -236,6 +236,36 @@ def test_parser_reads_vasp6_piezo_header_and_rejects_incomplete(tmp_path: Path) 
         read_outcar_lepsilon(tmp_path / "empty")
 
 
+def test_parser_reads_vasp6_piezo_where_pymatgen_leaves_zeros(tmp_path: Path) -> None:
+    """Zn3P2S8 (VASP 5.4.4, non-zero e) with its piezo header written as VASP 6 writes it: the
+    same tensor as from the original; pymatgen's ``Outcar.read_lepsilon`` finds no section
+    there and, like ``read_lepsilon_ionic`` on a run without ionic sections, reports zeros (the
+    reason read_outcar_lepsilon is not pymatgen's reader)."""
+    import gzip
+
+    original = DATA / "Zn3P2S8_lepsilon_aiida-vasp" / "outputs" / "OUTCAR.gz"
+    with gzip.open(original, "rt") as fh:
+        text = fh.read()
+    vasp6 = tmp_path / "OUTCAR"
+    vasp6.write_text(
+        text.replace(
+            "PIEZOELECTRIC TENSOR  for field",
+            "PIEZOELECTRIC TENSOR (including local field effects)  for field",
+        )
+    )
+    want = read_outcar_lepsilon(original)["tensors"]
+    got = read_outcar_lepsilon(vasp6)["tensors"]
+    assert np.abs(want["piezo_electronic"]).max() > 0.5  # C/m²
+    np.testing.assert_array_equal(got["piezo_electronic"], want["piezo_electronic"])
+    assert "piezo_ionic" not in got  # no ionic sections: absent, not zero
+    out = Outcar(str(vasp6))
+    out.read_lepsilon()
+    out.read_lepsilon_ionic()
+    # if these fail, pymatgen reads VASP 6 LEPSILON runs: read_outcar_lepsilon may use it
+    assert not np.any(out.piezo_tensor)
+    assert not np.any(out.piezo_ionic_tensor)
+
+
 def test_converter_on_failed_task_doc_keeps_structure() -> None:
     si = _poscar("Si_dielectric")
     doc = dfpt_doc_from_vasp(None, structure=si, candidate_id="x")
