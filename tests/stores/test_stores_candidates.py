@@ -170,3 +170,21 @@ def test_generator_is_seeded_and_varied(generated):
         generate_substitution_candidates(n=5, exclude_elements=["Zz"])
     no_pb = generate_substitution_candidates(n=50, seed=0, exclude_elements=["Pb", "Cd"])
     assert all({"Pb", "Cd"}.isdisjoint(c.structure.symbol_set) for c in no_pb)
+
+
+def test_substitution_weights_are_pymatgens_for_ions_of_charge_two_or_more():
+    from pymatgen.analysis.structure_prediction.substitution_probability import (
+        SubstitutionProbability,
+    )
+
+    from atomate2_gmt.candidates import _lambda_table
+
+    table = _lambda_table()
+    sp = SubstitutionProbability()
+    assert len(table) > 100
+    assert all(abs(ion.oxi_state) >= 2 for ion in table)  # ±1 ions are not substituted
+    assert Species("Na", 1) not in table
+    fe, al = Species("Fe", 3), Species("Al", 3)
+    assert table[fe][al] == table[al][fe] == pytest.approx(sp.get_lambda(fe, al), abs=0)
+    pairs = [(a, b) for a in table for b in table[a]]
+    assert all(table[a][b] == sp.get_lambda(a, b) for a, b in pairs[::97])
