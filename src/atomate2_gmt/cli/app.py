@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from atomate2_gmt import __version__
 from atomate2_gmt.cli import baselines as baselines_cli
 from atomate2_gmt.cli import campaign as campaign_cli
+from atomate2_gmt.cli import context as context_cli
 from atomate2_gmt.cli import data as data_cli
 from atomate2_gmt.cli import demo as demo_cli
 from atomate2_gmt.cli import models as models_cli
@@ -25,6 +29,18 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,  # click's help: full option names at any width, paragraphs reflowed
 )
+
+
+@app.callback()
+def settings_callback(
+    ctx: typer.Context,
+    project_dir: Annotated[
+        Path | None,
+        typer.Option("--project-dir", help=context_cli.PROJECT_DIR_HELP, show_default=False),
+    ] = None,
+) -> None:
+    """GMTNet crystal-tensor screening: predict, screen, query, train."""
+    ctx.obj = context_cli.CLIState(project_dir=project_dir)
 
 
 @app.command()

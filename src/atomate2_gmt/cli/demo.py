@@ -13,6 +13,8 @@ from pathlib import Path
 
 import typer
 
+from atomate2_gmt.cli.context import cli_settings
+
 
 def demo(
     n: int = typer.Option(300, help="number of substitution candidates to generate"),
@@ -22,11 +24,10 @@ def demo(
         None, help="project folder (default: settings PROJECT_DIR, ./gmt_project)"
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+    ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Generate candidates, screen them with the shipped models into the embedded store, print
     the top candidates per property and write one tensor picture."""
-    import os
-
     from rich.console import Console
 
     from atomate2_gmt import progress
@@ -36,12 +37,10 @@ def demo(
     from atomate2_gmt.plotting import plot_tensor_surfaces
     from atomate2_gmt.pretrained import available
     from atomate2_gmt.query import find_document
-    from atomate2_gmt.settings import GMTSettings
     from atomate2_gmt.stores import candidate_store
 
     ignore_known_warnings()  # jobflow's use of monty's deprecated cd; other warnings show
-    if project_dir is not None:
-        os.environ["ATOMATE2_GMT_PROJECT_DIR"] = str(project_dir)
+    settings = cli_settings(ctx, project_dir)
     console = Console(width=160)
     start = time.perf_counter()
     candidates = generate_substitution_candidates(n=n, seed=seed)
@@ -54,10 +53,9 @@ def demo(
 
     tasks = tuple(t for t in DEFAULT_TASKS if t in available())  # what is shipped
     with progress.reporting(quiet=quiet):
-        output = run_screening(candidates, tasks=tasks, top=top)
+        output = run_screening(candidates, tasks=tasks, top=top, settings=settings)
     print_screening(output, time.perf_counter() - t0)
 
-    settings = GMTSettings()
     best = next(iter(output["ranking"].get("piezo") or []), None)
     if best is None:
         best = next((rows[0] for rows in output["ranking"].values() if rows), None)

@@ -9,9 +9,14 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from atomate2_gmt.cli.context import cli_settings
+
+if TYPE_CHECKING:
+    from atomate2_gmt.settings import GMTSettings
 
 __all__ = ["app", "render_versions"]
 
@@ -22,10 +27,10 @@ app = typer.Typer(
 )
 
 
-def _registry() -> Any:
+def _registry(settings: GMTSettings) -> Any:
     from atomate2_gmt.registry import ModelRegistry
 
-    return ModelRegistry().connect()
+    return ModelRegistry(settings=settings).connect()
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -69,10 +74,12 @@ def render_versions(docs: list[Any]) -> str:
 def list_command(
     task: Annotated[str | None, typer.Option(help="Only this task.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+    ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """List the registered model versions (oldest first)."""
+    settings = cli_settings(ctx)
     try:
-        docs = _registry().list_versions(task)
+        docs = _registry(settings).list_versions(task)
     except Exception as exc:
         raise _fail(exc) from None
     if as_json:
@@ -84,10 +91,12 @@ def list_command(
 @app.command("show")
 def show_command(
     model: Annotated[str, typer.Argument(help="model_id or version (e.g. piezo-v2).")],
+    ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Show everything recorded about one model version (JSON)."""
+    settings = cli_settings(ctx)
     try:
-        doc = _registry().get(model)
+        doc = _registry(settings).get(model)
     except Exception as exc:
         raise _fail(exc) from None
     typer.echo(json.dumps(doc.model_dump(mode="json"), indent=2))
@@ -102,11 +111,13 @@ def register_command(
     ] = None,
     metrics_set: Annotated[str | None, typer.Option(help="Name of the held-out set.")] = None,
     parent: Annotated[str | None, typer.Option(help="Parent model_id or version.")] = None,
+    ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Register a checkpoint as the next version of its task."""
+    settings = cli_settings(ctx)
     try:
         values = json.loads(metrics.read_text()) if metrics is not None else {}
-        doc = _registry().register(
+        doc = _registry(settings).register(
             checkpoint, task, values.get("overall", values), parent, metrics_set=metrics_set
         )
     except Exception as exc:
@@ -123,22 +134,25 @@ def promote_command(
         typer.Option(help="Refuse unless at least as good as the promoted model on this metric."),
     ] = None,
     force: Annotated[bool, typer.Option(help="Promote even if the policy refuses.")] = False,
+    ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Promote a model version for its task (the previous one is demoted)."""
+    settings = cli_settings(ctx)
     try:
-        doc = _registry().promote(model, reason, compare_on=compare_on, force=force)
+        doc = _registry(settings).promote(model, reason, compare_on=compare_on, force=force)
     except Exception as exc:
         raise _fail(exc) from None
     typer.echo(f"promoted {doc.version} ({doc.model_id}) for {doc.task}: {reason}")
 
 
 @app.command("seed")
-def seed_command() -> None:
+def seed_command(ctx: typer.Context = None) -> None:  # type: ignore[assignment]
     """Register the shipped pretrained checkpoints as v1 and promote them (idempotent)."""
     from atomate2_gmt.registry import seed_from_pretrained
 
+    settings = cli_settings(ctx)
     try:
-        docs = seed_from_pretrained(_registry())
+        docs = seed_from_pretrained(_registry(settings))
     except Exception as exc:
         raise _fail(exc) from None
     typer.echo(render_versions(docs))

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from atomate2_gmt.cli.context import PROJECT_DIR_HELP, cli_settings
 from atomate2_gmt.mongo_local import DEFAULT_PORT
 
 app = typer.Typer(
@@ -19,18 +20,14 @@ app = typer.Typer(
 
 ProjectDir = Annotated[
     Path | None,
-    typer.Option("--project-dir", help="Project folder (default: settings PROJECT_DIR)."),
+    typer.Option("--project-dir", help=PROJECT_DIR_HELP),
 ]
 NOT_RUNNING_EXIT = 3
 """Exit code of ``status`` when no server runs (as ``systemctl status``)."""
 
 
-def _project_dir(project_dir: Path | None) -> Path:
-    if project_dir is not None:
-        return project_dir
-    from atomate2_gmt.settings import GMTSettings
-
-    return Path(GMTSettings().PROJECT_DIR)
+def _project_dir(ctx: typer.Context, project_dir: Path | None) -> Path:
+    return Path(cli_settings(ctx, project_dir).PROJECT_DIR).expanduser()
 
 
 @app.command()
@@ -39,6 +36,7 @@ def start(
         int, typer.Option("--port", min=1, max=65535, help="Port on 127.0.0.1.")
     ] = DEFAULT_PORT,
     project_dir: ProjectDir = None,
+    ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Start a local server on 127.0.0.1 with its data in PROJECT_DIR/mongo and print the
     ATOMATE2_GMT_MONGO_URI to use. For trying and tests: no authentication; production uses a
@@ -46,7 +44,7 @@ def start(
     from atomate2_gmt.mongo_local import LocalMongoError, start_server
 
     try:
-        info = start_server(_project_dir(project_dir), port=port)
+        info = start_server(_project_dir(ctx, project_dir), port=port)
     except LocalMongoError as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -59,11 +57,14 @@ def start(
 
 
 @app.command("status")
-def status_command(project_dir: ProjectDir = None) -> None:
+def status_command(
+    project_dir: ProjectDir = None,
+    ctx: typer.Context = None,  # type: ignore[assignment]
+) -> None:
     """Say whether the local server runs (exit code 0) or not (exit code 3), and its URI."""
     from atomate2_gmt.mongo_local import server_dir, status
 
-    folder = _project_dir(project_dir)
+    folder = _project_dir(ctx, project_dir)
     info = status(folder)
     if info is None:
         typer.echo(f"stopped: no local MongoDB server for {server_dir(folder).parent}")
@@ -79,12 +80,15 @@ def status_command(project_dir: ProjectDir = None) -> None:
 
 
 @app.command()
-def stop(project_dir: ProjectDir = None) -> None:
+def stop(
+    project_dir: ProjectDir = None,
+    ctx: typer.Context = None,  # type: ignore[assignment]
+) -> None:
     """Stop the local server (its data stay in PROJECT_DIR/mongo/data)."""
     from atomate2_gmt.mongo_local import LocalMongoError, stop_server
 
     try:
-        info = stop_server(_project_dir(project_dir))
+        info = stop_server(_project_dir(ctx, project_dir))
     except LocalMongoError as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(1) from None

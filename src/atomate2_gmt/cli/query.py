@@ -15,6 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
+from atomate2_gmt.cli.context import PROJECT_DIR_HELP, cli_settings
+
 __all__ = ["query_command", "register", "render_rows"]
 
 _FORMATS = ("table", "csv", "json")
@@ -122,13 +124,13 @@ def query_command(
     ] = False,
     project_dir: Annotated[
         Path | None,
-        typer.Option("--project-dir", help="Project folder (default: settings PROJECT_DIR)."),
+        typer.Option("--project-dir", help=PROJECT_DIR_HELP),
     ] = None,
+    ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Show the top screened candidates for a property, from the prediction store."""
     from atomate2_gmt.data.domain import IN_DOMAIN_MAX
     from atomate2_gmt.query import query_candidates
-    from atomate2_gmt.settings import GMTSettings
     from atomate2_gmt.stores import (
         EmbeddedStore,
         StoreConnectionError,
@@ -140,7 +142,7 @@ def query_command(
         typer.echo(f"Error: unknown format {fmt!r}; valid: {', '.join(_FORMATS)}", err=True)
         raise typer.Exit(2)
     try:
-        settings = GMTSettings(PROJECT_DIR=project_dir) if project_dir else GMTSettings()
+        settings = cli_settings(ctx, project_dir)
         store = candidate_store(settings)
         if isinstance(store, EmbeddedStore) and not Path(store.path).exists():
             typer.echo(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from atomate2_gmt.cli.context import cli_settings
 from atomate2_gmt.model.config import TASK_KIND
 
 if TYPE_CHECKING:
@@ -50,13 +51,13 @@ def retrain(
     project: str | None = typer.Option(None, help="jobflow-remote project (with --submit)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="report and build, do not run/submit"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+    ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Fine-tune (or retrain) the promoted model of TASK on shipped + feedback data when at
     least --if-new new DFPT documents arrived; register it, promote it if not worse."""
     from atomate2_gmt.jobs.retrain import GMTRetrainMaker, count_new_documents
-    from atomate2_gmt.settings import GMTSettings
 
-    settings = GMTSettings()
+    settings = cli_settings(ctx)
     with retrain_lock(settings.PROJECT_DIR, task) as held:
         if not held:
             typer.echo(f"another retrain of {task} is running (lock held); nothing done")

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from atomate2_gmt.cli.context import PROJECT_DIR_HELP, cli_settings
+
+if TYPE_CHECKING:
+    from atomate2_gmt.settings import GMTSettings
 
 __all__ = ["print_screening", "report", "run_screening", "screen", "show"]
 
@@ -24,22 +29,33 @@ def run_screening(
     device: str | None = None,
     batch_size: int | None = None,
     store: Any = None,
+    settings: GMTSettings | None = None,
 ) -> dict[str, Any]:
     """Build the screening flow for ``candidates`` and run it with ``run_locally``; returns the
     ranking job's output plus ``"job_failures"``: ``[job name, exception]`` of every job that
     failed. When a job failed, the output is summed from the chunk jobs that finished (no
-    ranking) and ``"n_not_stored"`` counts the inputs of the failed chunks."""
+    ranking) and ``"n_not_stored"`` counts the inputs of the failed chunks.
+
+    ``settings`` (default: built from the environment) give the store (unless ``store`` is
+    given), the models, device and batch size of the run; an unreachable store raises
+    :class:`~atomate2_gmt.stores.StoreConnectionError` before anything is predicted."""
     from jobflow import run_locally
 
     from atomate2_gmt.flows.screen import GMTScreenMaker
-    from atomate2_gmt.jobs.predict import GMTPredictMaker
     from atomate2_gmt.known_warnings import known_warnings_ignored
+    from atomate2_gmt.settings import GMTSettings
+    from atomate2_gmt.stores import candidate_store, check_store
 
+    settings = settings if settings is not None else GMTSettings()
+    store = store if store is not None else candidate_store(settings)
+    check_store(store, timeout_s=settings.STORE_TIMEOUT_S)
+    store.close()
     maker = GMTScreenMaker(
-        predict_maker=GMTPredictMaker(tasks=tasks, device=device, batch_size=batch_size),
+        predict_maker=_predict_maker(settings, tasks=tasks, device=device, batch_size=batch_size),
         chunk_size=chunk_size,
         top=top,
         store=store,
+        check_store=False,
     )
     flow = maker.make(candidates)
     with _JobFailureLog() as failure_log, known_warnings_ignored():
@@ -66,11 +82,24 @@ def run_screening(
     }
 
 
-def _store_name(store: Any) -> str:
-    from atomate2_gmt.settings import GMTSettings
-    from atomate2_gmt.stores import candidate_store, describe_store
+def _predict_maker(settings: GMTSettings, **kwargs: Any) -> Any:
+    """A :class:`~atomate2_gmt.jobs.predict.GMTPredictMaker` whose settings (models, registry,
+    device, batch size, symprec) are ``settings``. For local runs only: the settings stay out
+    of the maker's fields, so they are never part of a job document."""
+    from atomate2_gmt.jobs.predict import GMTPredictMaker
 
-    return describe_store(store if store is not None else candidate_store(GMTSettings()))
+    class _LocalPredictMaker(GMTPredictMaker):
+        def settings(self) -> GMTSettings:
+            return settings
+
+    _LocalPredictMaker.__name__ = _LocalPredictMaker.__qualname__ = GMTPredictMaker.__name__
+    return _LocalPredictMaker(**kwargs)
+
+
+def _store_name(store: Any) -> str:
+    from atomate2_gmt.stores import describe_store
+
+    return str(describe_store(store))
 
 
 class _JobFailureLog:
@@ -173,19 +202,15 @@ def screen(
     top: Annotated[int, typer.Option(min=1, help="Rows per property.")] = 10,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda (default: settings).")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
-    project_dir: Annotated[
-        Path | None, typer.Option(help="Project folder (default: settings PROJECT_DIR).")
-    ] = None,
+    project_dir: Annotated[Path | None, typer.Option(help=PROJECT_DIR_HELP)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Screen structure files into the candidate store (run locally) and print the ranking."""
-    import os
-
     from atomate2_gmt import progress
     from atomate2_gmt.stores import StoreConnectionError
 
-    if project_dir is not None:
-        os.environ["ATOMATE2_GMT_PROJECT_DIR"] = str(project_dir)
+    settings = cli_settings(ctx, project_dir)
     task_list = tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else None
     start = time.perf_counter()
     try:
@@ -197,6 +222,7 @@ def screen(
                 top=top,
                 device=device,
                 batch_size=batch_size,
+                settings=settings,
             )
     except (ValueError, FileNotFoundError) as exc:
         typer.echo(f"Error: {exc}", err=True)
@@ -209,12 +235,11 @@ def screen(
         raise typer.Exit(1)
 
 
-def _checked_store(project_dir: Path | None) -> tuple[Any, Any]:
+def _checked_store(ctx: typer.Context | None, project_dir: Path | None) -> tuple[Any, Any]:
     """(settings, connected candidate store); an unreachable store exits 1 with the reason."""
-    from atomate2_gmt.settings import GMTSettings
     from atomate2_gmt.stores import StoreConnectionError, candidate_store, check_store
 
-    settings = GMTSettings(PROJECT_DIR=project_dir) if project_dir else GMTSettings()
+    settings = cli_settings(ctx, project_dir)
     store = candidate_store(settings)
     try:
         check_store(store, timeout_s=settings.STORE_TIMEOUT_S)
@@ -229,7 +254,8 @@ def show(
     picture: Annotated[
         Path | None, typer.Option(help="PNG to write (default: <project>/figures/<key>.png).")
     ] = None,
-    project_dir: Annotated[Path | None, typer.Option(help="Project folder.")] = None,
+    project_dir: Annotated[Path | None, typer.Option(help=PROJECT_DIR_HELP)] = None,
+    ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Print one prediction document and write a picture of its tensors."""
     import json
@@ -237,7 +263,7 @@ def show(
     from atomate2_gmt.plotting import plot_tensor_surfaces
     from atomate2_gmt.query import find_document
 
-    settings, store = _checked_store(project_dir)
+    settings, store = _checked_store(ctx, project_dir)
     try:
         doc = find_document(store, key)
     except (KeyError, ValueError) as exc:
@@ -290,7 +316,7 @@ def report(
     include_rejected: Annotated[
         bool, typer.Option(help="Also list DFPT results that failed validation.")
     ] = False,
-    project_dir: Annotated[Path | None, typer.Option(help="Project folder.")] = None,
+    project_dir: Annotated[Path | None, typer.Option(help=PROJECT_DIR_HELP)] = None,
     predict_missing: Annotated[
         bool,
         typer.Option(
@@ -298,11 +324,12 @@ def report(
             "models (marked 'on demand'); otherwise they are listed with the reason."
         ),
     ] = True,
+    ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Predicted vs DFPT tensors for every candidate with a DFPT result (table + parity plot)."""
     from atomate2_gmt.report import dfpt_comparison, write_report
 
-    _, store = _checked_store(project_dir)
+    _, store = _checked_store(ctx, project_dir)
     states = ("accepted", "rejected") if include_rejected else ("accepted",)
     missing: list[dict[str, Any]] = []
     rows = dfpt_comparison(store, states, predict_missing=predict_missing, missing=missing)

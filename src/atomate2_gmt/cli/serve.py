@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from atomate2_gmt.cli.context import PROJECT_DIR_HELP, cli_settings
+
 __all__ = ["serve"]
 
 
@@ -27,10 +29,9 @@ def _is_loopback(host: str) -> bool:
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
-    project_dir: Annotated[
-        Path | None, typer.Option(help="Project folder (default: settings PROJECT_DIR).")
-    ] = None,
+    project_dir: Annotated[Path | None, typer.Option(help=PROJECT_DIR_HELP)] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Serve the candidate store in a browser (table, candidate pages, parity) and as a REST API
     (read-only; OpenAPI docs at /docs)."""
@@ -45,7 +46,6 @@ def serve(
             err=True,
         )
         raise typer.Exit(1) from None
-    from atomate2_gmt.settings import GMTSettings
     from atomate2_gmt.stores import (
         EmbeddedStore,
         StoreConnectionError,
@@ -54,7 +54,7 @@ def serve(
         describe_store,
     )
 
-    settings = GMTSettings(PROJECT_DIR=project_dir) if project_dir else GMTSettings()
+    settings = cli_settings(ctx, project_dir)
     store = candidate_store(settings)
     if isinstance(store, EmbeddedStore) and not Path(store.path).exists():
         typer.echo(

@@ -6,12 +6,16 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from atomate2_gmt.cli.context import cli_settings
 from atomate2_gmt.model.config import TASK_KIND
 from atomate2_gmt.training.data_sources import describe_data_sources
+
+if TYPE_CHECKING:
+    from atomate2_gmt.settings import GMTSettings
 
 
 def _command() -> str:
@@ -77,6 +81,7 @@ def train(
         "and curated",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+    ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Train GMTNet on one task; resumable; writes best.pt, log.csv/json and report.json."""
     from atomate2_gmt import progress
@@ -112,6 +117,7 @@ def train(
             exclude_materials_of=exclude_materials_of,
             split_seed=split_seed,
             curate=curate,
+            settings=_store_settings(ctx, data),
         )
     overall = report["overall"]
     typer.echo(
@@ -140,6 +146,7 @@ def evaluate(
         "mean and the coverage of its spread",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+    ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Evaluate a checkpoint on a split of a data source (the paper's metrics)."""
     from atomate2_gmt import progress
@@ -154,7 +161,7 @@ def evaluate(
     from atomate2_gmt.training.trainer import prepare_records
 
     model, meta = load_checkpoint(checkpoint)
-    records, _ = load_records(model.config.task, data)
+    records, _ = load_records(model.config.task, data, _store_settings(ctx, data))
     parts = dict(zip(("train", "val", "test"), split_by_source(records, seed=seed), strict=True))
     chosen = records if split == "all" else parts[split]
     parity = None
@@ -195,6 +202,11 @@ def evaluate(
     if json_out:
         json_out.write_text(text)
     typer.echo(text)
+
+
+def _store_settings(ctx: typer.Context | None, data: str) -> GMTSettings | None:
+    """The invocation's settings when ``data`` reads the training store, else None."""
+    return cli_settings(ctx) if "store" in data.split("+") else None
 
 
 def parse_model_options(items: list[str]) -> dict[str, Any]:
