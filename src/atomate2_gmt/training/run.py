@@ -9,7 +9,7 @@ import shlex
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from atomate2_gmt.training.evaluate import (
 )
 from atomate2_gmt.training.report import learning_curves_plot, report_markdown
 from atomate2_gmt.training.trainer import TrainConfig, Trainer, prepare_records
+
+if TYPE_CHECKING:
+    from atomate2_gmt.settings import GMTSettings
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +49,11 @@ def shipped_data_source(task: str) -> str:
     return "mp_all" if task in MP_NEWER_FILES else "mp"
 
 
-def load_records(task: str, data: str = "mp") -> tuple[list[TensorRecord], dict[str, Any]]:
-    """Records of ``task`` from a named source, and a summary for the report."""
+def load_records(
+    task: str, data: str = "mp", settings: GMTSettings | None = None
+) -> tuple[list[TensorRecord], dict[str, Any]]:
+    """Records of ``task`` from a named source, and a summary for the report. ``settings``
+    (default: built from the environment) name the training store of ``store`` sources."""
     if data in ("mp", "mp_newer"):
         ds = load_mp(task) if data == "mp" else load_mp_newer(task)
         label = "mp_legacy (shipped" if data == "mp" else "mp_newer (further shipped"
@@ -66,7 +72,7 @@ def load_records(task: str, data: str = "mp") -> tuple[list[TensorRecord], dict[
         from atomate2_gmt.data.store_source import records_from_store
         from atomate2_gmt.stores import training_store
 
-        records, info = records_from_store(training_store(), task)
+        records, info = records_from_store(training_store(settings), task)
         if data == "store":
             return records, info
         mp_records, mp_info = load_records(task, "mp")
@@ -95,6 +101,7 @@ def train_task(
     exclude_materials_of: str | None = None,
     split_seed: int | None = None,
     curate: bool = False,
+    settings: GMTSettings | None = None,
 ) -> dict[str, Any]:
     """Train GMTNet on ``task``; write best.pt, logs and test-set report.json into ``out_dir``.
 
@@ -112,17 +119,18 @@ def train_task(
     ``split_seed``: the seed of the split (default ``train_cfg.seed``, which also seeds the
     initial weights and the batch order); members of an ensemble on one split differ only in
     ``train_cfg.seed``.
+    ``settings``: the settings that name the training store of ``store`` data sources.
     """
     check_task(task)
     train_cfg = train_cfg or TrainConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(train_cfg.seed)
-    records, data_info = load_records(task, data)
+    records, data_info = load_records(task, data, settings)
     split_seed = train_cfg.seed if split_seed is None else split_seed
     if exclude_materials_of is not None:
         check_task(exclude_materials_of)
-        other, _ = load_records(exclude_materials_of, data)
+        other, _ = load_records(exclude_materials_of, data, settings)
         _, o_val, o_test = split_by_source(other, split, seed=split_seed)
         held = {r.id for r in [*o_val, *o_test]}
         n_before = len(records)
