@@ -76,7 +76,7 @@ def _require_jobflow_remote() -> Any:
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
             "jobflow-remote is not installed: pip install 'atomate2-gmt[remote]' "
-            "(or pip install 'jobflow-remote>=0.1.5' 'pymongo<4.11')"
+            "(or pip install 'jobflow-remote>=1.0.1' 'pymongo<4.11' 'ruamel.yaml>=0.17')"
         ) from exc
     return jobflow_remote
 
