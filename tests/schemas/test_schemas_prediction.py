@@ -16,14 +16,13 @@ from atomate2_gmt.schemas.fields import DERIVED_FIELDS, PREDICTION_INDEXES, reso
 from atomate2_gmt.schemas.keys import spglib_cell, structure_key, symmetry_dataset
 from atomate2_gmt.schemas.prediction import (
     GMTPredictionDoc,
-    _shares_pymatgen_dataset,
     compute_ieee_rotation,
     derive_model_version,
     key_and_ieee_rotation,
 )
 from atomate2_gmt.tensors.conventions import crystal_system, full_to_voigt, rotate
 from atomate2_gmt.tensors.properties import isotropic_elastic_tensor
-from atomate2_gmt.tensors.symmetry import symmetrize
+from atomate2_gmt.tensors.symmetry import SymmetryAnalysis, symmetrize
 
 ZNO = Structure.from_spacegroup(
     "P6_3mc", Lattice.hexagonal(3.25, 5.21), ["Zn", "O"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]]
@@ -323,7 +322,7 @@ def test_ieee_rotation_asks_pymatgen_when_the_angle_tolerance_matters():
     cell = spglib_cell(s, 0.01)
     ours = symmetry_dataset(cell, 0.01)
     assert crystal_system(ours.number) != SpacegroupAnalyzer(s).get_crystal_system()
-    assert not _shares_pymatgen_dataset(s, cell[2], ours, 0.01)
+    assert not SymmetryAnalysis(s, 0.01).shares_pymatgen_dataset()
     key, ieee = key_and_ieee_rotation(s, 0.01)
     assert key == structure_key(s)
     np.testing.assert_allclose(ieee, _pymatgen_ieee(s), atol=1e-8, rtol=0)
@@ -342,8 +341,7 @@ def _fallback_cases() -> dict[str, tuple[Structure, float]]:
 @pytest.mark.parametrize("case", ["mixed-valence", "magmom", "symprec"])
 def test_ieee_rotation_asks_pymatgen_when_its_search_differs(case):
     s, symprec = _fallback_cases()[case]
-    cell = spglib_cell(s, symprec)
-    assert not _shares_pymatgen_dataset(s, cell[2], symmetry_dataset(cell, symprec), symprec)
+    assert not SymmetryAnalysis(s, symprec).shares_pymatgen_dataset()
     key, ieee = key_and_ieee_rotation(s, symprec)
     assert key == structure_key(s, symprec)
     np.testing.assert_allclose(ieee, _pymatgen_ieee(s), atol=1e-8, rtol=0)

@@ -13,10 +13,12 @@ per task a :class:`TaskPrediction` with the predicted tensor in three forms:
 Units: dielectric dimensionless, piezo C/m² (stress-charge e_iJ), elastic GPa. Derived scalars
 (see :mod:`atomate2_gmt.schemas.fields`) are also flattened at top level for indexing/sorting.
 
-:func:`key_and_ieee_rotation` gives a structure's key and its IEEE rotation from one spglib
-search (the screening worker's path); the results equal :func:`~atomate2_gmt.schemas.keys.
-structure_key` and :func:`compute_ieee_rotation` (pymatgen), which it falls back to wherever
-pymatgen's own search could find a different dataset.
+:func:`key_and_ieee_rotation` gives a structure's key and its IEEE rotation from one
+:class:`~atomate2_gmt.tensors.symmetry.analysis.SymmetryAnalysis` (the screening worker's
+path); the results equal :func:`~atomate2_gmt.schemas.keys.structure_key` and
+:func:`compute_ieee_rotation` (pymatgen), which the analysis falls back to wherever pymatgen's
+own search could find a different dataset. :meth:`GMTPredictionDoc.from_predictions` takes the
+key, the symmetry data and the IEEE rotation it is not given from one analysis too.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 from emmet.core.structure import StructureMetadata
-from emmet.core.symmetry import CrystalSystem, SymmetryData
+from emmet.core.symmetry import SymmetryData
 from pydantic import BaseModel, Field
 from pymatgen.core import Element, Structure
 
@@ -37,6 +39,8 @@ from atomate2_gmt import __version__
 from atomate2_gmt.data.records import TASK_RANK, TASK_UNITS, TASKS
 from atomate2_gmt.schemas.fields import DERIVED_FIELDS, PREDICTION_SCHEMA_VERSION
 from atomate2_gmt.schemas.keys import structure_key as compute_structure_key
+from atomate2_gmt.tensors.symmetry.analysis import SymmetryAnalysis
+from atomate2_gmt.tensors.symmetry.policy import SYMPREC
 
 __all__ = [
     "GMTPredictionDoc",
@@ -140,29 +144,6 @@ def _structure_dict(structure: Structure) -> dict[str, Any]:
     from monty.json import jsanitize
 
     return jsanitize(structure.as_dict(), strict=False)  # type: ignore[no-any-return]
-
-
-def _symmetry(structure: Structure, symprec: float, info: Any = None) -> tuple[SymmetryData, bool]:
-    """emmet SymmetryData and centrosymmetry; ``info``: a PointGroupInfo already found for
-    ``structure`` (e.g. while predicting) to reuse instead of searching again."""
-    import spglib
-
-    from atomate2_gmt.tensors.symmetry import point_group_info
-
-    if info is None:
-        info = point_group_info(structure, symprec=symprec)
-    centro = bool(any(np.allclose(op, -np.eye(3), atol=1e-6) for op in info.ops))
-    data = SymmetryData(
-        crystal_system=CrystalSystem(info.crystal_system.capitalize()),
-        symbol=info.space_group_symbol,
-        hall=None,
-        number=info.space_group_number,
-        point_group=info.point_group,
-        symprec=info.symprec,
-        angle_tolerance=info.angle_tolerance,
-        version=spglib.__version__,
-    )
-    return data, centro
 
 
 def derived_quantities(
@@ -351,7 +332,7 @@ class GMTPredictionDoc(StructureMetadata):
         *,
         source: str,
         model_version: str | None = None,
-        symprec: float = 0.01,
+        symprec: float = SYMPREC,
         device: str | None = None,
         timings: dict[str, float] | None = None,
         provenance: dict[str, Any] | None = None,
@@ -403,16 +384,17 @@ class GMTPredictionDoc(StructureMetadata):
         version = model_version or derive_model_version(model_info, tasks)
 
         errors: list[str] = []
+        analysis = SymmetryAnalysis(structure, symprec, point_group=point_group_info)
         key = structure_key
         if key is None:
             try:
-                key = compute_structure_key(structure, symprec=symprec)
+                key = analysis.structure_key
             except Exception as exc:
                 errors.append(f"structure_key: {exc}")
-        symmetry = None
+        symmetry: SymmetryData | None = None
         centro = None
         try:
-            symmetry, centro = _symmetry(structure, symprec, point_group_info)
+            symmetry, centro = analysis.symmetry_data, analysis.centrosymmetric
         except Exception as exc:
             errors.append(f"symmetry: {exc}")
 
@@ -420,7 +402,7 @@ class GMTPredictionDoc(StructureMetadata):
         if ieee_rotation is not None:
             ieee = ieee_rotation if isinstance(ieee_rotation, str) else np.asarray(ieee_rotation)
         else:
-            ieee = compute_ieee_rotation(structure)
+            ieee = _ieee_of(analysis)
         task_docs: dict[str, TaskPrediction] = {}
         flat: dict[str, Any] = {}
         for task in tasks:
@@ -479,7 +461,7 @@ class GMTPredictionDoc(StructureMetadata):
         *,
         tasks: list[str] | tuple[str, ...] = (),
         model_version: str = "unversioned",
-        symprec: float = 0.01,
+        symprec: float = SYMPREC,
         provenance: dict[str, Any] | None = None,
         e_above_hull: float | None = None,
     ) -> GMTPredictionDoc:
@@ -568,7 +550,7 @@ def migrate_prediction_dict(doc: dict[str, Any]) -> dict[str, Any]:
         k: v for k, v in (doc.get("uncertainty") or {}).items() if k not in changed
     }
     if "likely_metal" not in out:  # schema 3 added the likely-metal flag
-        out.update(_metal_fields(structure, 0.01))
+        out.update(_metal_fields(structure, SYMPREC))
     out["schema_version"] = PREDICTION_SCHEMA_VERSION
     return out
 
@@ -591,71 +573,26 @@ def compute_ieee_rotation(structure: Structure) -> np.ndarray | str:
         return f"{type(exc).__name__}: {exc}"
 
 
-#: SpacegroupAnalyzer's tolerances, which ``Tensor.get_ieee_rotation`` uses.
-_PYMATGEN_SYMPREC = 0.01
-_PYMATGEN_ANGLE_TOLERANCE = 5.0
-
-
 def key_and_ieee_rotation(
-    structure: Structure, symprec: float = 0.01
+    structure: Structure, symprec: float = SYMPREC
 ) -> tuple[str | None, np.ndarray | str]:
     """The ``structure_key`` (None if it cannot be computed) and the IEEE rotation (or the reason
-    it failed, as :func:`compute_ieee_rotation`) from one spglib symmetry search.
-
-    Equal to ``structure_key(structure, symprec)`` and ``compute_ieee_rotation(structure)``.
-    The IEEE rules run on the key's dataset when pymatgen's search (species, magnetic moments,
-    symprec 0.01, angle tolerance 5 degrees) finds the same one; otherwise pymatgen is asked
-    (:func:`_shares_pymatgen_dataset`). Never raises.
-    """
-    from atomate2_gmt.schemas.keys import key_from_dataset, spglib_cell, symmetry_dataset
-
+    it failed, as :func:`compute_ieee_rotation`) from one
+    :class:`~atomate2_gmt.tensors.symmetry.analysis.SymmetryAnalysis` (one spglib search where
+    its dataset is the one pymatgen finds). Equal to ``structure_key(structure, symprec)`` and
+    ``compute_ieee_rotation(structure)``. Never raises."""
+    analysis = SymmetryAnalysis(structure, symprec)
     try:
-        cell = spglib_cell(structure, symprec)
-        dataset = symmetry_dataset(cell, symprec)
-    except Exception:
-        return None, compute_ieee_rotation(structure)
-    try:
-        key: str | None = key_from_dataset(cell, dataset, symprec)
+        key: str | None = analysis.structure_key
     except Exception:  # from_predictions computes it again and records the reason
         key = None
+    return key, _ieee_of(analysis)
+
+
+def _ieee_of(analysis: SymmetryAnalysis) -> np.ndarray | str:
+    """The analysis' IEEE rotation, or why it failed (as :func:`compute_ieee_rotation`)."""
     try:
-        shared = _shares_pymatgen_dataset(structure, cell[2], dataset, symprec)
-    except Exception:
-        shared = False
-    if not shared:
-        return key, compute_ieee_rotation(structure)
-    return key, _ieee_from_dataset(cell[0], dataset)
-
-
-def _shares_pymatgen_dataset(
-    structure: Structure, numbers: np.ndarray, dataset: Any, symprec: float
-) -> bool:
-    """Whether ``dataset`` (spglib, atomic numbers ``numbers``, ``symprec``, angle tolerance -1)
-    is the one pymatgen's ``SpacegroupAnalyzer(structure)`` finds: same symprec, no magnetic
-    moments, one species per element (pymatgen types sites by species), and a primitive
-    lattice whose point group does not depend on the angle tolerance."""
-    from atomate2_gmt.tensors.symmetry import angle_tolerance_matters
-
-    if dataset is None or symprec != _PYMATGEN_SYMPREC:
-        return False
-    if any("magmom" in site.properties for site in structure) or any(
-        getattr(sp, "spin", None) is not None for sp in structure.types_of_species
-    ):
-        return False
-    if len({site.specie for site in structure}) != len(set(numbers.tolist())):
-        return False
-    return not angle_tolerance_matters(
-        dataset.primitive_lattice, symprec, _PYMATGEN_ANGLE_TOLERANCE
-    )
-
-
-def _ieee_from_dataset(lattice: np.ndarray, dataset: Any) -> np.ndarray | str:
-    """The IEEE rotation from a spglib dataset of ``lattice`` (rows, Å), or the failure reason."""
-    from atomate2_gmt.tensors.conventions import crystal_system, ieee_rotation_from_setting
-
-    try:
-        system = crystal_system(dataset.number)
-        return ieee_rotation_from_setting(lattice, dataset.transformation_matrix, system)
+        return analysis.ieee_rotation
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
 
