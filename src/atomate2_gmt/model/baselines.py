@@ -13,10 +13,11 @@ negative control, see tests/training/test_baselines.py). With ``config.output_pr
 the output is group-averaged over the structure's point group with the same float64 tensor-space
 projector GMTNet applies (baseline (b)): zeros and ties then hold exactly, in the structure's frame.
 
-The class subclasses GMTNet only to share its interface (``config``, ``target_scale``, ``dtype``,
-``forward(CrystalBatch)``, ``n_parameters``), so the trainer, the checkpoint format and
-``atomate2_gmt.predict`` take it unchanged; it builds none of GMTNet's equivariant modules.
-Checkpoints record ``arch = "invariant_voigt"`` (``model/checkpoint.py``).
+Like GMTNet it is a :class:`~atomate2_gmt.model.tensor_model.TensorModel` (``config``,
+``target_scale``, ``dtype``, ``forward(CrystalBatch)``, ``n_parameters``), so the trainer, the
+checkpoint format and ``atomate2_gmt.predict`` take it unchanged; it builds none of GMTNet's
+equivariant modules. Checkpoints record ``arch = "invariant_voigt"``; the architecture factory
+(``build_model``, ``model_arch``) is :mod:`atomate2_gmt.model.factory`.
 """
 
 from __future__ import annotations
@@ -26,13 +27,12 @@ import torch
 from torch import nn
 
 from atomate2_gmt.model.config import GMTNetConfig
-from atomate2_gmt.model.embedding import AtomEmbedding, EdgeEmbedding
-from atomate2_gmt.model.gmtnet import CrystalBatch, GMTNet
-from atomate2_gmt.model.layers import ComformerNodeLayer, scatter_mean
+from atomate2_gmt.model.gmtnet import CrystalBatch
+from atomate2_gmt.model.layers import scatter_mean
+from atomate2_gmt.model.tensor_model import TensorModel
 from atomate2_gmt.tensors.conventions import FULL_SHAPE, VOIGT_SHAPE, voigt_to_full
 
-#: Architecture tags stored in checkpoints ("gmtnet" when absent: every pre-baseline checkpoint).
-GMTNET_ARCH = "gmtnet"
+#: Architecture tag of :class:`InvariantTensorNet` in checkpoints.
 INVARIANT_ARCH = "invariant_voigt"
 
 
@@ -57,7 +57,7 @@ def independent_voigt_basis(kind: str) -> np.ndarray:
     return np.stack(columns, axis=1)
 
 
-class InvariantTensorNet(GMTNet):
+class InvariantTensorNet(TensorModel):
     """Invariant Comformer trunk + MLP on the independent Voigt components (baselines a and b).
 
     ``forward`` returns full Cartesian tensors (B, 3, ..., 3), float64, in the task's units
@@ -71,29 +71,12 @@ class InvariantTensorNet(GMTNet):
 
     def _build(self, config: GMTNetConfig) -> None:
         d = config.node_dim
-        self.atom_embedding = AtomEmbedding(d)
-        self.edge_embedding = EdgeEmbedding(d, config.rbf_bins, config.rbf_vmin, config.rbf_vmax)
-        self.invariant_layers = nn.ModuleList(
-            ComformerNodeLayer(d, output_bn=config.invariant_output_bn)
-            for _ in range(config.n_invariant_layers)
-        )
+        self._build_trunk(config)
         basis = torch.from_numpy(independent_voigt_basis(config.kind))
         self.register_buffer("voigt_basis", basis, persistent=False)
         self.readout = nn.Sequential(
             nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d), nn.SiLU(), nn.Linear(d, basis.shape[1])
         )
-        self.register_buffer("target_scale", torch.tensor(1.0, dtype=torch.float64))
-        self.register_buffer("target_offset", torch.zeros((3,) * config.order, dtype=torch.float64))
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Floating-point type of the weights."""
-        return self.atom_embedding.linear.weight.dtype
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the weights."""
-        return self.atom_embedding.linear.weight.device
 
     @property
     def n_independent(self) -> int:
@@ -103,10 +86,7 @@ class InvariantTensorNet(GMTNet):
     def crystal_features(self, batch: CrystalBatch) -> torch.Tensor:
         """Mean-pooled invariant node features (B, node_dim): a function of distances only."""
         g = batch.graph
-        f = self.atom_embedding(g.atomic_numbers)
-        e = self.edge_embedding(torch.linalg.norm(g.edge_vec, dim=1))
-        for layer in self.invariant_layers:
-            f = layer(f, e, g.edge_src, g.edge_dst)
+        f, _ = self.trunk_features(g)
         return scatter_mean(f, g.node_graph, g.n_graphs)
 
     def voigt_components(self, batch: CrystalBatch) -> torch.Tensor:
@@ -124,17 +104,10 @@ class InvariantTensorNet(GMTNet):
         return flat.reshape(-1, *FULL_SHAPE[self.config.kind])
 
 
-#: Model classes by the ``arch`` tag of a checkpoint.
-ARCHS: dict[str, type[GMTNet]] = {GMTNET_ARCH: GMTNet, INVARIANT_ARCH: InvariantTensorNet}
+def __getattr__(name: str) -> object:
+    """The architecture factory's names, importable from here as well (``model/factory.py``)."""
+    if name in ("ARCHS", "GMTNET_ARCH", "build_model", "model_arch"):
+        from atomate2_gmt.model import factory
 
-
-def model_arch(model: GMTNet) -> str:
-    """The ``arch`` tag of a model instance ("gmtnet" for GMTNet itself)."""
-    return str(getattr(model, "arch", GMTNET_ARCH))
-
-
-def build_model(config: GMTNetConfig, arch: str = GMTNET_ARCH) -> GMTNet:
-    """A fresh model of architecture ``arch``; ValueError naming the known ones otherwise."""
-    if arch not in ARCHS:
-        raise ValueError(f"unknown model arch {arch!r}; known: {', '.join(ARCHS)}")
-    return ARCHS[arch](config)
+        return getattr(factory, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

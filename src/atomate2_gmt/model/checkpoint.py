@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from atomate2_gmt.model.baselines import GMTNET_ARCH, build_model, model_arch
 from atomate2_gmt.model.config import GMTNetConfig
-from atomate2_gmt.model.gmtnet import GMTNet
+from atomate2_gmt.model.factory import GMTNET_ARCH, build_model, model_arch
+from atomate2_gmt.model.tensor_model import TensorModel
 
 FORMAT = "atomate2-gmt-checkpoint"
 FORMAT_VERSION = 1
@@ -34,7 +34,7 @@ def file_sha256(path: str | Path) -> str:
 
 
 def save_checkpoint(
-    path: str | Path, model: GMTNet, metadata: dict[str, Any] | None = None
+    path: str | Path, model: TensorModel, metadata: dict[str, Any] | None = None
 ) -> Path:
     """Write ``model`` (config, weights incl. target normalisation) and JSON-safe ``metadata``."""
     path = Path(path)
@@ -131,7 +131,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def load_checkpoint(
     path: str | Path, task: str | None = None, config: GMTNetConfig | None = None
-) -> tuple[GMTNet, dict[str, Any]]:
+) -> tuple[TensorModel, dict[str, Any]]:
     """Build the model a checkpoint describes and load its weights.
 
     ``task``/``config``, when given, must match the checkpoint's; any mismatch (task, config field,
@@ -162,7 +162,7 @@ def load_checkpoint(
     if not isinstance(state, dict):
         raise ValueError(f"{path}: checkpoint has no state_dict")
     own = model.state_dict()
-    if "target_offset" in own and "target_offset" not in state:  # older checkpoints: no offset
+    if "target_offset" not in state:  # written before the offset existed: a zero offset
         state = {**state, "target_offset": torch.zeros_like(own["target_offset"])}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

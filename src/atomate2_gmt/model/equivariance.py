@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from pymatgen.core import Lattice, Structure
 
-from atomate2_gmt.model.gmtnet import GMTNet, collate_crystals, prepare_crystal
+from atomate2_gmt.model.gmtnet import collate_crystals, prepare_crystal
+from atomate2_gmt.model.tensor_model import TensorModel
 from atomate2_gmt.tensors.conventions import rotate
 
 __all__ = ["EQUIVARIANCE_TOLERANCE", "equivariance_error", "random_orthogonal", "transformed"]
@@ -46,7 +47,7 @@ def transformed(structure: Structure, R: np.ndarray) -> Structure:
 
 
 def equivariance_error(
-    model: GMTNet, structures: Sequence[Structure], seed: int = 0
+    model: TensorModel, structures: Sequence[Structure], seed: int = 0
 ) -> tuple[float, str]:
     """Worst relative error ``|T(R·S) − R·T(S)|_F / |T(S)|_F`` over ``structures``, each under
     one proper and one improper random R, and where it occurred. Tensors whose norm is below

@@ -13,16 +13,11 @@ from pymatgen.core import Structure
 from torch import nn
 
 from atomate2_gmt.model.config import GMTNetConfig
-from atomate2_gmt.model.embedding import AtomEmbedding, EdgeEmbedding
-from atomate2_gmt.model.equivariant_symmetry import (
-    default_dtype,
-    irrep_projectors,
-    project_features,
-)
+from atomate2_gmt.model.equivariant_symmetry import irrep_projectors, project_features
 from atomate2_gmt.model.graph import CrystalGraph, GraphBatch, build_graph, check_structure, collate
 from atomate2_gmt.model.heads import TensorHead, feature_irreps
-from atomate2_gmt.model.layers import ComformerNodeLayer, TFNLayer, hidden_irreps, scatter_mean
-from atomate2_gmt.tensors.isotropic import isotropic_projector
+from atomate2_gmt.model.layers import TFNLayer, hidden_irreps, scatter_mean
+from atomate2_gmt.model.tensor_model import TensorModel
 from atomate2_gmt.tensors.symmetry import (
     PointGroupInfo,
     point_group_info,
@@ -114,40 +109,20 @@ def collate_crystals(
     )
 
 
-class GMTNet(nn.Module):
+class GMTNet(TensorModel):
     """The GMTNet model for one task (see docs/model.md for the irreps of every layer).
 
     ``forward`` returns full Cartesian tensors (B, 3, ..., 3) in the frame of each input structure,
-    in the task's units (dimensionless, C/m², GPa), float64 after the symmetry projection.
+    in the task's units (dimensionless, C/m², GPa), float64 after the symmetry projection. The
+    output is head(G) · target_scale + iso(target_offset), projected onto the crystal's
+    symmetric subspace (:class:`~atomate2_gmt.model.tensor_model.TensorModel`).
     """
 
-    target_scale: torch.Tensor
-    target_offset: torch.Tensor
-    offset_projector: torch.Tensor
-
-    def __init__(self, config: GMTNetConfig | None = None) -> None:
-        super().__init__()
-        self.config = config = config or GMTNetConfig()
-        # e3nn computes its Clebsch-Gordan and change-of-basis constants in the default dtype:
-        # build under float64 when asked, so a float64 model is exact to float64 precision.
-        with default_dtype(torch.float64 if config.dtype == "float64" else torch.float32):
-            self._build(config)
-        # the offset enters through its isotropic part only (tensors.isotropic): a constant that
-        # is the same in every frame, so the model stays exactly O(3)-equivariant whatever
-        # target_offset a checkpoint holds
-        iso = torch.from_numpy(isotropic_projector(config.order).copy())
-        self.register_buffer("offset_projector", iso, persistent=False)
-        if config.dtype == "float64":
-            self.double()
+    arch = "gmtnet"
 
     def _build(self, config: GMTNetConfig) -> None:
         d = config.node_dim
-        self.atom_embedding = AtomEmbedding(d)
-        self.edge_embedding = EdgeEmbedding(d, config.rbf_bins, config.rbf_vmin, config.rbf_vmax)
-        self.invariant_layers = nn.ModuleList(
-            ComformerNodeLayer(d, output_bn=config.invariant_output_bn)
-            for _ in range(config.n_invariant_layers)
-        )
+        self._build_trunk(config)
         self.irreps_sh = o3.Irreps.spherical_harmonics(config.lmax_sh)
         self.to_equivariant = nn.Linear(d, config.scalar_mul)
         irreps: o3.Irreps = o3.Irreps(f"{config.scalar_mul}x0e")
@@ -187,30 +162,11 @@ class GMTNet(nn.Module):
             e3nn_nn.BatchNorm(irreps) if config.feature_norm else None
         )
         self.head = TensorHead(config.kind, irreps)
-        # target normalisation, set by the trainer and stored in checkpoints: the output is
-        # head(G) · target_scale + iso(target_offset), then projected onto the crystal's symmetric
-        # subspace; iso() keeps only the O(3)-invariant part of the stored offset (see forward)
-        self.register_buffer("target_scale", torch.tensor(1.0, dtype=torch.float64))
-        self.register_buffer("target_offset", torch.zeros((3,) * config.order, dtype=torch.float64))
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Floating-point type of the weights."""
-        return self.to_equivariant.weight.dtype
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the weights."""
-        return self.to_equivariant.weight.device
 
     def crystal_features(self, batch: CrystalBatch) -> torch.Tensor:
         """The crystal feature G (B, irreps_feature.dim), projected if the config says so."""
         g = batch.graph
-        f = self.atom_embedding(g.atomic_numbers)
-        lengths = torch.linalg.norm(g.edge_vec, dim=1)
-        e = self.edge_embedding(lengths)
-        for layer in self.invariant_layers:
-            f = layer(f, e, g.edge_src, g.edge_dst)
+        f, e = self.trunk_features(g)
         x = self.to_equivariant(f)
         sh = o3.spherical_harmonics(
             self.irreps_sh, g.edge_vec, normalize=True, normalization="component"
@@ -238,29 +194,3 @@ class GMTNet(nn.Module):
             flat = torch.einsum("bij,bj->bi", batch.output_projector.to(T.device), T.reshape(B, -1))
             T = flat.reshape(T.shape)
         return T
-
-    def isotropic_offset(self) -> torch.Tensor:
-        """The O(3)-invariant part of ``target_offset`` (task units, float64), the constant the
-        model adds in every frame: δ-terms for order 2 and 4, zero for order 3. A checkpoint
-        whose stored offset has an anisotropic part (an older lab-frame training mean) loads
-        and predicts with that part dropped."""
-        flat = self.offset_projector.to(self.target_offset) @ self.target_offset.reshape(-1)
-        return flat.reshape(self.target_offset.shape)
-
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
-        """Checkpoints written before ``target_offset`` existed load with a zero offset."""
-        key = prefix + "target_offset"
-        if "target_offset" in self._buffers and key not in state_dict:
-            state_dict[key] = torch.zeros_like(self.target_offset)
-        super()._load_from_state_dict(state_dict, prefix, *args)  # type: ignore[arg-type]
-
-    def prepare_inference(self) -> GMTNet:
-        """Eval mode and the edge embedding's inference table built now (call before forking
-        worker processes so they inherit it); returns the model."""
-        self.eval()
-        self.edge_embedding.build_table()
-        return self
-
-    def n_parameters(self) -> int:
-        """Number of trainable parameters."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -16,20 +16,20 @@ from pymatgen.core import Structure
 from atomate2_gmt.model.checkpoint import load_checkpoint
 from atomate2_gmt.model.config import TASK_UNITS, check_task
 from atomate2_gmt.model.gmtnet import (
-    GMTNet,
     PreparedCrystal,
     collate_crystals,
     crystal_for_kind,
     graph_key,
     prepare_structure,
 )
+from atomate2_gmt.model.tensor_model import TensorModel
 from atomate2_gmt.tensors.bounds import physical_bound_problem
 from atomate2_gmt.tensors.conventions import full_to_voigt
 from atomate2_gmt.tensors.symmetry import PointGroupInfo
 
 logger = logging.getLogger(__name__)
 
-ModelLike = GMTNet | str | Path | None
+ModelLike = TensorModel | str | Path | None
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -39,9 +39,10 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device(device)
 
 
-def resolve_model(model: ModelLike, task: str) -> tuple[GMTNet, dict[str, Any]]:
-    """A GMTNet, a checkpoint path, or None (the shipped pretrained model) → (model, metadata)."""
-    if isinstance(model, GMTNet):
+def resolve_model(model: ModelLike, task: str) -> tuple[TensorModel, dict[str, Any]]:
+    """A model (GMTNet or a baseline), a checkpoint path, or None (the shipped pretrained model)
+    → (model, metadata)."""
+    if isinstance(model, TensorModel):
         if model.config.task != task:
             raise ValueError(f"model is for task {model.config.task!r}, not {task!r}")
         return model, {"name": f"gmtnet-{task}", "task": task, "checkpoint_sha256": None}
@@ -118,7 +119,7 @@ def predict_many(
         raise ValueError("batch_size must be >= 1")
     if not models:
         raise ValueError("models must name at least one task")
-    nets: dict[str, GMTNet] = {}
+    nets: dict[str, TensorModel] = {}
     for name, model in models.items():
         nets[name], _meta = resolve_model(model, check_task(name.split("@", 1)[0]))
     dev = resolve_device(device)
@@ -162,7 +163,7 @@ def predict_many(
 
 
 def _predict_prepared(
-    net: GMTNet,
+    net: TensorModel,
     prepared: list[tuple[int, PreparedCrystal]],
     results: list[dict[str, Any] | None],
     dev: torch.device,
@@ -228,7 +229,9 @@ def is_out_of_memory(exc: BaseException) -> bool:
     )
 
 
-def _forward(net: GMTNet, crystals: Sequence[PreparedCrystal], device: torch.device) -> list[Any]:
+def _forward(
+    net: TensorModel, crystals: Sequence[PreparedCrystal], device: torch.device
+) -> list[Any]:
     batch = collate_crystals(crystals, dtype=net.dtype).to(device, net.dtype)
     with torch.no_grad():
         out = net(batch).cpu().numpy()

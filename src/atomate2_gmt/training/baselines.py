@@ -32,9 +32,9 @@ from typing import Any
 import torch
 
 from atomate2_gmt.data.records import records_hash, split_by_source
-from atomate2_gmt.model.baselines import GMTNET_ARCH, INVARIANT_ARCH, build_model
 from atomate2_gmt.model.checkpoint import load_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig, check_task
+from atomate2_gmt.model.factory import GMTNET_ARCH, INVARIANT_ARCH, build_model
 from atomate2_gmt.training.evaluate import evaluate_prepared, rotated_records
 from atomate2_gmt.training.run import filter_max_abs, load_records
 from atomate2_gmt.training.trainer import TrainConfig, Trainer, prepare_records

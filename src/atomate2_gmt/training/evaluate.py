@@ -12,7 +12,7 @@ import numpy as np
 from pymatgen.core import Lattice, Structure
 
 from atomate2_gmt.data.records import TensorRecord
-from atomate2_gmt.model.gmtnet import GMTNet
+from atomate2_gmt.model.tensor_model import TensorModel
 from atomate2_gmt.tensors.conventions import rotate
 from atomate2_gmt.tensors.metrics import (
     ensemble_coverage,
@@ -87,7 +87,7 @@ def metrics_table(
 
 
 def evaluate_prepared(
-    model: GMTNet,
+    model: TensorModel,
     data: PreparedSet,
     batch_size: int = 64,
     device: Any = "cpu",
@@ -126,7 +126,7 @@ def evaluate_prepared(
 
 
 def evaluate_ensemble(
-    models: Sequence[GMTNet], data: PreparedSet, batch_size: int = 64, device: Any = "cpu"
+    models: Sequence[TensorModel], data: PreparedSet, batch_size: int = 64, device: Any = "cpu"
 ) -> dict[str, Any]:
     """An ensemble of same-task models on a prepared set: the metrics of the members' mean
     tensor (``overall``) and how well the members' spread covers the truth (``coverage``,
@@ -146,7 +146,9 @@ def evaluate_ensemble(
     }
 
 
-def per_source_metrics(model: GMTNet, data: PreparedSet, batch_size: int = 64) -> dict[str, Any]:
+def per_source_metrics(
+    model: TensorModel, data: PreparedSet, batch_size: int = 64
+) -> dict[str, Any]:
     """Overall metrics of ``model`` on the records of each ``source`` in ``data`` (empty when
     there is only one source)."""
     sources = sorted({r.source for r in data.records})

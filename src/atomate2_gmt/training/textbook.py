@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from atomate2_gmt.data.records import TensorRecord
-from atomate2_gmt.model.gmtnet import GMTNet
+from atomate2_gmt.model.tensor_model import TensorModel
 from atomate2_gmt.training.trainer import predict_prepared, prepare_records
 
 __all__ = ["TEXTBOOK_PIEZO", "textbook_ratios"]
@@ -41,7 +41,7 @@ TEXTBOOK_PIEZO: dict[str, str] = {
 
 
 def textbook_ratios(
-    model: GMTNet,
+    model: TensorModel,
     records: Sequence[TensorRecord],
     splits: dict[str, str] | None = None,
     batch_size: int = 64,
