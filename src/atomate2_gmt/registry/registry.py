@@ -546,8 +546,6 @@ class ModelRegistry:
 
 
 def _check_task(task: str) -> str:
-    from atomate2_gmt.data.records import TASKS
+    from atomate2_gmt.tensors.tasks import check_task
 
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
-    return task
+    return check_task(task)

@@ -35,6 +35,7 @@ from atomate2_gmt.data.records import records_hash, split_by_source
 from atomate2_gmt.model.checkpoint import load_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig, check_task
 from atomate2_gmt.model.factory import GMTNET_ARCH, INVARIANT_ARCH, build_model
+from atomate2_gmt.tensors.tasks import task_spec
 from atomate2_gmt.training.evaluate import evaluate_prepared, rotated_records
 from atomate2_gmt.training.run import filter_max_abs, load_records
 from atomate2_gmt.training.trainer import TrainConfig, Trainer, prepare_records
@@ -239,9 +240,6 @@ def compare_models(
     return comparison
 
 
-_UNITS = {"dielectric": "", "dielectric_total": "", "piezo": " (C/m²)", "elastic": " (GPa)"}
-
-
 def _metric_cells(m: dict[str, Any]) -> str:
     return (
         f"{m['fnorm']:.3f} | {m['ewt25']:.1%} | {m['ewt10']:.1%} | {m['ewt5']:.1%} | "
@@ -252,7 +250,7 @@ def _metric_cells(m: dict[str, Any]) -> str:
 def comparison_markdown(comparison: dict[str, Any]) -> str:
     """The four-model table (overall, piezo non-zero subset, per crystal system) as Markdown."""
     task = comparison["task"]
-    units = _UNITS.get(task, "")
+    units = task_spec(task).unit_suffix
     models = comparison["models"]
     lines = [
         f"# Baselines: {task}, test split",

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from atomate2_gmt.data.mp import load_mp, load_mp_newer
-from atomate2_gmt.data.records import TensorRecord, records_hash, split_by_source
+from atomate2_gmt.data.records import TASKS, TensorRecord, records_hash, split_by_source
 from atomate2_gmt.model.checkpoint import load_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig, check_task
 from atomate2_gmt.model.gmtnet import GMTNet
@@ -34,12 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Per-task architecture defaults used for the shipped models (see docs/training.md).
-TASK_MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "dielectric": {},
-    "dielectric_total": {},
-    "piezo": {},
-    "elastic": {},
-}
+TASK_MODEL_DEFAULTS: dict[str, dict[str, Any]] = {task: {} for task in TASKS}
 
 
 def shipped_data_source(task: str) -> str:
