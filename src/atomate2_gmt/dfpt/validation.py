@@ -121,14 +121,12 @@ def part_consistency_problems(tensors: dict[str, np.ndarray]) -> list[str]:
 
     ``tensors``: part → full Cartesian tensor (finite, index-symmetric)."""
     reasons: list[str] = []
-    eps_inf, eps_0 = tensors.get("dielectric_electronic"), tensors.get("dielectric_total")
-    if eps_inf is not None and eps_0 is not None:
-        low = float(dielectric_eigenvalues(eps_0 - eps_inf)[0])
-        if low < -IONIC_NEGATIVE_TOL:
-            reasons.append(
-                f"dielectric_total − dielectric_electronic: smallest eigenvalue {low:.4g} < "
-                f"-{IONIC_NEGATIVE_TOL} (ε0 below ε∞: a negative ionic part)"
-            )
+    low = _difference_floor(tensors, "dielectric_total", "dielectric_electronic")
+    if low is not None and low < -IONIC_NEGATIVE_TOL:
+        reasons.append(
+            f"dielectric_total − dielectric_electronic: smallest eigenvalue {low:.4g} < "
+            f"-{IONIC_NEGATIVE_TOL} (ε0 below ε∞: a negative ionic part)"
+        )
     for kind in ("dielectric", "piezo"):
         parts = [tensors.get(f"{kind}_{p}") for p in ("electronic", "ionic", "total")]
         if any(t is None for t in parts):
@@ -141,16 +139,24 @@ def part_consistency_problems(tensors: dict[str, np.ndarray]) -> list[str]:
                 f"{kind}_total is not {kind}_electronic + {kind}_ionic (relative difference "
                 f"{mismatch:.3g} > {PART_SUM_RTOL:g})"
             )
-    clamped, relaxed = tensors.get("elastic_clamped"), tensors.get("elastic_relaxed")
-    if clamped is not None and relaxed is not None:
-        low = float(elastic_eigenvalues(clamped - relaxed)[0])
-        if low < -ELASTIC_RELAXATION_TOL:
-            reasons.append(
-                f"elastic_relaxed is stiffer than elastic_clamped (smallest Kelvin modulus of "
-                f"the difference {low:.4g} GPa < -{ELASTIC_RELAXATION_TOL:g}): relaxing the "
-                "ions can only soften a crystal"
-            )
+    low = _difference_floor(tensors, "elastic_clamped", "elastic_relaxed")
+    if low is not None and low < -ELASTIC_RELAXATION_TOL:
+        reasons.append(
+            f"elastic_relaxed is stiffer than elastic_clamped (smallest Kelvin modulus of "
+            f"the difference {low:.4g} GPa < -{ELASTIC_RELAXATION_TOL:g}): relaxing the "
+            "ions can only soften a crystal"
+        )
     return reasons
+
+
+def _difference_floor(tensors: dict[str, np.ndarray], upper: str, lower: str) -> float | None:
+    """Smallest eigenvalue of ``tensors[upper] - tensors[lower]`` (dielectric: of the 3x3
+    matrix; elastic: Kelvin modulus in GPa), or None when either part is absent."""
+    a, b = tensors.get(upper), tensors.get(lower)
+    if a is None or b is None:
+        return None
+    eigenvalues = dielectric_eigenvalues if upper.startswith("dielectric") else elastic_eigenvalues
+    return float(eigenvalues(np.asarray(a) - np.asarray(b))[0])
 
 
 def key_problem(doc: DFPTResultDoc) -> str | None:

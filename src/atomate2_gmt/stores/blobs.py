@@ -21,7 +21,7 @@ from typing import Any
 from maggma.core import Store
 from maggma.stores import GridFSStore
 
-from atomate2_gmt.stores.embedded import EmbeddedStore
+from atomate2_gmt.stores.embedded import EmbeddedStore, FileStoreIdentity
 from atomate2_gmt.stores.writes import describe_store
 
 __all__ = ["GridFSBlobStore", "LocalBlobStore"]
@@ -46,7 +46,7 @@ def _checked(blob_id: str, data: bytes) -> tuple[bytes, str]:
     return raw, _sha256(raw)
 
 
-class LocalBlobStore(Store):
+class LocalBlobStore(FileStoreIdentity, Store):
     """Blobs as files in a folder; their metadata (key ``blob_id``) in an SQLite index there.
 
     Files are content-addressed (``<sha256>.bin``) and written atomically; reading checks the
@@ -147,17 +147,10 @@ class LocalBlobStore(Store):
         """Delete metadata documents (their files stay; ``remove_blob`` deletes both)."""
         self.index.remove_docs(criteria)
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, LocalBlobStore):
-            return False
-        return (self.directory, self.collection_name, self.key) == (
-            other.directory,
-            other.collection_name,
-            other.key,
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.directory, self.collection_name, self.last_updated_field))
+    @property
+    def location(self) -> str:
+        """The blob folder (its identity with ``collection_name`` and ``key``)."""
+        return self.directory
 
     # ---- blobs --------------------------------------------------------------------------------
     def put_bytes(self, blob_id: str, data: bytes, metadata: dict[str, Any] | None = None) -> str:

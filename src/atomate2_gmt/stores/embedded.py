@@ -80,7 +80,33 @@ def _set_path(doc: dict[str, Any], field: str, value: Any) -> None:
     doc[parts[-1]] = value
 
 
-class EmbeddedStore(Store):
+class FileStoreIdentity:
+    """Equality and hash of a store kept in a local file or folder (``location``): two stores of
+    one class are equal when location, collection name and key agree."""
+
+    collection_name: str
+    key: str
+    last_updated_field: str
+
+    @property
+    def location(self) -> str:
+        """Where the store keeps its data (a file or folder path)."""
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, type(self)):
+            return False
+        return (self.location, self.collection_name, self.key) == (
+            other.location,
+            other.collection_name,
+            other.key,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.location, self.collection_name, self.last_updated_field))
+
+
+class EmbeddedStore(FileStoreIdentity, Store):
     """A maggma ``Store`` persisted in one SQLite file: no server, safe for several processes.
 
     Each document is one JSON row of table ``collection_name`` in ``path`` (several stores may
@@ -175,17 +201,10 @@ class EmbeddedStore(Store):
             self._conn.close()
             self._conn = None
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, EmbeddedStore):
-            return False
-        return (self.path, self.collection_name, self.key) == (
-            other.path,
-            other.collection_name,
-            other.key,
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.path, self.collection_name, self.last_updated_field))
+    @property
+    def location(self) -> str:
+        """The SQLite file (its identity with ``collection_name`` and ``key``)."""
+        return str(self.path)
 
     def _where(self, criteria: dict[str, Any] | None) -> tuple[str, list[Any]]:
         """SQL condition and parameters of ``criteria`` (``UntranslatableError`` outside SQL)."""

@@ -1,7 +1,9 @@
 """A read-only web app and REST API over the stores (``atomate2-gmt serve``).
 
-- :mod:`~atomate2_gmt.web.service`: what is read from the stores (plain Python, allow-listed
-  filters);
+- :mod:`~atomate2_gmt.web.service`: what is read from the stores for the candidate table and
+  pages (plain Python, allow-listed filters); :mod:`~atomate2_gmt.web.records`: DFPT
+  comparisons, training documents, model versions; :mod:`~atomate2_gmt.web.figures`: cached
+  tensor-surface pictures;
 - :mod:`~atomate2_gmt.web.api`: the REST API, maggma ``Resource``s and ``QueryOperator``s
   (FastAPI), OpenAPI docs at ``/docs``;
 - :mod:`~atomate2_gmt.web.pages`: server-rendered pages (Jinja2) with a vendored 3Dmol.js viewer;

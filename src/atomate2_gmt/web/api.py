@@ -35,7 +35,8 @@ with warnings.catch_warnings():  # maggma.api announces its move to emmet-api on
 
 from atomate2_gmt.query import CRYSTAL_SYSTEMS
 from atomate2_gmt.schemas.fields import TASKS
-from atomate2_gmt.web import service
+from atomate2_gmt.web import records, service
+from atomate2_gmt.web.figures import TensorPictures
 from atomate2_gmt.web.service import (
     CODES,
     DFPT_FILTERS,
@@ -43,7 +44,6 @@ from atomate2_gmt.web.service import (
     PREDICTION_STATES,
     CandidateFilters,
     NotFoundError,
-    TensorPictures,
     WebStores,
 )
 
@@ -461,7 +461,7 @@ class TrainingResource(_ReadResource):
         def run(query: dict[str, Any]) -> dict[str, Any]:
             skip, limit = _pagination(query)
             try:
-                rows, total = service.training_page(
+                rows, total = records.training_page(
                     store, **query["filters"], skip=skip, limit=limit
                 )
             except ValueError as exc:
@@ -477,7 +477,7 @@ class TrainingResource(_ReadResource):
 
         def by_key(record_id: str = PathParam(...)) -> dict[str, Any]:
             try:
-                return {"data": [service.training_document(store, record_id)]}
+                return {"data": [records.training_document(store, record_id)]}
             except NotFoundError as exc:
                 raise _not_found(exc) from None
 
@@ -505,7 +505,7 @@ class ModelResource(_ReadResource):
             promoted: bool | None = Query(None, description="Only promoted (or not promoted)."),
         ) -> dict[str, Any]:
             _check_params(request, [], ("task", "promoted"))
-            rows = service.model_versions(store, task, promoted)
+            rows = records.model_versions(store, task, promoted)
             return {"data": rows, "meta": {"total_doc": len(rows)}}
 
         self.router.get(
@@ -517,7 +517,7 @@ class ModelResource(_ReadResource):
 
         def one(key: str = PathParam(..., description="model_id or version label")) -> Any:
             try:
-                return {"data": [service.model_document(store, key)]}
+                return {"data": [records.model_document(store, key)]}
             except NotFoundError as exc:
                 raise _not_found(exc) from None
 

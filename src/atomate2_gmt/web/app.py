@@ -16,7 +16,8 @@ from maggma.core import StoreError
 
 from atomate2_gmt import __version__
 from atomate2_gmt.stores import StoreConnectionError, store_error_reason
-from atomate2_gmt.web.service import TensorPictures, WebStores
+from atomate2_gmt.web.figures import TensorPictures
+from atomate2_gmt.web.service import WebStores
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

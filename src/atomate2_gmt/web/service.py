@@ -6,18 +6,24 @@ allow-lists (property, sort field, crystal system, DFPT state, task, part, code)
 equality values (element symbols checked by pymatgen, model version, source, keys); every
 MongoDB operator in a criteria dict is written here or in :func:`atomate2_gmt.query.build_criteria`.
 Store descriptions shown to users go through :func:`atomate2_gmt.stores.describe_store`, which
-masks passwords.
+masks passwords. The DFPT, training and model-registry readers are in
+:mod:`atomate2_gmt.web.records`, the tensor pictures in :mod:`atomate2_gmt.web.figures`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from atomate2_gmt.query import CRYSTAL_SYSTEMS, build_criteria, find_document
+from atomate2_gmt.query import (
+    CRYSTAL_SYSTEMS,
+    build_criteria,
+    candidate_row,
+    find_document,
+    several_versions,
+)
 from atomate2_gmt.schemas.fields import (
     DERIVED_FIELDS,
     PREDICTION_KEY,
@@ -32,6 +38,8 @@ from atomate2_gmt.tensors.tasks import DFPT_PART_KIND, TASK_SPECS
 if TYPE_CHECKING:
     from maggma.core import Store
 
+    from atomate2_gmt.web.records import DFPTComparisons
+
 __all__ = [
     "CODES",
     "CRYSTAL_SYSTEMS",
@@ -41,21 +49,14 @@ __all__ = [
     "PREDICTION_STATES",
     "UNITS",
     "CandidateFilters",
-    "DFPTComparisons",
     "MatchCounts",
     "NotFoundError",
-    "TensorPictures",
     "WebStores",
     "candidate_page",
     "candidate_view",
-    "dfpt_rows",
     "get_candidate",
-    "model_document",
-    "model_versions",
     "sort_choices",
     "structure_view",
-    "training_document",
-    "training_page",
 ]
 
 DFPT_FILTERS: tuple[str, ...] = ("accepted", "rejected", "failed", "none", "any")
@@ -88,7 +89,7 @@ class WebStores:
     training: Store
     registry: Store
     cache_dir: Path
-    comparisons: DFPTComparisons = field(default_factory=lambda: DFPTComparisons())
+    comparisons: DFPTComparisons = field(default_factory=lambda: _comparisons())
     counts: MatchCounts = field(default_factory=lambda: MatchCounts())
 
     @classmethod
@@ -114,6 +115,12 @@ class WebStores:
             "training": describe_store(self.training),
             "registry": describe_store(self.registry),
         }
+
+
+def _comparisons() -> DFPTComparisons:
+    from atomate2_gmt.web.records import DFPTComparisons
+
+    return DFPTComparisons()
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,15 +268,7 @@ class CandidateFilters:
 def _latest_only(store: Store, criteria: dict[str, Any]) -> dict[str, Any]:
     """``criteria`` restricted to each structure's latest prediction when the matches come from
     several model versions (as :func:`atomate2_gmt.query.query_candidates` does)."""
-    if "model_version" in criteria:
-        return criteria
-    ends = [
-        next(store.query({}, properties=["model_version"], sort={"model_version": d}, limit=1), {})
-        for d in (1, -1)
-    ]
-    if ends[0].get("model_version") == ends[1].get("model_version"):
-        return criteria
-    if len(store.distinct("model_version", criteria)) <= 1:
+    if "model_version" in criteria or not several_versions(store, criteria):
         return criteria
     latest: dict[str, tuple[str, str]] = {}
     for doc in store.query(criteria, properties=[PREDICTION_KEY, "structure_key", "last_updated"]):
@@ -281,37 +280,13 @@ def _latest_only(store: Store, criteria: dict[str, Any]) -> dict[str, Any]:
 
 
 def _row(doc: dict[str, Any], prop: str, rank: int) -> dict[str, Any]:
-    sym = doc.get("symmetry") or {}
-    pred = (doc.get("predictions") or {}).get(prop) or {}
+    """:func:`atomate2_gmt.query.candidate_row` plus the table's uncertainty, metal reason and
+    DFPT state."""
+    row = candidate_row(doc, prop, rank)
     spread = doc.get("uncertainty") or {}
-    row: dict[str, Any] = {
-        "rank": rank,
-        PREDICTION_KEY: doc.get(PREDICTION_KEY),
-        "structure_key": doc.get("structure_key"),
-        "formula": doc.get("formula_pretty"),
-        "space_group": sym.get("symbol"),
-        "space_group_number": sym.get("number"),
-        "crystal_system": sym.get("crystal_system"),
-        "point_group": sym.get("point_group"),
-        "is_centrosymmetric": doc.get("is_centrosymmetric"),
-    }
-    for f in DERIVED_FIELDS[prop]:
-        row[f] = doc.get(f)
-    row.update(
-        {
-            "uncertainty": {f: spread[f] for f in DERIVED_FIELDS[prop] if f in spread},
-            "state": pred.get("state"),
-            "error": pred.get("error"),
-            "e_above_hull": doc.get("e_above_hull"),
-            "source": doc.get("source"),
-            "nsites": doc.get("nsites"),
-            "model_version": doc.get("model_version"),
-            "likely_metal": doc.get("likely_metal"),
-            "likely_metal_reason": doc.get("likely_metal_reason"),
-            "domain_distance": (doc.get("domain_distance") or {}).get(prop),
-            "dfpt_state": (doc.get("dfpt") or {}).get("state"),
-        }
-    )
+    row["uncertainty"] = {f: spread[f] for f in DERIVED_FIELDS[prop] if f in spread}
+    row["likely_metal_reason"] = doc.get("likely_metal_reason")
+    row["dfpt_state"] = (doc.get("dfpt") or {}).get("state")
     return row
 
 
@@ -502,211 +477,19 @@ def candidate_view(store: Store, key: str) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------------------------
-# tensor pictures
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class TensorPictures:
-    """PNG pictures of the tensor surfaces (:func:`atomate2_gmt.plotting.plot_tensor_surfaces`),
-    drawn once per (document version, task) and kept in ``cache_dir``."""
-
-    cache_dir: Path
-    resolution: int = 40
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def path(self, doc: dict[str, Any], task: str | None) -> Path:
-        """The PNG of ``task`` (None: every successful task in one picture) for ``doc``.
-
-        ``ValueError`` for an unknown task or a tensor that has no picture (e.g. a singular
-        elastic tensor), :class:`NotFoundError` if the task has no successful prediction."""
-        from atomate2_gmt.plotting import plot_tensor_surfaces
-
-        preds = doc.get("predictions") or {}
-        if task is not None and task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
-        wanted = [task] if task is not None else [t for t in TASKS if t in preds]
-        tensors = {
-            t: preds[t]["tensor"]
-            for t in wanted
-            if (preds.get(t) or {}).get("state") == "successful" and preds[t].get("tensor")
-        }
-        if not tensors:
-            what = f"{task} prediction" if task else "prediction"
-            raise NotFoundError(
-                f"the document {doc.get(PREDICTION_KEY)!r} has no successful {what} to draw"
-            )
-        stamp = f"{doc.get(PREDICTION_KEY)}|{doc.get('last_updated')}|{','.join(tensors)}"
-        name = hashlib.sha256(stamp.encode()).hexdigest()[:24] + ".png"
-        out = self.cache_dir / name
-        with self._lock:  # matplotlib is not thread-safe
-            if not out.exists():
-                tmp = out.with_suffix(f".{threading.get_ident()}.png")
-                plot_tensor_surfaces(
-                    tensors, tmp, title=str(doc.get("formula_pretty")), resolution=self.resolution
-                )
-                tmp.replace(out)
-        return out
-
-
-# --------------------------------------------------------------------------------------------
-# DFPT, training documents, model registry
-# --------------------------------------------------------------------------------------------
-
-
-class DFPTComparisons:
-    """Prediction vs DFPT rows (:func:`atomate2_gmt.report.document_comparison`) of every
-    candidate with a DFPT result, computed once per document version (prediction and DFPT
-    ``last_updated``) and kept in memory: the parity page reads only the stamps again."""
-
-    def __init__(self) -> None:
-        self._rows: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-        self._lock = threading.Lock()
-
-    def rows(
-        self, store: Store, task: str | None = None, states: tuple[str, ...] = ("accepted",)
-    ) -> list[dict[str, Any]]:
-        """Rows of ``task`` (every task if None) for DFPT outcomes in ``states`` (accepted /
-        rejected), in the order of the store's ``prediction_id``."""
-        from atomate2_gmt.report import document_comparison
-
-        if task is not None and task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
-        bad = [s for s in states if s not in ("accepted", "rejected")]
-        if bad or not states:
-            raise ValueError(f"DFPT states must be accepted and/or rejected, got {list(states)}")
-        store.connect()
-        criteria = {"dfpt.state": {"$in": list(states)}}
-        stamps = {
-            d[PREDICTION_KEY]: (
-                d[PREDICTION_KEY],
-                str(d.get("last_updated")),
-                str((d.get("dfpt") or {}).get("last_updated")),
-            )
-            for d in store.query(
-                criteria,
-                properties=[PREDICTION_KEY, "last_updated", "dfpt.last_updated"],
-                sort={PREDICTION_KEY: 1},
-            )
-        }
-        with self._lock:
-            missing = [k for k, stamp in stamps.items() if stamp not in self._rows]
-        for start in range(0, len(missing), 200):
-            ids = missing[start : start + 200]
-            for doc in store.query({PREDICTION_KEY: {"$in": ids}}):
-                stamp = (
-                    doc[PREDICTION_KEY],
-                    str(doc.get("last_updated")),
-                    str((doc.get("dfpt") or {}).get("last_updated")),
-                )
-                rows = document_comparison(doc)
-                with self._lock:
-                    self._rows[stamp] = rows
-        with self._lock:
-            out = [r for stamp in stamps.values() for r in self._rows.get(stamp, [])]
-        return mask_secrets([r for r in out if task is None or r["task"] == task])  # type: ignore[no-any-return]
-
-
-def dfpt_rows(
-    store: Store, task: str | None = None, states: tuple[str, ...] = ("accepted",)
-) -> list[dict[str, Any]]:
-    """Prediction vs DFPT rows (:func:`atomate2_gmt.report.dfpt_comparison`) of ``task``
-    (every task if None), for DFPT outcomes in ``states`` (accepted / rejected); uncached."""
-    return DFPTComparisons().rows(store, task, states)
-
-
-_TRAINING_LIST_FIELDS = (
-    "record_id", "structure_key", "formula_pretty", "task", "part", "contribution", "units",
-    "voigt", "code", "code_version", "functional", "source", "candidate_id", "job_uuid",
-    "created_at", "last_updated",
-)  # fmt: skip
-
-
-def training_page(
-    store: Store,
-    task: str | None = None,
-    part: str | None = None,
-    code: str | None = None,
-    source: str | None = None,
-    structure_key: str | None = None,
-    skip: int = 0,
-    limit: int = 20,
-) -> tuple[list[dict[str, Any]], int]:
-    """Training documents (newest first) without their structures, and how many match."""
-    criteria: dict[str, Any] = {}
-    for name, value, allowed in (
-        ("task", task, TASKS),
-        ("part", part, DFPT_PARTS),
-        ("code", code, CODES),
-    ):
-        if value is not None:
-            if value not in allowed:
-                raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(allowed)}")
-            criteria[name] = value
-    for name, value in (("source", source), ("structure_key", structure_key)):
-        if value is not None:
-            criteria[name] = str(value)
-    store.connect()
-    total = store.count(criteria)
-    docs = store.query(
-        criteria=criteria,
-        properties=list(_TRAINING_LIST_FIELDS),
-        sort={"last_updated": -1, "record_id": 1},
-        skip=skip,
-        limit=limit,
-    )
-    return mask_secrets([{k: v for k, v in d.items() if k != "_id"} for d in docs]), total
-
-
-def training_document(store: Store, record_id: str) -> dict[str, Any]:
-    """One training document (with its structure) by ``record_id``."""
-    store.connect()
-    doc = store.query_one({"record_id": str(record_id)})
-    if doc is None:
-        raise NotFoundError(f"no training document with record_id {record_id!r}")
-    return mask_secrets({k: v for k, v in doc.items() if k != "_id"})  # type: ignore[no-any-return]
-
-
-def _model_doc(doc: dict[str, Any]) -> dict[str, Any]:
-    from atomate2_gmt.registry.schema import ModelVersionDoc
-
-    out = ModelVersionDoc.from_store(doc).model_dump(mode="json")
-    return mask_secrets(out)  # type: ignore[no-any-return]
-
-
-def model_versions(
-    store: Store, task: str | None = None, promoted: bool | None = None
-) -> list[dict[str, Any]]:
-    """Registered model versions (task, then version number), without their configs."""
-    criteria: dict[str, Any] = {}
-    if task is not None:
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
-        criteria["task"] = task
-    if promoted is not None:
-        criteria["promoted"] = bool(promoted)
-    store.connect()
-    docs = store.query(criteria=criteria, sort={"task": 1, "version_number": 1})
-    out = []
-    for d in docs:
-        m = _model_doc(d)
-        m.pop("config", None)
-        out.append(m)
-    return out
-
-
-def model_document(store: Store, key: str) -> dict[str, Any]:
-    """One registered model version by ``model_id`` or version label (``piezo-v2``)."""
-    store.connect()
-    doc = store.query_one({"model_id": str(key)}) or store.query_one({"version": str(key)})
-    if doc is None:
-        raise NotFoundError(f"no model {key!r} in the registry (model_id or version label)")
-    return _model_doc(doc)
-
-
 def sort_choices(prop: str) -> tuple[str, ...]:
     """The derived fields a table of ``prop`` can be sorted on."""
     if prop not in SORT_FIELDS:
         raise ValueError(f"unknown property {prop!r}; valid properties: {', '.join(TASKS)}")
     return SORT_FIELDS[prop]
+
+
+def __getattr__(name: str) -> Any:
+    """The feedback-record readers and the tensor pictures, importable from here as well
+    (:mod:`atomate2_gmt.web.records`, :mod:`atomate2_gmt.web.figures`)."""
+    from atomate2_gmt.web import figures, records
+
+    for module in (records, figures):
+        if name in module.__all__:
+            return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
