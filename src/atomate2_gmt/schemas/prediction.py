@@ -364,21 +364,8 @@ class GMTPredictionDoc(StructureMetadata):
             uncertainty: ensemble spread of derived fields (field → standard deviation).
             domain_distance: task → distance from the training data (computed here if None).
         """
-        if not isinstance(structure, Structure):
-            raise ValueError(f"structure must be a pymatgen Structure, got {type(structure)}")
-        if not isinstance(predictions, dict) or not predictions:
-            raise ValueError("predictions must be a non-empty dict task -> prediction")
-        unknown = sorted(set(predictions) - set(TASKS))
-        if unknown:
-            raise ValueError(f"unknown tasks {unknown}; valid tasks: {', '.join(TASKS)}")
-        if not isinstance(source, str) or not source:
-            raise ValueError("source must be a non-empty string")
-        if symprec <= 0:
-            raise ValueError(f"symprec must be positive, got {symprec}")
+        _check_document_inputs(structure, predictions, model_info, source, symprec)
         model_info = dict(model_info or {})
-        unknown = sorted(set(model_info) - set(TASKS))
-        if unknown:
-            raise ValueError(f"model_info has unknown tasks {unknown}")
         timings = {k: float(v) for k, v in (timings or {}).items()}
         tasks = [t for t in TASKS if t in predictions]
         version = model_version or derive_model_version(model_info, tasks)
@@ -560,6 +547,26 @@ def _domain_distance(structure: Structure, tasks: list[str]) -> dict[str, float]
     from atomate2_gmt.data.domain import domain_distances
 
     return {task: float(domain_distances([structure], task)[0]) for task in tasks}
+
+
+def _check_document_inputs(
+    structure: Any, predictions: Any, model_info: Any, source: Any, symprec: float
+) -> None:
+    """Raise ``ValueError`` for the inputs :meth:`GMTPredictionDoc.from_predictions` refuses."""
+    if not isinstance(structure, Structure):
+        raise ValueError(f"structure must be a pymatgen Structure, got {type(structure)}")
+    if not isinstance(predictions, dict) or not predictions:
+        raise ValueError("predictions must be a non-empty dict task -> prediction")
+    unknown = sorted(set(predictions) - set(TASKS))
+    if unknown:
+        raise ValueError(f"unknown tasks {unknown}; valid tasks: {', '.join(TASKS)}")
+    if not isinstance(source, str) or not source:
+        raise ValueError("source must be a non-empty string")
+    if symprec <= 0:
+        raise ValueError(f"symprec must be positive, got {symprec}")
+    unknown = sorted(set(model_info or {}) - set(TASKS))
+    if unknown:
+        raise ValueError(f"model_info has unknown tasks {unknown}")
 
 
 def compute_ieee_rotation(structure: Structure) -> np.ndarray | str:

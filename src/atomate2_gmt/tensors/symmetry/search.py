@@ -307,6 +307,11 @@ class _SearchFailedError(Exception):
 def _native_search(
     lattice: np.ndarray, frac: np.ndarray, types: np.ndarray, symprec: float, angle_tol: float
 ) -> _RawSymmetry:
+    """The operations of the cell (lattice rows Å, fractional coordinates, species types) at
+    ``symprec`` (Å) / ``angle_tol`` (degrees), or ``_SearchFailedError``. Three steps in one
+    function (about 100 lines), as spglib orders them, because each hands several arrays to
+    the next: (1) pure translations give the primitive cell, (2) its Delaunay-reduced basis
+    and sites, (3) the lattice operations that also map the crystal onto itself."""
     frac = frac - np.floor(frac)
     n_sites = len(frac)
     groups = _species_groups(types)
