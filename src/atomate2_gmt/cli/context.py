@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
+    from maggma.core import Store
+
     from atomate2_gmt.settings import GMTSettings
 
-__all__ = ["PROJECT_DIR_HELP", "CLIState", "cli_settings"]
+__all__ = ["PROJECT_DIR_HELP", "CLIState", "cli_settings", "existing_candidate_store"]
 
 PROJECT_DIR_HELP = "Project folder (default: settings PROJECT_DIR)."
 SETTINGS_ERROR_EXIT = 2
@@ -68,3 +70,19 @@ def cli_settings(ctx: typer.Context | None, project_dir: Path | None = None) -> 
         root.obj = CLIState()
     state: CLIState = root.obj
     return state.settings(project_dir)
+
+
+def existing_candidate_store(settings: GMTSettings) -> Store:
+    """The configured prediction store (not connected); exits with code 1 and advice when it is
+    an embedded store whose file does not exist yet (nothing was screened in that project)."""
+    from atomate2_gmt.stores import EmbeddedStore, candidate_store
+
+    store = candidate_store(settings)
+    if isinstance(store, EmbeddedStore) and not Path(store.path).exists():
+        typer.echo(
+            f"Error: no prediction store at {store.path}; screen some candidates first "
+            "(or set ATOMATE2_GMT_PROJECT_DIR / --project-dir).",
+            err=True,
+        )
+        raise typer.Exit(1)
+    return store

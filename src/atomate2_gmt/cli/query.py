@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from atomate2_gmt.cli.context import PROJECT_DIR_HELP, cli_settings
+from atomate2_gmt.cli.context import PROJECT_DIR_HELP, cli_settings, existing_candidate_store
 
 __all__ = ["query_command", "register", "render_rows"]
 
@@ -131,26 +131,14 @@ def query_command(
     """Show the top screened candidates for a property, from the prediction store."""
     from atomate2_gmt.data.domain import IN_DOMAIN_MAX
     from atomate2_gmt.query import query_candidates
-    from atomate2_gmt.stores import (
-        EmbeddedStore,
-        StoreConnectionError,
-        candidate_store,
-        check_store,
-    )
+    from atomate2_gmt.stores import StoreConnectionError, check_store
 
     if fmt not in _FORMATS:
         typer.echo(f"Error: unknown format {fmt!r}; valid: {', '.join(_FORMATS)}", err=True)
         raise typer.Exit(2)
     try:
         settings = cli_settings(ctx, project_dir)
-        store = candidate_store(settings)
-        if isinstance(store, EmbeddedStore) and not Path(store.path).exists():
-            typer.echo(
-                f"Error: no prediction store at {store.path}; screen some candidates first "
-                "(or set ATOMATE2_GMT_PROJECT_DIR / --project-dir).",
-                err=True,
-            )
-            raise typer.Exit(1)
+        store = existing_candidate_store(settings)
         check_store(store, timeout_s=settings.STORE_TIMEOUT_S)
         rows = query_candidates(
             store,

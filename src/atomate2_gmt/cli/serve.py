@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from atomate2_gmt.cli.context import PROJECT_DIR_HELP, cli_settings
+from atomate2_gmt.cli.context import PROJECT_DIR_HELP, cli_settings, existing_candidate_store
 
 __all__ = ["serve"]
 
@@ -46,23 +46,10 @@ def serve(
             err=True,
         )
         raise typer.Exit(1) from None
-    from atomate2_gmt.stores import (
-        EmbeddedStore,
-        StoreConnectionError,
-        candidate_store,
-        check_store,
-        describe_store,
-    )
+    from atomate2_gmt.stores import StoreConnectionError, check_store, describe_store
 
     settings = cli_settings(ctx, project_dir)
-    store = candidate_store(settings)
-    if isinstance(store, EmbeddedStore) and not Path(store.path).exists():
-        typer.echo(
-            f"Error: no prediction store at {store.path}; screen some candidates first "
-            "(or set ATOMATE2_GMT_PROJECT_DIR / --project-dir).",
-            err=True,
-        )
-        raise typer.Exit(1)
+    store = existing_candidate_store(settings)
     try:
         check_store(store, timeout_s=settings.STORE_TIMEOUT_S)
     except StoreConnectionError as exc:
