@@ -1,7 +1,8 @@
 """Simulated active-learning campaigns: held-out DFT labels as the oracle.
 
-:mod:`.policies` scores and picks candidates, :mod:`.simulate` runs the loop (seed set → pool →
-rounds of select / reveal / fine-tune) for several strategies and :mod:`.plot` draws the curves.
+:mod:`.policies` scores and picks candidates, :mod:`.config` holds what a campaign is asked and
+what it measures, :mod:`.simulate` runs the loop (seed set → pool → rounds of select / reveal /
+fine-tune) for several strategies and :mod:`.plot` draws the curves.
 The loop (torch) is imported on first use, so ``policies`` stays light for the CLI.
 """
 

@@ -36,7 +36,7 @@ import random
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,15 @@ import numpy as np
 import torch
 
 from atomate2_gmt import progress
+from atomate2_gmt.active_learning.config import (
+    RETRAIN_MODES,
+    SELECT_MODES,
+    SMALL_MODEL,
+    CampaignConfig,
+    CampaignResult,
+    StrategyTrace,
+)
 from atomate2_gmt.active_learning.policies import (
-    STRATEGIES,
-    TARGET_TRANSFORMS,
     compress_targets,
     expand_targets,
     hypergeometric_mean,
@@ -57,8 +63,10 @@ from atomate2_gmt.active_learning.policies import (
 )
 from atomate2_gmt.data.records import TensorRecord
 from atomate2_gmt.model.checkpoint import load_checkpoint
-from atomate2_gmt.model.config import GMTNetConfig, check_task
+from atomate2_gmt.model.config import GMTNetConfig
+from atomate2_gmt.model.factory import build_model, model_arch
 from atomate2_gmt.model.gmtnet import GMTNet
+from atomate2_gmt.model.tensor_model import TensorModel
 from atomate2_gmt.tensors.metrics import fnorm
 from atomate2_gmt.training.trainer import (
     PreparedSet,
@@ -70,6 +78,8 @@ from atomate2_gmt.training.trainer import (
 from atomate2_gmt.training.transfer import transfer_weights
 
 __all__ = [
+    "RETRAIN_MODES",
+    "SELECT_MODES",
     "SMALL_MODEL",
     "CampaignConfig",
     "CampaignResult",
@@ -83,189 +93,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-SMALL_MODEL: dict[str, Any] = {
-    "node_dim": 64,
-    "scalar_mul": 32,
-    "vector_mul": 8,
-    "out_mul": 8,
-    "radial_hidden": 64,
-    "rbf_bins": 128,
-    "n_equivariant_layers": 2,
-}
-"""GMTNetConfig overrides of the simulation's model (~158 k parameters instead of ~744 k)."""
-
-
-RETRAIN_MODES: tuple[str, ...] = ("finetune", "scratch")
-"""How a model is updated after a round: fine-tuned from the previous round's model, or trained
-again from scratch (``init_epochs``, ``lr``, new target scale) on everything labelled so far."""
-
-
-SELECT_MODES: tuple[str, ...] = ("best", "last")
-"""Which model a training returns: ``best``, the best epoch on the validation part of the seed
-set (which is then not trained on), or ``last``, the final epoch of a training on the whole
-seed set plus the revealed labels (the validation records are trained on and only logged)."""
-
-
-@dataclass
-class CampaignConfig:
-    """One simulated campaign.
-
-    Args:
-        task: the task (its records are loaded with ``training.run.load_records(task, data)``).
-        rounds, per_round: rounds and oracle calls (picks) per round.
-        seed_size: labelled records at the start; ``val_fraction`` of them (at least one) are
-            the validation set (best epoch) of every training, the rest the initial training set.
-        heldout_size: records never selectable, for the held-out Fnorm after each retraining.
-        top: K of the true top-K in the pool.
-        seed: shuffles the records into seed / held-out / pool and seeds the models.
-        strategies: a subset of ``random``, ``ranking``, ``exploit``, ``ucb``.
-        ensemble, kappa: members and exploration weight of ``ucb``.
-        random_repeats: draws averaged for ``random``.
-        init_epochs, lr: the initial training (from scratch).
-        finetune_epochs, finetune_lr: each round's fine-tuning (target scale kept).
-        batch_size: training batch size.
-        model_overrides: GMTNetConfig fields of the model (default :data:`SMALL_MODEL`).
-        target_transform, transform_scale: what the models are trained on (``none``: the
-            tensors; ``asinh``: norms compressed as s·asinh(‖T‖/s), s = ``transform_scale`` in
-            task units, see :func:`~atomate2_gmt.active_learning.policies.compress_targets`);
-            predictions are expanded back before any ranking or Fnorm.
-        retrain: ``finetune`` (from the previous model) or ``scratch`` after every round
-            (:data:`RETRAIN_MODES`).
-        huber_delta: δ of the training loss's Huber function on scaled targets (1: L1-like
-            beyond one target RMS; large: MSE-like, which weights the largest tensors, the
-            ones a search for the top-K must get right, more).
-        relative_loss: weight of the trainer's relative-error term (‖Δ‖_F / ‖true‖_F per
-            crystal, :class:`~atomate2_gmt.training.trainer.TrainConfig`
-            ``relative_loss_weight``; 0 = off): each crystal's magnitude counts, not only the
-            largest tensors' (measured in docs/active_learning.md: better one-shot ranking,
-            worse UCB).
-        select: ``best`` (best validation epoch) or ``last`` (final epoch; the validation
-            records join the training set) (:data:`SELECT_MODES`).
-        limit: use only the first N records (quick runs and tests).
-        data: the records' source for ``load_records`` (``mp``).
-        pretrain_task: transfer learning (None: off). Before the campaign a model of this task
-            (e.g. ``dielectric_total``) is trained for ``pretrain_epochs`` on that task's records
-            of **other materials** (every material of the pool and the held-out set is removed,
-            so no label of theirs, of any property, is seen); every model trained from scratch
-            then starts from its weights where names and shapes agree
-            (:func:`~atomate2_gmt.training.transfer.transfer_weights`; the head is new).
-        pretrain_epochs: epochs of that pretraining (lr ``lr``, 10 % of its records validate).
-    """
-
-    task: str = "piezo"
-    rounds: int = 5
-    per_round: int = 20
-    seed_size: int = 100
-    heldout_size: int = 88
-    top: int = 50
-    seed: int = 0
-    strategies: tuple[str, ...] = STRATEGIES
-    ensemble: int = 3
-    kappa: float = 1.0
-    random_repeats: int = 200
-    init_epochs: int = 60
-    lr: float = 1e-3
-    finetune_epochs: int = 20
-    finetune_lr: float = 3e-4
-    batch_size: int = 32
-    val_fraction: float = 0.15
-    model_overrides: dict[str, Any] = field(default_factory=lambda: dict(SMALL_MODEL))
-    target_transform: str = "none"
-    transform_scale: float = 1.0
-    retrain: str = "finetune"
-    huber_delta: float = 1.0
-    relative_loss: float = 0.0
-    select: str = "best"
-    limit: int | None = None
-    data: str = "mp"
-    pretrain_task: str | None = None
-    pretrain_epochs: int = 40
-
-    def __post_init__(self) -> None:
-        check_task(self.task)
-        self.strategies = tuple(self.strategies)
-        unknown = sorted(set(self.strategies) - set(STRATEGIES))
-        if unknown or not self.strategies:
-            raise ValueError(f"unknown or no strategies {unknown}; valid: {', '.join(STRATEGIES)}")
-        for name in ("rounds", "per_round", "seed_size", "top", "ensemble", "random_repeats"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.seed_size < 3:
-            raise ValueError("seed_size must be >= 3 (training and validation records)")
-        if self.heldout_size < 1:
-            raise ValueError(f"heldout_size must be >= 1, got {self.heldout_size}")
-        if self.target_transform not in TARGET_TRANSFORMS:
-            raise ValueError(
-                f"unknown target_transform {self.target_transform!r}; valid: {TARGET_TRANSFORMS}"
-            )
-        if self.relative_loss < 0:
-            raise ValueError(f"relative_loss must be >= 0, got {self.relative_loss}")
-        if self.huber_delta <= 0:
-            raise ValueError(f"huber_delta must be positive, got {self.huber_delta}")
-        if self.transform_scale <= 0:
-            raise ValueError(f"transform_scale must be positive, got {self.transform_scale}")
-        if self.select not in SELECT_MODES:
-            raise ValueError(f"unknown select {self.select!r}; valid: {SELECT_MODES}")
-        if self.retrain not in RETRAIN_MODES:
-            raise ValueError(f"unknown retrain {self.retrain!r}; valid: {RETRAIN_MODES}")
-        if self.pretrain_task is not None:
-            check_task(self.pretrain_task)
-            if self.pretrain_task == self.task:
-                raise ValueError(
-                    f"pretrain_task must be another task than {self.task!r} (its labels of the "
-                    "pool would leak)"
-                )
-        if self.pretrain_epochs < 1:
-            raise ValueError(f"pretrain_epochs must be >= 1, got {self.pretrain_epochs}")
-
-    @property
-    def n_val(self) -> int:
-        """Validation records taken from the seed set."""
-        return max(1, round(self.val_fraction * self.seed_size))
-
-
-@dataclass
-class StrategyTrace:
-    """One strategy's campaign. Index r of the lists is "after round r" (0 = before any call).
-
-    ``found``: true top-K found (for ``random`` the mean over the repeats, ``found_std`` their
-    standard deviation). ``heldout_fnorm``: mean Fnorm (C/m² for piezo) on the held-out set of
-    the model in use after round r's retraining (None for ``random``; constant for
-    ``ranking``; the ensemble-mean tensor for ``ucb``). ``selected``: record ids per round
-    (for ``random``: of the first repeat).
-    """
-
-    name: str
-    oracle_calls: list[int]
-    found: list[float]
-    selected: list[list[str]]
-    heldout_fnorm: list[float | None]
-    seconds: float
-    found_std: list[float] | None = None
-
-
-@dataclass
-class CampaignResult:
-    """What one simulated campaign measured (see the module docstring)."""
-
-    config: dict[str, Any]
-    n_records: int
-    n_failed: int
-    seed_ids: list[str]
-    heldout_ids: list[str]
-    pool_ids: list[str]
-    top_ids: list[str]
-    top_threshold: float  # the K-th largest pool value (C/m² for piezo)
-    random_expectation: list[float]  # n·K/N after each round
-    strategies: dict[str, StrategyTrace]
-    initial_seconds: float
-    seconds: float
-    pretrain: dict[str, Any] | None = None  # what pretrain_body reported (None: no transfer)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-safe dict."""
-        return asdict(self)
 
 
 class Oracle:
@@ -303,8 +130,9 @@ def _subset(data: PreparedSet, idx: Sequence[int], labelled: bool = True) -> Pre
     return PreparedSet([], crystals, torch.zeros_like(data.targets[index]), {})
 
 
-def _clone(model: GMTNet) -> GMTNet:
-    copy = GMTNet(model.config)
+def _clone(model: TensorModel) -> TensorModel:
+    """A fresh model of ``model``'s architecture and config holding a copy of its state."""
+    copy = build_model(model.config, model_arch(model))
     copy.load_state_dict(model.state_dict())
     return copy
 
@@ -314,9 +142,9 @@ def train_model(
     val: PreparedSet,
     cfg: CampaignConfig,
     seed: int,
-    init: GMTNet | None = None,
+    init: TensorModel | None = None,
     body: dict[str, Any] | None = None,
-) -> GMTNet:
+) -> TensorModel:
     """Train from scratch (``init`` None: ``init_epochs``, ``lr``, targets scaled by their RMS;
     starting from the weights of ``body``, a state dict of another task, where they fit)
     or fine-tune a copy of ``init`` (``finetune_epochs``, ``finetune_lr``, its target scale
@@ -324,7 +152,7 @@ def train_model(
     best-on-validation model (CPU, eval mode)."""
     if init is None:
         torch.manual_seed(seed)
-        model = GMTNet(GMTNetConfig(task=cfg.task, **cfg.model_overrides))
+        model: TensorModel = GMTNet(GMTNetConfig(task=cfg.task, **cfg.model_overrides))
         if body is not None:
             transfer_weights(model, body)
         epochs, lr, scaling = cfg.init_epochs, cfg.lr, True
@@ -346,8 +174,8 @@ def train_model(
 
 
 def _fit(
-    model: GMTNet, train: PreparedSet, val: PreparedSet, tcfg: TrainConfig, last: bool = False
-) -> tuple[GMTNet, dict[str, Any]]:
+    model: TensorModel, train: PreparedSet, val: PreparedSet, tcfg: TrainConfig, last: bool = False
+) -> tuple[TensorModel, dict[str, Any]]:
     """Train ``model`` in a throw-away run folder; returns the best-on-validation model (or,
     with ``last``, the final epoch's), on CPU in eval mode, and the best validation record."""
     with tempfile.TemporaryDirectory(prefix="gmt-campaign-") as tmp:
@@ -396,7 +224,7 @@ class _Campaign:
         self.top_set = set(ranked)
         self.top_ids = [self.data.records[i].id for i in ranked]
         self.top_threshold = float(truth[ranked[-1]])
-        self._initial: dict[int, GMTNet] = {}
+        self._initial: dict[int, TensorModel] = {}
         self.initial_seconds = 0.0
         self._body: dict[str, Any] | None = None
         self.pretrain_info: dict[str, Any] | None = None
@@ -418,7 +246,7 @@ class _Campaign:
             self.initial_seconds += self.pretrain_info["seconds"]
         return self._body
 
-    def initial_model(self, seed: int) -> GMTNet:
+    def initial_model(self, seed: int) -> TensorModel:
         """The model trained from scratch on the seed set's training part (cached per seed)."""
         if seed not in self._initial:
             body = self.body()
@@ -430,7 +258,7 @@ class _Campaign:
             self.initial_seconds += time.perf_counter() - t0
         return self._initial[seed]
 
-    def finetune(self, model: GMTNet, revealed: Sequence[int], seed: int) -> GMTNet:
+    def finetune(self, model: TensorModel, revealed: Sequence[int], seed: int) -> TensorModel:
         """Fine-tune ``model`` (``retrain`` = ``finetune``) or train a new one from scratch
         (``scratch``) on the seed training part + every revealed label."""
         train = _subset(self.fit_data, [*self.base_train_idx, *revealed])
@@ -439,18 +267,18 @@ class _Campaign:
             return train_model(train, val, self.cfg, seed, init=model)
         return train_model(train, val, self.cfg, seed, body=self.body())
 
-    def predict(self, model: GMTNet, idx: Sequence[int]) -> np.ndarray:
+    def predict(self, model: TensorModel, idx: Sequence[int]) -> np.ndarray:
         """Full predicted tensors of ``idx`` (task units) from their structures only."""
         raw = predict_prepared(model, _subset(self.data, idx, labelled=False), batch_size=64)
         return expand_targets(raw, self.cfg.target_transform, self.cfg.transform_scale)
 
-    def pool_values(self, model: GMTNet) -> np.ndarray:
+    def pool_values(self, model: TensorModel) -> np.ndarray:
         """Predicted target values, indexed like the data (NaN outside the pool)."""
         values = np.full(len(self.data.records), np.nan)
         values[self.pool_idx] = target_value(self.predict(model, self.pool_idx), self.cfg.task)
         return values
 
-    def heldout_fnorm(self, models: Sequence[GMTNet]) -> float:
+    def heldout_fnorm(self, models: Sequence[TensorModel]) -> float:
         """Mean Fnorm on the held-out set of the (ensemble-mean) predicted tensors."""
         pred = np.mean([self.predict(m, self.heldout_idx) for m in models], axis=0)
         true = _subset(self.data, self.heldout_idx).targets.numpy()
