@@ -4,6 +4,8 @@ a training trick such as a lab-frame offset can break what an untrained model ke
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from atomate2_gmt.data.mp import structures_by_crystal_system
@@ -19,3 +21,6 @@ def test_shipped_model_is_equivariant_on_real_structures(task):
     assert len(structures) == 14
     error, where = equivariance_error(model, structures, seed=7)
     assert error < EQUIVARIANCE_TOLERANCE, f"{task} {meta.get('version')}: {error:.2e} at {where}"
+    # the same weights in float64: what remains is the structures' own precision (1e-6 Å lattices)
+    error64, where64 = equivariance_error(copy.deepcopy(model).double(), structures, seed=7)
+    assert error64 < 1e-6, f"{task} {meta.get('version')} float64: {error64:.2e} at {where64}"
