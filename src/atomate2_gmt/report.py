@@ -38,6 +38,7 @@ def dfpt_comparison(
     states: tuple[str, ...] = ("accepted",),
     predict_missing: bool = False,
     missing: list[dict[str, Any]] | None = None,
+    predict_maker: Any = None,
 ) -> list[dict[str, Any]]:
     """One row per (candidate, task) with both a prediction and a DFPT tensor.
 
@@ -45,12 +46,14 @@ def dfpt_comparison(
     results that failed validation). ``predict_missing``: a DFPT part without a successful
     prediction is predicted now with the current models (the settings' ``MODELS``) and compared
     too. ``missing``: a list that receives one row (prediction_id, formula, task, reason) per
-    DFPT part left out. Rows: see :func:`document_comparison`.
+    DFPT part left out. ``predict_maker``: the
+    :class:`~atomate2_gmt.jobs.predict.GMTPredictMaker` of those predictions (default: one with
+    the settings in force). Rows: see :func:`document_comparison`.
     """
     store.connect()
     rows = []
     criteria = {"dfpt.state": {"$in": list(states)}}
-    maker = None
+    maker = predict_maker
     for doc in store.query(criteria=criteria):
         gaps = missing_parts(doc)
         if predict_missing and gaps:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
 from atomate2_gmt import __version__
@@ -34,10 +31,7 @@ app = typer.Typer(
 @app.callback()
 def settings_callback(
     ctx: typer.Context,
-    project_dir: Annotated[
-        Path | None,
-        typer.Option("--project-dir", help=context_cli.PROJECT_DIR_HELP, show_default=False),
-    ] = None,
+    project_dir: context_cli.ProjectDirOption = None,
 ) -> None:
     """GMTNet crystal-tensor screening: predict, screen, query, train."""
     ctx.obj = context_cli.CLIState(project_dir=project_dir)

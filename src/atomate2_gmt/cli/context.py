@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,9 +21,20 @@ if TYPE_CHECKING:
 
     from atomate2_gmt.settings import GMTSettings
 
-__all__ = ["PROJECT_DIR_HELP", "CLIState", "cli_settings", "existing_candidate_store"]
+__all__ = [
+    "PROJECT_DIR_HELP",
+    "CLIState",
+    "ProjectDirOption",
+    "cli_settings",
+    "existing_candidate_store",
+]
 
 PROJECT_DIR_HELP = "Project folder (default: settings PROJECT_DIR)."
+ProjectDirOption = Annotated[
+    Path | None, typer.Option("--project-dir", help=PROJECT_DIR_HELP, show_default=False)
+]
+"""The ``--project-dir`` option, of the app and of the commands that also take it after their
+name (``atomate2-gmt query --project-dir P``); a command's value overrides the app's."""
 SETTINGS_ERROR_EXIT = 2
 """Exit code when the settings (environment, YAML file, options) are invalid."""
 

@@ -13,16 +13,14 @@ from pathlib import Path
 
 import typer
 
-from atomate2_gmt.cli.context import cli_settings
+from atomate2_gmt.cli.context import ProjectDirOption, cli_settings
 
 
 def demo(
     n: int = typer.Option(300, help="number of substitution candidates to generate"),
     top: int = typer.Option(10, help="rows shown per property"),
     seed: int = typer.Option(0),
-    project_dir: Path | None = typer.Option(
-        None, help="project folder (default: settings PROJECT_DIR, ./gmt_project)"
-    ),
+    project_dir: ProjectDirOption = None,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
     ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from atomate2_gmt.cli.context import PROJECT_DIR_HELP, cli_settings
+from atomate2_gmt.cli.context import ProjectDirOption, cli_settings
 from atomate2_gmt.mongo_local import DEFAULT_PORT
 
 app = typer.Typer(
@@ -18,10 +18,6 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-ProjectDir = Annotated[
-    Path | None,
-    typer.Option("--project-dir", help=PROJECT_DIR_HELP),
-]
 NOT_RUNNING_EXIT = 3
 """Exit code of ``status`` when no server runs (as ``systemctl status``)."""
 
@@ -35,7 +31,7 @@ def start(
     port: Annotated[
         int, typer.Option("--port", min=1, max=65535, help="Port on 127.0.0.1.")
     ] = DEFAULT_PORT,
-    project_dir: ProjectDir = None,
+    project_dir: ProjectDirOption = None,
     ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Start a local server on 127.0.0.1 with its data in PROJECT_DIR/mongo and print the
@@ -58,7 +54,7 @@ def start(
 
 @app.command("status")
 def status_command(
-    project_dir: ProjectDir = None,
+    project_dir: ProjectDirOption = None,
     ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Say whether the local server runs (exit code 0) or not (exit code 3), and its URI."""
@@ -81,7 +77,7 @@ def status_command(
 
 @app.command()
 def stop(
-    project_dir: ProjectDir = None,
+    project_dir: ProjectDirOption = None,
     ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Stop the local server (its data stay in PROJECT_DIR/mongo/data)."""

@@ -10,12 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from atomate2_gmt.cli.context import PROJECT_DIR_HELP, cli_settings, existing_candidate_store
+from atomate2_gmt.cli.context import ProjectDirOption, cli_settings, existing_candidate_store
 
 __all__ = ["query_command", "register", "render_rows"]
 
@@ -122,10 +121,7 @@ def query_command(
     tensors: Annotated[
         bool, typer.Option("--tensors", help="Add tensors to csv/json output.")
     ] = False,
-    project_dir: Annotated[
-        Path | None,
-        typer.Option("--project-dir", help=PROJECT_DIR_HELP),
-    ] = None,
+    project_dir: ProjectDirOption = None,
     ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Show the top screened candidates for a property, from the prediction store."""

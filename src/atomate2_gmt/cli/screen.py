@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from atomate2_gmt.cli.context import PROJECT_DIR_HELP, cli_settings
+from atomate2_gmt.cli.context import ProjectDirOption, cli_settings
 
 if TYPE_CHECKING:
     from atomate2_gmt.settings import GMTSettings
@@ -202,7 +202,7 @@ def screen(
     top: Annotated[int, typer.Option(min=1, help="Rows per property.")] = 10,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda (default: settings).")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
-    project_dir: Annotated[Path | None, typer.Option(help=PROJECT_DIR_HELP)] = None,
+    project_dir: ProjectDirOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
@@ -254,7 +254,7 @@ def show(
     picture: Annotated[
         Path | None, typer.Option(help="PNG to write (default: <project>/figures/<key>.png).")
     ] = None,
-    project_dir: Annotated[Path | None, typer.Option(help=PROJECT_DIR_HELP)] = None,
+    project_dir: ProjectDirOption = None,
     ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Print one prediction document and write a picture of its tensors."""
@@ -316,7 +316,7 @@ def report(
     include_rejected: Annotated[
         bool, typer.Option(help="Also list DFPT results that failed validation.")
     ] = False,
-    project_dir: Annotated[Path | None, typer.Option(help=PROJECT_DIR_HELP)] = None,
+    project_dir: ProjectDirOption = None,
     predict_missing: Annotated[
         bool,
         typer.Option(
@@ -329,10 +329,16 @@ def report(
     """Predicted vs DFPT tensors for every candidate with a DFPT result (table + parity plot)."""
     from atomate2_gmt.report import dfpt_comparison, write_report
 
-    _, store = _checked_store(ctx, project_dir)
+    settings, store = _checked_store(ctx, project_dir)
     states = ("accepted", "rejected") if include_rejected else ("accepted",)
     missing: list[dict[str, Any]] = []
-    rows = dfpt_comparison(store, states, predict_missing=predict_missing, missing=missing)
+    rows = dfpt_comparison(
+        store,
+        states,
+        predict_missing=predict_missing,
+        missing=missing,
+        predict_maker=_predict_maker(settings) if predict_missing else None,
+    )
     paths = write_report(rows, out, missing)
     typer.echo(paths["md"].read_text())
     on_demand = sum(1 for r in rows if r.get("prediction") != "screening")

@@ -7,12 +7,11 @@ reach it through an SSH tunnel, docs/screening.md). Needs the ``web`` extra.
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from atomate2_gmt.cli.context import PROJECT_DIR_HELP, cli_settings, existing_candidate_store
+from atomate2_gmt.cli.context import ProjectDirOption, cli_settings, existing_candidate_store
 
 __all__ = ["serve"]
 
@@ -29,7 +28,7 @@ def _is_loopback(host: str) -> bool:
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
-    project_dir: Annotated[Path | None, typer.Option(help=PROJECT_DIR_HELP)] = None,
+    project_dir: ProjectDirOption = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
     ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
