@@ -16,8 +16,8 @@ def test_curated_run_reports_raw_and_curated_test(tmp_path, monkeypatch) -> None
 
     real = run.load_records
 
-    def few(task: str, data: str = "mp"):  # type: ignore[no-untyped-def]
-        records, info = real(task, data)
+    def few(task: str, data: str = "mp", settings=None):  # type: ignore[no-untyped-def]
+        records, info = real(task, data, settings)
         outliers = [r for r in records if r.id in OUTLIERS]
         return [r for r in records if r.id not in OUTLIERS][:58] + outliers, info
 

@@ -88,8 +88,8 @@ def test_train_task_pretraining_route(tmp_path, monkeypatch) -> None:  # type: i
 
     real = run.load_records
 
-    def few(task: str, data: str = "mp"):  # type: ignore[no-untyped-def]
-        records, info = real(task, data)
+    def few(task: str, data: str = "mp", settings=None):  # type: ignore[no-untyped-def]
+        records, info = real(task, data, settings)
         return records[:60], info
 
     monkeypatch.setattr(run, "load_records", few)
