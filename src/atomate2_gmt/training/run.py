@@ -7,7 +7,7 @@ import logging
 import platform
 import shlex
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,9 @@ from atomate2_gmt.training.report import learning_curves_plot, report_markdown
 from atomate2_gmt.training.trainer import TrainConfig, Trainer, prepare_records
 
 if TYPE_CHECKING:
+    from atomate2_gmt.model.tensor_model import TensorModel
     from atomate2_gmt.settings import GMTSettings
+    from atomate2_gmt.training.trainer import PreparedSet
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +83,145 @@ def filter_max_abs(records: list[TensorRecord], limit: float) -> tuple[list[Tens
     return kept, len(records) - len(kept)
 
 
+@dataclass
+class _Splits:
+    """The records of one training run and how they were split, filtered and curated."""
+
+    records: list[TensorRecord]
+    data_info: dict[str, Any]
+    train: list[TensorRecord]
+    val: list[TensorRecord]
+    test: list[TensorRecord]
+    dropped: dict[str, int]
+    curation: dict[str, Any] | None
+
+
+def _split_records(
+    task: str,
+    data: str,
+    settings: GMTSettings | None,
+    split: tuple[float, float, float],
+    split_seed: int,
+    exclude_materials_of: str | None,
+    max_abs_target: float | None,
+    curate: bool,
+) -> _Splits:
+    """Load ``task``'s records, drop another task's held-out materials, split, filter, curate."""
+    records, data_info = load_records(task, data, settings)
+    if exclude_materials_of is not None:
+        check_task(exclude_materials_of)
+        other, _ = load_records(exclude_materials_of, data, settings)
+        _, o_val, o_test = split_by_source(other, split, seed=split_seed)
+        held = {r.id for r in [*o_val, *o_test]}
+        n_before = len(records)
+        records = [r for r in records if r.id not in held]
+        data_info = {
+            **data_info,
+            "excluded_materials_of": exclude_materials_of,
+            "n_excluded_materials": n_before - len(records),
+        }
+    train, val, test = split_by_source(records, split, seed=split_seed)
+    dropped: dict[str, int] = {}
+    if max_abs_target is not None:
+        train, dropped["train"] = filter_max_abs(train, max_abs_target)
+        val, dropped["val"] = filter_max_abs(val, max_abs_target)
+    curation: dict[str, Any] | None = None
+    if curate:
+        from atomate2_gmt.data.curation import CURATION_RULES
+        from atomate2_gmt.data.curation import curate as curate_records
+
+        train, removed_train = curate_records(train)
+        val, removed_val = curate_records(val)
+        curation = {
+            "rule": CURATION_RULES.get(task, "none for this task"),
+            "removed": {"train": removed_train, "val": removed_val},
+            "test_removed": curate_records(test)[1],
+        }
+    return _Splits(records, data_info, train, val, test, dropped, curation)
+
+
+def _build_model(
+    task: str, model_overrides: dict[str, Any] | None, init_from: str | Path | None
+) -> tuple[GMTNetConfig, GMTNet, dict[str, Any] | None]:
+    """The model of ``task`` (task defaults, then overrides), warm-started from ``init_from``."""
+    overrides = {**TASK_MODEL_DEFAULTS.get(task, {}), **(model_overrides or {})}
+    config = GMTNetConfig(task=task, **overrides)
+    model = GMTNet(config)
+    transfer: dict[str, Any] | None = None
+    if init_from is not None:
+        from atomate2_gmt.training.transfer import load_state, transfer_weights
+
+        moved = transfer_weights(model, load_state(init_from))
+        logger.info("%s from %s", moved.summary(), init_from)
+        transfer = {"from": str(init_from), "copied": len(moved.copied), "fraction": moved.fraction}
+    return config, model, transfer
+
+
+def _train_metadata(
+    task: str,
+    splits: _Splits,
+    split_info: dict[str, Any],
+    max_abs_target: float | None,
+    train_cfg: TrainConfig,
+    command: str | None,
+    model: GMTNet,
+    transfer: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The checkpoint metadata of a training run (data, split, config, command, machine)."""
+    return {
+        "name": f"gmtnet-{task}",
+        "version": "1",
+        "data": splits.data_info,
+        "training_data_hash": records_hash(splits.records),
+        "split": split_info,
+        "max_abs_target": max_abs_target,
+        "dropped_by_max_abs_target": splits.dropped,
+        "train_config": asdict(train_cfg),
+        "command": command or " ".join(shlex.quote(a) for a in sys.argv),
+        "machine": f"{platform.machine()} {platform.processor() or ''} "
+        f"torch {torch.__version__} threads {torch.get_num_threads()}",
+        "n_parameters": model.n_parameters(),
+        "transfer": transfer,
+        "curation": splits.curation,
+    }
+
+
+def _test_report(
+    task: str,
+    best: TensorModel,
+    sets: dict[str, PreparedSet],
+    splits: _Splits,
+    config: GMTNetConfig,
+    batch_size: int,
+    split_seed: int,
+    out: Path,
+) -> dict[str, Any]:
+    """Test metrics of ``best``: the test split, rotated, curated, textbook and per source."""
+    report = evaluate_prepared(
+        best, sets["test"], batch_size=batch_size, parity_png=str(out / "parity.png")
+    )
+    rotated = prepare_records(rotated_records(sets["test"].records, split_seed), config)
+    report["rotated_test"] = evaluate_prepared(best, rotated, batch_size=batch_size)["overall"]
+    if splits.curation is not None:  # the same model on the test crystals the rule keeps
+        removed = set(splits.curation["test_removed"])
+        kept = sets["test"].subset(lambda r: r.id not in removed)
+        report["curated_test"] = evaluate_prepared(best, kept, batch_size=batch_size)["overall"]
+    if task == "piezo":  # the well-known piezoelectrics, wherever the split put them
+        from atomate2_gmt.training.textbook import textbook_ratios
+
+        where = {
+            r.id: name
+            for name, part in (("train", splits.train), ("val", splits.val))
+            for r in part
+        }
+        where.update({r.id: "test" for r in splits.test})
+        report["textbook"] = textbook_ratios(best, splits.records, where, batch_size)
+    per_source = per_source_metrics(best, sets["test"], batch_size)
+    if per_source:  # test figures per source (the split of each source is its own)
+        report["per_source"] = per_source
+    return report
+
+
 def train_task(
     task: str,
     out_dir: str | Path,
@@ -121,50 +262,14 @@ def train_task(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(train_cfg.seed)
-    records, data_info = load_records(task, data, settings)
     split_seed = train_cfg.seed if split_seed is None else split_seed
-    if exclude_materials_of is not None:
-        check_task(exclude_materials_of)
-        other, _ = load_records(exclude_materials_of, data, settings)
-        _, o_val, o_test = split_by_source(other, split, seed=split_seed)
-        held = {r.id for r in [*o_val, *o_test]}
-        n_before = len(records)
-        records = [r for r in records if r.id not in held]
-        data_info = {
-            **data_info,
-            "excluded_materials_of": exclude_materials_of,
-            "n_excluded_materials": n_before - len(records),
-        }
-    train, val, test = split_by_source(records, split, seed=split_seed)
-    dropped: dict[str, int] = {}
-    if max_abs_target is not None:
-        train, dropped["train"] = filter_max_abs(train, max_abs_target)
-        val, dropped["val"] = filter_max_abs(val, max_abs_target)
-    curation: dict[str, Any] | None = None
-    if curate:
-        from atomate2_gmt.data.curation import CURATION_RULES
-        from atomate2_gmt.data.curation import curate as curate_records
-
-        train, removed_train = curate_records(train)
-        val, removed_val = curate_records(val)
-        curation = {
-            "rule": CURATION_RULES.get(task, "none for this task"),
-            "removed": {"train": removed_train, "val": removed_val},
-            "test_removed": curate_records(test)[1],
-        }
-    overrides = {**TASK_MODEL_DEFAULTS.get(task, {}), **(model_overrides or {})}
-    config = GMTNetConfig(task=task, **overrides)
-    model = GMTNet(config)
-    transfer: dict[str, Any] | None = None
-    if init_from is not None:
-        from atomate2_gmt.training.transfer import load_state, transfer_weights
-
-        moved = transfer_weights(model, load_state(init_from))
-        logger.info("%s from %s", moved.summary(), init_from)
-        transfer = {"from": str(init_from), "copied": len(moved.copied), "fraction": moved.fraction}
+    splits = _split_records(
+        task, data, settings, split, split_seed, exclude_materials_of, max_abs_target, curate
+    )
+    config, model, transfer = _build_model(task, model_overrides, init_from)
     sets = {
         name: prepare_records(recs, config)
-        for name, recs in (("train", train), ("val", val), ("test", test))
+        for name, recs in (("train", splits.train), ("val", splits.val), ("test", splits.test))
     }
     split_info: dict[str, Any] = {
         "fractions": list(split),
@@ -172,56 +277,22 @@ def train_task(
         "init_seed": train_cfg.seed,
         "sizes": {k: len(v.records) for k, v in sets.items()},
     }
-    metadata = {
-        "name": f"gmtnet-{task}",
-        "version": "1",
-        "data": data_info,
-        "training_data_hash": records_hash(records),
-        "split": split_info,
-        "max_abs_target": max_abs_target,
-        "dropped_by_max_abs_target": dropped,
-        "train_config": asdict(train_cfg),
-        "command": command or " ".join(shlex.quote(a) for a in sys.argv),
-        "machine": f"{platform.machine()} {platform.processor() or ''} "
-        f"torch {torch.__version__} threads {torch.get_num_threads()}",
-        "n_parameters": model.n_parameters(),
-        "transfer": transfer,
-        "curation": curation,
-    }
+    metadata = _train_metadata(
+        task, splits, split_info, max_abs_target, train_cfg, command, model, transfer
+    )
     trainer = Trainer(model, sets["train"], sets["val"], out, train_cfg, metadata)
     trainer.fit(resume=resume, progress=progress)
     best, _meta = load_checkpoint(trainer.best_path, task=task)
-    report = evaluate_prepared(
-        best, sets["test"], batch_size=train_cfg.batch_size, parity_png=str(out / "parity.png")
-    )
-    rotated = prepare_records(rotated_records(sets["test"].records, split_seed), config)
-    report["rotated_test"] = evaluate_prepared(best, rotated, batch_size=train_cfg.batch_size)[
-        "overall"
-    ]
-    if curation is not None:  # the same model on the test crystals the rule keeps
-        removed = set(curation["test_removed"])
-        kept = sets["test"].subset(lambda r: r.id not in removed)
-        report["curated_test"] = evaluate_prepared(best, kept, batch_size=train_cfg.batch_size)[
-            "overall"
-        ]
-    if task == "piezo":  # the well-known piezoelectrics, wherever the split put them
-        from atomate2_gmt.training.textbook import textbook_ratios
-
-        where = {r.id: name for name, part in (("train", train), ("val", val)) for r in part}
-        where.update({r.id: "test" for r in test})
-        report["textbook"] = textbook_ratios(best, records, where, train_cfg.batch_size)
-    per_source = per_source_metrics(best, sets["test"], train_cfg.batch_size)
-    if per_source:  # test figures per source (the split of each source is its own)
-        report["per_source"] = per_source
+    report = _test_report(task, best, sets, splits, config, train_cfg.batch_size, split_seed, out)
     epoch_times = [row["epoch_s"] for row in trainer.history if "epoch_s" in row]
     report.update(
         {
             "task": task,
             "model": "gmtnet",
-            "data": data_info,
+            "data": splits.data_info,
             "split_sizes": split_info["sizes"],
             "max_abs_target": max_abs_target,
-            "dropped_by_max_abs_target": dropped,
+            "dropped_by_max_abs_target": splits.dropped,
             "failed_records": {k: v.failed for k, v in sets.items() if v.failed},
             "n_parameters": model.n_parameters(),
             "best_epoch": trainer.best.get("epoch"),
@@ -231,7 +302,7 @@ def train_task(
             "command": metadata["command"],
             "training_data_hash": metadata["training_data_hash"],
             "transfer": transfer,
-            "curation": curation,
+            "curation": splits.curation,
         }
     )
     if any(key.startswith("train_ewt") for row in trainer.history for key in row):
