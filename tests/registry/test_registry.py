@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -239,20 +238,17 @@ def test_every_key_field_is_indexed(registry):
     assert len(names) >= len(MODEL_REGISTRY_INDEXES)
 
 
-def test_register_and_fetch_timing(registry, make_checkpoint, tmp_path):
-    """Measured: register + fetch of a 2.7 MB shipped-size checkpoint stays well under a second
-    each on CPU (printed for the report)."""
+def test_register_and_fetch_a_shipped_size_checkpoint(registry, tmp_path):
+    """A 2.7 MB shipped checkpoint goes in and comes back byte for byte (its speed is measured
+    by benchmarks, not here)."""
+    from atomate2_gmt.model.checkpoint import file_sha256
     from atomate2_gmt.pretrained import pretrained_path
 
     path = pretrained_path("dielectric")
-    t0 = time.perf_counter()
     doc = registry.register(path, "dielectric", {"fnorm": 3.3})
-    t1 = time.perf_counter()
-    registry.fetch_weights(doc.model_id, tmp_path / "dest")
-    t2 = time.perf_counter()
-    print(f"register {t1 - t0:.3f} s, fetch+load {t2 - t1:.3f} s ({type(registry.store).__name__})")
-    assert t1 - t0 < 10
-    assert t2 - t1 < 20
+    fetched = registry.fetch_weights(doc.model_id, tmp_path / "dest")
+    assert fetched.parent == tmp_path / "dest"
+    assert file_sha256(fetched) == file_sha256(path)
 
 
 def test_promotion_refuses_a_model_that_does_not_rotate_with_the_crystal(registry, tmp_path):

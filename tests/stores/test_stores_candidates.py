@@ -117,10 +117,9 @@ def generated() -> tuple[list[Candidate], float]:
     return cands, time.perf_counter() - start
 
 
-def test_generator_makes_300_new_charge_balanced_crystals_quickly(generated):
-    cands, seconds = generated
+def test_generator_makes_300_new_charge_balanced_crystals(generated):
+    cands, _ = generated  # its speed: benchmarks/bench_demo.py
     assert len(cands) == 300
-    assert seconds < 30  # ~2-3 s on a 2-core CI machine; the demo needs "a few seconds"
     known = known_formula_space_groups()
     keys = set()
     for c in cands:
