@@ -78,15 +78,32 @@ def make_dfpt_input(
     settings: AbinitDFPTSettings,
 ) -> AbinitInput:
     """The multi-dataset ABINIT input for ``perturbations`` on ``structure`` (frame kept)."""
+    recip = structure.lattice.reciprocal_lattice.abc  # 1/Å, 2π included
+    ngkpt = settings.ngkpt((recip[0], recip[1], recip[2]))
+    lines = ["# atomate2-gmt ABINIT DFPT input (q = Gamma)"]
+    common = _global_variables(structure, pseudos, settings, ngkpt)
+    for name, value in common.items():
+        lines.append(f"{name} {_fmt(value)}")
+    lines += _geometry_lines(structure)
+    datasets, ds = _datasets(perturbations, settings, len(structure))
+    lines.append(f"ndtset {len(ds)}")
+    for idx, variables in ds.items():
+        lines += [f"{name}{idx} {_fmt(value)}" for name, value in variables.items()]
+    return AbinitInput(text="\n".join(lines) + "\n", datasets=datasets, ngkpt=ngkpt)
+
+
+def _global_variables(
+    structure: Structure,
+    pseudos: dict[str, Pseudo],
+    settings: AbinitDFPTSettings,
+    ngkpt: tuple[int, int, int],
+) -> dict[str, Any]:
+    """Variables shared by all datasets (cell, k-grid, SCF, I/O), then ``settings.extra``."""
     elements = list(dict.fromkeys(site.specie.symbol for site in structure))
     typat = [elements.index(site.specie.symbol) + 1 for site in structure]
     znucl = [_z(el) for el in elements]
     nelect = sum(pseudos[site.specie.symbol].z_valence for site in structure)
-    recip = structure.lattice.reciprocal_lattice.abc  # 1/Å, 2π included
-    ngkpt = settings.ngkpt((recip[0], recip[1], recip[2]))
     shifts = k_shifts(structure)
-
-    lines = ["# atomate2-gmt ABINIT DFPT input (q = Gamma)"]
     common: dict[str, Any] = {
         "acell": "3*1.0",
         "natom": len(structure),
@@ -117,14 +134,23 @@ def make_dfpt_input(
         "pseudos": '"' + ", ".join(pseudos[el].path.name for el in elements) + '"',
     }
     common.update(settings.extra)
-    for name, value in common.items():
-        lines.append(f"{name} {_fmt(value)}")
+    return common
+
+
+def _geometry_lines(structure: Structure) -> list[str]:
+    """``rprim`` (lattice rows in Bohr) and ``xred`` (reduced coordinates) blocks."""
     rprim = np.asarray(structure.lattice.matrix) / BOHR_TO_ANG
-    lines.append("rprim")
+    lines = ["rprim"]
     lines += ["    " + " ".join(f"{x:.15f}" for x in row) for row in rprim]
     lines.append("xred")
     lines += ["    " + " ".join(f"{x:.15f}" for x in row) for row in structure.frac_coords]
+    return lines
 
+
+def _datasets(
+    perturbations: Perturbations, settings: AbinitDFPTSettings, natom: int
+) -> tuple[dict[str, int], dict[int, dict[str, Any]]]:
+    """Dataset indices by role (``gs``, ``ddk``, ``response``) and each dataset's variables."""
     datasets = {"gs": 1}
     ds: dict[int, dict[str, Any]] = {1: {"tolvrs": settings.tolvrs_gs}}
     if perturbations.ddk:
@@ -155,14 +181,11 @@ def make_dfpt_input(
             resp["rfelfd"] = 3
         if perturbations.phonon:
             resp["rfphon"] = 1
-            resp["rfatpol"] = f"1 {len(structure)}"
+            resp["rfatpol"] = f"1 {natom}"
         if perturbations.strain:
             resp["rfstrs"] = 3
         ds[n] = resp
-    lines.append(f"ndtset {len(ds)}")
-    for idx, variables in ds.items():
-        lines += [f"{name}{idx} {_fmt(value)}" for name, value in variables.items()]
-    return AbinitInput(text="\n".join(lines) + "\n", datasets=datasets, ngkpt=ngkpt)
+    return datasets, ds
 
 
 FCC_SHIFTS = ("0.5 0.5 0.5", "0.5 0 0", "0 0.5 0", "0 0 0.5")
