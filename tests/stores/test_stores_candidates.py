@@ -176,7 +176,7 @@ def test_substitution_weights_are_pymatgens_for_ions_of_charge_two_or_more():
         SubstitutionProbability,
     )
 
-    from atomate2_gmt.candidates import _lambda_table
+    from atomate2_gmt.substitution import _lambda_table
 
     table = _lambda_table()
     sp = SubstitutionProbability()

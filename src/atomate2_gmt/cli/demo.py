@@ -29,7 +29,7 @@ def demo(
     from rich.console import Console
 
     from atomate2_gmt import progress
-    from atomate2_gmt.candidates import generate_substitution_candidates
+    from atomate2_gmt.substitution import generate_substitution_candidates
     from atomate2_gmt.cli.screen import print_screening, run_screening
     from atomate2_gmt.known_warnings import ignore_known_warnings
     from atomate2_gmt.plotting import plot_tensor_surfaces
