@@ -11,8 +11,8 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.core.tensors import Tensor
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-from atomate2_gmt.substitution import _space_group_number
 from atomate2_gmt.schemas.keys import structure_key
+from atomate2_gmt.substitution import _space_group_number
 from atomate2_gmt.tensors.symmetry import (
     ANGLE_TOLERANCE,
     KEY_ANGLE_TOLERANCE,

@@ -29,13 +29,13 @@ def demo(
     from rich.console import Console
 
     from atomate2_gmt import progress
-    from atomate2_gmt.substitution import generate_substitution_candidates
     from atomate2_gmt.cli.screen import print_screening, run_screening
     from atomate2_gmt.known_warnings import ignore_known_warnings
     from atomate2_gmt.plotting import plot_tensor_surfaces
     from atomate2_gmt.pretrained import available
     from atomate2_gmt.query import find_document
     from atomate2_gmt.stores import candidate_store
+    from atomate2_gmt.substitution import generate_substitution_candidates
 
     ignore_known_warnings()  # jobflow's use of monty's deprecated cd; other warnings show
     settings = cli_settings(ctx, project_dir)
