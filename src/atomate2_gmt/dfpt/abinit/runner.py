@@ -44,6 +44,10 @@ if TYPE_CHECKING:
 
     from pymatgen.core import Structure
 
+    from atomate2_gmt.dfpt.abinit.inputs import AbinitInput
+    from atomate2_gmt.dfpt.abinit.parse import AnaddbResults
+    from atomate2_gmt.dfpt.abinit.settings import Perturbations
+
 __all__ = ["run_abinit_dfpt"]
 
 logger = logging.getLogger(__name__)
@@ -77,18 +81,7 @@ def run_abinit_dfpt(
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    common: dict[str, Any] = {
-        "functional": settings.functional.upper(),
-        "settings": {**settings.to_dict(), "properties": sorted(set(properties))},
-        "dir_name": str(workdir),
-        "candidate_id": candidate_id,
-    }
-    try:
-        from atomate2_gmt.schemas.keys import structure_key
-
-        common["structure_key"] = structure_key(structure)
-    except Exception:
-        pass
+    common = _common_fields(structure, properties, settings, workdir, candidate_id)
 
     def failed(reason: str) -> DFPTResultDoc:
         logger.warning("ABINIT DFPT failed in %s: %s", workdir, reason)
@@ -115,44 +108,18 @@ def run_abinit_dfpt(
     common["settings"]["ngkpt"] = list(inp.ngkpt)
     label = f"{structure.composition.reduced_formula} ({', '.join(properties)})"
     progress.phase(f"ABINIT DFPT of {label} in {workdir}: {len(inp.datasets)} datasets", logger)
-    watcher = AbinitLogWatcher(workdir / "log", inp.datasets, len(structure))
-
-    def report_phases() -> None:
-        for line in watcher.poll():
-            progress.phase(line, logger)
-
-    try:
-        with progress.polling(report_phases, interval_s=1.0, always=True):
-            _run_custodian(workdir, settings)
-    except Exception as exc:
-        summary = parse_abinit_output(workdir / ABO, workdir / "log")
-        detail = "; ".join(summary.errors or summary.unconverged[:1])
-        return failed(f"ABINIT run failed: {type(exc).__name__}: {exc}. {detail}".strip())
-
-    summary = parse_abinit_output(workdir / ABO, workdir / "log")
-    common["code_version"] = summary.version
-    if summary.errors or not summary.completed:
-        return failed("ABINIT did not complete: " + ("; ".join(summary.errors) or "no end mark"))
-    if summary.unconverged:
-        return failed("SCF/DFPT not converged: " + summary.unconverged[0])
+    reason = _run_abinit(workdir, inp, len(structure), settings, common)
+    if reason is not None:
+        return failed(reason)
     if not perturbations.any_response:
         return failed("nothing to compute")
     try:
-        progress.phase("mrgddb and anaddb: merging the DDB files, computing the tensors", logger)
-        ddbs = sorted(p.name for p in workdir.glob("out_DS*_DDB"))
-        merge_ddbs(workdir, ddbs)
-        results = parse_anaddb_output(run_anaddb(workdir, perturbations))
-        if perturbations.efield and "dielectric_electronic" not in results.tensors:
-            eps_inf = parse_abinit_dielectric(workdir / ABO)  # E-field only: not in anaddb
-            if eps_inf is not None:
-                results.tensors["dielectric_electronic"] = eps_inf
+        results = _anaddb_results(workdir, perturbations)
     except Exception as exc:
         return failed(f"mrgddb/anaddb failed: {type(exc).__name__}: {exc}")
 
     if not settings.keep_wavefunctions:
-        for path in workdir.glob("out_DS*"):
-            if "WF" in path.name or "POT" in path.name or path.name.endswith("DEN"):
-                path.unlink()
+        _remove_wavefunctions(workdir)
     tensors = {k: v for k, v in results.tensors.items() if np.all(np.isfinite(v))}
     if not tensors:
         return failed("anaddb printed no tensors")
@@ -168,6 +135,83 @@ def run_abinit_dfpt(
         wall_time_s=time.perf_counter() - start,
         **common,
     )
+
+
+def _common_fields(
+    structure: Structure,
+    properties: Sequence[str],
+    settings: AbinitDFPTSettings,
+    workdir: Path,
+    candidate_id: str | None,
+) -> dict[str, Any]:
+    """Document fields shared by a success and a failure (the structure key when computable)."""
+    common: dict[str, Any] = {
+        "functional": settings.functional.upper(),
+        "settings": {**settings.to_dict(), "properties": sorted(set(properties))},
+        "dir_name": str(workdir),
+        "candidate_id": candidate_id,
+    }
+    try:
+        from atomate2_gmt.schemas.keys import structure_key
+
+        common["structure_key"] = structure_key(structure)
+    except Exception:
+        pass
+    return common
+
+
+def _run_abinit(
+    workdir: Path,
+    inp: AbinitInput,
+    natom: int,
+    settings: AbinitDFPTSettings,
+    common: dict[str, Any],
+) -> str | None:
+    """Run ABINIT under custodian, reporting its phases; the failure reason, or None.
+
+    Sets ``common["code_version"]`` once the run has ended.
+    """
+    watcher = AbinitLogWatcher(workdir / "log", inp.datasets, natom)
+
+    def report_phases() -> None:
+        for line in watcher.poll():
+            progress.phase(line, logger)
+
+    try:
+        with progress.polling(report_phases, interval_s=1.0, always=True):
+            _run_custodian(workdir, settings)
+    except Exception as exc:
+        summary = parse_abinit_output(workdir / ABO, workdir / "log")
+        detail = "; ".join(summary.errors or summary.unconverged[:1])
+        return f"ABINIT run failed: {type(exc).__name__}: {exc}. {detail}".strip()
+
+    summary = parse_abinit_output(workdir / ABO, workdir / "log")
+    common["code_version"] = summary.version
+    if summary.errors or not summary.completed:
+        return "ABINIT did not complete: " + ("; ".join(summary.errors) or "no end mark")
+    if summary.unconverged:
+        return "SCF/DFPT not converged: " + summary.unconverged[0]
+    return None
+
+
+def _anaddb_results(workdir: Path, perturbations: Perturbations) -> AnaddbResults:
+    """Merge the DDB files, run anaddb and parse its tensors (ε∞ from ABINIT if anaddb lacks it)."""
+    progress.phase("mrgddb and anaddb: merging the DDB files, computing the tensors", logger)
+    ddbs = sorted(p.name for p in workdir.glob("out_DS*_DDB"))
+    merge_ddbs(workdir, ddbs)
+    results = parse_anaddb_output(run_anaddb(workdir, perturbations))
+    if perturbations.efield and "dielectric_electronic" not in results.tensors:
+        eps_inf = parse_abinit_dielectric(workdir / ABO)  # E-field only: not in anaddb
+        if eps_inf is not None:
+            results.tensors["dielectric_electronic"] = eps_inf
+    return results
+
+
+def _remove_wavefunctions(workdir: Path) -> None:
+    """Delete the wavefunction, potential and density files of the datasets."""
+    for path in workdir.glob("out_DS*"):
+        if "WF" in path.name or "POT" in path.name or path.name.endswith("DEN"):
+            path.unlink()
 
 
 def _run_custodian(workdir: Path, settings: AbinitDFPTSettings) -> None:
