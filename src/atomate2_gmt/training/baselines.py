@@ -31,14 +31,14 @@ from typing import Any
 
 import torch
 
-from atomate2_gmt.data.records import records_hash, split_by_source
+from atomate2_gmt.data.records import TensorRecord, records_hash, split_by_source
 from atomate2_gmt.model.checkpoint import load_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig, check_task
 from atomate2_gmt.model.factory import GMTNET_ARCH, INVARIANT_ARCH, build_model
 from atomate2_gmt.tensors.tasks import task_spec
 from atomate2_gmt.training.evaluate import evaluate_prepared, rotated_records
 from atomate2_gmt.training.run import filter_max_abs, load_records
-from atomate2_gmt.training.trainer import TrainConfig, Trainer, prepare_records
+from atomate2_gmt.training.trainer import PreparedSet, TrainConfig, Trainer, prepare_records
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +136,59 @@ def _train_and_evaluate(
     return report
 
 
+def _prepare_sets(
+    task: str,
+    data: str,
+    limit: int | None,
+    split: tuple[float, float, float],
+    seed: int,
+    max_abs_target: float | None,
+    base_overrides: dict[str, Any],
+) -> tuple[list[TensorRecord], dict[str, Any], dict[str, PreparedSet], dict[str, int]]:
+    """The records of the comparison, split, filtered and prepared once for all four models.
+
+    Returns the records, the data summary, the prepared ``train``/``val``/``test``/
+    ``test_rotated`` sets and the number of records ``max_abs_target`` dropped per split.
+    """
+    records, data_info = load_records(task, data)
+    if limit is not None:
+        records = records[:limit]
+    train, val, test = split_by_source(records, split, seed=seed)
+    dropped: dict[str, int] = {}
+    if max_abs_target is not None:
+        train, dropped["train"] = filter_max_abs(train, max_abs_target)
+        val, dropped["val"] = filter_max_abs(val, max_abs_target)
+    # every model shares the graph/point-group settings, so one preparation serves all four
+    base = GMTNetConfig(task=task, **base_overrides)
+    sets = {
+        n: prepare_records(r, base) for n, r in (("train", train), ("val", val), ("test", test))
+    }
+    # the same test crystals in random frames: what a frame-blind model cannot handle
+    sets["test_rotated"] = prepare_records(rotated_records(test, seed), base)
+    return records, data_info, sets, dropped
+
+
+def _comparison_metadata(
+    records: list[TensorRecord],
+    data_info: dict[str, Any],
+    split_info: dict[str, Any],
+    max_abs_target: float | None,
+    cfg: TrainConfig,
+    command: str,
+) -> dict[str, Any]:
+    """The checkpoint metadata every model of the comparison shares."""
+    return {
+        "version": "1",
+        "data": data_info,
+        "training_data_hash": records_hash(records),
+        "split": split_info,
+        "max_abs_target": max_abs_target,
+        "train_config": asdict(cfg),
+        "command": command,
+        "machine": machine_description(),
+    }
+
+
 def compare_models(
     task: str,
     out_dir: str | Path,
@@ -182,33 +235,13 @@ def compare_models(
         relative_loss_weight=relative_loss_weight,
     )
     base_overrides = dict(model_overrides or {})
-    records, data_info = load_records(task, data)
-    if limit is not None:
-        records = records[:limit]
-    train, val, test = split_by_source(records, split, seed=seed)
-    dropped: dict[str, int] = {}
-    if max_abs_target is not None:
-        train, dropped["train"] = filter_max_abs(train, max_abs_target)
-        val, dropped["val"] = filter_max_abs(val, max_abs_target)
-    # every model shares the graph/point-group settings, so one preparation serves all four
-    base = GMTNetConfig(task=task, **base_overrides)
-    sets = {
-        n: prepare_records(r, base) for n, r in (("train", train), ("val", val), ("test", test))
-    }
-    split_sizes = {k: len(v.records) for k, v in sets.items()}
-    # the same test crystals in random frames: what a frame-blind model cannot handle
-    sets["test_rotated"] = prepare_records(rotated_records(test, seed), base)
+    records, data_info, sets, dropped = _prepare_sets(
+        task, data, limit, split, seed, max_abs_target, base_overrides
+    )
+    split_sizes = {k: len(v.records) for k, v in sets.items() if k != "test_rotated"}
     command = command or " ".join(shlex.quote(a) for a in sys.argv)
-    metadata = {
-        "version": "1",
-        "data": data_info,
-        "training_data_hash": records_hash(records),
-        "split": {"fractions": list(split), "seed": seed, "sizes": split_sizes},
-        "max_abs_target": max_abs_target,
-        "train_config": asdict(cfg),
-        "command": command,
-        "machine": machine_description(),
-    }
+    split_info = {"fractions": list(split), "seed": seed, "sizes": split_sizes}
+    metadata = _comparison_metadata(records, data_info, split_info, max_abs_target, cfg, command)
     results = {}
     for name in models:
         spec = MODEL_SPECS[name]
