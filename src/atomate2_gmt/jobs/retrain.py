@@ -189,6 +189,57 @@ def _metric(metrics: dict[str, Any], metric: str) -> float:
     return float(value)
 
 
+def _summary(
+    task: str,
+    maker: GMTRetrainMaker,
+    promoted: ModelVersionDoc | None,
+    metrics_set: str,
+    fb: FeedbackData,
+    seeded: str | None,
+) -> dict[str, Any]:
+    """The summary of a retraining before anything is trained (the no-op answer)."""
+    return {
+        "task": task,
+        "model_id": None,
+        "version": None,
+        "promoted": False,
+        "parent": None if promoted is None else promoted.model_id,
+        "metric": maker.metric,
+        "metrics_set": metrics_set,
+        "metrics_before": None,
+        "metrics_after": None,
+        "n_new": len(fb.new_ids),
+        "n_feedback": len(fb.records),
+        "n_heldout_overlap": fb.n_heldout_overlap,
+        "seeded": seeded,
+    }
+
+
+def _verdict(
+    maker: GMTRetrainMaker,
+    promoted: ModelVersionDoc | None,
+    before: dict[str, Any] | None,
+    after: dict[str, Any],
+    mode: str,
+    n_new: int,
+) -> tuple[bool, str]:
+    """Whether the retrained model may be promoted (held-out ``maker.metric``), and why."""
+    if before is None:
+        return True, f"retrain ({mode}): no promoted model to compare with"
+    b, a = _metric(before, maker.metric), _metric(after, maker.metric)
+    ok = _better_or_equal(a, b, maker.metric, maker.tolerance)
+    assert promoted is not None
+    verdict = "not worse than" if ok else "worse than"
+    reason = (
+        f"retrain ({mode}, {n_new} new documents): held-out {maker.metric} "
+        f"{a:.4g} is {verdict} {b:.4g} of the promoted {promoted.version} "
+        f"(tolerance {maker.tolerance:g})"
+    )
+    if not ok:
+        reason = f"not promoted: {reason}"
+    return ok, reason
+
+
 def retrain(maker: GMTRetrainMaker, settings: GMTSettings | None = None) -> dict[str, Any]:
     """Run one retraining as ``maker`` describes (module docstring). Returns the summary:
     ``model_id``/``version`` (None for a no-op), ``promoted``, ``reason``, ``metrics_before``/
@@ -215,21 +266,7 @@ def retrain(maker: GMTRetrainMaker, settings: GMTSettings | None = None) -> dict
             fb = gather_feedback(store, task, heldout, meta)
         finally:
             store.close()
-        out: dict[str, Any] = {
-            "task": task,
-            "model_id": None,
-            "version": None,
-            "promoted": False,
-            "parent": None if promoted is None else promoted.model_id,
-            "metric": maker.metric,
-            "metrics_set": metrics_set,
-            "metrics_before": None,
-            "metrics_after": None,
-            "n_new": len(fb.new_ids),
-            "n_feedback": len(fb.records),
-            "n_heldout_overlap": fb.n_heldout_overlap,
-            "seeded": _seeded_note(seeded, registry),
-        }
+        out = _summary(task, maker, promoted, metrics_set, fb, _seeded_note(seeded, registry))
         need = max(1, maker.min_new)
         if len(fb.new_ids) < need and not maker.force:
             out["reason"] = (
@@ -259,20 +296,7 @@ def retrain(maker: GMTRetrainMaker, settings: GMTSettings | None = None) -> dict
         out["metrics_after"] = after
         out["corrections"] = result.get("corrections", [])
         out["run_dir"] = str(run_dir)
-        if before is None:
-            ok, reason = True, f"retrain ({mode}): no promoted model to compare with"
-        else:
-            b, a = _metric(before, maker.metric), _metric(after, maker.metric)
-            ok = _better_or_equal(a, b, maker.metric, maker.tolerance)
-            assert promoted is not None
-            verdict = "not worse than" if ok else "worse than"
-            reason = (
-                f"retrain ({mode}, {len(fb.new_ids)} new documents): held-out {maker.metric} "
-                f"{a:.4g} is {verdict} {b:.4g} of the promoted {promoted.version} "
-                f"(tolerance {maker.tolerance:g})"
-            )
-            if not ok:
-                reason = f"not promoted: {reason}"
+        ok, reason = _verdict(maker, promoted, before, after, mode, len(fb.new_ids))
         doc = registry.register(
             Path(result["best_path"]),
             task,
