@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from atomate2_gmt.active_learning.policies import STRATEGIES
 from atomate2_gmt.model.config import TASK_KIND
+
+if TYPE_CHECKING:
+    from atomate2_gmt.active_learning.simulate import CampaignResult
 
 app = typer.Typer(
     no_args_is_help=True, help="Active-learning campaigns (simulation).", rich_markup_mode=None
@@ -77,7 +80,6 @@ def simulate(
     """Simulate an active-learning campaign: a seed set with labels, a pool whose labels the
     oracle (the known DFT tensors) reveals per pick; count the true top-K found per strategy."""
     from atomate2_gmt import progress
-    from atomate2_gmt.active_learning.plot import plot_campaign
     from atomate2_gmt.active_learning.simulate import (
         SMALL_MODEL,
         CampaignConfig,
@@ -103,7 +105,21 @@ def simulate(
             results = run_replicates(cfg, replicates)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    summary = summarize(results)
+    _report(summarize(results), results, task=task, top=top, out=out, plot=plot)
+
+
+def _report(
+    summary: dict[str, Any],
+    results: list[CampaignResult],
+    *,
+    task: str,
+    top: int,
+    out: Path | None,
+    plot: Path | None,
+) -> None:
+    """Print the found-top-K table and the target line; write the JSON and the plot if asked."""
+    from atomate2_gmt.active_learning.plot import plot_campaign
+
     typer.echo(format_table(summary))
     t = summary["target"]
     met = ", ".join(t["met_by"]) or "no strategy"
