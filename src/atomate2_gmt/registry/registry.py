@@ -247,26 +247,12 @@ class ModelRegistry:
         existing = self._find({"task": task, "weights_sha256": digest})
         if existing:
             return ModelVersionDoc.from_store(existing[0])
-        if parent is not None:
-            parent_doc = self.get(parent)
-            if parent_doc.task != task:
-                raise ValueError(
-                    f"parent {parent!r} is a {parent_doc.task!r} model, not a {task!r} model"
-                )
-            parent = parent_doc.model_id
+        parent = self._parent_id(parent, task)
         meta = dict(payload.get("metadata") or {})
         if isinstance(created_by, dict):
             created_by = CreatedBy.model_validate(created_by)
         model_id = model_id_for(task, digest)
-        blob_id = f"{model_id}.{uuid.uuid4().hex[:12]}"  # private to this call: no blob races
-        stored = self.blob_store.put_bytes(  # type: ignore[attr-defined]
-            blob_id, data, metadata={"model_id": model_id, "task": task, "sha256": digest}
-        )
-        if stored != digest:
-            self._drop_blob(blob_id)
-            raise WeightsIntegrityError(
-                f"{path}: the blob store recorded sha256 {stored} for weights hashed {digest}"
-            )
+        blob_id = self._put_weights(path, data, digest, model_id, task)
         size = training_data_size if training_data_size is not None else meta.get("n_train")
         doc_fields: dict[str, Any] = {
             "model_id": model_id,
@@ -283,6 +269,39 @@ class ModelRegistry:
             "blob_id": blob_id,
             "notes": notes,
         }
+        return self._insert_next_version(task, doc_fields)
+
+    def _parent_id(self, parent: str | None, task: str) -> str | None:
+        """The model id of ``parent`` (a registered ``task`` model; None stays None)."""
+        if parent is None:
+            return None
+        parent_doc = self.get(parent)
+        if parent_doc.task != task:
+            raise ValueError(
+                f"parent {parent!r} is a {parent_doc.task!r} model, not a {task!r} model"
+            )
+        return parent_doc.model_id
+
+    def _put_weights(self, path: Path, data: bytes, digest: str, model_id: str, task: str) -> str:
+        """Store the weights ``data`` (sha256 ``digest``) under a fresh blob id; returns it."""
+        blob_id = f"{model_id}.{uuid.uuid4().hex[:12]}"  # private to this call: no blob races
+        stored = self.blob_store.put_bytes(  # type: ignore[attr-defined]
+            blob_id, data, metadata={"model_id": model_id, "task": task, "sha256": digest}
+        )
+        if stored != digest:
+            self._drop_blob(blob_id)
+            raise WeightsIntegrityError(
+                f"{path}: the blob store recorded sha256 {stored} for weights hashed {digest}"
+            )
+        return blob_id
+
+    def _insert_next_version(self, task: str, doc_fields: dict[str, Any]) -> ModelVersionDoc:
+        """Insert ``doc_fields`` as the next version of ``task``, retrying on version races.
+
+        Another process registering the same weights first wins: its document is returned and
+        this call's blob is dropped.
+        """
+        model_id, blob_id = doc_fields["model_id"], doc_fields["blob_id"]
         for _ in range(_MAX_VERSION_ATTEMPTS):
             latest = self.latest(task)
             number = 1 if latest is None else latest.version_number + 1
@@ -297,6 +316,7 @@ class ModelRegistry:
                     self._drop_blob(blob_id)
                     return ModelVersionDoc.from_store(same[0])
                 continue  # another checkpoint took this version number: take the next
+            digest = doc_fields["weights_sha256"]
             logger.info("registered %s as %s (%s)", model_id, doc.version, digest[:12])
             return doc
         self._drop_blob(blob_id)
