@@ -483,6 +483,43 @@ def _resolve_file(path: Path, task: str) -> Path:
     return path
 
 
+def _read_entries(file: Path, verify: bool) -> Sequence[Any]:
+    """The entries of a benchmark pickle (restricted unpickler; hashes checked if ``verify``)."""
+    if verify:
+        if file.name not in GMTNET_JARVIS_FILES:
+            raise ValueError(
+                f"{file.name} is not a known benchmark file ({', '.join(GMTNET_JARVIS_FILES)}); "
+                "pass verify=False to read an unverified file"
+            )
+        hashes = GMTNET_JARVIS_FILES[file.name]
+        entries = safe_load_pickle(file, sha256=hashes.sha256, git_blob=hashes.git_blob)
+    else:
+        entries = safe_load_pickle(file)
+    if not isinstance(entries, Sequence) or isinstance(entries, str | bytes):
+        raise ValueError(f"{file.name}: expected a list of entries, got {type(entries).__name__}")
+    return entries
+
+
+def _provenance(task: str, file_name: str, notes: dict[str, Any]) -> dict[str, Any]:
+    """The provenance of one benchmark record: file, field, origin, citation and ``notes``."""
+    provenance: dict[str, Any] = {
+        "dataset": file_name,
+        "field": JARVIS_FIELDS[task],
+        "origin": "JARVIS-DFT as curated for GMTNet (divelab/AIRS, OpenMat/GMTNet/data)",
+        "citation": (
+            "K. Yan et al., A Space Group Symmetry Informed Network for O(3) Equivariant "
+            "Crystal Tensor Prediction, ICML 2024; K. Choudhary et al., npj Comput. Mater. "
+            "6, 173 (2020) (JARVIS)"
+        ),
+        **notes,
+    }
+    if task != "dielectric":
+        provenance["voigt_order_in_file"] = "vasp (xx,yy,zz,xy,yz,zx)"
+    if task == "elastic":
+        provenance["unit_conversion"] = "kbar -> GPa (x0.1)"
+    return provenance
+
+
 def load_gmtnet_jarvis(
     path: str | os.PathLike[str],
     task: str,
@@ -510,18 +547,7 @@ def load_gmtnet_jarvis(
             f"{', '.join(JARVIS_TASK_FILES)}"
         )
     file = _resolve_file(Path(path), task)
-    if verify:
-        if file.name not in GMTNET_JARVIS_FILES:
-            raise ValueError(
-                f"{file.name} is not a known benchmark file ({', '.join(GMTNET_JARVIS_FILES)}); "
-                "pass verify=False to read an unverified file"
-            )
-        hashes = GMTNET_JARVIS_FILES[file.name]
-        entries = safe_load_pickle(file, sha256=hashes.sha256, git_blob=hashes.git_blob)
-    else:
-        entries = safe_load_pickle(file)
-    if not isinstance(entries, Sequence) or isinstance(entries, str | bytes):
-        raise ValueError(f"{file.name}: expected a list of entries, got {type(entries).__name__}")
+    entries = _read_entries(file, verify)
     records: list[TensorRecord] = []
     excluded: dict[str, str] = {}
     for index, entry in enumerate(entries):
@@ -538,21 +564,7 @@ def load_gmtnet_jarvis(
         if reason is not None:
             excluded[jid] = reason
             continue
-        provenance: dict[str, Any] = {
-            "dataset": file.name,
-            "field": JARVIS_FIELDS[task],
-            "origin": "JARVIS-DFT as curated for GMTNet (divelab/AIRS, OpenMat/GMTNet/data)",
-            "citation": (
-                "K. Yan et al., A Space Group Symmetry Informed Network for O(3) Equivariant "
-                "Crystal Tensor Prediction, ICML 2024; K. Choudhary et al., npj Comput. Mater. "
-                "6, 173 (2020) (JARVIS)"
-            ),
-            **notes,
-        }
-        if task != "dielectric":
-            provenance["voigt_order_in_file"] = "vasp (xx,yy,zz,xy,yz,zx)"
-        if task == "elastic":
-            provenance["unit_conversion"] = "kbar -> GPa (x0.1)"
+        provenance = _provenance(task, file.name, notes)
         records.append(
             TensorRecord(
                 structure=structure,
