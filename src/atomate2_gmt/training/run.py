@@ -222,6 +222,35 @@ def _test_report(
     return report
 
 
+def _run_fields(
+    task: str,
+    splits: _Splits,
+    sets: dict[str, PreparedSet],
+    trainer: Trainer,
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    """The report fields that describe the run (data, split, model, timing, provenance)."""
+    epoch_times = [row["epoch_s"] for row in trainer.history if "epoch_s" in row]
+    return {
+        "task": task,
+        "model": "gmtnet",
+        "data": splits.data_info,
+        "split_sizes": metadata["split"]["sizes"],
+        "max_abs_target": metadata["max_abs_target"],
+        "dropped_by_max_abs_target": splits.dropped,
+        "failed_records": {k: v.failed for k, v in sets.items() if v.failed},
+        "n_parameters": metadata["n_parameters"],
+        "best_epoch": trainer.best.get("epoch"),
+        "epochs": trainer.cfg.epochs,
+        "mean_epoch_s": sum(epoch_times) / max(1, len(epoch_times)),
+        "machine": metadata["machine"],
+        "command": metadata["command"],
+        "training_data_hash": metadata["training_data_hash"],
+        "transfer": metadata["transfer"],
+        "curation": splits.curation,
+    }
+
+
 def train_task(
     task: str,
     out_dir: str | Path,
@@ -284,27 +313,7 @@ def train_task(
     trainer.fit(resume=resume, progress=progress)
     best, _meta = load_checkpoint(trainer.best_path, task=task)
     report = _test_report(task, best, sets, splits, config, train_cfg.batch_size, split_seed, out)
-    epoch_times = [row["epoch_s"] for row in trainer.history if "epoch_s" in row]
-    report.update(
-        {
-            "task": task,
-            "model": "gmtnet",
-            "data": splits.data_info,
-            "split_sizes": split_info["sizes"],
-            "max_abs_target": max_abs_target,
-            "dropped_by_max_abs_target": splits.dropped,
-            "failed_records": {k: v.failed for k, v in sets.items() if v.failed},
-            "n_parameters": model.n_parameters(),
-            "best_epoch": trainer.best.get("epoch"),
-            "epochs": train_cfg.epochs,
-            "mean_epoch_s": sum(epoch_times) / max(1, len(epoch_times)),
-            "machine": metadata["machine"],
-            "command": metadata["command"],
-            "training_data_hash": metadata["training_data_hash"],
-            "transfer": transfer,
-            "curation": splits.curation,
-        }
-    )
+    report.update(_run_fields(task, splits, sets, trainer, metadata))
     if any(key.startswith("train_ewt") for row in trainer.history for key in row):
         learning_curves_plot(trainer.history, out / "learning_curves.png", f"GMTNet {task}")
     (out / "report.json").write_text(json.dumps(report, indent=1))
