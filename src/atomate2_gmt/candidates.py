@@ -36,10 +36,7 @@ __all__ = [
     "candidates_from_store",
     "candidates_from_structures",
     "check_structure",
-    "generate_substitution_candidates",
-    "known_formula_space_groups",
     "load_candidates",
-    "substitution_prototypes",
 ]
 
 DEFAULT_EXCLUDED_ELEMENTS: tuple[str, ...] = (
@@ -417,10 +414,16 @@ def load_candidates(source: Any) -> list[Candidate]:
     return as_candidates(source)
 
 
-# the substitution generator's public names, importable from here as before (it imports this
-# module, so the import comes last)
-from atomate2_gmt.substitution import (  # noqa: E402
-    generate_substitution_candidates,
-    known_formula_space_groups,
-    substitution_prototypes,
+_SUBSTITUTION_NAMES = frozenset(
+    {"generate_substitution_candidates", "known_formula_space_groups", "substitution_prototypes"}
 )
+
+
+def __getattr__(name: str) -> Any:
+    """The substitution generator's public names, importable from here as before (looked up on
+    first use: :mod:`atomate2_gmt.substitution` imports this module)."""
+    if name in _SUBSTITUTION_NAMES:
+        from atomate2_gmt import substitution
+
+        return getattr(substitution, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

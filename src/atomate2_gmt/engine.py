@@ -574,21 +574,21 @@ def _document(
     from atomate2_gmt.schemas.prediction import GMTPredictionDoc, compute_ieee_rotation
 
     assert cand.structure is not None
-    predictions, uncertainty = {}, {}
-    for task, members in ctx.loaded.items():
-        if len(members) == 1:
-            predictions[task] = results[task]
-            continue
-        ieee = fact.get("ieee_rotation")
-        if ieee is None:  # the key step failed: the document computes its own rotation
-            ieee = compute_ieee_rotation(cand.structure)
-        predictions[task], spread = _combine_members(
-            task,
-            [results[f"{task}@{k}"] for k in range(len(members))],
-            None if ieee is None or isinstance(ieee, str) else ieee,
-        )
-        uncertainty.update(spread)
     try:  # any failure while one structure's document is built fails that structure alone
+        predictions, uncertainty = {}, {}
+        for task, members in ctx.loaded.items():
+            if len(members) == 1:
+                predictions[task] = results[task]
+                continue
+            ieee = fact.get("ieee_rotation")
+            if ieee is None:  # the key step failed: the document computes its own rotation
+                ieee = compute_ieee_rotation(cand.structure)
+            predictions[task], spread = _combine_members(
+                task,
+                [results[f"{task}@{k}"] for k in range(len(members))],
+                None if ieee is None or isinstance(ieee, str) else ieee,
+            )
+            uncertainty.update(spread)
         return GMTPredictionDoc.from_predictions(
             cand.structure,
             predictions,

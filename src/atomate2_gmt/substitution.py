@@ -6,6 +6,9 @@ are known to substitute for it (the data-mined substitution table of Hautier et 
 Chem.* 50, 656 (2011), through pymatgen's ``SubstitutionProbability``), rescales the volume by the
 ratio of ionic volumes (Shannon radii), and drops compositions that are already in the shipped
 data with the same space group. Every result is a :class:`~atomate2_gmt.candidates.Candidate`.
+
+Only ions of charge |q| ≥ 2 are substituted (see ``_lambda_table``): prototypes with a ±1 ion
+(Li⁺, Na⁺, K⁺, F⁻, Cl⁻: the LiNbO3 and KNbO3 families among them) are not used.
 """
 
 from __future__ import annotations
@@ -212,13 +215,14 @@ def generate_substitution_candidates(
 ) -> list[Candidate]:
     """Up to ``n`` new, charge-balanced crystals by ion substitution on known prototypes.
 
-    For each prototype (see :func:`substitution_prototypes`) every ion may be replaced by a
-    same-charge ion with substitution log-weight λ ≥ ``min_lambda`` (top ``max_per_site`` per
-    ion); combinations are drawn at random with weight exp(Σ λ - λ_self) (Gumbel top-k, seeded),
-    taken round-robin over prototypes for variety. The volume is scaled by Σ r³(new) / Σ r³(old)
-    with Shannon ionic radii. Candidates whose (reduced formula, space group) is in the shipped
-    data, or repeats an earlier candidate, are skipped; the result is charge-balanced by
-    construction and checked with ``Composition.oxi_state_guesses``. Deterministic for a seed.
+    For each prototype (see :func:`substitution_prototypes`) every ion, all of charge |q| >= 2,
+    may be replaced by a same-charge ion with substitution log-weight λ ≥ ``min_lambda`` (top
+    ``max_per_site`` per ion); combinations are drawn at random with weight
+    exp(Σ λ - λ_self) (Gumbel top-k, seeded), taken round-robin over prototypes for variety.
+    The volume is scaled by Σ r³(new) / Σ r³(old) with Shannon ionic radii. Candidates whose
+    (reduced formula, space group) is in the shipped data, or repeats an earlier candidate,
+    are skipped; the result is charge-balanced by construction and checked with
+    ``Composition.oxi_state_guesses``. Deterministic for a seed.
     """
     if n < 0:
         raise ValueError(f"n must be non-negative, got {n}")

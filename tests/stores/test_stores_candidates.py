@@ -187,3 +187,19 @@ def test_substitution_weights_are_pymatgens_for_ions_of_charge_two_or_more():
     assert table[fe][al] == table[al][fe] == pytest.approx(sp.get_lambda(fe, al), abs=0)
     pairs = [(a, b) for a in table for b in table[a]]
     assert all(table[a][b] == sp.get_lambda(a, b) for a, b in pairs[::97])
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import atomate2_gmt.substitution",
+        "from atomate2_gmt.candidates import generate_substitution_candidates",
+        "import atomate2_gmt.cli.demo",
+    ],
+)
+def test_substitution_and_candidates_import_in_any_order(statement):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", statement], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]

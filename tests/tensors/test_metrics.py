@@ -151,3 +151,13 @@ def test_ensemble_coverage_refuses_a_single_member():
 
     with pytest.raises(ValueError, match=r"members must be \(m >= 2, n, ...\)"):
         ensemble_coverage(np.zeros((1, 4, 3, 3)), np.zeros((4, 3, 3)))
+
+
+def test_ensemble_coverage_of_exact_zero_tensors():
+    from atomate2_gmt.tensors.metrics import ensemble_coverage
+
+    zero = np.zeros((3, 5, 3, 3, 3))  # three members predicting the true, symmetry-forbidden 0
+    cov = ensemble_coverage(zero, np.zeros((5, 3, 3, 3)))
+    assert cov["coverage_1sigma"] == 1.0
+    assert cov["median_z"] == 0.0
+    assert np.isnan(cov["component_coverage_1sigma"])  # no non-zero component to cover

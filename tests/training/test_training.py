@@ -231,3 +231,16 @@ def test_selection_on_validation_spearman(sets, tmp_path):
     pred = predict_prepared(trainer.model, val, 16, "cpu")
     expected = ranking_metrics(pred, val.targets.numpy())["spearman_norm"]
     assert rhos[-1] == pytest.approx(expected, abs=1e-9)
+
+
+def test_spearman_selection_keeps_a_checkpoint_when_the_ranking_is_undefined(sets, tmp_path):
+    cfg, train, val, _ = sets
+    one = val.subset(lambda r: r.id == val.records[0].id)  # Spearman of one crystal: NaN
+    tcfg = TrainConfig(
+        epochs=2, batch_size=16, seed=3, device="cpu", warmup_epochs=0, select_on="val_spearman"
+    )
+    trainer = Trainer(GMTNet(cfg), train, one, tmp_path, tcfg)
+    best = trainer.fit(progress=False)
+    assert np.isnan(trainer.history[0]["val_spearman"])
+    assert best["epoch"] == 1
+    assert trainer.best_path.is_file()

@@ -15,6 +15,7 @@ Units follow the tensors (dimensionless, C/m^2, GPa); frames must match between 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -192,15 +193,20 @@ def ensemble_coverage(members: ArrayLike, true: ArrayLike) -> dict[str, float]:
     nonzero = np.abs(t_flat) > 1e-8
     comp_err = np.abs(comp_mean - t_flat)[nonzero]
     comp_sigma = comp_sigma[nonzero]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(sigma > 0, err / sigma, np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):  # σ = 0: exact (0) or infinitely off
+        z = np.where(sigma > 0, err / sigma, np.where(err > 0, np.inf, 0.0))
+    has_components = bool(comp_err.size)
     return {
         "n": float(n),
         "members": float(m),
         "coverage_1sigma": float((err <= sigma).mean()),
         "coverage_2sigma": float((err <= 2 * sigma).mean()),
-        "component_coverage_1sigma": float((comp_err <= comp_sigma).mean()),
-        "component_coverage_2sigma": float((comp_err <= 2 * comp_sigma).mean()),
+        "component_coverage_1sigma": (
+            float((comp_err <= comp_sigma).mean()) if has_components else math.nan
+        ),
+        "component_coverage_2sigma": (
+            float((comp_err <= 2 * comp_sigma).mean()) if has_components else math.nan
+        ),
         "median_z": float(np.median(z)),
     }
 

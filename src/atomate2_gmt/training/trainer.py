@@ -390,6 +390,8 @@ class Trainer:
     def _improved(self, row: dict[str, Any]) -> bool:
         key = self.cfg.select_on
         sign = SELECTION_METRICS[key]  # +1: lower is better, -1: higher is better
+        if self.best.get("epoch", -1) < 1:  # the first evaluation is kept even if undefined
+            return True  # (a NaN Spearman: one validation crystal, or constant norms)
         return bool(sign * row[key] < sign * self.best.get(key, sign * math.inf))
 
     def fit(self, resume: bool = True, progress: bool = True) -> dict[str, Any]:
