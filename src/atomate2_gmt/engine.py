@@ -576,12 +576,12 @@ def _document(
     assert cand.structure is not None
     try:  # any failure while one structure's document is built fails that structure alone
         predictions, uncertainty = {}, {}
+        ieee = fact.get("ieee_rotation")
         for task, members in ctx.loaded.items():
             if len(members) == 1:
                 predictions[task] = results[task]
                 continue
-            ieee = fact.get("ieee_rotation")
-            if ieee is None:  # the key step failed: the document computes its own rotation
+            if ieee is None:  # the key step failed: computed here once, for every ensemble
                 ieee = compute_ieee_rotation(cand.structure)
             predictions[task], spread = _combine_members(
                 task,
