@@ -73,6 +73,10 @@ def main() -> None:
     ap.add_argument("--transform-scale", type=float, default=default.transform_scale)
     ap.add_argument("--huber-delta", type=float, default=default.huber_delta)
     ap.add_argument("--relative-loss", type=float, default=default.relative_loss)
+    ap.add_argument(
+        "--select-on", default=default.select_on, help="val_fnorm, val_spearman, ... (trainer)"
+    )
+    ap.add_argument("--curate", action="store_true", help="leave data.curation's records out")
     ap.add_argument("--pretrain-task", default=None, help="transfer learning from this task")
     ap.add_argument("--pretrain-epochs", type=int, default=default.pretrain_epochs)
     ap.add_argument("--rounds", type=int, default=default.rounds)
@@ -99,6 +103,8 @@ def main() -> None:
         per_round=args.per_round,
         huber_delta=args.huber_delta,
         relative_loss=args.relative_loss,
+        select_on=args.select_on,
+        curate=args.curate,
         pretrain_task=args.pretrain_task,
         pretrain_epochs=args.pretrain_epochs,
     )

@@ -330,3 +330,31 @@ def test_pretrain_task_validation() -> None:
         CampaignConfig(pretrain_task="dielectric", pretrain_epochs=0)
     with pytest.raises(ValueError, match="task"):
         CampaignConfig(pretrain_task="bandgap")
+
+
+def test_select_on_reaches_the_trainer(records, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    seen: list[str] = []
+    original_fit = simulate.Trainer.fit
+
+    def fit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(self.cfg.select_on)
+        return original_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(simulate.Trainer, "fit", fit)
+    run_campaign(replace(CFG, strategies=("ranking",), select_on="val_spearman"), records)
+    assert seen == ["val_spearman"]
+    with pytest.raises(ValueError, match="unknown select_on 'val_typo'; valid: val_fnorm"):
+        CampaignConfig(select_on="val_typo")
+
+
+def test_curated_campaign_never_labels_or_offers_an_implausible_record() -> None:
+    """``curate``: the records the curation rule names (|e|_F > 30 C/m²) are neither seed
+    labels, held-out records nor pool candidates."""
+    from atomate2_gmt.data.curation import curate
+
+    raw = simulate.campaign_records(CampaignConfig())
+    _, removed = curate(raw)
+    assert set(removed) == {"mp-33319", "mp-557873"}  # Pr3NF6 and a P1 SiO2 cell
+    kept = simulate.campaign_records(CampaignConfig(curate=True))
+    assert len(kept) == len(raw) - 2
+    assert not {r.id for r in kept} & set(removed)

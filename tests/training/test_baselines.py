@@ -314,3 +314,57 @@ def test_invariant_model_adds_the_isotropic_part_of_its_offset_to_every_predicti
     iso = isotropic_part(offset.numpy())
     assert np.abs(iso - offset.numpy()).max() > 10  # this offset is anisotropic (GPa)
     np.testing.assert_allclose(after - before, np.broadcast_to(iso, after.shape), atol=1e-9)
+
+
+def test_comparison_with_the_piezo_recipe_options(tmp_path):
+    """``select_on``, ``curate`` and ``init_from`` reach every model, and the table shows the
+    ranking metrics (Spearman of |e|_F, top-10 % recall) the piezo screening lives on."""
+    torch.manual_seed(0)
+    source = GMTNet(GMTNetConfig(task="dielectric_total", **SMALL))
+    ckpt = tmp_path / "eps0.pt"
+    save_checkpoint(ckpt, source, {"name": "eps0"})
+    out = tmp_path / "cmp"
+    cmp = harness.compare_models(
+        "piezo",
+        out,
+        1,
+        limit=30,
+        batch_size=16,
+        model_overrides=SMALL,
+        models=["invariant", "gmtnet"],
+        select_on="val_spearman",
+        curate=True,
+        init_from=ckpt,
+        command="pytest",
+    )
+    assert cmp["select_on"] == "val_spearman"
+    assert cmp["init_from"] == str(ckpt)
+    assert cmp["curation"]["rule"].startswith("|e|_F > 30")
+    for name, model in cmp["models"].items():
+        assert model["selected_on"] == "val_spearman"
+        # the whole trunk is shared with the ε0 model; only the rank-3 head is new
+        assert 0.5 < model["transfer"]["fraction"] < 1.0
+        assert model["curated_test"]["n"] == model["overall"]["n"]  # no test record removed
+        state = torch.load(out / name / "state.pt", weights_only=True)
+        assert json.loads(state["train_json"])["select_on"] == "val_spearman"
+        assert set(model["overall"]) >= {"spearman_norm", "top10_recall"}
+    table = (out / "comparison.md").read_text()
+    assert "checkpoint chosen on val_spearman; curation on; initial weights" in table
+    assert "| Spearman | top-10 % recall |" in table
+    assert "The test crystals the curation rule keeps:" in table
+    with pytest.raises(ValueError, match="select_on must be one of"):
+        harness.compare_models(
+            "piezo", tmp_path / "bad", 1, limit=30, model_overrides=SMALL,
+            models=["invariant"], select_on="val_typo",
+        )
+
+
+def test_old_comparisons_without_ranking_metrics_still_render():
+    """A committed comparison.json written before the ranking metrics renders with '–'."""
+    root = Path(__file__).parents[2] / "docs" / "figures" / "baselines" / "dielectric"
+    cmp = json.loads((root / "comparison.json").read_text())
+    for model in cmp["models"].values():
+        model["overall"].pop("spearman_norm", None)
+    table = harness.comparison_markdown(cmp)
+    assert "| – | – |" in table
+    assert "checkpoint chosen on val_fnorm" in table

@@ -12,6 +12,7 @@ from typing import Any
 
 from atomate2_gmt.active_learning.policies import STRATEGIES, TARGET_TRANSFORMS
 from atomate2_gmt.model.config import check_task
+from atomate2_gmt.training.trainer import SELECTION_METRICS
 
 __all__ = [
     "RETRAIN_MODES",
@@ -80,6 +81,12 @@ class CampaignConfig:
             worse UCB).
         select: ``best`` (best validation epoch) or ``last`` (final epoch; the validation
             records join the training set) (:data:`SELECT_MODES`).
+        select_on: what ``best`` means, one of the trainer's selection metrics
+            (:data:`~atomate2_gmt.training.trainer.SELECTION_METRICS`): ``val_fnorm`` (default)
+            or, as for the shipped piezo model, ``val_spearman`` (ranking of |T|_F).
+        curate: leave out every record the task's curation rule names
+            (:func:`~atomate2_gmt.data.curation.curate`) before the split, so they are neither
+            labels nor pool candidates: the oracle's answer for them is not trusted.
         limit: use only the first N records (quick runs and tests).
         data: the records' source for ``load_records`` (``mp``).
         pretrain_task: transfer learning (None: off). Before the campaign a model of this task
@@ -115,6 +122,8 @@ class CampaignConfig:
     huber_delta: float = 1.0
     relative_loss: float = 0.0
     select: str = "best"
+    select_on: str = "val_fnorm"
+    curate: bool = False
     limit: int | None = None
     data: str = "mp"
     pretrain_task: str | None = None
@@ -145,6 +154,10 @@ class CampaignConfig:
             raise ValueError(f"transform_scale must be positive, got {self.transform_scale}")
         if self.select not in SELECT_MODES:
             raise ValueError(f"unknown select {self.select!r}; valid: {SELECT_MODES}")
+        if self.select_on not in SELECTION_METRICS:
+            raise ValueError(
+                f"unknown select_on {self.select_on!r}; valid: {', '.join(SELECTION_METRICS)}"
+            )
         if self.retrain not in RETRAIN_MODES:
             raise ValueError(f"unknown retrain {self.retrain!r}; valid: {RETRAIN_MODES}")
         if self.pretrain_task is not None:

@@ -169,6 +169,7 @@ def train_model(
         warmup_epochs=min(2, max(0, epochs - 1)),
         huber_delta=cfg.huber_delta,
         relative_loss_weight=cfg.relative_loss,
+        select_on=cfg.select_on,
     )
     return _fit(model, train, val, tcfg, last=cfg.select == "last")[0]
 
@@ -414,11 +415,18 @@ def pretrain_body(cfg: CampaignConfig, exclude: set[str]) -> tuple[dict[str, Any
 
 
 def campaign_records(cfg: CampaignConfig) -> list[TensorRecord]:
-    """The task's records from ``cfg.data`` (the first ``cfg.limit`` when set)."""
+    """The task's records from ``cfg.data`` (the first ``cfg.limit`` when set), without the
+    ones the curation rule names when ``cfg.curate``."""
     from atomate2_gmt.training.run import load_records
 
     records, _ = load_records(cfg.task, cfg.data)
-    return records[: cfg.limit] if cfg.limit is not None else records
+    records = records[: cfg.limit] if cfg.limit is not None else records
+    if cfg.curate:
+        from atomate2_gmt.data.curation import curate
+
+        records, removed = curate(records)
+        logger.info("curation removed %d records: %s", len(removed), ", ".join(removed))
+    return records
 
 
 def run_campaign(

@@ -37,6 +37,21 @@ def baselines(
     relative_loss: float = typer.Option(
         0.0, help="weight of the relative-error loss term, for all four models; 0 = off"
     ),
+    select_on: str = typer.Option(
+        "val_fnorm", help="what picks best.pt: val_fnorm, val_ewt25, val_median_rel or val_spearman"
+    ),
+    curate: bool = typer.Option(
+        False,
+        "--curate",
+        help="leave implausible records (data.curation) out of train/val; test reported raw "
+        "and curated",
+    ),
+    init_from: Path | None = typer.Option(
+        None,
+        "--init-from",
+        help="start every model from this checkpoint's weights (any task) where names and "
+        "shapes agree",
+    ),
 ) -> None:
     """Train (a) invariant, (b) + group averaging, (c) GMTNet w/o symmetry, (d) GMTNet; compare.
 
@@ -62,6 +77,9 @@ def baselines(
         model_overrides=parse_model_options(model_option),
         center_targets=center_targets,
         relative_loss_weight=relative_loss,
+        select_on=select_on,
+        curate=curate,
+        init_from=init_from,
         resume=not no_resume,
         progress=True,
         command="atomate2-gmt " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
@@ -70,6 +88,7 @@ def baselines(
         m = r["overall"]
         typer.echo(
             f"{r['label']}: Fnorm {m['fnorm']:.3f}, EwT25 {m['ewt25']:.1%}, "
+            f"Spearman {m['spearman_norm']:.3f}, top-10 % recall {m['top10_recall']:.0%}, "
             f"zero {m['zero_success']:.0%}, equality {m['equality_success']:.0%}"
         )
     typer.echo(f"table in {out_dir / 'comparison.md'}")

@@ -67,6 +67,15 @@ def simulate(
         help="transfer learning: first train this task on other materials, start models from it",
     ),
     pretrain_epochs: int = typer.Option(40, "--pretrain-epochs"),
+    select_on: str = typer.Option(
+        "val_fnorm",
+        "--select-on",
+        help="what picks each model's best epoch: val_fnorm, "
+        "val_ewt25, val_median_rel or val_spearman",
+    ),
+    curate: bool = typer.Option(
+        False, "--curate", help="leave the records data.curation names out (labels and pool)"
+    ),
     model_overrides: str | None = typer.Option(
         None, "--model-overrides", help="GMTNetConfig fields as JSON (default: the small model)"
     ),
@@ -98,6 +107,7 @@ def simulate(
             init_epochs=init_epochs, finetune_epochs=finetune_epochs, batch_size=batch_size,
             retrain=retrain, relative_loss=relative_loss,
             pretrain_task=pretrain_task, pretrain_epochs=pretrain_epochs,
+            select_on=select_on, curate=curate,
             model_overrides=json.loads(model_overrides) if model_overrides else dict(SMALL_MODEL),
             limit=limit,
         )  # fmt: skip

@@ -31,14 +31,15 @@ from typing import Any
 
 import torch
 
-from atomate2_gmt.data.records import TensorRecord, records_hash, split_by_source
+from atomate2_gmt.data.records import TensorRecord, records_hash
 from atomate2_gmt.model.checkpoint import load_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig, check_task
 from atomate2_gmt.model.factory import GMTNET_ARCH, INVARIANT_ARCH, build_model
 from atomate2_gmt.tensors.tasks import task_spec
 from atomate2_gmt.training.evaluate import evaluate_prepared, rotated_records
-from atomate2_gmt.training.run import filter_max_abs, load_records
+from atomate2_gmt.training.run import TrainingSplits, curated_test_metrics, split_records
 from atomate2_gmt.training.trainer import PreparedSet, TrainConfig, Trainer, prepare_records
+from atomate2_gmt.training.transfer import load_state, transfer_weights
 
 logger = logging.getLogger(__name__)
 
@@ -102,11 +103,17 @@ def _train_and_evaluate(
     metadata: dict[str, Any],
     resume: bool,
     progress: bool,
+    init_state: dict[str, Any] | None,
+    splits: TrainingSplits,
 ) -> dict[str, Any]:
     """Train one model of the comparison into ``out`` (resumable) and evaluate its best.pt."""
     config = GMTNetConfig(task=task, **{**base_overrides, **spec.overrides})
     torch.manual_seed(cfg.seed)  # same initialisation seed for every model, whatever the order
     model = build_model(config, spec.arch)
+    transfer = None
+    if init_state is not None:
+        moved = transfer_weights(model, init_state)
+        transfer = {"copied": len(moved.copied), "fraction": moved.fraction}
     meta = {**metadata, "name": f"{spec.name}-{task}", "comparison_model": spec.name}
     meta["n_parameters"] = model.n_parameters()
     trainer = Trainer(model, sets["train"], sets["val"], out, cfg, meta)
@@ -115,6 +122,8 @@ def _train_and_evaluate(
     report = evaluate_prepared(best, sets["test"], batch_size=cfg.batch_size, device=cfg.device)
     rotated = evaluate_prepared(best, sets["test_rotated"], cfg.batch_size, cfg.device)
     report["rotated_test"] = rotated["overall"]
+    if splits.curation is not None:
+        report["curated_test"] = curated_test_metrics(best, sets["test"], splits, cfg.batch_size)
     epoch_s = [row["epoch_s"] for row in trainer.history if "epoch_s" in row]
     mean_epoch_s = sum(epoch_s) / max(1, len(epoch_s))
     report.update(
@@ -126,6 +135,9 @@ def _train_and_evaluate(
             "n_parameters": model.n_parameters(),
             "best_epoch": trainer.best.get("epoch"),
             "best_val_fnorm": trainer.best.get("val_fnorm"),
+            "selected_on": cfg.select_on,
+            "best_val_selection": trainer.best.get(cfg.select_on),
+            "transfer": transfer,
             "epochs_trained": trainer.epoch,
             "mean_epoch_s": mean_epoch_s,
             "train_time_per_batch_s": mean_epoch_s / max(1, trainer.steps_per_epoch),
@@ -137,35 +149,16 @@ def _train_and_evaluate(
 
 
 def _prepare_sets(
-    task: str,
-    data: str,
-    limit: int | None,
-    split: tuple[float, float, float],
-    seed: int,
-    max_abs_target: float | None,
-    base_overrides: dict[str, Any],
-) -> tuple[list[TensorRecord], dict[str, Any], dict[str, PreparedSet], dict[str, int]]:
-    """The records of the comparison, split, filtered and prepared once for all four models.
-
-    Returns the records, the data summary, the prepared ``train``/``val``/``test``/
-    ``test_rotated`` sets and the number of records ``max_abs_target`` dropped per split.
-    """
-    records, data_info = load_records(task, data)
-    if limit is not None:
-        records = records[:limit]
-    train, val, test = split_by_source(records, split, seed=seed)
-    dropped: dict[str, int] = {}
-    if max_abs_target is not None:
-        train, dropped["train"] = filter_max_abs(train, max_abs_target)
-        val, dropped["val"] = filter_max_abs(val, max_abs_target)
+    splits: TrainingSplits, task: str, seed: int, base_overrides: dict[str, Any]
+) -> dict[str, PreparedSet]:
+    """The ``train``/``val``/``test``/``test_rotated`` sets, prepared once for all four models."""
     # every model shares the graph/point-group settings, so one preparation serves all four
     base = GMTNetConfig(task=task, **base_overrides)
-    sets = {
-        n: prepare_records(r, base) for n, r in (("train", train), ("val", val), ("test", test))
-    }
+    named = (("train", splits.train), ("val", splits.val), ("test", splits.test))
+    sets = {n: prepare_records(r, base) for n, r in named}
     # the same test crystals in random frames: what a frame-blind model cannot handle
-    sets["test_rotated"] = prepare_records(rotated_records(test, seed), base)
-    return records, data_info, sets, dropped
+    sets["test_rotated"] = prepare_records(rotated_records(splits.test, seed), base)
+    return sets
 
 
 def _comparison_metadata(
@@ -206,6 +199,9 @@ def compare_models(
     model_overrides: dict[str, Any] | None = None,
     center_targets: bool = False,
     relative_loss_weight: float = 0.0,
+    select_on: str = "val_fnorm",
+    curate: bool = False,
+    init_from: str | Path | None = None,
     resume: bool = True,
     progress: bool = False,
     command: str | None = None,
@@ -216,8 +212,12 @@ def compare_models(
     train/val records with a larger |component| (task units), never test records;
     ``model_overrides`` are GMTNetConfig fields applied to all four models; ``center_targets``
     makes every model learn the residual from the training mean tensor;
-    ``relative_loss_weight`` adds the relative-error loss term to every model's loss. Returns the
-    comparison dict (also written as JSON).
+    ``relative_loss_weight`` adds the relative-error loss term to every model's loss;
+    ``select_on`` is the trainer's checkpoint criterion (e.g. ``val_spearman``); ``curate`` leaves
+    the records :func:`~atomate2_gmt.data.curation.curate` names out of train/val (the test split
+    is reported raw, and curated under ``curated_test``); ``init_from`` starts every model from
+    a checkpoint's weights where names and shapes agree (the fraction copied is reported per
+    model). Returns the comparison dict (also written as JSON).
     """
     check_task(task)
     unknown = [m for m in models if m not in MODEL_SPECS]
@@ -233,11 +233,13 @@ def compare_models(
         device=device,
         center_targets=center_targets,
         relative_loss_weight=relative_loss_weight,
+        select_on=select_on,
     )
     base_overrides = dict(model_overrides or {})
-    records, data_info, sets, dropped = _prepare_sets(
-        task, data, limit, split, seed, max_abs_target, base_overrides
-    )
+    splits = split_records(task, data, None, split, seed, None, max_abs_target, curate, limit=limit)
+    records, data_info, dropped = splits.records, splits.data_info, splits.dropped
+    sets = _prepare_sets(splits, task, seed, base_overrides)
+    init_state = load_state(init_from) if init_from is not None else None
     split_sizes = {k: len(v.records) for k, v in sets.items() if k != "test_rotated"}
     command = command or " ".join(shlex.quote(a) for a in sys.argv)
     split_info = {"fractions": list(split), "seed": seed, "sizes": split_sizes}
@@ -247,7 +249,17 @@ def compare_models(
         spec = MODEL_SPECS[name]
         logger.info("comparison %s: training %s", task, name)
         results[name] = _train_and_evaluate(
-            spec, task, sets, out / name, cfg, base_overrides, metadata, resume, progress
+            spec,
+            task,
+            sets,
+            out / name,
+            cfg,
+            base_overrides,
+            metadata,
+            resume,
+            progress,
+            init_state,
+            splits,
         )
     comparison = {
         "task": task,
@@ -264,6 +276,9 @@ def compare_models(
         "model_overrides": base_overrides,
         "center_targets": center_targets,
         "relative_loss_weight": relative_loss_weight,
+        "select_on": select_on,
+        "curation": splits.curation,
+        "init_from": None if init_from is None else str(init_from),
         "machine": metadata["machine"],
         "command": command,
         "models": results,
@@ -273,10 +288,16 @@ def compare_models(
     return comparison
 
 
+def _ranking_cells(m: dict[str, Any]) -> str:
+    """Spearman of |T|_F and top-10 % recall ('–' where a comparison predates them)."""
+    rho, recall = m.get("spearman_norm"), m.get("top10_recall")
+    return f"{'–' if rho is None else f'{rho:.3f}'} | {'–' if recall is None else f'{recall:.1%}'}"
+
+
 def _metric_cells(m: dict[str, Any]) -> str:
     return (
         f"{m['fnorm']:.3f} | {m['ewt25']:.1%} | {m['ewt10']:.1%} | {m['ewt5']:.1%} | "
-        f"{m['zero_success']:.1%} | {m['equality_success']:.1%}"
+        f"{_ranking_cells(m)} | {m['zero_success']:.1%} | {m['equality_success']:.1%}"
     )
 
 
@@ -291,11 +312,13 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
         f"Split sizes (train/val/test): {comparison['split_sizes']}; epochs {comparison['epochs']} "
         f"for every model, batch {comparison['batch_size']}, peak lr {comparison['lr']}, "
         f"seed {comparison['seed']}; max_abs_target {comparison['max_abs_target']} "
-        f"(train/val only).",
+        f"(train/val only); checkpoint chosen on {comparison.get('select_on', 'val_fnorm')}; "
+        f"curation {'on' if comparison.get('curation') else 'off'}; "
+        f"initial weights {comparison.get('init_from') or 'random'}.",
         "",
-        f"| model | params | Fnorm{units} | EwT25 | EwT10 | EwT5 | zero | equality | best epoch "
-        f"| s/epoch | train s/batch | eval s/batch |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| model | params | Fnorm{units} | EwT25 | EwT10 | EwT5 | Spearman | top-10 % recall "
+        f"| zero | equality | best epoch | s/epoch | train s/batch | eval s/batch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in models.values():
         lines.append(
@@ -303,9 +326,13 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
             f"{r['best_epoch']} | {r['mean_epoch_s']:.2f} | {r['train_time_per_batch_s']:.3f} | "
             f"{r['time_per_batch_s']:.3f} |"
         )
-    header = f"| model | n | Fnorm{units} | EwT25 | EwT10 | EwT5 | zero | equality |"
+    header = (
+        f"| model | n | Fnorm{units} | EwT25 | EwT10 | EwT5 | Spearman | top-10 % recall "
+        "| zero | equality |"
+    )
+    rule = "|---|---|---|---|---|---|---|---|---|---|"
     if any("nonzero_subset" in r for r in models.values()):
-        lines += ["", "Non-zero tensors only:", "", header, "|---|---|---|---|---|---|---|---|"]
+        lines += ["", "Non-zero tensors only:", "", header, rule]
         for r in models.values():
             if "nonzero_subset" in r:
                 m = r["nonzero_subset"]
@@ -316,15 +343,21 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
         "them):",
         "",
         header,
-        "|---|---|---|---|---|---|---|---|",
+        rule,
     ]
     for r in models.values():
         if "rotated_test" in r:
             m = r["rotated_test"]
             lines.append(f"| {r['label']} | {m['n']} | {_metric_cells(m)} |")
+    curated = [r for r in models.values() if "curated_test" in r]
+    if curated:
+        lines += ["", "The test crystals the curation rule keeps:", "", header, rule]
+        for r in curated:
+            m = r["curated_test"]
+            lines.append(f"| {r['label']} | {m['n']} | {_metric_cells(m)} |")
     systems = sorted({cs for r in models.values() for cs in r["per_crystal_system"]})
     lines += ["", "Per crystal system:", "", header.replace("| model |", "| system | model |")]
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines.append(rule + "---|")
     for cs in systems:
         for r in models.values():
             if cs in r["per_crystal_system"]:

@@ -84,7 +84,7 @@ def filter_max_abs(records: list[TensorRecord], limit: float) -> tuple[list[Tens
 
 
 @dataclass
-class _Splits:
+class TrainingSplits:
     """The records of one training run and how they were split, filtered and curated."""
 
     records: list[TensorRecord]
@@ -96,7 +96,7 @@ class _Splits:
     curation: dict[str, Any] | None
 
 
-def _split_records(
+def split_records(
     task: str,
     data: str,
     settings: GMTSettings | None,
@@ -105,9 +105,13 @@ def _split_records(
     exclude_materials_of: str | None,
     max_abs_target: float | None,
     curate: bool,
-) -> _Splits:
-    """Load ``task``'s records, drop another task's held-out materials, split, filter, curate."""
+    limit: int | None = None,
+) -> TrainingSplits:
+    """Load ``task``'s records (the first ``limit`` only, for quick looks), drop another task's
+    held-out materials, split, filter train/val by ``max_abs_target`` and curate train/val."""
     records, data_info = load_records(task, data, settings)
+    if limit is not None:
+        records = records[:limit]
     if exclude_materials_of is not None:
         check_task(exclude_materials_of)
         other, _ = load_records(exclude_materials_of, data, settings)
@@ -137,7 +141,7 @@ def _split_records(
             "removed": {"train": removed_train, "val": removed_val},
             "test_removed": curate_records(test)[1],
         }
-    return _Splits(records, data_info, train, val, test, dropped, curation)
+    return TrainingSplits(records, data_info, train, val, test, dropped, curation)
 
 
 def _build_model(
@@ -159,7 +163,7 @@ def _build_model(
 
 def _train_metadata(
     task: str,
-    splits: _Splits,
+    splits: TrainingSplits,
     split_info: dict[str, Any],
     max_abs_target: float | None,
     train_cfg: TrainConfig,
@@ -186,11 +190,20 @@ def _train_metadata(
     }
 
 
+def curated_test_metrics(
+    best: TensorModel, test: PreparedSet, splits: TrainingSplits, batch_size: int
+) -> dict[str, Any]:
+    """Overall test metrics of ``best`` on the test crystals the curation rule keeps."""
+    removed = set((splits.curation or {}).get("test_removed", {}))
+    kept = test.subset(lambda r: r.id not in removed)
+    return evaluate_prepared(best, kept, batch_size=batch_size)["overall"]
+
+
 def _test_report(
     task: str,
     best: TensorModel,
     sets: dict[str, PreparedSet],
-    splits: _Splits,
+    splits: TrainingSplits,
     config: GMTNetConfig,
     batch_size: int,
     split_seed: int,
@@ -202,10 +215,8 @@ def _test_report(
     )
     rotated = prepare_records(rotated_records(sets["test"].records, split_seed), config)
     report["rotated_test"] = evaluate_prepared(best, rotated, batch_size=batch_size)["overall"]
-    if splits.curation is not None:  # the same model on the test crystals the rule keeps
-        removed = set(splits.curation["test_removed"])
-        kept = sets["test"].subset(lambda r: r.id not in removed)
-        report["curated_test"] = evaluate_prepared(best, kept, batch_size=batch_size)["overall"]
+    if splits.curation is not None:
+        report["curated_test"] = curated_test_metrics(best, sets["test"], splits, batch_size)
     if task == "piezo":  # the well-known piezoelectrics, wherever the split put them
         from atomate2_gmt.training.textbook import textbook_ratios
 
@@ -224,7 +235,7 @@ def _test_report(
 
 def _run_fields(
     task: str,
-    splits: _Splits,
+    splits: TrainingSplits,
     sets: dict[str, PreparedSet],
     trainer: Trainer,
     metadata: dict[str, Any],
@@ -292,7 +303,7 @@ def train_task(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(train_cfg.seed)
     split_seed = train_cfg.seed if split_seed is None else split_seed
-    splits = _split_records(
+    splits = split_records(
         task, data, settings, split, split_seed, exclude_materials_of, max_abs_target, curate
     )
     config, model, transfer = _build_model(task, model_overrides, init_from)
