@@ -354,8 +354,13 @@ def test_comparison_with_the_piezo_recipe_options(tmp_path):
     assert "The test crystals the curation rule keeps:" in table
     with pytest.raises(ValueError, match="select_on must be one of"):
         harness.compare_models(
-            "piezo", tmp_path / "bad", 1, limit=30, model_overrides=SMALL,
-            models=["invariant"], select_on="val_typo",
+            "piezo",
+            tmp_path / "bad",
+            1,
+            limit=30,
+            model_overrides=SMALL,
+            models=["invariant"],
+            select_on="val_typo",
         )
 
 
