@@ -128,6 +128,46 @@ def test_ranking_metrics_use_the_frame_free_magnitude():
         ranking_metrics(true[:3], true)
 
 
+def test_direction_metrics_separate_sign_direction_and_magnitude():
+    from scipy.spatial.transform import Rotation
+
+    from atomate2_gmt.tensors.conventions import rotate
+    from atomate2_gmt.tensors.metrics import ALIGNED_COSINE, direction_metrics
+
+    rng = np.random.default_rng(1)
+    true = rng.normal(size=(8, 3, 3, 3))
+    half = direction_metrics(0.5 * true, true)  # right direction, half the magnitude
+    assert half == {
+        "median_cosine": pytest.approx(1.0),
+        "wrong_sign": 0.0,
+        "aligned": 1.0,
+        "median_norm_ratio": pytest.approx(0.5),
+    }
+    flipped = direction_metrics(-2.0 * true, true)
+    assert flipped["wrong_sign"] == 1.0 and flipped["aligned"] == 0.0
+    assert flipped["median_cosine"] == pytest.approx(-1.0)
+    # rotating truth and prediction together changes nothing (frame-free)
+    rots = [Rotation.random(random_state=i).as_matrix() for i in range(8)]
+    turn = lambda x: np.stack([rotate(t, r) for t, r in zip(x, rots, strict=True)])  # noqa: E731
+    assert direction_metrics(turn(0.5 * true), turn(true)) == pytest.approx(half)
+    # a prediction at an angle whose sine is just under / over 0.25 is / is not aligned
+    e1, e2 = np.zeros((3, 3)), np.zeros((3, 3))
+    e1[0, 0], e2[1, 1] = 1.0, 1.0
+    for sine, aligned in ((0.24, 1.0), (0.26, 0.0)):
+        pred = np.sqrt(1 - sine**2) * e1 + sine * e2
+        assert direction_metrics(pred[None], e1[None])["aligned"] == aligned
+    assert np.sqrt(1 - ALIGNED_COSINE**2) == pytest.approx(0.25)
+    # a zero true tensor has no direction: it is left out; all zeros give NaN
+    zeros = direction_metrics(np.ones((2, 3, 3)), np.zeros((2, 3, 3)))
+    assert all(np.isnan(v) for v in zeros.values())
+    mixed = direction_metrics(np.stack([e1, e1]), np.stack([e1, np.zeros((3, 3))]))
+    assert mixed["aligned"] == 1.0
+    # a zero prediction counts as orthogonal (cos 0), not as a division by zero
+    assert direction_metrics(np.zeros((1, 3, 3)), e1[None])["median_cosine"] == 0.0
+    with pytest.raises(ValueError, match="stacks of equal shape"):
+        direction_metrics(true[:3], true)
+
+
 def test_ensemble_coverage_of_a_calibrated_gaussian_ensemble():
     from atomate2_gmt.tensors.metrics import ensemble_coverage
 

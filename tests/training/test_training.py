@@ -115,7 +115,15 @@ def test_report_markdown_and_parity_plot(sets, tmp_path):
     assert report["overall"]["equality_success"] == 1.0
     assert 0.0 <= report["overall"]["ewt25"] <= 1.0
     assert sum(m["n"] for m in report["per_crystal_system"].values()) == len(test.records)
+    # the same crystals by what symmetry leaves free: cubic ε has one free component
+    by_dim = report["per_free_parameters"]
+    assert sum(m["n"] for m in by_dim.values()) == len(test.records)
+    cubic = [i for i, c in enumerate(test.crystals) if c.crystal_system == "cubic"]
+    assert cubic and by_dim["1"]["n"] >= len(cubic)
+    assert set(map(int, by_dim)) <= set(range(1, 7))  # a symmetric 3x3 tensor has <= 6
+    assert 0.0 <= report["overall"]["aligned"] <= 1.0
     md = report_markdown({**report, "task": "dielectric"})
+    assert "| free components | n | EwT25 | median cos θ |" in md
     assert "| all |" in md
     assert "EwT25" in md
     json.dumps(report)  # JSON-safe

@@ -165,6 +165,37 @@ def ranking_metrics(
     return {"spearman_norm": rho, "top10_recall": len(top_t & top_p) / k}
 
 
+ALIGNED_COSINE = float(np.sqrt(1 - 0.25**2))
+"""cos θ above which a prediction of exact magnitude is within EwT25 (|Δ|/|T| = sin θ < 0.25)."""
+
+
+def direction_metrics(pred: ArrayLike, true: ArrayLike) -> dict[str, float]:
+    """Direction against magnitude of predicted full Cartesian tensors (frame-free): over the
+    crystals with a non-zero true tensor, ``median_cosine`` of the angle between predicted and
+    true tensors (Frobenius inner product), ``wrong_sign`` (fraction with cos θ < 0),
+    ``aligned`` (fraction with cos θ > :data:`ALIGNED_COSINE`: within EwT25 if the magnitude
+    were exact) and ``median_norm_ratio`` (|pred|_F / |true|_F). NaN where no tensor is non-zero.
+    """
+    p = np.asarray(pred, dtype=float)
+    t = np.asarray(true, dtype=float)
+    if p.shape != t.shape or p.ndim < 2:
+        raise ValueError(f"pred and true must be stacks of equal shape, got {p.shape}, {t.shape}")
+    p, t = p.reshape(len(p), -1), t.reshape(len(t), -1)
+    norm_p, norm_t = np.linalg.norm(p, axis=1), np.linalg.norm(t, axis=1)
+    keep = norm_t > 0
+    if not keep.any():
+        nan = float("nan")
+        return {"median_cosine": nan, "wrong_sign": nan, "aligned": nan, "median_norm_ratio": nan}
+    p, t, norm_p, norm_t = p[keep], t[keep], norm_p[keep], norm_t[keep]
+    cos = (p * t).sum(axis=1) / (norm_t * np.where(norm_p > 0, norm_p, 1.0))  # 0 for a zero pred
+    return {
+        "median_cosine": float(np.median(cos)),
+        "wrong_sign": float((cos < 0).mean()),
+        "aligned": float((cos > ALIGNED_COSINE).mean()),
+        "median_norm_ratio": float(np.median(norm_p / norm_t)),
+    }
+
+
 def ensemble_coverage(members: ArrayLike, true: ArrayLike) -> dict[str, float]:
     """How often an ensemble's spread covers the truth (calibration of σ).
 

@@ -15,6 +15,7 @@ from atomate2_gmt.data.records import TensorRecord
 from atomate2_gmt.model.tensor_model import TensorModel
 from atomate2_gmt.tensors.conventions import rotate
 from atomate2_gmt.tensors.metrics import (
+    direction_metrics,
     ensemble_coverage,
     equality_success,
     fnorm,
@@ -68,8 +69,9 @@ def symmetry_success(pred: np.ndarray, projector: np.ndarray) -> tuple[bool, boo
 def metrics_table(
     pred: np.ndarray, true: np.ndarray, kind: str, projectors: list[np.ndarray]
 ) -> dict[str, Any]:
-    """Fnorm (mean, Voigt), EwT 50/25/10/5 %, zero and equality success (fractions), and the
-    ranking by frame-free magnitude (``tensors.metrics.ranking_metrics``)."""
+    """Fnorm (mean, Voigt), EwT 50/25/10/5 %, zero and equality success (fractions), the
+    ranking by frame-free magnitude (``tensors.metrics.ranking_metrics``) and direction against
+    magnitude (``tensors.metrics.direction_metrics``)."""
     fn = np.asarray(fnorm(pred, true, kind))
     rel = np.asarray(relative_error(pred, true, kind))
     succ = np.array([symmetry_success(p, P) for p, P in zip(pred, projectors, strict=True)])
@@ -83,7 +85,14 @@ def metrics_table(
         "zero_success": float(succ[:, 0].mean()),
         "equality_success": float(succ[:, 1].mean()),
         **ranking_metrics(pred, true),
+        **direction_metrics(pred, true),
     }
+
+
+def free_parameters(projector: np.ndarray) -> int:
+    """Independent components the crystal's point group allows (the rank of its tensor-space
+    projector): 1 means symmetry fixes the direction and only magnitude and sign are learnt."""
+    return round(float(np.trace(projector)))
 
 
 def evaluate_prepared(
@@ -108,6 +117,13 @@ def evaluate_prepared(
     report["per_crystal_system"] = {
         cs: metrics_table(pred[idx], true[idx], kind, [projectors[i] for i in idx])
         for cs, idx in sorted(groups.items())
+    }
+    by_dim: dict[int, list[int]] = defaultdict(list)
+    for i, projector in enumerate(projectors):
+        by_dim[free_parameters(projector)].append(i)
+    report["per_free_parameters"] = {
+        str(d): metrics_table(pred[idx], true[idx], kind, [projectors[i] for i in idx])
+        for d, idx in sorted(by_dim.items())
     }
     if kind == "piezo":
         nonzero = [i for i, t in enumerate(true) if np.abs(t).max() > 1e-8]

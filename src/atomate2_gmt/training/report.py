@@ -50,6 +50,23 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"Ranking by the frame-free magnitude |T|_F: Spearman {overall['spearman_norm']:.3f}, "
             f"top-10 % recall {overall['top10_recall']:.1%}; EwT50 {overall['ewt50']:.1%}.",
         ]
+    by_dim = report.get("per_free_parameters", {})
+    if by_dim:  # is it the direction or the magnitude that is wrong, by what symmetry leaves free
+        lines += [
+            "",
+            "By the number of components the point group leaves free (1: symmetry fixes the "
+            "direction). cos θ between predicted and true tensors; aligned: cos θ > 0.968, "
+            "within EwT25 if the magnitude were exact.",
+            "",
+            "| free components | n | EwT25 | median cos θ | wrong sign (cos θ < 0) | aligned "
+            "| median |pred|/|true| |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {d} | {m['n']} | {m['ewt25']:.1%} | {m['median_cosine']:.2f} | "
+            f"{m['wrong_sign']:.1%} | {m['aligned']:.1%} | {m['median_norm_ratio']:.2f} |"
+            for d, m in by_dim.items()
+        ]
     textbook = report.get("textbook", {}).get("crystals")
     if textbook:  # |pred|_F / |DFT|_F of the well-known piezoelectrics (training.textbook)
         inside = sum(0.5 <= c["ratio"] <= 2 for c in textbook.values())
