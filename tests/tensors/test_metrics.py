@@ -144,7 +144,8 @@ def test_direction_metrics_separate_sign_direction_and_magnitude():
         "median_norm_ratio": pytest.approx(0.5),
     }
     flipped = direction_metrics(-2.0 * true, true)
-    assert flipped["wrong_sign"] == 1.0 and flipped["aligned"] == 0.0
+    assert flipped["wrong_sign"] == 1.0
+    assert flipped["aligned"] == 0.0
     assert flipped["median_cosine"] == pytest.approx(-1.0)
     # rotating truth and prediction together changes nothing (frame-free)
     rots = [Rotation.random(random_state=i).as_matrix() for i in range(8)]
