@@ -68,6 +68,10 @@ class EngineSettings:
         skip_existing: with a store, structures whose successful document of the same model
             version is stored are not predicted again.
         return_documents: return the documents' store dicts; False → a summary.
+        spread_scale: task → calibration factor of an ensemble's σ (its documents'
+            ``uncertainty`` is the members' standard deviation times it; default 1). Fit it
+            with ``atomate2-gmt evaluate --member`` on a validation split (its
+            ``calibrating_scale``, docs/active_learning.md).
     """
 
     tasks: tuple[str, ...]
@@ -80,10 +84,18 @@ class EngineSettings:
     model_workers: int | None = None
     skip_existing: bool = True
     return_documents: bool = True
+    spread_scale: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.tasks:
             raise ValueError("EngineSettings needs at least one task")
+        for task, scale in self.spread_scale.items():
+            if len(self.models.get(task) or ()) < 2:
+                raise ValueError(
+                    f"spread_scale for task {task!r}, which is not predicted by an ensemble"
+                )
+            if not scale > 0:
+                raise ValueError(f"spread_scale of {task!r} must be positive, got {scale}")
         for name in ("batch_size", "part_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -196,9 +208,14 @@ class _Run:
 
         s = self.settings
         loaded = {task: self.load(task, tuple(s.models.get(task) or ())) for task in s.tasks}
-        model_info = {task: _ensemble_info(task, members) for task, members in loaded.items()}
+        model_info = {
+            task: _ensemble_info(task, members, s.spread_scale.get(task, 1.0))
+            for task, members in loaded.items()
+        }
         version = derive_model_version(model_info, list(s.tasks))
-        return _Context(s.tasks, loaded, model_info, version, s.symprec, s.device, s.batch_size)
+        return _Context(
+            s.tasks, loaded, model_info, version, s.symprec, s.device, s.batch_size, s.spread_scale
+        )
 
     def predict(
         self, parts: list[tuple[int, list[Any]]], futures: list[Any]
@@ -375,6 +392,7 @@ class _Context:
     symprec: float
     device: str
     batch_size: int
+    spread_scale: dict[str, float] = field(default_factory=dict)  # task → σ calibration factor
 
 
 def _forks() -> bool:
@@ -587,6 +605,7 @@ def _document(
                 task,
                 [results[f"{task}@{k}"] for k in range(len(members))],
                 None if ieee is None or isinstance(ieee, str) else ieee,
+                ctx.spread_scale.get(task, 1.0),
             )
             uncertainty.update(spread)
         return GMTPredictionDoc.from_predictions(

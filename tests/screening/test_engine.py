@@ -126,6 +126,22 @@ def test_ensemble_specs_give_mean_and_spread(shipped, checkpoints, tmp_path) -> 
         np.testing.assert_allclose(doc["predictions"]["piezo"]["tensor"], mean, atol=1e-9)
         assert doc["model_version"].startswith("ens2-")
         assert "e_ij_max" in doc["uncertainty"]
+    # a calibration factor multiplies every stored σ, is recorded, and changes the version
+    scaled = EngineSettings(
+        tasks=("piezo",), models={"piezo": specs}, workers=0, spread_scale={"piezo": 4.0}
+    )
+    docs4 = predict_documents(scaled, shipped[:3])
+    for raw, cal in zip(docs, docs4, strict=True):
+        np.testing.assert_allclose(
+            cal["predictions"]["piezo"]["tensor"], raw["predictions"]["piezo"]["tensor"]
+        )
+        for field_name, sigma in raw["uncertainty"].items():
+            assert cal["uncertainty"][field_name] == pytest.approx(4.0 * sigma)
+        assert cal["model_version"] != raw["model_version"]
+    with pytest.raises(ValueError, match="spread_scale of 'piezo' must be positive"):
+        EngineSettings(tasks=("piezo",), models={"piezo": specs}, spread_scale={"piezo": 0.0})
+    with pytest.raises(ValueError, match="not predicted by an ensemble"):
+        EngineSettings(tasks=("piezo",), models={"piezo": specs[:1]}, spread_scale={"piezo": 2})
 
 
 def test_settings_and_loading_errors(checkpoints, tmp_path) -> None:

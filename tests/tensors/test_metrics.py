@@ -187,6 +187,31 @@ def test_ensemble_coverage_of_a_calibrated_gaussian_ensemble():
     assert ensemble_coverage(tight, true)["median_z"] > 5
 
 
+def test_a_calibrating_scale_fitted_on_one_set_calibrates_another():
+    """An ensemble whose spread is 10x too small: the factor fitted on a validation set makes
+    the σ of an independent test set cover 68 % / 95 % of the crystals."""
+    from atomate2_gmt.tensors.metrics import ensemble_coverage
+
+    rng = np.random.default_rng(11)
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        true = rng.normal(size=(n, 3, 3)) + 5.0
+        centre = true + rng.normal(scale=0.05, size=true.shape)
+        return centre[None] + rng.normal(scale=0.005, size=(64, *true.shape)), true
+
+    val_members, val_true = draw(3000)
+    raw = ensemble_coverage(val_members, val_true)
+    assert raw["spread_scale"] == 1.0
+    assert 7 < raw["calibrating_scale"] < 13
+    test_members, test_true = draw(3000)
+    cal = ensemble_coverage(test_members, test_true, spread_scale=raw["calibrating_scale"])
+    assert cal["coverage_1sigma"] == pytest.approx(0.683, abs=0.04)
+    assert cal["coverage_2sigma"] == pytest.approx(0.954, abs=0.03)
+    assert cal["median_z"] == pytest.approx(0.674, abs=0.06)
+    with pytest.raises(ValueError, match="spread_scale must be positive"):
+        ensemble_coverage(test_members, test_true, spread_scale=0.0)
+
+
 def test_ensemble_coverage_refuses_a_single_member():
     from atomate2_gmt.tensors.metrics import ensemble_coverage
 

@@ -39,6 +39,15 @@ def test_evaluate_with_members_reports_the_ensemble_and_its_coverage(tmp_path) -
     assert ens["coverage"]["coverage_1sigma"] <= ens["coverage"]["coverage_2sigma"]
     # three different untrained members disagree: their spread is not zero
     assert np.isfinite(ens["coverage"]["median_z"])
+    # --spread-scale multiplies σ: the median z shrinks by the factor, the fit stays the same
+    scaled_out = tmp_path / "r2.json"
+    args2 = [*args[:-3], "--json", str(scaled_out), "--spread-scale", "2.5", "-q"]
+    assert CliRunner().invoke(app, args2).exit_code == 0
+    scaled = json.loads(scaled_out.read_text())["ensemble"]["coverage"]
+    assert scaled["spread_scale"] == 2.5
+    assert scaled["median_z"] == pytest.approx(ens["coverage"]["median_z"] / 2.5)
+    assert scaled["calibrating_scale"] == pytest.approx(ens["coverage"]["calibrating_scale"])
+    assert scaled["coverage_2sigma"] >= ens["coverage"]["coverage_2sigma"]
 
 
 def test_evaluate_refuses_a_member_of_another_task(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -151,6 +151,12 @@ def evaluate(
         help="another checkpoint of the same task (repeatable): also evaluate the ensemble's "
         "mean and the coverage of its spread",
     ),
+    spread_scale: float = typer.Option(
+        1.0,
+        "--spread-scale",
+        help="with --member: multiply the ensemble's σ by this calibration factor (the report's "
+        "calibrating_scale, fitted on another split) before its coverage is measured",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
     ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
@@ -193,7 +199,9 @@ def evaluate(
             from atomate2_gmt.training.evaluate import evaluate_ensemble
 
             others = [load_checkpoint(path, task=model.config.task)[0] for path in member]
-            report["ensemble"] = evaluate_ensemble([model, *others], prepared)
+            report["ensemble"] = evaluate_ensemble(
+                [model, *others], prepared, spread_scale=spread_scale
+            )
     report["checkpoint"] = {k: meta.get(k) for k in ("name", "version", "checkpoint_sha256")}
     report.update({"task": model.config.task, "split": split, "command": _command()})
     report.setdefault("epochs", (meta.get("train_config") or {}).get("epochs"))

@@ -114,6 +114,9 @@ class GMTPredictMaker(Maker):
             different seeds): the prediction is the members' mean tensor (still exactly
             symmetric) and the document's ``uncertainty`` holds the members' standard deviation
             of each derived field, which ``SelectionPolicy(strategy="ucb")`` uses.
+        ensemble_spread_scale: task → calibration factor of its ensemble's standard deviation
+            (default 1, the raw spread; e.g. the ``calibrating_scale`` that ``atomate2-gmt
+            evaluate --member`` fits on a validation split). Part of the ensemble's version.
 
     Override :meth:`load_model` to put another model in (tests use small random models).
     """
@@ -132,6 +135,7 @@ class GMTPredictMaker(Maker):
     part_size: int = 64
     skip_existing: bool = True
     ensemble: dict[str, list[str]] = field(default_factory=dict)
+    ensemble_spread_scale: dict[str, float] = field(default_factory=dict)
 
     def settings(self) -> GMTSettings:
         """The settings in force (environment, ``~/.atomate2_gmt.yaml``)."""
@@ -212,6 +216,7 @@ class GMTPredictMaker(Maker):
             model_workers=self.model_workers,
             skip_existing=self.skip_existing,
             return_documents=self.return_documents,
+            spread_scale=dict(self.ensemble_spread_scale),
         )
 
     @job

@@ -89,13 +89,19 @@ def load_members(
     return [load_model_spec(task, spec, settings) for spec in specs]
 
 
-def _ensemble_info(task: str, members: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any]:
-    """Model info of a task: the model's own, or one describing the ensemble."""
+def _ensemble_info(
+    task: str, members: list[tuple[Any, dict[str, Any]]], spread_scale: float = 1.0
+) -> dict[str, Any]:
+    """Model info of a task: the model's own, or one describing the ensemble (its members and
+    the calibration factor of its σ, ``spread_scale``, which is part of its version: another
+    factor means other stored uncertainties)."""
     import hashlib
 
     if len(members) == 1:
         return members[0][1]
     label = "|".join(str(info.get("checkpoint_hash") or info.get("name")) for _, info in members)
+    if spread_scale != 1.0:
+        label += f"|spread_scale={spread_scale!r}"
     digest = hashlib.sha256(label.encode()).hexdigest()
     return {
         "name": f"ensemble-{task}",
@@ -103,15 +109,17 @@ def _ensemble_info(task: str, members: list[tuple[Any, dict[str, Any]]]) -> dict
         "checkpoint_hash": digest,
         "spec": f"ensemble of {len(members)}: "
         + ", ".join(str(info.get("version") or info.get("name")) for _, info in members),
+        "spread_scale": spread_scale,
     }
 
 
 def _combine_members(
-    task: str, results: list[dict[str, Any]], ieee_rotation: Any = None
+    task: str, results: list[dict[str, Any]], ieee_rotation: Any = None, spread_scale: float = 1.0
 ) -> tuple[dict[str, Any], dict]:
     """One task's result from its ensemble members' results (mean tensor) and the standard
-    deviation of each numeric derived field over the members (``ieee_rotation``: the
-    structure's rotation to the IEEE frame, for the fields defined there)."""
+    deviation of each numeric derived field over the members, times ``spread_scale`` (a
+    calibration factor; ``ieee_rotation``: the structure's rotation to the IEEE frame, for the
+    fields defined there)."""
     import numpy as np
 
     from atomate2_gmt.schemas.fields import DERIVED_FIELDS
@@ -129,7 +137,7 @@ def _combine_members(
         values = [d.get(name) for d in derived]
         numbers = [float(v) for v in values if isinstance(v, float) and np.isfinite(v)]
         if len(numbers) == len(values):
-            spread[name] = float(np.std(numbers))
+            spread[name] = spread_scale * float(np.std(numbers))
     combined = {
         **results[0],
         "tensor": mean.tolist(),

@@ -196,7 +196,13 @@ def direction_metrics(pred: ArrayLike, true: ArrayLike) -> dict[str, float]:
     }
 
 
-def ensemble_coverage(members: ArrayLike, true: ArrayLike) -> dict[str, float]:
+GAUSSIAN_MEDIAN_Z = 0.6744897501960817
+"""Median of |z| for a standard normal z: the median |error| / σ of a calibrated σ."""
+
+
+def ensemble_coverage(
+    members: ArrayLike, true: ArrayLike, spread_scale: float = 1.0
+) -> dict[str, float]:
     """How often an ensemble's spread covers the truth (calibration of σ).
 
     ``members``: (m, n, ...) predictions of m members for n crystals; ``true``: (n, ...), same
@@ -206,7 +212,12 @@ def ensemble_coverage(members: ArrayLike, true: ArrayLike) -> dict[str, float]:
     ``coverage_2sigma``; a calibrated Gaussian σ gives 0.683 and 0.954), the same per tensor
     component of the members' mean and spread over components that are non-zero in the truth
     (``component_coverage_1sigma``, ``..._2sigma``), and the median |error| / σ of the norms
-    (``median_z``; 0.674 when calibrated)."""
+    (``median_z``; 0.674 when calibrated). ``spread_scale`` multiplies every σ first (a
+    calibration factor, as ``GMTPredictMaker.ensemble_spread_scale`` applies it);
+    ``calibrating_scale`` is the factor that would make this set's median z calibrated
+    (median_z / :data:`GAUSSIAN_MEDIAN_Z`): fit it on a validation split, apply it elsewhere."""
+    if not spread_scale > 0:
+        raise ValueError(f"spread_scale must be positive, got {spread_scale}")
     stack = np.asarray(members, dtype=float)
     t = np.asarray(true, dtype=float)
     if stack.ndim < 3 or stack.shape[1:] != t.shape or stack.shape[0] < 2:
@@ -218,9 +229,9 @@ def ensemble_coverage(members: ArrayLike, true: ArrayLike) -> dict[str, float]:
     flat = stack.reshape(m, n, -1)
     t_flat = t.reshape(n, -1)
     value = np.linalg.norm(flat.mean(axis=0), axis=1)
-    sigma = np.linalg.norm(flat, axis=2).std(axis=0)
+    sigma = spread_scale * np.linalg.norm(flat, axis=2).std(axis=0)
     err = np.abs(value - np.linalg.norm(t_flat, axis=1))
-    comp_mean, comp_sigma = flat.mean(axis=0), flat.std(axis=0)
+    comp_mean, comp_sigma = flat.mean(axis=0), spread_scale * flat.std(axis=0)
     nonzero = np.abs(t_flat) > 1e-8
     comp_err = np.abs(comp_mean - t_flat)[nonzero]
     comp_sigma = comp_sigma[nonzero]
@@ -239,6 +250,8 @@ def ensemble_coverage(members: ArrayLike, true: ArrayLike) -> dict[str, float]:
             float((comp_err <= 2 * comp_sigma).mean()) if has_components else math.nan
         ),
         "median_z": float(np.median(z)),
+        "spread_scale": float(spread_scale),
+        "calibrating_scale": float(spread_scale * np.median(z) / GAUSSIAN_MEDIAN_Z),
     }
 
 

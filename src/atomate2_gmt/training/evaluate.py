@@ -142,11 +142,15 @@ def evaluate_prepared(
 
 
 def evaluate_ensemble(
-    models: Sequence[TensorModel], data: PreparedSet, batch_size: int = 64, device: Any = "cpu"
+    models: Sequence[TensorModel],
+    data: PreparedSet,
+    batch_size: int = 64,
+    device: Any = "cpu",
+    spread_scale: float = 1.0,
 ) -> dict[str, Any]:
     """An ensemble of same-task models on a prepared set: the metrics of the members' mean
-    tensor (``overall``) and how well the members' spread covers the truth (``coverage``,
-    :func:`~atomate2_gmt.tensors.metrics.ensemble_coverage`)."""
+    tensor (``overall``) and how well the members' spread, times ``spread_scale``, covers the
+    truth (``coverage``, :func:`~atomate2_gmt.tensors.metrics.ensemble_coverage`)."""
     if len(models) < 2:
         raise ValueError(f"an ensemble needs at least 2 members, got {len(models)}")
     tasks = {m.config.task for m in models}
@@ -158,7 +162,7 @@ def evaluate_ensemble(
     return {
         "members": len(models),
         "overall": metrics_table(preds.mean(axis=0), true, models[0].config.kind, projectors),
-        "coverage": ensemble_coverage(preds, true),
+        "coverage": ensemble_coverage(preds, true, spread_scale),
     }
 
 
