@@ -1,4 +1,4 @@
-"""Issue 4: the four-model table (invariant, + group averaging, GMTNet w/o symmetry, GMTNet).
+"""The four-model table (invariant, + group averaging, GMTNet w/o symmetry, GMTNet).
 
 Reads a ``comparison.json`` written by ``atomate2_gmt.training.baselines.compare_models`` (default:
 the committed dielectric run), or runs the comparison first with ``--run``; prints the Markdown

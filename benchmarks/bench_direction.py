@@ -5,8 +5,8 @@ For one checkpoint (default: the shipped piezo model) and its training recipe's 
 test splits is predicted and grouped by the number of tensor components its point group leaves
 free (``training.evaluate.free_parameters``; 1: symmetry fixes the direction, only magnitude and
 sign are learnt). Per group: EwT25, the median cos θ between predicted and true full tensors,
-the fraction pointing the wrong way (cos θ < 0), the fraction aligned well enough to be within
-EwT25 if the magnitude were exact (``tensors.metrics.direction_metrics``) and the median
+the fraction pointing the wrong way (cos θ < 0), the fraction aligned within 25 % of the truth
+at the best-fitting magnitude (``tensors.metrics.direction_metrics``) and the median
 |pred|_F / |true|_F. What the model fits (train) against what it generalises (val + test).
 
     python benchmarks/bench_direction.py [--task piezo] [--checkpoint CKPT] [--curate]
@@ -75,7 +75,7 @@ def main() -> None:
         result[name] = _rows(pred, data.targets.numpy(), dims, kind)
     print(f"{args.task}, {ckpt}")
     print("| split | free components | n | EwT25 | median cos θ | wrong sign | aligned "
-          "| median |pred|/|true| |")  # fmt: skip
+          "| median norm ratio pred/true |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
     for name, groups in result.items():
         for g, m in groups.items():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import time
 from collections import deque
@@ -94,7 +95,7 @@ class EngineSettings:
                 raise ValueError(
                     f"spread_scale for task {task!r}, which is not predicted by an ensemble"
                 )
-            if not scale > 0:
+            if not (math.isfinite(scale) and scale > 0):
                 raise ValueError(f"spread_scale of {task!r} must be positive, got {scale}")
         for name in ("batch_size", "part_size"):
             if getattr(self, name) < 1:

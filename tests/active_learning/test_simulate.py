@@ -341,20 +341,27 @@ def test_select_on_reaches_the_trainer(records, monkeypatch) -> None:  # type: i
         return original_fit(self, *args, **kwargs)
 
     monkeypatch.setattr(simulate.Trainer, "fit", fit)
-    run_campaign(replace(CFG, strategies=("ranking",), select_on="val_spearman"), records)
+    cfg = replace(CFG, strategies=("ranking",), select_on="val_spearman", seed_size=20)
+    run_campaign(cfg, records)
     assert seen == ["val_spearman"]
     with pytest.raises(ValueError, match="unknown select_on 'val_typo'; valid: val_fnorm"):
         CampaignConfig(select_on="val_typo")
 
 
-def test_curated_campaign_never_labels_or_offers_an_implausible_record() -> None:
+def test_curated_campaign_never_labels_or_offers_an_implausible_record(records) -> None:  # type: ignore[no-untyped-def]
     """``curate``: the records the curation rule names (|e|_F > 30 C/m²) are neither seed
-    labels, held-out records nor pool candidates."""
+    labels, held-out records nor pool candidates, also when the caller passes the records."""
     from atomate2_gmt.data.curation import curate
 
     raw = simulate.campaign_records(CampaignConfig())
     _, removed = curate(raw)
     assert set(removed) == {"mp-33319", "mp-557873"}  # Pr3NF6 and a P1 SiO2 cell
-    kept = simulate.campaign_records(CampaignConfig(curate=True))
+    kept = simulate.curated_records(CampaignConfig(curate=True), raw)
     assert len(kept) == len(raw) - 2
     assert not {r.id for r in kept} & set(removed)
+    bad = [r for r in raw if r.id in removed]
+    c = simulate._Campaign(replace(CFG, curate=True), [*records[:30], *bad])
+    assert len(c.data.records) == 30
+    assert not {r.id for r in c.data.records} & set(removed)
+    with pytest.raises(ValueError, match="needs >= 3 validation records"):
+        CampaignConfig(select_on="val_spearman", seed_size=10)

@@ -17,7 +17,7 @@ from atomate2_gmt.engine import EngineSettings, predict_documents
 from atomate2_gmt.jobs.predict import GMTPredictMaker
 from atomate2_gmt.jobs.predict import predict_documents as maker_documents
 from atomate2_gmt.model.checkpoint import save_checkpoint
-from atomate2_gmt.registry.loading import load_members
+from atomate2_gmt.registry.loading import _ensemble_info, load_members
 from tests.screening.conftest import small_model
 
 #: Fields that record when or how long, not what was predicted.
@@ -126,7 +126,8 @@ def test_ensemble_specs_give_mean_and_spread(shipped, checkpoints, tmp_path) -> 
         np.testing.assert_allclose(doc["predictions"]["piezo"]["tensor"], mean, atol=1e-9)
         assert doc["model_version"].startswith("ens2-")
         assert "e_ij_max" in doc["uncertainty"]
-    # a calibration factor multiplies every stored σ, is recorded, and changes the version
+    # a calibration factor multiplies every stored σ, is named in the model spec and changes
+    # the version
     scaled = EngineSettings(
         tasks=("piezo",), models={"piezo": specs}, workers=0, spread_scale={"piezo": 4.0}
     )
@@ -138,8 +139,15 @@ def test_ensemble_specs_give_mean_and_spread(shipped, checkpoints, tmp_path) -> 
         for field_name, sigma in raw["uncertainty"].items():
             assert cal["uncertainty"][field_name] == pytest.approx(4.0 * sigma)
         assert cal["model_version"] != raw["model_version"]
-    with pytest.raises(ValueError, match="spread_scale of 'piezo' must be positive"):
-        EngineSettings(tasks=("piezo",), models={"piezo": specs}, spread_scale={"piezo": 0.0})
+        assert cal["predictions"]["piezo"]["model"]["spec"].endswith("; uncertainty = spread × 4")
+    # the factor's Python type does not change the version (stored documents stay valid)
+    members = load_members("piezo", specs)
+    versions = {_ensemble_info("piezo", members, s)["version"] for s in (4, 4.0, np.float64(4.0))}
+    assert len(versions) == 1
+    assert _ensemble_info("piezo", members, 1.0) == _ensemble_info("piezo", members)
+    for bad in (0.0, float("inf")):
+        with pytest.raises(ValueError, match="spread_scale of 'piezo' must be positive"):
+            EngineSettings(tasks=("piezo",), models={"piezo": specs}, spread_scale={"piezo": bad})
     with pytest.raises(ValueError, match="not predicted by an ensemble"):
         EngineSettings(tasks=("piezo",), models={"piezo": specs[:1]}, spread_scale={"piezo": 2})
 

@@ -151,7 +151,8 @@ def test_direction_metrics_separate_sign_direction_and_magnitude():
     rots = [Rotation.random(random_state=i).as_matrix() for i in range(8)]
     turn = lambda x: np.stack([rotate(t, r) for t, r in zip(x, rots, strict=True)])  # noqa: E731
     assert direction_metrics(turn(0.5 * true), turn(true)) == pytest.approx(half)
-    # a prediction at an angle whose sine is just under / over 0.25 is / is not aligned
+    # at an angle whose sine is just under / over 0.25 the best-fitting magnitude is / is not
+    # within 25 % of the truth
     e1, e2 = np.zeros((3, 3)), np.zeros((3, 3))
     e1[0, 0], e2[1, 1] = 1.0, 1.0
     for sine, aligned in ((0.24, 1.0), (0.26, 0.0)):
@@ -165,6 +166,10 @@ def test_direction_metrics_separate_sign_direction_and_magnitude():
     assert mixed["aligned"] == 1.0
     # a zero prediction counts as orthogonal (cos 0), not as a division by zero
     assert direction_metrics(np.zeros((1, 3, 3)), e1[None])["median_cosine"] == 0.0
+    # so does a round-off-sized one, whatever its sign
+    for tiny in (1e-9, -1e-9):
+        m = direction_metrics(tiny * e1[None], e1[None])
+        assert (m["median_cosine"], m["wrong_sign"], m["aligned"]) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="stacks of equal shape"):
         direction_metrics(true[:3], true)
 

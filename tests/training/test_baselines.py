@@ -1,4 +1,4 @@
-"""Issue 4 baselines: the invariant Voigt model (negative control), its group-averaged variant,
+"""Baselines: the invariant Voigt model (negative control), its group-averaged variant,
 checkpoints of both, and the four-model comparison harness (tiny models, few records)."""
 
 from __future__ import annotations
@@ -352,6 +352,15 @@ def test_comparison_with_the_piezo_recipe_options(tmp_path):
     assert "checkpoint chosen on val_spearman; curation on; initial weights" in table
     assert "| Spearman | top-10 % recall |" in table
     assert "The test crystals the curation rule keeps:" in table
+    # the same folder with another recipe is refused, not silently reused
+    with pytest.raises(ValueError, match="cannot resume, it was trained with"):
+        harness.compare_models(
+            "piezo", out, 1, limit=30, batch_size=16, model_overrides=SMALL,
+            models=["invariant"], select_on="val_spearman", curate=False, init_from=ckpt,
+        )  # fmt: skip
+    _, stored = load_checkpoint(out / "gmtnet" / "best.pt", task="piezo")
+    assert stored["transfer"]["from"] == str(ckpt)
+    assert stored["curation"]["rule"].startswith("|e|_F > 30")
     with pytest.raises(ValueError, match="select_on must be one of"):
         harness.compare_models(
             "piezo",

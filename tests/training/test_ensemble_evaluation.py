@@ -48,6 +48,13 @@ def test_evaluate_with_members_reports_the_ensemble_and_its_coverage(tmp_path) -
     assert scaled["median_z"] == pytest.approx(ens["coverage"]["median_z"] / 2.5)
     assert scaled["calibrating_scale"] == pytest.approx(ens["coverage"]["calibrating_scale"])
     assert scaled["coverage_2sigma"] >= ens["coverage"]["coverage_2sigma"]
+    # without members there is no spread to scale; a factor must be positive
+    alone = CliRunner().invoke(app, ["evaluate", str(a), "--spread-scale", "2", "-q"])
+    assert alone.exit_code == 2
+    assert "give --member too" in alone.output
+    zero = CliRunner().invoke(app, [*args[:-1], "--spread-scale", "0", "-q"])
+    assert zero.exit_code == 2
+    assert "must be positive" in zero.output
 
 
 def test_evaluate_refuses_a_member_of_another_task(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -124,6 +124,8 @@ def test_report_markdown_and_parity_plot(sets, tmp_path):
     assert set(map(int, by_dim)) <= set(range(1, 7))  # a symmetric 3x3 tensor has <= 6
     assert 0.0 <= report["overall"]["aligned"] <= 1.0
     md = report_markdown({**report, "task": "dielectric"})
+    header = next(line for line in md.splitlines() if line.startswith("| free components"))
+    assert header.count("|") == 8  # seven cells: no unescaped pipe inside a header
     assert "| free components | n | EwT25 | median cos θ |" in md
     assert "| all |" in md
     assert "EwT25" in md
@@ -251,5 +253,29 @@ def test_spearman_selection_keeps_a_checkpoint_when_the_ranking_is_undefined(set
     trainer = Trainer(GMTNet(cfg), train, one, tmp_path, tcfg)
     best = trainer.fit(progress=False)
     assert np.isnan(trainer.history[0]["val_spearman"])
-    assert best["epoch"] == 1
     assert trainer.best_path.is_file()
+    # undefined every epoch: the validation Fnorm decides, not the first epoch by default
+    fnorms = [row["val_fnorm"] for row in trainer.history]
+    assert best["epoch"] == fnorms.index(min(fnorms)) + 1
+
+
+def test_a_defined_ranking_replaces_an_undefined_one_and_never_the_reverse(sets, tmp_path):
+    cfg, train, val, _ = sets
+    tcfg = TrainConfig(epochs=1, batch_size=16, seed=3, device="cpu", select_on="val_spearman")
+    trainer = Trainer(GMTNet(cfg), train, val, tmp_path, tcfg)
+    trainer.best = {"epoch": 1, "val_fnorm": 0.1, "val_spearman": float("nan")}
+    assert trainer._improved({"val_fnorm": 9.0, "val_spearman": -0.5})
+    trainer.best = {"epoch": 1, "val_fnorm": 9.0, "val_spearman": -0.5}
+    assert not trainer._improved({"val_fnorm": 0.1, "val_spearman": float("nan")})
+    assert trainer._improved({"val_fnorm": 9.0, "val_spearman": -0.4})
+
+
+def test_resume_refuses_another_selection_criterion(sets, tmp_path):
+    cfg, train, val, _ = sets
+    tcfg = TrainConfig(epochs=1, batch_size=16, seed=3, device="cpu", warmup_epochs=0)
+    Trainer(GMTNet(cfg), train, val, tmp_path, tcfg).fit(progress=False)
+    other = TrainConfig(
+        epochs=2, batch_size=16, seed=3, device="cpu", warmup_epochs=0, select_on="val_spearman"
+    )
+    with pytest.raises(ValueError, match="chosen on val_fnorm, this run chooses on val_spearman"):
+        Trainer(GMTNet(cfg), train, val, tmp_path, other).fit(progress=False)

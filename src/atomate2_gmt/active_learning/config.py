@@ -158,6 +158,11 @@ class CampaignConfig:
             raise ValueError(
                 f"unknown select_on {self.select_on!r}; valid: {', '.join(SELECTION_METRICS)}"
             )
+        if self.select_on == "val_spearman" and self.select == "best" and self.n_val < 3:
+            raise ValueError(
+                f"select_on 'val_spearman' needs >= 3 validation records, the seed set of "
+                f"{self.seed_size} gives {self.n_val} (val_fraction {self.val_fraction})"
+            )
         if self.retrain not in RETRAIN_MODES:
             raise ValueError(f"unknown retrain {self.retrain!r}; valid: {RETRAIN_MODES}")
         if self.pretrain_task is not None:

@@ -86,6 +86,7 @@ __all__ = [
     "Oracle",
     "StrategyTrace",
     "campaign_records",
+    "curated_records",
     "run_campaign",
     "run_replicates",
     "summarize",
@@ -195,6 +196,7 @@ class _Campaign:
 
     def __init__(self, cfg: CampaignConfig, records: Sequence[TensorRecord]) -> None:
         self.cfg = cfg
+        records = curated_records(cfg, records)
         config = GMTNetConfig(task=cfg.task, **cfg.model_overrides)
         self.data = prepare_records(records, config)
         fit_targets = compress_targets(
@@ -415,18 +417,24 @@ def pretrain_body(cfg: CampaignConfig, exclude: set[str]) -> tuple[dict[str, Any
 
 
 def campaign_records(cfg: CampaignConfig) -> list[TensorRecord]:
-    """The task's records from ``cfg.data`` (the first ``cfg.limit`` when set), without the
-    ones the curation rule names when ``cfg.curate``."""
+    """The task's records from ``cfg.data`` (the first ``cfg.limit`` when set); the campaign
+    itself leaves out what the curation rule names (:func:`curated_records`)."""
     from atomate2_gmt.training.run import load_records
 
     records, _ = load_records(cfg.task, cfg.data)
-    records = records[: cfg.limit] if cfg.limit is not None else records
-    if cfg.curate:
-        from atomate2_gmt.data.curation import curate
+    return records[: cfg.limit] if cfg.limit is not None else records
 
-        records, removed = curate(records)
+
+def curated_records(cfg: CampaignConfig, records: Sequence[TensorRecord]) -> list[TensorRecord]:
+    """``records`` without the ones the curation rule names when ``cfg.curate`` (else all)."""
+    if not cfg.curate:
+        return list(records)
+    from atomate2_gmt.data.curation import curate
+
+    kept, removed = curate(records)
+    if removed:
         logger.info("curation removed %d records: %s", len(removed), ", ".join(removed))
-    return records
+    return kept
 
 
 def run_campaign(

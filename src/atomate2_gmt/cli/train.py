@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -172,6 +173,10 @@ def evaluate(
     from atomate2_gmt.training.run import load_records
     from atomate2_gmt.training.trainer import prepare_records
 
+    if spread_scale != 1.0 and not member:
+        raise typer.BadParameter("--spread-scale calibrates an ensemble: give --member too")
+    if not (math.isfinite(spread_scale) and spread_scale > 0):
+        raise typer.BadParameter(f"--spread-scale must be positive, got {spread_scale}")
     model, meta = load_checkpoint(checkpoint)
     records, _ = load_records(model.config.task, data, _store_settings(ctx, data))
     parts = dict(zip(("train", "val", "test"), split_by_source(records, seed=seed), strict=True))

@@ -100,16 +100,19 @@ def _ensemble_info(
     if len(members) == 1:
         return members[0][1]
     label = "|".join(str(info.get("checkpoint_hash") or info.get("name")) for _, info in members)
-    if spread_scale != 1.0:
-        label += f"|spread_scale={spread_scale!r}"
+    spec = f"ensemble of {len(members)}: " + ", ".join(
+        str(info.get("version") or info.get("name")) for _, info in members
+    )
+    scale = float(spread_scale)  # 4, 4.0 and np.float64(4.0) are one factor and one version
+    if scale != 1.0:
+        label += f"|spread_scale={scale:.12g}"
+        spec += f"; uncertainty = spread × {scale:.6g}"
     digest = hashlib.sha256(label.encode()).hexdigest()
     return {
         "name": f"ensemble-{task}",
         "version": f"ens{len(members)}-{digest[:12]}",
         "checkpoint_hash": digest,
-        "spec": f"ensemble of {len(members)}: "
-        + ", ".join(str(info.get("version") or info.get("name")) for _, info in members),
-        "spread_scale": spread_scale,
+        "spec": spec,
     }
 
 

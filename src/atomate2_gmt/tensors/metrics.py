@@ -166,16 +166,21 @@ def ranking_metrics(
 
 
 ALIGNED_COSINE = float(np.sqrt(1 - 0.25**2))
-"""cos θ above which a prediction of exact magnitude is within EwT25 (|Δ|/|T| = sin θ < 0.25)."""
+"""cos θ above which a prediction is within 25 % of the true full tensor at its best-fitting
+magnitude (|T| cos θ along the predicted direction leaves |Δ|/|T| = sin θ < 0.25)."""
+
+NEGLIGIBLE_NORM = 1e-6
+"""A prediction smaller than this fraction of the true norm has no direction (cos θ = 0)."""
 
 
 def direction_metrics(pred: ArrayLike, true: ArrayLike) -> dict[str, float]:
     """Direction against magnitude of predicted full Cartesian tensors (frame-free): over the
     crystals with a non-zero true tensor, ``median_cosine`` of the angle between predicted and
     true tensors (Frobenius inner product), ``wrong_sign`` (fraction with cos θ < 0),
-    ``aligned`` (fraction with cos θ > :data:`ALIGNED_COSINE`: within EwT25 if the magnitude
-    were exact) and ``median_norm_ratio`` (|pred|_F / |true|_F). NaN where no tensor is non-zero.
-    """
+    ``aligned`` (fraction with cos θ > :data:`ALIGNED_COSINE`: within 25 % of the true full
+    tensor at the best-fitting magnitude) and ``median_norm_ratio`` (|pred|_F / |true|_F). A
+    prediction below :data:`NEGLIGIBLE_NORM` of the true norm counts as cos θ = 0 (round-off has
+    no direction). NaN where no true tensor is non-zero."""
     p = np.asarray(pred, dtype=float)
     t = np.asarray(true, dtype=float)
     if p.shape != t.shape or p.ndim < 2:
@@ -187,7 +192,8 @@ def direction_metrics(pred: ArrayLike, true: ArrayLike) -> dict[str, float]:
         nan = float("nan")
         return {"median_cosine": nan, "wrong_sign": nan, "aligned": nan, "median_norm_ratio": nan}
     p, t, norm_p, norm_t = p[keep], t[keep], norm_p[keep], norm_t[keep]
-    cos = (p * t).sum(axis=1) / (norm_t * np.where(norm_p > 0, norm_p, 1.0))  # 0 for a zero pred
+    directed = norm_p > NEGLIGIBLE_NORM * norm_t
+    cos = np.where(directed, (p * t).sum(axis=1) / (norm_t * np.where(directed, norm_p, 1.0)), 0.0)
     return {
         "median_cosine": float(np.median(cos)),
         "wrong_sign": float((cos < 0).mean()),
@@ -216,8 +222,8 @@ def ensemble_coverage(
     calibration factor, as ``GMTPredictMaker.ensemble_spread_scale`` applies it);
     ``calibrating_scale`` is the factor that would make this set's median z calibrated
     (median_z / :data:`GAUSSIAN_MEDIAN_Z`): fit it on a validation split, apply it elsewhere."""
-    if not spread_scale > 0:
-        raise ValueError(f"spread_scale must be positive, got {spread_scale}")
+    if not (math.isfinite(spread_scale) and spread_scale > 0):
+        raise ValueError(f"spread_scale must be positive and finite, got {spread_scale}")
     stack = np.asarray(members, dtype=float)
     t = np.asarray(true, dtype=float)
     if stack.ndim < 3 or stack.shape[1:] != t.shape or stack.shape[0] < 2:

@@ -38,7 +38,13 @@ from atomate2_gmt.model.factory import GMTNET_ARCH, INVARIANT_ARCH, build_model
 from atomate2_gmt.tensors.tasks import task_spec
 from atomate2_gmt.training.evaluate import evaluate_prepared, rotated_records
 from atomate2_gmt.training.run import TrainingSplits, curated_test_metrics, split_records
-from atomate2_gmt.training.trainer import PreparedSet, TrainConfig, Trainer, prepare_records
+from atomate2_gmt.training.trainer import (
+    SELECTION_METRICS,
+    PreparedSet,
+    TrainConfig,
+    Trainer,
+    prepare_records,
+)
 from atomate2_gmt.training.transfer import load_state, transfer_weights
 
 logger = logging.getLogger(__name__)
@@ -113,9 +119,12 @@ def _train_and_evaluate(
     transfer = None
     if init_state is not None:
         moved = transfer_weights(model, init_state)
-        transfer = {"copied": len(moved.copied), "fraction": moved.fraction}
+        transfer = {"from": metadata["init_from"], "copied": len(moved.copied)}
+        transfer["fraction"] = moved.fraction
     meta = {**metadata, "name": f"{spec.name}-{task}", "comparison_model": spec.name}
-    meta["n_parameters"] = model.n_parameters()
+    meta.update({"n_parameters": model.n_parameters(), "transfer": transfer})
+    if resume:
+        _check_same_recipe(out, meta)
     trainer = Trainer(model, sets["train"], sets["val"], out, cfg, meta)
     trainer.fit(resume=resume, progress=progress)
     best, _ = load_checkpoint(trainer.best_path, task=task)
@@ -146,6 +155,25 @@ def _train_and_evaluate(
     )
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return report
+
+
+def _check_same_recipe(out: Path, meta: dict[str, Any]) -> None:
+    """Refuse to resume or re-evaluate a model in ``out`` trained with another curation or other
+    initial weights than ``meta`` states (the selection criterion is checked by the trainer)."""
+    best = out / "best.pt"
+    if not best.is_file():
+        return
+    _, stored = load_checkpoint(best)
+    was = {
+        "curation": bool(stored.get("curation")),
+        "init_from": (stored.get("transfer") or {}).get("from"),
+    }
+    now = {"curation": bool(meta.get("curation")), "init_from": meta.get("init_from")}
+    if was != now:
+        raise ValueError(
+            f"{out}: cannot resume, it was trained with {was}, this comparison asks for {now}; "
+            "use another --out or --no-resume"
+        )
 
 
 def _prepare_sets(
@@ -220,6 +248,9 @@ def compare_models(
     model). Returns the comparison dict (also written as JSON).
     """
     check_task(task)
+    if select_on not in SELECTION_METRICS:  # before any record is loaded
+        valid = ", ".join(SELECTION_METRICS)
+        raise ValueError(f"select_on must be one of {valid}, got {select_on!r}")
     unknown = [m for m in models if m not in MODEL_SPECS]
     if unknown:
         raise ValueError(f"unknown models {unknown}; known: {', '.join(MODEL_SPECS)}")
@@ -244,6 +275,8 @@ def compare_models(
     command = command or " ".join(shlex.quote(a) for a in sys.argv)
     split_info = {"fractions": list(split), "seed": seed, "sizes": split_sizes}
     metadata = _comparison_metadata(records, data_info, split_info, max_abs_target, cfg, command)
+    metadata["curation"] = splits.curation
+    metadata["init_from"] = None if init_from is None else str(init_from)
     results = {}
     for name in models:
         spec = MODEL_SPECS[name]

@@ -55,11 +55,11 @@ def report_markdown(report: dict[str, Any]) -> str:
         lines += [
             "",
             "By the number of components the point group leaves free (1: symmetry fixes the "
-            "direction). cos θ between predicted and true tensors; aligned: cos θ > 0.968, "
-            "within EwT25 if the magnitude were exact.",
+            "direction). cos θ between predicted and true full tensors; aligned: cos θ > 0.968, "
+            "within 25 % of the truth at the best-fitting magnitude.",
             "",
             "| free components | n | EwT25 | median cos θ | wrong sign (cos θ < 0) | aligned "
-            "| median |pred|/|true| |",
+            "| median norm ratio pred/true |",
             "|---|---|---|---|---|---|---|",
         ]
         lines += [

@@ -282,6 +282,13 @@ class Trainer:
             raise ValueError(
                 f"{self.state_path}: cannot resume, the model config differs from the stored one"
             )
+        stored_train = json.loads(state.get("train_json", "{}"))
+        stored_select = stored_train.get("select_on", "val_fnorm")
+        if stored_select != self.cfg.select_on:
+            raise ValueError(
+                f"{self.state_path}: cannot resume, its best epoch was chosen on "
+                f"{stored_select}, this run chooses on {self.cfg.select_on}"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -289,7 +296,7 @@ class Trainer:
         self.best = json.loads(state["best_json"])
         self.history = json.loads(state["history_json"])
         self.generator.set_state(state["generator"])
-        self._adopt_schedule(json.loads(state.get("train_json", "{}")))
+        self._adopt_schedule(stored_train)
         logger.info("resumed %s at epoch %d", self.out_dir, self.epoch)
         return True
 
@@ -388,11 +395,20 @@ class Trainer:
         return {f"train_{k}": v for k, v in self._figures(subset).items()}
 
     def _improved(self, row: dict[str, Any]) -> bool:
+        """Whether ``row`` beats the best epoch on ``select_on``. The first evaluation is kept
+        even if its figure is undefined (a NaN Spearman: one validation crystal, or constant
+        norms); a defined figure then replaces an undefined one, never the other way round, and
+        while both are undefined the validation Fnorm decides."""
         key = self.cfg.select_on
         sign = SELECTION_METRICS[key]  # +1: lower is better, -1: higher is better
-        if self.best.get("epoch", -1) < 1:  # the first evaluation is kept even if undefined
-            return True  # (a NaN Spearman: one validation crystal, or constant norms)
-        return bool(sign * row[key] < sign * self.best.get(key, sign * math.inf))
+        if self.best.get("epoch", -1) < 1:
+            return True
+        new, old = float(row[key]), float(self.best.get(key, math.nan))
+        if math.isnan(old):
+            if not math.isnan(new):
+                return True
+            return bool(row["val_fnorm"] < self.best.get("val_fnorm", math.inf))
+        return not math.isnan(new) and sign * new < sign * old
 
     def fit(self, resume: bool = True, progress: bool = True) -> dict[str, Any]:
         """Train to ``cfg.epochs``; returns the best validation record. ``progress``: report
