@@ -164,6 +164,9 @@ def _check_same_recipe(out: Path, meta: dict[str, Any]) -> None:
     if not best.is_file():
         return
     _, stored = load_checkpoint(best)
+    if "curation" not in stored and "transfer" not in stored:  # written before they were kept
+        logger.warning("%s does not record its curation and initial weights: not checked", best)
+        return
     was = {
         "curation": bool(stored.get("curation")),
         "init_from": (stored.get("transfer") or {}).get("from"),
