@@ -10,6 +10,7 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.core.tensors import Tensor
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from scipy.spatial.transform import Rotation
+from tests.structures import NACL, ZNO
 
 from atomate2_gmt.data.mp import load_mp
 from atomate2_gmt.schemas.fields import DERIVED_FIELDS, PREDICTION_INDEXES, resolve_sort_field
@@ -24,12 +25,6 @@ from atomate2_gmt.tensors.conventions import crystal_system, full_to_voigt, rota
 from atomate2_gmt.tensors.properties import isotropic_elastic_tensor
 from atomate2_gmt.tensors.symmetry import SymmetryAnalysis, symmetrize
 
-ZNO = Structure.from_spacegroup(
-    "P6_3mc", Lattice.hexagonal(3.25, 5.21), ["Zn", "O"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]]
-)
-NACL = Structure.from_spacegroup(
-    "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
-)
 KIND = {"dielectric": "dielectric", "dielectric_total": "dielectric", "piezo": "piezo",
         "elastic": "elastic"}  # fmt: skip
 

@@ -9,6 +9,7 @@ import pytest
 from maggma.stores import MemoryStore
 from pymatgen.core import Lattice, Species, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+from tests.structures import ZNO
 
 from atomate2_gmt.candidates import (
     DEFAULT_EXCLUDED_ELEMENTS,
@@ -21,10 +22,6 @@ from atomate2_gmt.candidates import (
     known_formula_space_groups,
     load_candidates,
     substitution_prototypes,
-)
-
-ZNO = Structure.from_spacegroup(
-    "P6_3mc", Lattice.hexagonal(3.25, 5.21), ["Zn", "O"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]]
 )
 
 

@@ -10,6 +10,7 @@ import spglib
 from pymatgen.core import Lattice, Structure
 from pymatgen.core.tensors import Tensor
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+from tests.structures import NACL, ZNO
 
 from atomate2_gmt.schemas.keys import structure_key
 from atomate2_gmt.substitution import _space_group_number
@@ -23,13 +24,6 @@ from atomate2_gmt.tensors.symmetry import (
 from atomate2_gmt.tensors.symmetry import analysis as analysis_module
 from atomate2_gmt.tensors.symmetry import groups as groups_module
 from atomate2_gmt.tensors.symmetry import keys as keys_module
-
-ZNO = Structure.from_spacegroup(
-    "P6_3mc", Lattice.hexagonal(3.25, 5.21), ["Zn", "O"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]]
-)
-NACL = Structure.from_spacegroup(
-    "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
-)
 
 
 def _sheared_tetragonal() -> Structure:
