@@ -55,14 +55,17 @@ class Candidate(MSONable):
     candidates travel as jobflow job inputs.
 
     ``source`` names it (file name, store id, generated label); ``provenance`` says where it came
-    from; ``e_above_hull`` (eV/atom) is kept when the source provides it (it is not predicted).
+    from; ``source_properties`` holds what the source knows of the crystal, validated by
+    :class:`~atomate2_gmt.schemas.prediction.SourceProperties` (emmet's names: ``material_id``,
+    ``energy_above_hull``, ``formation_energy_per_atom``, ``band_gap``, ``is_metal``); what the
+    source does not give is absent, never invented.
     """
 
     source: str
     structure: Structure | None = None
     error: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
-    e_above_hull: float | None = None
+    source_properties: dict[str, Any] = field(default_factory=dict)
 
     @property
     def state(self) -> Literal["successful", "failed"]:
@@ -278,7 +281,41 @@ def candidates_from_structures(
     ]
 
 
-_HULL_FIELDS = ("e_above_hull", "energy_above_hull", "thermo.energy_above_hull")
+_SOURCE_FIELD_PATHS: dict[str, tuple[str, ...]] = {
+    "material_id": ("material_id", "task_id"),
+    "energy_above_hull": ("energy_above_hull", "e_above_hull", "thermo.energy_above_hull"),
+    "formation_energy_per_atom": ("formation_energy_per_atom", "thermo.formation_energy_per_atom"),
+    "band_gap": ("band_gap", "bandstructure.band_gap", "electronic_structure.band_gap"),
+    "is_metal": ("is_metal",),
+}
+"""Where MP-API-style summary documents keep each of emmet's source fields (first found wins)."""
+
+
+def source_properties_of(doc: dict[str, Any], material_id: str | None = None) -> dict[str, Any]:
+    """The emmet-named properties a source document gives (``SourceProperties`` fields), as a
+    plain dict of the fields present; ``material_id`` is the fallback id. A value of the wrong
+    type or out of range (negative band gap, NaN) raises ``ValueError`` naming the field."""
+    from pydantic import ValidationError
+    from pydash import get
+
+    from atomate2_gmt.schemas.prediction import SourceProperties
+
+    found: dict[str, Any] = {}
+    for name, paths in _SOURCE_FIELD_PATHS.items():
+        value = next((get(doc, p) for p in paths if get(doc, p) is not None), None)
+        if value is not None:
+            found[name] = value
+    if "material_id" not in found and material_id is not None:
+        found["material_id"] = material_id
+    if "material_id" in found:
+        found["material_id"] = str(found["material_id"])
+    try:
+        props = SourceProperties.model_validate(found)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field_name = ".".join(str(x) for x in err["loc"])
+        raise ValueError(f"source field {field_name!r}: {err['msg']}") from None
+    return props.model_dump(exclude_none=True)
 
 
 def candidates_from_store(
@@ -304,7 +341,11 @@ def candidates_from_store(
         key = get(doc, store.key) if isinstance(store.key, str) else None
         name = str(key) if key is not None else f"document-{i}"
         provenance = {"store": store.__class__.__name__, "key": store.key, "id": key}
-        hull = next((get(doc, f) for f in _HULL_FIELDS if get(doc, f) is not None), None)
+        try:
+            props = source_properties_of(doc, material_id=name if key is not None else None)
+        except ValueError as exc:
+            out.append(Candidate(source=name, error=str(exc), provenance=provenance))
+            continue
         raw = get(doc, structure_field)
         if raw is None:
             out.append(
@@ -333,7 +374,7 @@ def candidates_from_store(
                 structure=None if reason else structure,
                 error=reason,
                 provenance=provenance,
-                e_above_hull=float(hull) if hull is not None else None,
+                source_properties=props,
             )
         )
     return out

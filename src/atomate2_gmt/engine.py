@@ -566,7 +566,7 @@ def _documents(
 
 
 def _failed_document(ctx: _Context, cand: Candidate, reason: str) -> Any:
-    from atomate2_gmt.schemas.prediction import GMTPredictionDoc
+    from atomate2_gmt.schemas.prediction import GMTPredictionDoc, SourceProperties
 
     return GMTPredictionDoc.from_failure(
         cand.source,
@@ -576,7 +576,7 @@ def _failed_document(ctx: _Context, cand: Candidate, reason: str) -> Any:
         model_version=ctx.version,
         symprec=ctx.symprec,
         provenance=cand.provenance,
-        e_above_hull=cand.e_above_hull,
+        source_properties=SourceProperties(**cand.source_properties),
     )
 
 
@@ -590,7 +590,11 @@ def _document(
     """The document of one usable structure from its models' ``results`` (``task`` or
     ``task@k`` of an ensemble's member k); a failure while it is built fails it alone."""
     from atomate2_gmt.registry.loading import _combine_members
-    from atomate2_gmt.schemas.prediction import GMTPredictionDoc, compute_ieee_rotation
+    from atomate2_gmt.schemas.prediction import (
+        GMTPredictionDoc,
+        SourceProperties,
+        compute_ieee_rotation,
+    )
 
     assert cand.structure is not None
     try:  # any failure while one structure's document is built fails that structure alone
@@ -618,7 +622,7 @@ def _document(
             symprec=ctx.symprec,
             device=ctx.device,
             provenance=cand.provenance,
-            e_above_hull=cand.e_above_hull,
+            source_properties=SourceProperties(**cand.source_properties),
             structure_key=fact.get("structure_key"),
             ieee_rotation=fact.get("ieee_rotation"),
             uncertainty=uncertainty,

@@ -3,8 +3,8 @@
 :func:`query_candidates` returns the best candidates for one property, sorted on one of its
 derived scalars (see :mod:`atomate2_gmt.schemas.fields`), as flat rows. "Stable" means Born
 (mechanically) stable, from the predicted elastic tensor: thermodynamic stability (energy above
-the hull) is not predicted; documents that carry an ``e_above_hull`` from their candidate source
-can be filtered on it with ``max_e_above_hull``.
+the hull) is not predicted; documents that carry an ``energy_above_hull`` from their candidate
+source can be filtered on it with ``max_e_above_hull``.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def build_criteria(
     if max_e_above_hull is not None:
         if not max_e_above_hull >= 0:
             raise ValueError(f"max_e_above_hull must be >= 0 eV/atom, got {max_e_above_hull}")
-        criteria["e_above_hull"] = {"$lte": float(max_e_above_hull)}
+        criteria["energy_above_hull"] = {"$lte": float(max_e_above_hull)}
     if model_version is not None:
         criteria["model_version"] = model_version
     if include_metals is None:  # default: metals only where their prediction means something
@@ -175,7 +175,7 @@ def candidate_row(doc: dict[str, Any], prop: str, rank: int) -> dict[str, Any]:
         {
             "state": pred.get("state"),
             "error": pred.get("error"),
-            "e_above_hull": doc.get("e_above_hull"),
+            "energy_above_hull": doc.get("energy_above_hull"),
             "likely_metal": doc.get("likely_metal"),
             "domain_distance": (doc.get("domain_distance") or {}).get(prop),
             "source": doc.get("source"),
@@ -247,7 +247,7 @@ def query_candidates(
         state: the property's prediction state ("successful", "failed", or None for both).
             Failed predictions have no derived scalars and are listed by source.
         ascending: smallest first instead of largest first.
-        max_e_above_hull: keep documents whose source gave ``e_above_hull`` ≤ this (eV/atom).
+        max_e_above_hull: keep documents whose source gave ``energy_above_hull`` ≤ this (eV/atom).
         model_version: only predictions of this model version.
         max_domain_distance: keep crystals whose ``domain_distance`` for ``prop`` is at most
             this (:mod:`atomate2_gmt.data.domain`; ``IN_DOMAIN_MAX`` = 1.0 is "in domain").

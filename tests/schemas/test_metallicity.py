@@ -90,12 +90,11 @@ def test_odd_electron_count_without_a_magnetic_ion_is_flagged():
     assert likely_metal(snsb.get_primitive_structure()).reason == check.reason
 
 
-def test_documents_carry_the_flag_and_schema_3(fe_pt_n2):
-    assert PREDICTION_SCHEMA_VERSION == 3
+def test_documents_carry_the_flag(fe_pt_n2):
     doc = make_doc("FePtN2", structure=fe_pt_n2, source="FePtN2.cif")
     assert doc.likely_metal is True
     assert doc.likely_metal_reason.startswith("open-shell transition metal in a nitride")
-    assert doc.schema_version == 3
+    assert doc.schema_version == PREDICTION_SCHEMA_VERSION
     zno = make_doc("ZnO")
     assert zno.likely_metal is False
     assert zno.likely_metal_reason is None
@@ -107,7 +106,7 @@ def test_an_older_document_gains_the_flag_on_migration(fe_pt_n2):
     del old["likely_metal"], old["likely_metal_reason"]
     old["dfpt"] = {"state": "accepted"}
     migrated = migrate_prediction_dict(old)
-    assert migrated["schema_version"] == 3
+    assert migrated["schema_version"] == PREDICTION_SCHEMA_VERSION
     assert migrated["likely_metal"] is True
     assert migrated["likely_metal_reason"].startswith("open-shell transition metal")
     assert migrated["dfpt"] == {"state": "accepted"}

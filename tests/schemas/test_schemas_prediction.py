@@ -13,13 +13,20 @@ from scipy.spatial.transform import Rotation
 from tests.structures import NACL, ZNO
 
 from atomate2_gmt.data.mp import load_mp
-from atomate2_gmt.schemas.fields import DERIVED_FIELDS, PREDICTION_INDEXES, resolve_sort_field
+from atomate2_gmt.schemas.fields import (
+    DERIVED_FIELDS,
+    PREDICTION_INDEXES,
+    PREDICTION_SCHEMA_VERSION,
+    resolve_sort_field,
+)
 from atomate2_gmt.schemas.keys import spglib_cell, structure_key, symmetry_dataset
 from atomate2_gmt.schemas.prediction import (
     GMTPredictionDoc,
+    SourceProperties,
     compute_ieee_rotation,
     derive_model_version,
     key_and_ieee_rotation,
+    migrate_prediction_dict,
 )
 from atomate2_gmt.tensors.conventions import crystal_system, full_to_voigt, rotate
 from atomate2_gmt.tensors.properties import isotropic_elastic_tensor
@@ -225,8 +232,9 @@ def test_failure_documents_always_have_the_source():
 def test_store_dict_round_trip_is_json_safe():
     import json
 
+    props = SourceProperties(energy_above_hull=0.012, band_gap=3.3)
     doc = _doc(device="cpu", timings={"piezo": 0.25}, provenance={"prototype": "mp-2133"},
-               e_above_hull=0.012)  # fmt: skip
+               source_properties=props)  # fmt: skip
     d = doc.to_store_dict()
     json.dumps({k: v for k, v in d.items() if k != "last_updated"})
     assert d["last_updated"] == doc.last_updated
@@ -370,3 +378,20 @@ def test_key_and_ieee_rotation_report_failures_as_the_separate_computations_do()
     _assert_same_facts(
         key_and_ieee_rotation(close), (structure_key(close), compute_ieee_rotation(close))
     )
+
+
+def test_source_properties_are_carried_and_older_hull_field_migrates():
+    doc = _doc(source_properties=SourceProperties(material_id="mp-2133", band_gap=3.3))
+    assert doc.material_id == "mp-2133"
+    assert doc.band_gap == 3.3
+    assert doc.energy_above_hull is None  # never invented
+    assert doc.is_metal is None
+    with pytest.raises(ValueError, match="band_gap"):
+        SourceProperties(band_gap=float("nan"))
+    old = doc.to_store_dict()
+    old.pop("energy_above_hull")
+    old["e_above_hull"], old["schema_version"] = 0.02, 3
+    migrated = migrate_prediction_dict(old)
+    assert migrated["energy_above_hull"] == 0.02
+    assert "e_above_hull" not in migrated
+    assert migrated["schema_version"] == PREDICTION_SCHEMA_VERSION

@@ -13,6 +13,7 @@ from pymatgen.core import Lattice, Structure
 
 from atomate2_gmt.schemas.prediction import (
     GMTPredictionDoc,
+    SourceProperties,
     compute_ieee_rotation,
     derived_quantities,
 )
@@ -93,7 +94,7 @@ def make_doc(
     source: str | None = None,
     tasks: tuple[str, ...] = ("dielectric", "dielectric_total", "piezo", "elastic"),
     structure: Structure | None = None,
-    e_above_hull: float | None = None,
+    energy_above_hull: float | None = None,
     **tensor_kwargs: Any,
 ) -> GMTPredictionDoc:
     structure = structure or STRUCTURES[name]
@@ -107,5 +108,5 @@ def make_doc(
         info,
         source=source or f"{name}.cif",
         device="cpu",
-        e_above_hull=e_above_hull,
+        source_properties=SourceProperties(energy_above_hull=energy_above_hull),
     )

@@ -95,7 +95,10 @@ def test_from_store_keeps_ids_and_hull_energies():
     )
     cands = {c.source: c for c in candidates_from_store(store)}
     assert cands["mp-2133"].state == "successful"
-    assert cands["mp-2133"].e_above_hull == 0.0
+    assert cands["mp-2133"].source_properties == {
+        "material_id": "mp-2133",
+        "energy_above_hull": 0.0,
+    }
     assert "is not a Structure" in cands["mp-1"].error
     assert "has no 'structure' field" in cands["mp-2"].error
     assert [c.source for c in load_candidates(store)] == [c.source for c in cands.values()]
@@ -200,3 +203,33 @@ def test_substitution_and_candidates_import_in_any_order(statement):
 
     run = subprocess.run([sys.executable, "-c", statement], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_store_candidates_carry_source_fields_under_emmet_names():
+    """What an MP-style summary gives is carried (emmet's names); what it lacks stays absent;
+    a value out of range fails that record alone, naming the field."""
+    store = MemoryStore("mp_summary", key="material_id")
+    store.connect()
+    store.update(
+        [
+            {
+                "material_id": "mp-2133",
+                "structure": ZNO.as_dict(),
+                "band_gap": 0.73,
+                "is_metal": False,
+                "formation_energy_per_atom": -1.8,
+            },
+            {"material_id": "mp-3", "structure": ZNO.as_dict(), "band_gap": -1.0},
+        ]
+    )
+    cands = {c.source: c for c in candidates_from_store(store)}
+    props = cands["mp-2133"].source_properties
+    assert props == {
+        "material_id": "mp-2133",
+        "band_gap": 0.73,
+        "is_metal": False,
+        "formation_energy_per_atom": -1.8,
+    }
+    assert "energy_above_hull" not in props
+    assert cands["mp-3"].state == "failed"
+    assert "source field 'band_gap'" in cands["mp-3"].error

@@ -100,8 +100,8 @@ def test_failed_predictions_and_energy_above_hull(store):
     failed = GMTPredictionDoc.from_failure(
         "broken.cif", "unreadable structure file", tasks=["piezo"]
     )
-    cds_hull = make_doc("CdS", e_max=0.4, e_above_hull=0.05, version="v1")
-    gaas_hull = make_doc("GaAs", e_max=0.15, e_above_hull=0.0, version="v1")
+    cds_hull = make_doc("CdS", e_max=0.4, energy_above_hull=0.05, version="v1")
+    gaas_hull = make_doc("GaAs", e_max=0.15, energy_above_hull=0.0, version="v1")
     upsert_predictions(store, [failed, cds_hull, gaas_hull])
     rows = query_candidates(store, "piezo", state="failed")
     assert [(r["source"], r["error"]) for r in rows] == [
@@ -110,7 +110,7 @@ def test_failed_predictions_and_energy_above_hull(store):
     assert len(query_candidates(store, "piezo")) == 6  # the failure is not a candidate
     near_hull = query_candidates(store, "piezo", max_e_above_hull=0.01)
     assert _formulas(near_hull) == ["GaAs"]
-    assert near_hull[0]["e_above_hull"] == 0.0
+    assert near_hull[0]["energy_above_hull"] == 0.0
 
 
 def test_latest_model_version_wins(store):

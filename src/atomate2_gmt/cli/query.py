@@ -57,9 +57,15 @@ def render_rows(rows: list[dict[str, Any]], prop: str, fmt: str) -> str:
     from rich.table import Table
 
     table = Table(title=f"top {len(rows)} candidates: {prop}")
-    columns = [*_TABLE_COLUMNS, *DERIVED_FIELDS[prop], "domain_distance", "e_above_hull", "source"]
-    if rows and all(r.get("e_above_hull") is None for r in rows):
-        columns.remove("e_above_hull")
+    columns = [
+        *_TABLE_COLUMNS,
+        *DERIVED_FIELDS[prop],
+        "domain_distance",
+        "energy_above_hull",
+        "source",
+    ]
+    if rows and all(r.get("energy_above_hull") is None for r in rows):
+        columns.remove("energy_above_hull")
     for col in columns:
         table.add_column(col, justify="right" if col not in ("formula", "source") else "left")
     for row in rows:
@@ -99,7 +105,7 @@ def query_command(
     ] = False,
     max_e_above_hull: Annotated[
         float | None,
-        typer.Option("--max-e-above-hull", help="eV/atom; needs e_above_hull from the source."),
+        typer.Option("--max-e-above-hull", help="eV/atom; on the source's energy_above_hull."),
     ] = None,
     in_domain: Annotated[
         bool,

@@ -33,11 +33,13 @@ __all__ = [
     "resolve_sort_field",
 ]
 
-PREDICTION_SCHEMA_VERSION = 3
+PREDICTION_SCHEMA_VERSION = 4
 """Version of the prediction document's field definitions. Documents of another version are
 migrated in place by screening jobs (``schemas.prediction.migrate_prediction_dict``) and left out
 of queries until then, so older definitions (e.g. the frame-dependent ``e_ij_max`` of version 1)
-are never mixed with the current ones. Version 3 added ``likely_metal``/``likely_metal_reason``."""
+are never mixed with the current ones. Version 3 added ``likely_metal``/``likely_metal_reason``;
+version 4 carries the candidate source's ``material_id``, ``energy_above_hull``,
+``formation_energy_per_atom``, ``band_gap`` and ``is_metal`` under emmet's names."""
 
 PREDICTION_KEY = "prediction_id"
 """Unique key of a prediction document: ``"<structure_key>:<model_version>"``."""
@@ -66,7 +68,10 @@ SUMMARY_FIELDS: tuple[str, ...] = (
     "source",
     "model_version",
     "state",
-    "e_above_hull",
+    "material_id",
+    "energy_above_hull",
+    "band_gap",
+    "is_metal",
 )
 """Fields a query returns for every hit, besides the property's derived scalars."""
 

@@ -46,6 +46,7 @@ from atomate2_gmt.tensors.symmetry.policy import SYMPREC
 __all__ = [
     "GMTPredictionDoc",
     "ModelInfo",
+    "SourceProperties",
     "TaskPrediction",
     "compute_ieee_rotation",
     "derive_model_version",
@@ -58,6 +59,19 @@ State = Literal["successful", "failed"]
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class SourceProperties(BaseModel):
+    """What a candidate source knows of a crystal, under emmet's names and units; a field the
+    source does not give stays None (nothing here is ever predicted or invented)."""
+
+    model_config = {"extra": "forbid", "frozen": True}
+
+    material_id: str | None = Field(default=None, max_length=200)
+    energy_above_hull: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    formation_energy_per_atom: float | None = Field(default=None, allow_inf_nan=False)
+    band_gap: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    is_metal: bool | None = None
 
 
 class ModelInfo(BaseModel):
@@ -226,9 +240,24 @@ class GMTPredictionDoc(StructureMetadata):
     is_centrosymmetric: bool | None = Field(
         default=None, description="Point group contains inversion."
     )
-    e_above_hull: float | None = Field(
+    material_id: str | None = Field(
         default=None,
-        description="Energy above hull (eV/atom) from the candidate source; not predicted.",
+        description="The candidate source's id of the crystal (e.g. an MP or Alexandria id); None "
+        "for files and generated crystals.",
+    )
+    energy_above_hull: float | None = Field(
+        default=None,
+        description="Energy above the convex hull (eV/atom) as the candidate source gives it "
+        "(emmet's meaning: the source's DFT hull); never predicted, None when not given.",
+    )
+    formation_energy_per_atom: float | None = Field(
+        default=None, description="Formation energy (eV/atom) from the candidate source."
+    )
+    band_gap: float | None = Field(
+        default=None, description="Band gap (eV) from the candidate source; never predicted."
+    )
+    is_metal: bool | None = Field(
+        default=None, description="The candidate source's metallicity (emmet's is_metal)."
     )
     likely_metal: bool | None = Field(
         default=None,
@@ -296,7 +325,7 @@ class GMTPredictionDoc(StructureMetadata):
         device: str | None = None,
         timings: dict[str, float] | None = None,
         provenance: dict[str, Any] | None = None,
-        e_above_hull: float | None = None,
+        source_properties: SourceProperties | None = None,
         structure_key: str | None = None,
         point_group_info: Any = None,
         ieee_rotation: Any = None,
@@ -317,7 +346,8 @@ class GMTPredictionDoc(StructureMetadata):
             model_version: version label (default: :func:`derive_model_version`).
             symprec: symmetry tolerance (Å) for the symmetry data and the structure key.
             device, timings: where the predictions ran and seconds per task.
-            e_above_hull: eV/atom from the candidate source, when known.
+            source_properties: what the candidate source knows of the crystal (id, energy above
+                the hull, formation energy, band gap, metallicity), carried under emmet's names.
             structure_key: precomputed key (computed here if None).
             point_group_info: the ``tensors.symmetry.PointGroupInfo`` of ``structure`` at
                 ``symprec`` when already known (saves a symmetry search).
@@ -385,7 +415,7 @@ class GMTPredictionDoc(StructureMetadata):
             provenance=dict(provenance or {}),
             structure=_structure_dict(structure),
             is_centrosymmetric=centro,
-            e_above_hull=e_above_hull,
+            **(source_properties or SourceProperties()).model_dump(),
             **_metal_fields(structure, symprec),
             state="failed" if failed else "successful",
             error="; ".join(errors) if failed else None,
@@ -413,7 +443,7 @@ class GMTPredictionDoc(StructureMetadata):
         model_version: str = "unversioned",
         symprec: float = SYMPREC,
         provenance: dict[str, Any] | None = None,
-        e_above_hull: float | None = None,
+        source_properties: SourceProperties | None = None,
     ) -> GMTPredictionDoc:
         """A failed document for an input that could not be predicted at all (unreadable file,
         disordered structure, ...). It keeps the source, and the structure's metadata and key
@@ -453,7 +483,7 @@ class GMTPredictionDoc(StructureMetadata):
             sources=[source],
             provenance=dict(provenance or {}),
             structure=struct_dict,
-            e_above_hull=e_above_hull,
+            **(source_properties or SourceProperties()).model_dump(),
             state="failed",
             error=error,
             tasks=[t for t in TASKS if t in tasks],
@@ -499,6 +529,8 @@ def migrate_prediction_dict(doc: dict[str, Any]) -> dict[str, Any]:
     out["uncertainty"] = {
         k: v for k, v in (doc.get("uncertainty") or {}).items() if k not in changed
     }
+    if "e_above_hull" in out:  # schema 4 names the source's hull energy as emmet does
+        out["energy_above_hull"] = out.pop("e_above_hull")
     if "likely_metal" not in out:  # schema 3 added the likely-metal flag
         out.update(_metal_fields(structure, SYMPREC))
     out["schema_version"] = PREDICTION_SCHEMA_VERSION

@@ -224,7 +224,7 @@ class CandidateRow(BaseModel):
     uncertainty: dict[str, float] = Field(default_factory=dict)
     state: str | None = None
     error: str | None = None
-    e_above_hull: float | None = None
+    energy_above_hull: float | None = None
     source: str | None = None
     nsites: int | None = None
     model_version: str | None = None

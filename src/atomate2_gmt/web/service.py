@@ -343,7 +343,7 @@ def candidate_page(
     Rows: rank, prediction_id, structure_key, formula, space group (symbol, number), crystal
     system, point group, centrosymmetry, the property's derived fields (units in
     :data:`FIELD_UNITS`), ``uncertainty`` (ensemble standard deviation per field, where
-    present), state, error, e_above_hull, source, nsites, model_version, likely_metal (+
+    present), state, error, energy_above_hull, source, nsites, model_version, likely_metal (+
     reason), domain_distance (of the property's model), dfpt_state.
     """
     if skip < 0 or limit <= 0:
