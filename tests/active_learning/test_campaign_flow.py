@@ -73,7 +73,7 @@ def test_round_jobs_order_and_registry_model(structures) -> None:  # type: ignor
     assert isinstance(screen, Flow)
     assert screen.name == "gmt_screen"
     assert [j.name for j in (select, retrain, advance)] == [
-        "gmt_campaign_select_r1", "gmt_retrain_r1", "gmt_campaign_advance_r1",
+        "gmt_select_r1", "gmt_retrain_r1", "gmt_campaign_advance_r1",
     ]  # fmt: skip
     # every prediction job reads the task's model from the registry when it runs
     predict_jobs = [j for j in screen.jobs if j.name.startswith("gmt_predict")]

@@ -1,5 +1,5 @@
-"""apply_worker_config (job → worker by name), render_project (template → project file), and the
-submission script's dry run."""
+"""apply_worker_config (job → worker by the role it declares), render_project (template →
+project file), and the submission script's dry run."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from jobflow import Flow, job
+from jobflow import Flow, Response, job
 from pymatgen.core import Lattice, Structure
 
 pytest.importorskip("jobflow_remote")
@@ -18,10 +18,11 @@ from atomate2_gmt.remote import (
     DEFAULT_GMT_RESOURCES,
     DEFAULT_SERIAL_DFPT_RESOURCES,
     apply_worker_config,
-    job_kind,
     render_project,
     worker_assignment,
 )
+from atomate2_gmt.routing import ROLE_KEY, ROUTING_KEY, iter_jobs, job_role, route_new_jobs
+from atomate2_gmt.routing import role_of as job_kind
 
 ROOT = Path(__file__).parents[2]
 TEMPLATE = ROOT / "workflows" / "jobflow_remote" / "atomate2_gmt.yaml"
@@ -107,7 +108,6 @@ def test_dfpt_jobs_added_at_run_time_are_routed(tmp_path):
 
     from atomate2_gmt.dfpt.abinit.makers import AbinitDielectricMaker
     from atomate2_gmt.jobs.feedback import feedback_job
-    from atomate2_gmt.remote import route_new_jobs
 
     flow = apply_worker_config(_discovery_flow(tmp_path), gmt_worker="gpu", dfpt_worker="cpu")
     select = next(j for j in _iter(flow) if j.name == "gmt_select")
@@ -140,8 +140,6 @@ def test_apply_worker_config_custom_resources_and_no_dfpt_worker(tmp_path):
 
 
 def test_a_job_can_declare_its_role():
-    from atomate2_gmt.remote import ROLE_KEY
-
     j = noop()
     assert job_kind(j) is None
     j.metadata[ROLE_KEY] = "dfpt"
@@ -149,8 +147,6 @@ def test_a_job_can_declare_its_role():
 
 
 def _iter(flow):
-    from atomate2_gmt.remote import iter_jobs
-
     return list(iter_jobs(flow))
 
 
@@ -264,11 +260,56 @@ def test_default_resources_take_the_partition_and_account_of_the_template(tmp_pa
 
 def test_routing_travels_to_jobs_created_at_run_time():
     """A campaign adds its next round at run time: those jobs carry the routing too."""
-    from atomate2_gmt.remote import ROUTING_KEY
-
     parent = noop()
     apply_worker_config(Flow([parent]))
     child = noop()
     for update in parent.metadata_updates:  # what jobflow applies to a Response's new jobs
         child.update_metadata(**update)
     assert child.metadata[ROUTING_KEY]["gmt"]["worker"] == "gpu"
+
+
+@job(**job_role("gmt"))
+def _adds_dfpt(structure: Structure) -> Response:
+    """A GMT job that adds a DFPT job and a role-less job when it runs (as the selection does)."""
+    from atomate2_gmt.dfpt.abinit.makers import AbinitDielectricMaker
+
+    return Response(
+        addition=route_new_jobs(Flow([AbinitDielectricMaker().make(structure), noop()]))
+    )
+
+
+def test_jobs_added_at_run_time_keep_their_routing_after_jobflow_runs_the_job():
+    """jobflow hands its own run configuration to the jobs a response adds, after the job
+    returns: the added DFPT job must still go to the DFPT worker, and a job without a role of
+    its own takes the role (and worker) of the job that added it."""
+    from jobflow import JobStore
+    from maggma.stores import MemoryStore
+
+    parent = _adds_dfpt(NACL)
+    apply_worker_config(Flow([parent]), gmt_worker="gpu", dfpt_worker="cpu")
+    store = JobStore(MemoryStore())
+    store.connect()
+    response = parent.run(store)
+    added = {j.name: j for j in iter_jobs(response.addition)}
+    assert job_kind(added["abinit dfpt dielectric"]) == "dfpt_serial"
+    assert worker_assignment(response.addition) == {"abinit dfpt dielectric": "cpu", "noop": "gpu"}
+    assert job_kind(added["noop"]) == "gmt"  # inherited
+
+
+def test_declared_roles_survive_serialisation():
+    """Job documents travel as JSON (jobflow-remote's queue): the role and its inheritance too."""
+    import json
+
+    from jobflow import Job
+    from monty.json import MontyDecoder, MontyEncoder
+
+    made = _adds_dfpt(NACL)
+    back = json.loads(json.dumps(made.as_dict(), cls=MontyEncoder), cls=MontyDecoder)
+    assert isinstance(back, Job)
+    assert job_kind(back) == "gmt"
+    orphan = noop()
+    for update in back.metadata_updates:
+        orphan.update_metadata(**update)
+    assert job_kind(orphan) == "gmt"
+    with pytest.raises(ValueError, match="unknown job role 'gpu'"):
+        job_role("gpu")  # type: ignore[arg-type]

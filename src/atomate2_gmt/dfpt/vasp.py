@@ -34,6 +34,7 @@ import numpy as np
 from jobflow import Flow, Maker, OnMissing, job
 from monty.io import zopen
 
+from atomate2_gmt.routing import declare_role, iter_jobs, job_role
 from atomate2_gmt.schemas.dfpt import DFPTResultDoc
 from atomate2_gmt.tensors.conventions import vasp_voigt_to_standard, voigt_to_full
 
@@ -306,7 +307,7 @@ def dfpt_doc_from_vasp(
     )
 
 
-@job(name="vasp dfpt result")
+@job(name="vasp dfpt result", **job_role("dfpt_serial"))
 def vasp_dfpt_result(
     task_doc: Any,
     elastic_doc: Any = None,
@@ -358,4 +359,18 @@ class VaspDFPTMaker(Maker):
         )
         convert.config.on_missing_references = OnMissing.NONE
         jobs.append(convert)
-        return Flow(jobs, output=convert.output, name=self.name)
+        return declare_atomate2_roles(Flow(jobs, output=convert.output, name=self.name))
+
+
+def declare_atomate2_roles(flow: Flow) -> Flow:
+    """The roles of atomate2's jobs in ``flow``: its elastic helpers that only generate or fit
+    deformations are light (``dfpt_serial``); every other job is a VASP run or creates them at
+    run time (``run_elastic_deformations``: the strained runs inherit its role), an MPI DFPT
+    run (``dfpt``). Jobs that declare a role keep it."""
+    from atomate2.common.jobs.elastic import fit_elastic_tensor, generate_elastic_deformations
+
+    light = {getattr(f, "original", f) for f in (fit_elastic_tensor, generate_elastic_deformations)}
+    for j in iter_jobs(flow):
+        if getattr(j.function, "__wrapped__", j.function) in light:
+            declare_role(j, "dfpt_serial")
+    return declare_role(flow, "dfpt")

@@ -6,12 +6,12 @@ Round k is a Flow ``<name>_round_<k>`` of a screening flow and three jobs (named
 1. ``gmt_screen`` (the discovery maker's screening flow) with the predict maker's model of the
    policy's task set to ``"registry"``, resolved when the prediction jobs run: every round
    screens with the model promoted at that time (round 1: the promoted or seeded shipped one);
-2. ``gmt_campaign_select``: :func:`~atomate2_gmt.jobs.select.select_for_dfpt` restricted to the
+2. ``gmt_select``: :func:`~atomate2_gmt.jobs.select.select_for_dfpt` restricted to the
    documents of this round's model version (the screen's ``model_version``), with the DFPT flows
    and feedback jobs as a **detour** (not an addition), so the jobs after it wait until every
    DFPT result has been fed back. A structure computed or in flight in an earlier round (its
    earlier documents carry ``dfpt`` / ``dfpt_selected``) is marked ``dfpt_selected`` on its new
-   documents first, so it is never picked twice across rounds;
+   documents first (``done_keys``), so it is never picked twice across rounds;
 3. ``gmt_retrain``: the retrain maker's job (:func:`~atomate2_gmt.jobs.retrain.retrain` on the
    shipped data plus all feedback so far, after the selection's DFPT detour; it promotes the
    new version only if not worse on the held-out set);
@@ -22,102 +22,23 @@ Round k is a Flow ``<name>_round_<k>`` of a screening flow and three jobs (named
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from jobflow import Flow, Job, Maker, Response, job
+from jobflow import Flow, Maker, Response, job
 
 from atomate2_gmt.flows.discovery import GMTDiscoveryMaker
 from atomate2_gmt.jobs.retrain import GMTRetrainMaker
-from atomate2_gmt.jobs.select import SelectionPolicy, select_for_dfpt
-from atomate2_gmt.schemas.fields import PREDICTION_KEY
+from atomate2_gmt.jobs.select import select_for_dfpt
+from atomate2_gmt.routing import job_role, route_new_jobs
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from maggma.core import Store
 
-__all__ = ["GMTCampaignMaker", "campaign_advance", "campaign_retrain", "campaign_select"]
-
-
-def carry_marks(store: Store, done_keys: Sequence[str] = ()) -> int:
-    """Mark ``dfpt_selected`` on every document whose structure was computed or selected under
-    another document (earlier model version), or is in ``done_keys`` (the structures picked in
-    earlier rounds: a re-screen under the same model-version label replaces the documents and
-    their marks); returns how many were marked. Connects ``store``."""
-    store.connect()
-    done: dict[str, str] = {k: "earlier round" for k in done_keys}
-    for d in store.query(
-        criteria={"$or": [{"dfpt": {"$exists": True}}, {"dfpt_selected": {"$exists": True}}]},
-        properties=[PREDICTION_KEY, "structure_key"],
-    ):
-        if d.get("structure_key"):
-            done.setdefault(d["structure_key"], d[PREDICTION_KEY])
-    if not done:
-        return 0
-    rows = []
-    for d in store.query(
-        criteria={
-            "structure_key": {"$in": sorted(done)},
-            "dfpt": {"$exists": False},
-            "dfpt_selected": {"$exists": False},
-        }
-    ):
-        row = {k: v for k, v in d.items() if k != "_id"}
-        row["dfpt_selected"] = {
-            "at": datetime.now(UTC).isoformat(),
-            "carried_from": done[d["structure_key"]],
-        }
-        rows.append(row)
-    if rows:
-        store.update(rows, key=PREDICTION_KEY)
-    return len(rows)
+__all__ = ["GMTCampaignMaker", "campaign_advance"]
 
 
-@job(name="gmt_campaign_select")
-def campaign_select(
-    policy: SelectionPolicy | dict[str, Any],
-    dfpt_maker: Maker,
-    store: Store | None = None,
-    screen: dict[str, Any] | None = None,
-    done_keys: Sequence[str] = (),
-) -> Response:
-    """Select this round's candidates (``select_for_dfpt``) among the documents of the screen's
-    model version, never a structure of ``done_keys`` or one marked before (:func:`carry_marks`),
-    and detour through their DFPT + feedback jobs (children wait for them). Output: that of
-    ``select_for_dfpt`` plus the picks' ``structure_keys`` and ``n_carried_marks``."""
-    from atomate2_gmt.stores import candidate_store
-
-    if isinstance(policy, dict):
-        policy = SelectionPolicy(**policy)
-    version = (screen or {}).get("model_version")
-    if policy.model_version is None and version:
-        policy = replace(policy, model_version=version)
-    own = store if store is not None else candidate_store()
-    carried = carry_marks(own, done_keys)
-    own.close()
-    select = select_for_dfpt.original  # type: ignore[attr-defined]
-    response: Response = select(policy, dfpt_maker, store=store, upstream=None)
-    ids = [s[PREDICTION_KEY] for s in response.output["selected"]]
-    own.connect()
-    rows = own.query({PREDICTION_KEY: {"$in": ids}}, properties=[PREDICTION_KEY, "structure_key"])
-    keys = {d[PREDICTION_KEY]: d.get("structure_key") for d in rows}
-    own.close()
-    output = {
-        **response.output,
-        "structure_keys": [keys.get(i) for i in ids],
-        "n_carried_marks": carried,
-    }
-    return Response(output=output, detour=response.addition)
-
-
-def campaign_retrain(retrain_maker: GMTRetrainMaker, selection: Any = None) -> Job:
-    """The round's ``gmt_retrain`` job: ``retrain_maker.make(upstream=selection)``
-    (``selection`` only orders the job after the selection's DFPT detour)."""
-    return retrain_maker.make(upstream=selection)
-
-
-@job(name="gmt_campaign_advance")
+@job(name="gmt_campaign_advance", **job_role("gmt"))
 def campaign_advance(
     maker: GMTCampaignMaker,
     candidates: Any,
@@ -140,7 +61,8 @@ def campaign_advance(
     }
     if round_index >= maker.n_rounds:
         return Response(output=output)
-    return Response(output=output, addition=maker.make(candidates, round_index + 1, done))
+    next_round = maker.make(candidates, round_index + 1, done)
+    return Response(output=output, addition=route_new_jobs(next_round))
 
 
 @dataclass
@@ -196,9 +118,10 @@ class GMTCampaignMaker(Maker):
             raise ValueError("GMTCampaignMaker needs a dfpt_maker on its discovery maker")
         retrain_maker = self.resolved_retrain_maker()
         screen = discovery.screen_maker.make(candidates)
-        select = campaign_select(
+        select = select_for_dfpt(
             asdict(discovery.policy), discovery.dfpt_maker,
-            store=discovery.screen_maker.store, screen=screen.output, done_keys=list(done_keys),
+            store=discovery.screen_maker.store, upstream=screen.output, detour=True,
+            screen=screen.output, done_keys=list(done_keys),
         )  # fmt: skip
         retrain_job = retrain_maker.make(upstream=select.output)
         advance = campaign_advance(

@@ -14,16 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jobflow import Flow, Maker, Response, job
+from jobflow import Flow, Maker, job
 
 from atomate2_gmt.flows.screen import GMTScreenMaker
 from atomate2_gmt.jobs.select import SelectionPolicy, select_for_dfpt
+from atomate2_gmt.routing import job_role
 from atomate2_gmt.schemas.fields import PREDICTION_KEY
 
 if TYPE_CHECKING:
     from maggma.core import Store
 
-__all__ = ["GMTDiscoveryMaker", "discovery_results", "discovery_select"]
+__all__ = ["GMTDiscoveryMaker", "discovery_results"]
 
 #: Fields of a candidate's ``dfpt`` record copied into the discovery flow's output.
 RESULT_FIELDS = (
@@ -38,21 +39,7 @@ RESULT_FIELDS = (
 )
 
 
-@job(name="gmt_select")
-def discovery_select(
-    policy: SelectionPolicy | dict[str, Any],
-    dfpt_maker: Maker,
-    store: Store | None = None,
-    upstream: Any = None,
-) -> Response:
-    """:func:`~atomate2_gmt.jobs.select.select_for_dfpt`, with the DFPT + feedback jobs of the
-    picks as a detour: the jobs that follow this one wait for them. Output: the selection."""
-    select = select_for_dfpt.original  # type: ignore[attr-defined]
-    response: Response = select(policy, dfpt_maker, store=store, upstream=upstream)
-    return Response(output=response.output, detour=response.addition)
-
-
-@job(name="gmt_discovery_results")
+@job(name="gmt_discovery_results", **job_role("gmt"))
 def discovery_results(selection: dict[str, Any], store: Store | None = None) -> dict[str, Any]:
     """The selection with each pick's DFPT result, read from the candidate store.
 
@@ -124,8 +111,12 @@ class GMTDiscoveryMaker(Maker):
         if self.dfpt_maker is None:
             raise ValueError("GMTDiscoveryMaker needs a dfpt_maker (e.g. the ABINIT DFPT maker)")
         screen = self.screen_maker.make(candidates)
-        select = discovery_select(
-            self.policy, self.dfpt_maker, store=self.screen_maker.store, upstream=screen.output
+        select = select_for_dfpt(
+            self.policy,
+            self.dfpt_maker,
+            store=self.screen_maker.store,
+            upstream=screen.output,
+            detour=True,
         )
         results = discovery_results(select.output, store=self.screen_maker.store)
         return Flow([screen, select, results], output=results.output, name=self.name)

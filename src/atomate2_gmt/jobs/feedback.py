@@ -35,6 +35,7 @@ from jobflow import job
 from maggma.core import Store
 
 from atomate2_gmt.dfpt.validation import KEY_SYMPREC, RESIDUAL_FLOOR, check_dfpt_result
+from atomate2_gmt.routing import job_role
 from atomate2_gmt.schemas.dfpt import PART_TASK, DFPTResultDoc
 from atomate2_gmt.schemas.fields import PREDICTION_KEY
 from atomate2_gmt.schemas.training import TRAINING_DOC_INDEXES, TRAINING_KEY, TrainingDoc
@@ -309,7 +310,7 @@ def apply_feedback(
     }
 
 
-@job(name="dfpt_feedback")
+@job(name="dfpt_feedback", **job_role("dfpt_serial"))
 def feedback_job(
     dfpt_doc: DFPTResultDoc | dict[str, Any] | None,
     training_store: Store | None = None,

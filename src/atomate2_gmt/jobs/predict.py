@@ -38,6 +38,7 @@ from atomate2_gmt.registry.loading import (
     _ensemble_info,
     _load_cached,
 )
+from atomate2_gmt.routing import job_role
 from atomate2_gmt.tensors.tasks import TASK_SPECS
 
 if TYPE_CHECKING:
@@ -219,7 +220,7 @@ class GMTPredictMaker(Maker):
             spread_scale=dict(self.ensemble_spread_scale),
         )
 
-    @job
+    @job(**job_role("gmt"))
     def make(self, candidates: Sequence[CandidateLike]) -> list[dict[str, Any]] | dict[str, Any]:
         """Predict every candidate (Candidate, Structure, Structure dict or file path).
 

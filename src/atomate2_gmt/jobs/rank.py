@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobflow import job
 
+from atomate2_gmt.routing import job_role
 from atomate2_gmt.schemas.fields import DEFAULT_SORT
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def ranking(
     return out
 
 
-@job(name="gmt_rank")
+@job(name="gmt_rank", **job_role("gmt"))
 def rank_predictions(
     summaries: list[dict[str, Any]],
     top: int = 20,

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from jobflow import Maker, job
 
 from atomate2_gmt.data.records import TensorRecord, records_hash, split_records
+from atomate2_gmt.routing import job_role
 from atomate2_gmt.training.heldout import HELDOUT_SEED, heldout_set
 
 if TYPE_CHECKING:
@@ -427,7 +428,7 @@ class GMTRetrainMaker(Maker):
     use_custodian: bool = True
     work_dir: str | None = None
 
-    @job
+    @job(**job_role("gmt"))
     def make(self, upstream: Any = None) -> dict[str, Any]:
         """The ``gmt_retrain`` job; its output is the JSON-safe summary dict of :func:`retrain`.
 

@@ -7,15 +7,16 @@ when the documents carry an ensemble spread ``uncertainty.<field>``). Candidates
 ``dfpt`` field, written by the feedback job) or in flight (a ``dfpt_selected`` mark, written
 here when a candidate is picked) are never picked twice.
 
-:func:`select_for_dfpt` is a jobflow job that picks, marks and returns a ``Response(addition=…)``
-with one DFPT flow and one feedback job per pick; the feedback job runs with ``OnMissing.NONE``
+:func:`select_for_dfpt` is the one selection job: it picks, marks and returns a
+``Response`` with one DFPT flow and one feedback job per pick, as an addition or (``detour``) as
+a detour that the jobs after it wait for; the feedback job runs with ``OnMissing.NONE``
 so that a DFPT flow that dies is recorded as failed on its candidate and never blocks the others.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -23,14 +24,17 @@ from jobflow import Flow, Maker, OnMissing, Response, job
 from monty.json import MSONable
 
 from atomate2_gmt.query import build_criteria
+from atomate2_gmt.routing import job_role, route_new_jobs
 from atomate2_gmt.schemas.fields import PREDICTION_KEY, resolve_sort_field
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from maggma.core import Store
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SelectionPolicy", "select_candidates", "select_for_dfpt"]
+__all__ = ["SelectionPolicy", "carry_marks", "select_candidates", "select_for_dfpt"]
 
 
 @dataclass
@@ -174,19 +178,64 @@ def _mark_selected(store: Store, docs: list[dict[str, Any]], mark: dict[str, Any
         store.update(rows, key=PREDICTION_KEY)
 
 
-@job(name="gmt_select")
+def carry_marks(store: Store, done_keys: Sequence[str] = ()) -> int:
+    """Mark ``dfpt_selected`` on every document whose structure was computed or selected under
+    another document (earlier model version), or is in ``done_keys`` (the structures picked in
+    earlier rounds: a re-screen under the same model-version label replaces the documents and
+    their marks); returns how many were marked. Connects ``store``."""
+    store.connect()
+    done: dict[str, str] = {k: "earlier round" for k in done_keys}
+    for d in store.query(
+        criteria={"$or": [{"dfpt": {"$exists": True}}, {"dfpt_selected": {"$exists": True}}]},
+        properties=[PREDICTION_KEY, "structure_key"],
+    ):
+        if d.get("structure_key"):
+            done.setdefault(d["structure_key"], d[PREDICTION_KEY])
+    if not done:
+        return 0
+    rows = []
+    for d in store.query(
+        criteria={
+            "structure_key": {"$in": sorted(done)},
+            "dfpt": {"$exists": False},
+            "dfpt_selected": {"$exists": False},
+        }
+    ):
+        row = {k: v for k, v in d.items() if k != "_id"}
+        row["dfpt_selected"] = {
+            "at": datetime.now(UTC).isoformat(),
+            "carried_from": done[d["structure_key"]],
+        }
+        rows.append(row)
+    if rows:
+        store.update(rows, key=PREDICTION_KEY)
+    return len(rows)
+
+
+@job(name="gmt_select", **job_role("gmt"))
 def select_for_dfpt(
     policy: SelectionPolicy | dict[str, Any],
     dfpt_maker: Maker,
     store: Store | None = None,
     upstream: Any = None,
+    detour: bool = False,
+    screen: dict[str, Any] | None = None,
+    done_keys: Sequence[str] | None = None,
 ) -> Response:
     """Pick candidates by ``policy`` and add one ``dfpt_maker`` flow + feedback job per pick.
 
     ``dfpt_maker.make(structure, candidate_id=...)`` must return a Job/Flow whose output is a
     :class:`~atomate2_gmt.schemas.dfpt.DFPTResultDoc`. ``upstream`` only orders this job after
-    another (e.g. the screening flow's ranking). Output: the picks (prediction_id, formula,
-    value, source) and the policy.
+    another (e.g. the screening flow's ranking). ``detour``: the DFPT and feedback jobs run
+    as a detour, so the jobs after this one wait for them (discovery, campaign); otherwise
+    they are an addition. ``screen``: a screening flow's output, whose ``model_version``
+    restricts the selection when the policy names none (a campaign round selects among the
+    documents of its own model). ``done_keys`` (a campaign; None: not one): structure keys
+    picked in earlier rounds; those and every structure computed or in flight under another
+    document are marked first (:func:`carry_marks`), so none is picked twice.
+
+    Output: the picks (prediction_id, formula, value, source) and the policy; with
+    ``done_keys``, also the picks' ``structure_keys`` and ``n_carried_marks``.
     """
     from pymatgen.core import Structure
 
@@ -195,7 +244,11 @@ def select_for_dfpt(
 
     if isinstance(policy, dict):
         policy = SelectionPolicy(**policy)
+    version = (screen or {}).get("model_version")
+    if policy.model_version is None and version:
+        policy = replace(policy, model_version=version)
     store = store if store is not None else candidate_store()
+    carried = carry_marks(store, done_keys) if done_keys is not None else 0
     picks = select_candidates(store, policy)
     sort_field = resolve_sort_field(policy.prop, policy.sort)
     code = _backend_code(dfpt_maker)
@@ -219,7 +272,7 @@ def select_for_dfpt(
         feedback.name = f"dfpt_feedback_{doc.get('formula_pretty')}"
         jobs.extend([dfpt, feedback])
     logger.info("selected %d candidates for DFPT by %s", len(picks), sort_field)
-    output = {
+    output: dict[str, Any] = {
         "selected": [
             {
                 PREDICTION_KEY: d[PREDICTION_KEY],
@@ -231,8 +284,12 @@ def select_for_dfpt(
         ],
         "policy": asdict(policy),
     }
+    if done_keys is not None:
+        output["structure_keys"] = [d.get("structure_key") for d in picks]
+        output["n_carried_marks"] = carried
     if not jobs:
         return Response(output=output)
-    from atomate2_gmt.remote import route_new_jobs  # routed like this job's flow, if it was
-
-    return Response(output=output, addition=route_new_jobs(Flow(jobs, name="dfpt")))
+    added = route_new_jobs(Flow(jobs, name="dfpt"))  # routed like this job's flow, if it was
+    if detour:
+        return Response(output=output, detour=added)
+    return Response(output=output, addition=added)

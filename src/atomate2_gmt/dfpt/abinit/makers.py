@@ -16,6 +16,7 @@ from jobflow import Maker, job
 
 from atomate2_gmt.dfpt.abinit.runner import run_abinit_dfpt
 from atomate2_gmt.dfpt.abinit.settings import AbinitDFPTSettings
+from atomate2_gmt.routing import job_role
 from atomate2_gmt.schemas.dfpt import DFPTResultDoc
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class AbinitDFPTMaker(Maker):
     properties: tuple[str, ...] = ("dielectric_total", "piezo", "elastic")
     settings: AbinitDFPTSettings = field(default_factory=AbinitDFPTSettings)
 
-    @job(output_schema=DFPTResultDoc)
+    @job(output_schema=DFPTResultDoc, **job_role("dfpt_serial"))
     def make(self, structure: Structure, candidate_id: str | None = None) -> DFPTResultDoc:
         """Run the calculation in the current folder and return its document."""
         from jobflow import CURRENT_JOB
