@@ -3,6 +3,9 @@
 Every source gives a list of :class:`Candidate`: a name (``source``), the structure (or None with
 the ``error`` that made it unusable), provenance and, when the source has one, an energy above
 the hull (eV/atom). A bad input never raises: it becomes a failed candidate with its reason.
+Collections of many records (MP-style summary lists and JSON lines, entries, OPTIMADE responses,
+extended XYZ) are read as streams by :mod:`atomate2_gmt.sources`; each record becomes one
+candidate here (:func:`record_candidate`).
 
 The substitution generator of new crystals is :mod:`atomate2_gmt.substitution` (its public
 names are importable from here too).
@@ -20,8 +23,16 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from monty.json import MSONable
 from pymatgen.core import Structure
 
+from atomate2_gmt.sources import (
+    SourceRecord,
+    SourceSlice,
+    detect_collection,
+    record_structure,
+    source_properties_of,
+)
+
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
     from maggma.core import Store
 
@@ -31,6 +42,7 @@ __all__ = [
     "CandidateLike",
     "InputLimits",
     "as_candidates",
+    "candidates_from_collection",
     "candidates_from_files",
     "candidates_from_folder",
     "candidates_from_store",
@@ -160,6 +172,9 @@ def _bounded_text(path: Path, limits: InputLimits) -> tuple[str | None, str | No
 def _read_one(path: Path, name: str, limits: InputLimits | None = None) -> list[Candidate]:
     """The candidates of one file: one, or one per structure block of a multi-block CIF."""
     limits = limits or InputLimits.from_settings()
+    kind = detect_collection(path)
+    if kind is not None:  # many records: each its own candidate (files of any size)
+        return list(candidates_from_collection(path, kind, limits.max_sites))
     provenance: dict[str, Any] = {"file": str(path.resolve())}
     text, refused = _bounded_text(path, limits)
     if text is None:
@@ -281,41 +296,53 @@ def candidates_from_structures(
     ]
 
 
-_SOURCE_FIELD_PATHS: dict[str, tuple[str, ...]] = {
-    "material_id": ("material_id", "task_id"),
-    "energy_above_hull": ("energy_above_hull", "e_above_hull", "thermo.energy_above_hull"),
-    "formation_energy_per_atom": ("formation_energy_per_atom", "thermo.formation_energy_per_atom"),
-    "band_gap": ("band_gap", "bandstructure.band_gap", "electronic_structure.band_gap"),
-    "is_metal": ("is_metal",),
-}
-"""Where MP-API-style summary documents keep each of emmet's source fields (first found wins)."""
+def record_candidate(rec: SourceRecord, max_sites: int | None = None) -> Candidate:
+    """The candidate of one record of a collection (:mod:`atomate2_gmt.sources`): named by the
+    source's id (``material_id``, entry or OPTIMADE id), else ``<file>#<index>``; failed with
+    the reason (naming the file and the record's index) when the record holds no usable
+    structure."""
+    if max_sites is None:
+        max_sites = InputLimits.from_settings().max_sites
+    file = Path(rec.file).name
+    provenance: dict[str, Any] = {"file": rec.file, "record": rec.index}
+    name = f"{file}#{rec.index}"
+    if rec.error is None:
+        try:
+            structure, props = record_structure(rec, max_sites)
+        except (ValueError, KeyError, TypeError) as exc:
+            rec.error = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+    if rec.error is not None:
+        ident = rec.record.get("material_id") if isinstance(rec.record, dict) else None
+        name = str(ident) if isinstance(ident, str | int) else name
+        return Candidate(
+            source=name, error=f"record {rec.index} of {file}: {rec.error}", provenance=provenance
+        )
+    name = str(props.get("material_id") or name)
+    reason = check_structure(structure, max_sites)
+    if reason is not None:
+        return Candidate(
+            source=name,
+            error=f"record {rec.index} of {file}: {reason}",
+            provenance=provenance,
+            source_properties=props,
+        )
+    return Candidate(
+        source=name, structure=structure, provenance=provenance, source_properties=props
+    )
 
 
-def source_properties_of(doc: dict[str, Any], material_id: str | None = None) -> dict[str, Any]:
-    """The emmet-named properties a source document gives (``SourceProperties`` fields), as a
-    plain dict of the fields present; ``material_id`` is the fallback id. A value of the wrong
-    type or out of range (negative band gap, NaN) raises ``ValueError`` naming the field."""
-    from pydantic import ValidationError
-    from pydash import get
-
-    from atomate2_gmt.schemas.prediction import SourceProperties
-
-    found: dict[str, Any] = {}
-    for name, paths in _SOURCE_FIELD_PATHS.items():
-        value = next((get(doc, p) for p in paths if get(doc, p) is not None), None)
-        if value is not None:
-            found[name] = value
-    if "material_id" not in found and material_id is not None:
-        found["material_id"] = material_id
-    if "material_id" in found:
-        found["material_id"] = str(found["material_id"])
-    try:
-        props = SourceProperties.model_validate(found)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field_name = ".".join(str(x) for x in err["loc"])
-        raise ValueError(f"source field {field_name!r}: {err['msg']}") from None
-    return props.model_dump(exclude_none=True)
+def candidates_from_collection(
+    path: str | os.PathLike[str], kind: str | None = None, max_sites: int | None = None
+) -> Iterator[Candidate]:
+    """The candidates of a collection file (MP-style summary list or JSON lines, entries,
+    OPTIMADE response, extended XYZ; see :mod:`atomate2_gmt.sources`), one at a time."""
+    kind = kind or detect_collection(path)
+    if kind is None:
+        raise ValueError(f"{str(path)!r} is not a collection of records")
+    if max_sites is None:
+        max_sites = InputLimits.from_settings().max_sites
+    for rec in SourceSlice(str(path), kind).records():
+        yield record_candidate(rec, max_sites)
 
 
 def candidates_from_store(
@@ -416,11 +443,14 @@ def as_candidates(source: Any, first_index: int = 0, read_files: bool = True) ->
             if read_files:
                 return candidates_from_folder(path)
             # every entry but folders and hidden files: a FIFO or device fails alone, with a reason
-            return sorted(
-                str(p) for p in path.iterdir() if not p.is_dir() and not p.name.startswith(".")
-            )
+            return [
+                _file_input(p)
+                for p in sorted(
+                    str(p) for p in path.iterdir() if not p.is_dir() and not p.name.startswith(".")
+                )
+            ]
         if path.is_file():
-            return candidates_from_files([path]) if read_files else [str(path)]
+            return candidates_from_files([path]) if read_files else [_file_input(str(path))]
         raise ValueError(f"candidate source {str(path)!r} is neither a folder nor a file")
     if not isinstance(source, list | tuple):
         raise ValueError(
@@ -430,7 +460,14 @@ def as_candidates(source: Any, first_index: int = 0, read_files: bool = True) ->
     max_sites: int | None = None
     out: list[Any] = []
     for i, item in enumerate(source, start=first_index):
-        if isinstance(item, Structure | dict):
+        if isinstance(item, SourceRecord):
+            out.append(record_candidate(item, max_sites))
+        elif isinstance(item, SourceSlice):
+            if read_files:
+                out.extend(record_candidate(r, max_sites) for r in item.records())
+            else:
+                out.append(item)
+        elif isinstance(item, Structure | dict):
             if max_sites is None:
                 max_sites = InputLimits.from_settings().max_sites
             out.append(_structure_candidate(item, f"structure-{i}", max_sites))
@@ -447,6 +484,13 @@ def as_candidates(source: Any, first_index: int = 0, read_files: bool = True) ->
                 )
             )
     return out
+
+
+def _file_input(path: str) -> str | SourceSlice:
+    """What a prediction job takes for one file: its path, or a :class:`SourceSlice` of the
+    whole file when it is a collection of records."""
+    kind = detect_collection(path)
+    return path if kind is None else SourceSlice(str(Path(path).resolve()), kind)
 
 
 def load_candidates(source: Any) -> list[Candidate]:

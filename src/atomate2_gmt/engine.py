@@ -135,6 +135,21 @@ def _parts(items: Sequence[Any], size: int) -> list[tuple[int, list[Any]]]:
     return [(a, list(items[a:b])) for a, b in zip(starts, ends, strict=True)]
 
 
+def _records_of(items: Sequence[CandidateLike]) -> list[Any]:
+    """The inputs with each :class:`~atomate2_gmt.sources.SourceSlice` replaced by its records
+    (read here as a stream; one job's slice is one chunk), so that the parts are cut by record
+    and the records are made candidates in the reading workers."""
+    from atomate2_gmt.sources import SourceSlice
+
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, SourceSlice):
+            out.extend(item.records())
+        else:
+            out.append(item)
+    return out
+
+
 def _load_members(task: str, specs: tuple[str, ...]) -> Members:
     """The default model loader: ``registry.loading.load_members`` (settings in force)."""
     from atomate2_gmt.registry.loading import load_members
@@ -163,7 +178,7 @@ def predict_documents(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    parts = _parts(list(candidates), settings.part_size)
+    parts = _parts(_records_of(candidates), settings.part_size)
     n_workers = settings.workers
     if n_workers is None:
         n_workers = min(2, os.cpu_count() or 1) - 1  # one reader if there are >= 2 cores

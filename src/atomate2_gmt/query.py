@@ -176,6 +176,8 @@ def candidate_row(doc: dict[str, Any], prop: str, rank: int) -> dict[str, Any]:
             "state": pred.get("state"),
             "error": pred.get("error"),
             "energy_above_hull": doc.get("energy_above_hull"),
+            "band_gap": doc.get("band_gap"),
+            "material_id": doc.get("material_id"),
             "likely_metal": doc.get("likely_metal"),
             "domain_distance": (doc.get("domain_distance") or {}).get(prop),
             "source": doc.get("source"),

@@ -44,6 +44,7 @@ def run_screening(
     from atomate2_gmt.flows.screen import GMTScreenMaker
     from atomate2_gmt.known_warnings import known_warnings_ignored
     from atomate2_gmt.settings import GMTSettings
+    from atomate2_gmt.sources import n_inputs
     from atomate2_gmt.stores import candidate_store, check_store
 
     settings = settings if settings is not None else GMTSettings()
@@ -56,6 +57,7 @@ def run_screening(
         top=top,
         store=store,
         check_store=False,
+        work_dir=str(Path(settings.PROJECT_DIR).expanduser() / "sources"),
     )
     flow = maker.make(candidates)
     with _JobFailureLog() as failure_log, known_warnings_ignored():
@@ -66,7 +68,7 @@ def run_screening(
     if rank_job.uuid in responses:
         return {**dict(responses[rank_job.uuid][1].output), "job_failures": job_failures}
     summaries = [responses[j.uuid][1].output for j in flow.jobs[:-1] if j.uuid in responses]
-    lost = sum(len(getattr(j, "function_args", [[]])[0]) for j in failed if j is not rank_job)
+    lost = sum(n_inputs(getattr(j, "function_args", [[]])[0]) for j in failed if j is not rank_job)
     return {
         "ranking": {},
         "n": sum(s["n"] for s in summaries),
@@ -193,7 +195,14 @@ def print_screening(output: dict[str, Any], elapsed: float | None = None) -> Non
 
 
 def screen(
-    path: Annotated[Path, typer.Argument(help="Folder of CIF/POSCAR/JSON files, or one file.")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of CIF/POSCAR/JSON files, or one file: a structure, or a collection "
+            "(MP-style summary JSON list or JSON lines, Alexandria entries, OPTIMADE response, "
+            "extended XYZ; gzip or not)."
+        ),
+    ],
     tasks: Annotated[
         str | None,
         typer.Option(help="Comma-separated tasks (default: dielectric, piezo, elastic)."),

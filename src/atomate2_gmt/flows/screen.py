@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobflow import Flow, Maker
@@ -47,6 +48,9 @@ class GMTScreenMaker(Maker):
         query: extra filters of the ranking (see :func:`atomate2_gmt.query.query_candidates`).
         check_store: connect to the store when the flow is made, so that an unreachable store
             fails before any prediction runs.
+        work_dir: where a collection file larger than one chunk is cut into part files (one
+            streaming pass; the parts are reused for the same file and chunk size); None → the
+            settings' ``PROJECT_DIR``/sources. Workers must see this folder.
     """
 
     name: str = "gmt_screen"
@@ -56,6 +60,7 @@ class GMTScreenMaker(Maker):
     top: int = 20
     query: dict[str, Any] | None = None
     check_store: bool = True
+    work_dir: str | None = None
 
     def make(self, candidates: Any) -> Flow:
         """The flow for ``candidates`` (folder, file, store, or list of structures/candidates);
@@ -69,7 +74,7 @@ class GMTScreenMaker(Maker):
             self._check_store()
         self.predict_maker.resolve_tasks()  # unknown tasks / missing models fail now
         jobs = []
-        for n, start in enumerate(range(0, len(items), self.chunk_size)):
+        for n, chunk in enumerate(self._chunks(items)):
             maker = replace(
                 self.predict_maker,
                 name=f"{self.predict_maker.name}_{n}",
@@ -77,11 +82,38 @@ class GMTScreenMaker(Maker):
                 store=self.store,
                 return_documents=False,
             )
-            jobs.append(maker.make(list(items[start : start + self.chunk_size])))
+            jobs.append(maker.make(chunk))
         rank = rank_predictions(
             [j.output for j in jobs], top=self.top, store=self.store, query=self.query
         )
         return Flow([*jobs, rank], output=rank.output, name=self.name)
+
+    def _chunks(self, items: Sequence[Any]) -> list[list[Any]]:
+        """The chunk jobs' inputs: at most ``chunk_size`` candidates each. A collection file
+        (:class:`~atomate2_gmt.sources.SourceSlice`) is cut into slices of ``chunk_size``
+        records in one streaming pass (:func:`~atomate2_gmt.sources.split_source`), each its
+        own chunk, so a job's input names a part of the file, never its records."""
+        from atomate2_gmt.sources import SourceSlice, split_source
+
+        chunks: list[list[Any]] = []
+        plain: list[Any] = []
+        for item in items:
+            if not isinstance(item, SourceSlice):
+                plain.append(item)
+                continue
+            for part in split_source(item, self.chunk_size, self._work_dir()):
+                chunks.append([part])
+        chunks[:0] = [
+            plain[a : a + self.chunk_size] for a in range(0, len(plain), self.chunk_size)
+        ]
+        return chunks
+
+    def _work_dir(self) -> Path:
+        if self.work_dir is not None:
+            return Path(self.work_dir)
+        from atomate2_gmt.settings import GMTSettings
+
+        return Path(GMTSettings().PROJECT_DIR).expanduser() / "sources"
 
     def _check_store(self) -> None:
         from atomate2_gmt.settings import GMTSettings
