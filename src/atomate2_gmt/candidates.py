@@ -27,6 +27,7 @@ from atomate2_gmt.sources import (
     SourceRecord,
     SourceSlice,
     detect_collection,
+    record_id,
     record_structure,
     source_properties_of,
 )
@@ -312,8 +313,7 @@ def record_candidate(rec: SourceRecord, max_sites: int | None = None) -> Candida
         except (ValueError, KeyError, TypeError) as exc:
             rec.error = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
     if rec.error is not None:
-        ident = rec.record.get("material_id") if isinstance(rec.record, dict) else None
-        name = str(ident) if isinstance(ident, str | int) else name
+        name = record_id(rec) or name
         return Candidate(
             source=name, error=f"record {rec.index} of {file}: {rec.error}", provenance=provenance
         )

@@ -52,6 +52,7 @@ __all__ = [
     "detect_collection",
     "iter_records",
     "n_inputs",
+    "record_id",
     "record_structure",
     "source_properties_of",
     "split_source",
@@ -462,6 +463,27 @@ def record_structure(rec: SourceRecord, max_sites: int) -> tuple[Structure, dict
     except Exception as exc:
         raise ValueError(f"'structure' is not a Structure ({_message(exc)})") from None
     return structure, props
+
+
+def record_id(rec: SourceRecord) -> str | None:
+    """The source's id of a record, when it names one (``material_id``, an entry's
+    ``entry_id`` or ``data.mat_id``, an OPTIMADE ``id``), read without decoding the rest: the
+    name of a record that fails."""
+    doc = rec.record
+    if not isinstance(doc, dict):
+        return None
+    data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+    info = doc.get("info") if isinstance(doc.get("info"), dict) else {}
+    for value in (
+        doc.get("material_id"),
+        doc.get("entry_id"),
+        data.get("mat_id"),
+        info.get("material_id"),
+        doc.get("id") if "attributes" in doc else None,
+    ):
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+            return str(value)[:200]
+    return None
 
 
 def _optimade_structure(doc: dict[str, Any], max_sites: int) -> tuple[Structure, dict[str, Any]]:

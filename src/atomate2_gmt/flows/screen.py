@@ -103,9 +103,7 @@ class GMTScreenMaker(Maker):
                 continue
             for part in split_source(item, self.chunk_size, self._work_dir()):
                 chunks.append([part])
-        chunks[:0] = [
-            plain[a : a + self.chunk_size] for a in range(0, len(plain), self.chunk_size)
-        ]
+        chunks[:0] = [plain[a : a + self.chunk_size] for a in range(0, len(plain), self.chunk_size)]
         return chunks
 
     def _work_dir(self) -> Path:
