@@ -472,8 +472,8 @@ def record_id(rec: SourceRecord) -> str | None:
     doc = rec.record
     if not isinstance(doc, dict):
         return None
-    data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
-    info = doc.get("info") if isinstance(doc.get("info"), dict) else {}
+    data: dict[str, Any] = doc["data"] if isinstance(doc.get("data"), dict) else {}
+    info: dict[str, Any] = doc["info"] if isinstance(doc.get("info"), dict) else {}
     for value in (
         doc.get("material_id"),
         doc.get("entry_id"),

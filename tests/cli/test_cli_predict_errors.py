@@ -102,3 +102,43 @@ def test_good_options_still_predict(poscar: Path) -> None:
     code, out = _run(str(poscar), "--task", "dielectric", "--device", "cpu", "-q")
     assert code == 0
     assert "successful" in out
+
+
+def test_unreadable_inputs_are_listed_and_exit_1(poscar: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.cif"
+    broken.write_text("data_x\n_cell_length_a 3\n")
+    code, out = _run(str(poscar), str(broken), "--task", "dielectric", "--device", "cpu", "-q")
+    assert code == 1
+    assert "1 of 2 inputs could not be predicted:" in out
+    assert f"{broken}: cannot read broken.cif: unreadable structure file" in out
+    assert "successful" in out  # the readable one is still predicted and shown
+
+
+def test_a_summary_collection_is_predicted_record_by_record(tmp_path: Path) -> None:
+    import gzip
+    import json
+
+    from tests.structures import NACL, ZNO
+
+    path = tmp_path / "summary.json.gz"
+    docs = [
+        {"material_id": "mp-2133", "structure": ZNO.as_dict(), "band_gap": 0.73},
+        {"material_id": "bad-1", "structure": {"lattice": 1}},
+        {"material_id": "mp-22862", "structure": NACL.as_dict()},
+    ]
+    with gzip.open(path, "wt") as fh:
+        json.dump(docs, fh)
+    out_json = tmp_path / "out.json"
+    code, out = _run(
+        str(path), "--task", "dielectric", "--device", "cpu", "-q", "--json", str(out_json)
+    )
+    assert code == 1
+    assert "1 of 3 inputs could not be predicted:" in out
+    assert "bad-1: cannot read bad-1: record 1 of summary.json.gz" in out
+    rows = json.loads(out_json.read_text())
+    assert [(r["file"], r["state"]) for r in rows] == [
+        ("mp-2133", "successful"),
+        ("bad-1", "failed"),
+        ("mp-22862", "successful"),
+    ]
+    assert rows[0]["formula"] == "ZnO"

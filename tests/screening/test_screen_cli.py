@@ -73,3 +73,25 @@ def test_show_unknown_key_and_screen_missing_folder(small_models, project, tmp_p
     result = runner.invoke(app, ["show", "no-such-key"])
     assert result.exit_code == 2
     assert "no prediction document" in result.output
+
+
+def test_show_a_file_predicts_on_demand_or_finds_its_crystal(
+    cif_folder, small_models, project, tmp_path
+):
+    cif = sorted(cif_folder.glob("c0_*.cif"))[0]
+    result = runner.invoke(app, ["show", str(cif), "--picture", str(tmp_path / "a.png")])
+    assert result.exit_code == 0, result.output
+    assert f"{cif.name} is not in the store: predicted on demand, not stored" in result.output
+    assert "dielectric (dimensionless), Voigt" in result.output
+    # nothing was stored by show
+    assert runner.invoke(app, ["show", cif.name]).exit_code == 2
+    result = runner.invoke(app, ["screen", str(cif_folder), "--tasks", "dielectric,piezo", "-q"])
+    assert result.exit_code == 0, result.output
+    copy = tmp_path / "renamed.cif"
+    copy.write_text(cif.read_text())
+    result = runner.invoke(app, ["show", str(copy), "--picture", str(tmp_path / "b.png")])
+    assert result.exit_code == 0, result.output
+    assert f"renamed.cif: the same crystal as the stored {cif.name}" in result.output
+    result = runner.invoke(app, ["show", str(cif_folder / "broken.cif")])
+    assert result.exit_code == 1
+    assert "cannot read" in result.output

@@ -15,15 +15,20 @@ from atomate2_gmt.model.config import TASK_KIND
 
 
 def read_structures(files: list[Path]) -> list[tuple[str, Any]]:
-    """(file, Structure or the exception that stopped reading it) for each file."""
-    from pymatgen.core import Structure
+    """(name, Structure or the exception that stopped reading it) for each input: one per
+    structure file (its path), one per record of a collection file (the record's id or
+    ``<file>#<index>``; :mod:`atomate2_gmt.sources`). The inputs go through the screening's
+    reader and structure check (:func:`atomate2_gmt.candidates.candidates_from_files`)."""
+    from atomate2_gmt.candidates import candidates_from_files
 
     out: list[tuple[str, Any]] = []
     for f in files:
-        try:
-            out.append((str(f), Structure.from_file(f)))
-        except Exception as exc:  # unreadable file: reported, never fatal
-            out.append((str(f), ValueError(f"cannot read {f.name}: {type(exc).__name__}: {exc}")))
+        for cand in candidates_from_files([f]):
+            name = str(f) if cand.source == f.name else cand.source
+            if cand.structure is not None and cand.error is None:
+                out.append((name, cand.structure))
+            else:
+                out.append((name, ValueError(f"cannot read {cand.source}: {cand.error}")))
     return out
 
 
@@ -65,7 +70,11 @@ def predict(
     batch_size: int = typer.Option(64, min=1),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
-    """Predict a tensor for each file; the frame is that of the structure the file gives."""
+    """Predict a tensor for each file; the frame is that of the structure the file gives.
+
+    Exit status: 0 when every input was predicted; 1 when any input could not be read or
+    predicted (each is listed with its reason; the others are printed and written); 2 for a
+    bad option (task, model, device)."""
     from atomate2_gmt import progress
     from atomate2_gmt.model.config import check_task
     from atomate2_gmt.model.predict import predict as run_predict
@@ -118,3 +127,9 @@ def predict(
     if json_out:
         json_out.write_text(json.dumps(rows, indent=1))
         typer.echo(f"wrote {json_out}")
+    failed = [row for row in rows if row["state"] != "successful"]
+    if failed:  # exit status 1: the successful rows are printed (and written) above
+        typer.echo(f"{len(failed)} of {len(rows)} inputs could not be predicted:", err=True)
+        for row in failed:
+            typer.echo(f"  {row['file']}: {row['error']}", err=True)
+        raise typer.Exit(1)

@@ -259,14 +259,24 @@ def _checked_store(ctx: typer.Context | None, project_dir: Path | None) -> tuple
 
 
 def show(
-    key: Annotated[str, typer.Argument(help="prediction_id, structure_key or source name.")],
+    key: Annotated[
+        str,
+        typer.Argument(
+            help="prediction_id, structure_key, source name, or a structure file (predicted on "
+            "demand when its crystal is not in the store)."
+        ),
+    ],
     picture: Annotated[
         Path | None, typer.Option(help="PNG to write (default: <project>/figures/<key>.png).")
     ] = None,
     project_dir: ProjectDirOption = None,
     ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
-    """Print one prediction document and write a picture of its tensors."""
+    """Print one prediction document and write a picture of its tensors.
+
+    Exit status: 0 shown; 1 the store cannot be reached or the file cannot be read or
+    predicted; 2 nothing matches ``KEY`` (and it is no file) or the file holds several
+    structures."""
     import json
 
     from atomate2_gmt.plotting import plot_tensor_surfaces
@@ -276,8 +286,10 @@ def show(
     try:
         doc = find_document(store, key)
     except (KeyError, ValueError) as exc:
-        typer.echo(f"Error: {exc.args[0]}", err=True)
-        raise typer.Exit(2) from None
+        if not Path(key).is_file():
+            typer.echo(f"Error: {exc.args[0]}", err=True)
+            raise typer.Exit(2) from None
+        doc = _document_of_file(Path(key), store, settings)
     sym = doc.get("symmetry") or {}
     typer.echo(
         f"{doc.get('formula_pretty')}  {sym.get('symbol')} ({sym.get('number')}), point group "
@@ -316,6 +328,48 @@ def show(
             return
         out = plot_tensor_surfaces(tensors, picture, title=str(doc.get("formula_pretty")))
     typer.echo(f"\npicture: {out}")
+
+
+def _document_of_file(path: Path, store: Any, settings: GMTSettings) -> dict[str, Any]:
+    """The document of the one structure in ``path``: the stored one of the same crystal (its
+    structure key), else predicted now with the settings' models (not stored). A file that
+    cannot be read exits 1 with the reason; a file of several structures exits 2."""
+    from atomate2_gmt.candidates import candidates_from_files
+    from atomate2_gmt.jobs.predict import predict_documents
+    from atomate2_gmt.query import find_document
+    from atomate2_gmt.schemas.prediction import key_and_ieee_rotation
+
+    cands = candidates_from_files([path])
+    if len(cands) != 1:
+        typer.echo(
+            f"Error: {path.name} holds {len(cands)} structures; `show` takes one (screen the "
+            "file, then show a record by its id)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    cand = cands[0]
+    if cand.structure is None or cand.error is not None:
+        typer.echo(f"Error: cannot read {path}: {cand.error}", err=True)
+        raise typer.Exit(1)
+    structure_key, _ = key_and_ieee_rotation(cand.structure, settings.SYMPREC)
+    if structure_key is not None:
+        try:
+            doc = find_document(store, structure_key)
+            typer.echo(f"{path.name}: the same crystal as the stored {doc.get('source')}")
+            return doc
+        except KeyError:
+            pass
+    maker = _predict_maker(settings, return_documents=True, workers=0, model_workers=0)
+    try:
+        docs = predict_documents(maker, [cand])
+    except (ValueError, OSError) as exc:
+        typer.echo(f"Error: cannot predict {path}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"{path.name} is not in the store: predicted on demand, not stored "
+        "(`atomate2-gmt screen` stores it)"
+    )
+    return dict(docs[0])  # type: ignore[index]
 
 
 def report(
