@@ -471,6 +471,8 @@ def as_candidates(source: Any, first_index: int = 0, read_files: bool = True) ->
             if max_sites is None:
                 max_sites = InputLimits.from_settings().max_sites
             out.append(_structure_candidate(item, f"structure-{i}", max_sites))
+        elif not read_files and isinstance(item, str | os.PathLike):
+            out.append(item if detect_collection(item) is None else _file_input(str(item)))
         elif not read_files or isinstance(item, Candidate):
             out.append(item)
         elif isinstance(item, str | os.PathLike):

@@ -121,16 +121,20 @@ def detect_collection(path: str | os.PathLike[str]) -> SourceKind | None:
         return None
     try:
         with _open(path) as fh:
-            head = fh.read(65536)
-            first = head.lstrip()[:1]
+            head = fh.read(65536).lstrip()
+            first = head[:1]
             if first == b"[":
                 return "json-list"
             if first != b"{":
                 return None
-            line = head.lstrip().split(b"\n", 1)
-            if len(line) == 2 and line[1].lstrip()[:1] == b"{":
+            # JSON lines: a first line that is a whole object, and another object after it
+            line, sep, rest = head.partition(b"\n")
+            if not sep:
+                line += fh.readline(_SNIFF_BYTES)
+                rest = fh.read(65536)
+            if rest.lstrip()[:1] == b"{":
                 try:
-                    json.loads(line[0])
+                    json.loads(line)
                     return "jsonl"
                 except ValueError:
                     pass

@@ -210,6 +210,22 @@ def test_folder_mixes_structure_files_and_collections(tmp_path):
     cands = as_candidates(folder)
     assert len(cands) == 5
     assert all(c.state == "successful" for c in cands)
+    # a list of paths: a collection among them is a slice too
+    listed = as_candidates([str(folder / "zno.cif"), folder / "mp.json.gz"], read_files=False)
+    assert listed == [str(folder / "zno.cif"), inputs[0]]
+
+
+def test_json_lines_with_long_lines_and_one_object_files(tmp_path):
+    doc = {**mp_summaries(1)[0], "note": "x" * 200_000}  # a first line longer than the sniff
+    (tmp_path / "long.json").write_text(json.dumps(doc) + "\n" + json.dumps(doc) + "\n")
+    (tmp_path / "one.json").write_text(json.dumps(doc))  # one summary document
+    (tmp_path / "zno.json").write_text(ZNO.to_json())  # one Structure
+    assert detect_collection(tmp_path / "long.json") == "jsonl"
+    assert detect_collection(tmp_path / "one.json") == "json-list"
+    assert detect_collection(tmp_path / "zno.json") is None
+    assert [c.state for c in as_candidates(tmp_path / "long.json")] == ["successful"] * 2
+    (one,) = as_candidates(tmp_path / "one.json")
+    assert one.source_properties["band_gap"] == doc["band_gap"]
 
 
 def test_split_source_writes_parts_once_with_the_original_indices(tmp_path):
