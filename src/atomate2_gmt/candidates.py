@@ -430,10 +430,11 @@ def as_candidates(source: Any, first_index: int = 0, read_files: bool = True) ->
     the list, counted from ``first_index``), strings and paths are structure files (or
     collection files of many records), a :class:`~atomate2_gmt.sources.SourceSlice` gives the
     candidates of its records and a :class:`~atomate2_gmt.sources.SourceRecord` its one
-    candidate, anything else a failed candidate with the reason. ``read_files``: files are read here (unreadable
-    ones become failed candidates with the reason); False → folders and files give their paths
-    and list items other than structures pass through as they are, so the prediction jobs read
-    them on the worker. Raises a ``ValueError`` for any other ``source`` or a missing path.
+    candidate, anything else a failed candidate with the reason. ``read_files``: files are
+    read here (unreadable ones become failed candidates with the reason); False → folders and
+    files give their paths (a collection: its ``SourceSlice``) and list items other than
+    structures pass through as they are, so the prediction jobs read them on the worker.
+    Raises a ``ValueError`` for any other ``source`` or a missing path.
     """
     from maggma.core import Store
 

@@ -22,9 +22,10 @@ __all__ = ["GMTScreenMaker", "screening_inputs"]
 def screening_inputs(candidates: Any) -> list[Any]:
     """What the chunk jobs take: a folder → its structure files (paths, read on the worker), a
     file → [file] (a collection file of many records → a
-    :class:`~atomate2_gmt.sources.SourceSlice` of it, cut into chunks by the Maker), a maggma store → its candidates, a list → itself with its structures made
-    candidates named by their place in the whole list (:func:`atomate2_gmt.candidates.
-    as_candidates` with ``read_files=False``)."""
+    :class:`~atomate2_gmt.sources.SourceSlice` of it, cut into chunks by the Maker), a maggma
+    store → its candidates, a list → itself with its structures made candidates named by their
+    place in the whole list (:func:`atomate2_gmt.candidates.as_candidates` with
+    ``read_files=False``)."""
     from atomate2_gmt.candidates import as_candidates
 
     return as_candidates(candidates, read_files=False)
