@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from pymatgen.core import Structure
 
-from atomate2_gmt.query import query_candidates
+from atomate2_gmt.query import CandidateQuery, query_candidates
 from atomate2_gmt.schemas.prediction import GMTPredictionDoc
 from atomate2_gmt.stores import EmbeddedStore, upsert_predictions
 from atomate2_gmt.tensors.conventions import full_to_voigt
@@ -133,7 +133,7 @@ def measure(store: Any, docs: list[dict[str, Any]], batch_size: int) -> dict[str
     reps = 5
     for _ in range(reps):
         for q in QUERIES:
-            rows = query_candidates(store, top=20, **q)
+            rows = query_candidates(store, CandidateQuery(top=20, **q))
             assert rows
     t4 = time.perf_counter()
     n = len(docs)
@@ -153,7 +153,10 @@ QUERIES: tuple[dict[str, Any], ...] = (
 
 def rankings(store: Any) -> list[list[str]]:
     """The ``prediction_id``s of the top 20 of each benchmark query, in order."""
-    return [[r["prediction_id"] for r in query_candidates(store, top=20, **q)] for q in QUERIES]
+    return [
+        [r["prediction_id"] for r in query_candidates(store, CandidateQuery(top=20, **q))]
+        for q in QUERIES
+    ]
 
 
 def measure_monty(folder: Path, docs: list[dict[str, Any]], batch_size: int) -> dict[str, Any]:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_store import QUERIES, replicate, template_docs
 
 import atomate2_gmt.stores as package
-from atomate2_gmt.query import query_candidates
+from atomate2_gmt.query import CandidateQuery, query_candidates
 
 
 def load_module(path: Path) -> ModuleType:
@@ -54,7 +54,7 @@ def one_round(module: Any, docs: list[dict[str, Any]], batch_size: int) -> tuple
         reps = 5
         for _ in range(reps):
             for q in QUERIES:
-                assert query_candidates(store, top=20, **q)
+                assert query_candidates(store, CandidateQuery(top=20, **q))
         t3 = time.perf_counter()
         store.close()
     finally:

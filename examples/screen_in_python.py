@@ -37,6 +37,6 @@ for row in ranking["ranking"]["piezo"]:
 # the store answers other questions afterwards
 store = candidate_store()
 rows = query_candidates(
-    store, "piezo", top=5, exclude_elements="Pb,Cd", non_centrosymmetric=True, stable_only=False
+    store, "piezo", top=5, exclude_elements="Pb,Cd", non_centrosymmetric=True, born_stable=False
 )
 print("without Pb and Cd:", [r["formula"] for r in rows])

@@ -1,15 +1,26 @@
-"""Queries of the prediction store, used by the CLI and by candidate selection.
+"""Queries of the prediction store: one validated :class:`CandidateQuery` value, the named
+study presets (:data:`PRESETS`) and the functions that run a query.
 
-:func:`query_candidates` returns the best candidates for one property, sorted on one of its
-derived scalars (see :mod:`atomate2_gmt.schemas.fields`), as flat rows. "Stable" means Born
-(mechanically) stable, from the predicted elastic tensor: thermodynamic stability (energy above
-the hull) is not predicted; documents that carry an ``energy_above_hull`` from their candidate
-source can be filtered on it with ``max_e_above_hull``.
+Every caller builds a :class:`CandidateQuery` from its own options (the ``query`` command, the
+REST API, the web pages, :class:`~atomate2_gmt.jobs.select.SelectionPolicy`), and only
+:meth:`CandidateQuery.criteria` writes the MongoDB-style filter: request values are plain,
+validated values, never operators.
+
+:func:`query_candidates` returns the best candidates for one property as flat rows. "Stable"
+means Born (mechanically) stable, from the predicted elastic tensor: thermodynamic stability
+(energy above the hull) is not predicted; documents that carry an ``energy_above_hull`` or a
+``band_gap`` from their candidate source can be filtered on them (``max_e_above_hull``,
+``min_band_gap``). A filter or preset that needs a value a document lacks leaves the document
+out and says so: :func:`missing_values` counts them per reason.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from atomate2_gmt.data.criteria import ALLOWED_OPERATORS, check_criteria
 from atomate2_gmt.schemas.fields import (
@@ -24,18 +35,25 @@ from atomate2_gmt.tensors.symmetry import CRYSTAL_SYSTEMS
 from atomate2_gmt.tensors.tasks import TASK_SPECS
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable
 
     from maggma.core import Store
 
 __all__ = [
     "ALLOWED_OPERATORS",
     "CRYSTAL_SYSTEMS",
+    "DFPT_FILTERS",
+    "FIELD_UNITS",
     "MAX_TOP",
-    "build_criteria",
+    "PRESETS",
+    "CandidateQuery",
+    "Preset",
+    "candidate_row",
     "check_criteria",
     "find_document",
+    "missing_values",
     "query_candidates",
+    "ranked_documents",
 ]
 
 _STATES = ("successful", "failed")
@@ -46,122 +64,507 @@ METAL_EXCLUDED: tuple[str, ...] = tuple(t for t, s in TASK_SPECS.items() if s.ex
 #: Largest ``top`` (a bound that every store's integer type holds).
 MAX_TOP = 1_000_000_000
 
+DFPT_FILTERS: tuple[str, ...] = ("accepted", "rejected", "failed", "none", "any")
+"""Values of the DFPT filter: a DFPT outcome, ``none`` (no DFPT result yet) or ``any``."""
 
-def _plain(name: str, value: Any, kinds: tuple[type, ...], what: str) -> None:
-    """``value`` is None or a plain value of ``kinds`` (bools only where ``kinds`` has bool):
-    a dict (an operator such as ``{"$ne": None}``) or any other type is refused."""
-    if value is None:
-        return
-    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-        raise ValueError(
-            f"{name} must be {what}, got {type(value).__name__} {value!r}: filters take plain "
-            "values, never query operators"
-        )
+SOURCE_UNITS: dict[str, str] = {
+    "band_gap": "eV",
+    "energy_above_hull": "eV/atom",
+    "formation_energy_per_atom": "eV/atom",
+}
+"""Units of the candidate source's values carried on the documents (emmet's)."""
+
+FIELD_UNITS: dict[str, str] = {
+    **{f.name: f.unit_label for spec in TASK_SPECS.values() for f in spec.derived},
+    **SOURCE_UNITS,
+    "phi": "eV",
+    "e_ij_abs_max": "C/m²",
+}
+"""Units of every column a ranked table shows ("" for dimensionless)."""
 
 
-def _elements(symbols: Iterable[str] | str, what: str) -> list[str]:
+# --------------------------------------------------------------------------------------------
+# presets: published selection rules
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """A value a preset or filter needs: documents without it are left out and counted.
+
+    ``field``: the document field; ``what``: how it is named to the user; ``rule``: the
+    condition on the field (a plain dict of fixed operators, written here, never user text).
+    """
+
+    field: str
+    what: str
+    rule: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named selection rule from a screening study (the citation is in docs/screening.md).
+
+    ``options``: the :class:`CandidateQuery` fields it sets; ``requires``: the values it needs
+    (each with its rule); ``figure``: a figure of merit computed per document (None: rank on the
+    sort field); ``min_figure``: hits have a figure strictly above it.
+    """
+
+    name: str
+    study: str
+    description: str
+    options: dict[str, Any]
+    requires: tuple[Requirement, ...] = ()
+    figure: str | None = None
+    min_figure: float | None = None
+    figure_inclusive: bool = False
+    extra_properties: tuple[str, ...] = ()
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            name="mp-piezo",
+            study="de Jong et al., Sci. Data 2, 150053 (2015)",
+            description="Materials Project piezoelectric selection: non-centrosymmetric, source "
+            "DFT band gap > 0.1 eV, ranked by e_ij_max",
+            options={"prop": "piezo", "sort": "e_ij_max", "non_centrosymmetric": True},
+            requires=(Requirement("band_gap", "the source's band gap", {"$gt": 0.1}),),
+        ),
+        Preset(
+            name="jarvis-piezo",
+            study="Choudhary et al., npj Comput. Mater. 6, 64 (2020)",
+            description="JARVIS-DFT high piezoelectric: max|e_ij| >= 0.5 C/m² (largest "
+            "component of the standard Voigt e_iJ in the IEEE frame)",
+            options={"prop": "piezo", "sort": "e_ij_max"},
+            requires=(
+                Requirement("predictions.piezo.voigt_ieee", "the IEEE-frame e_iJ", {"$ne": None}),
+            ),
+            figure="e_ij_abs_max",
+            min_figure=0.5,
+            figure_inclusive=True,
+            extra_properties=("predictions.piezo.voigt_ieee",),
+        ),
+        Preset(
+            name="jarvis-dielectric",
+            study="Choudhary et al., npj Comput. Mater. 6, 64 (2020)",
+            description="JARVIS-DFT high dielectric: average total ε (ionic + electronic) >= 20",
+            options={"prop": "dielectric_total", "sort": "dielectric_total_mean", "min_value": 20},
+        ),
+        Preset(
+            name="riebesell-dielectric",
+            study="Riebesell et al., arXiv:2401.05848 (2024)",
+            description="dielectric figure of merit Φ = Eg·ε̄_total > 240 eV (Eg: the source's "
+            "band gap, ε̄: mean eigenvalue of the predicted ε_total), source E_hull < 0.1 "
+            "eV/atom, predicted ε∞ <= 100; ranked by Φ − σ_Φ (ensemble σ)",
+            options={"prop": "dielectric_total", "sort": "dielectric_total_mean"},
+            requires=(
+                Requirement("band_gap", "the source's band gap", {"$gt": 0}),
+                Requirement("energy_above_hull", "the source's energy_above_hull", {"$lt": 0.1}),
+                Requirement("dielectric_mean", "the predicted ε∞ (task dielectric)", {"$lte": 100}),
+            ),
+            figure="phi",
+            min_figure=240.0,
+        ),
+    )
+}
+"""The named presets (``--preset``), by name."""
+
+
+def figure_of_merit(preset: Preset, doc: dict[str, Any]) -> tuple[float | None, float | None]:
+    """(value, ensemble σ or None) of the preset's figure for one document."""
+    if preset.figure == "phi":
+        gap, eps = doc.get("band_gap"), doc.get("dielectric_total_mean")
+        if gap is None or eps is None:
+            return None, None
+        spread = (doc.get("uncertainty") or {}).get("dielectric_total_mean")
+        # the band gap is the source's DFT value (no ensemble σ): σ_Φ = Eg·σ(ε̄)
+        return float(gap) * float(eps), None if spread is None else float(gap) * float(spread)
+    if preset.figure == "e_ij_abs_max":
+        voigt = ((doc.get("predictions") or {}).get("piezo") or {}).get("voigt_ieee")
+        if not voigt:
+            return None, None
+        return max(abs(float(v)) for row in voigt for v in row), None
+    raise ValueError(f"preset {preset.name!r} has no figure")
+
+
+# --------------------------------------------------------------------------------------------
+# the query value
+# --------------------------------------------------------------------------------------------
+
+
+def _operator_free(name: str, value: Any) -> None:
+    """Refuse a dict (an operator such as ``{"$ne": None}``) anywhere in a filter value."""
+    items = value if isinstance(value, list | tuple | set) else [value]
+    for item in items:
+        if isinstance(item, dict):
+            raise ValueError(
+                f"{name} must be a plain value, got {type(item).__name__} {item!r}: filters "
+                "take plain values, never query operators"
+            )
+
+
+def _elements(value: Any, what: str) -> tuple[str, ...]:
     from pymatgen.core import Element
 
-    if isinstance(symbols, str):
-        symbols = [s for s in symbols.replace(" ", ",").split(",") if s]
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [s for s in value.replace(" ", ",").split(",") if s]
     out = []
-    for s in symbols:
-        s = str(s).strip()
+    for s in value:
+        if not isinstance(s, str):
+            raise ValueError(f"{what} takes element symbols, got {s!r}")
+        s = s.strip()
         if not Element.is_valid_symbol(s):
             raise ValueError(f"unknown element symbol {s!r} in {what}")
         out.append(s)
-    return out
+    return tuple(out)
 
 
-def build_criteria(
-    prop: str,
-    sort_field: str | None = None,
-    crystal_system: str | None = None,
-    exclude_elements: Iterable[str] | str = (),
-    include_elements: Iterable[str] | str = (),
-    non_centrosymmetric: bool | None = None,
-    stable_only: bool = False,
-    state: str | None = "successful",
-    max_e_above_hull: float | None = None,
-    model_version: str | None = None,
-    max_domain_distance: float | None = None,
-    include_metals: bool | None = None,
-) -> dict[str, Any]:
-    """The MongoDB-style filter behind :func:`query_candidates` (validated; see there). Every
-    argument is a plain value: a dict such as ``{"$ne": None}`` is refused, never passed on."""
-    _plain("prop", prop, (str,), "a property name")
-    _plain("sort_field", sort_field, (str,), "a field name")
-    _plain("crystal_system", crystal_system, (str,), "a crystal system name")
-    _plain("non_centrosymmetric", non_centrosymmetric, (bool,), "True, False or None")
-    _plain("stable_only", stable_only, (bool,), "True or False")
-    _plain("state", state, (str,), "'successful', 'failed' or None")
-    _plain("max_e_above_hull", max_e_above_hull, (int, float), "a number (eV/atom)")
-    _plain("model_version", model_version, (str,), "a model version label")
-    _plain("max_domain_distance", max_domain_distance, (int, float), "a number")
-    _plain("include_metals", include_metals, (bool,), "True, False or None")
-    for name, value in (
-        ("exclude_elements", exclude_elements),
-        ("include_elements", include_elements),
-    ):
-        if not isinstance(value, str):
-            for item in value:
-                _plain(name, item, (str,), "element symbols")
-    if prop not in TASKS:
-        raise ValueError(f"unknown property {prop!r}; valid properties: {', '.join(TASKS)}")
-    # documents of an older schema define some fields differently: never mixed in
-    criteria: dict[str, Any] = {"schema_version": PREDICTION_SCHEMA_VERSION}
-    if state is None:
-        criteria[f"predictions.{prop}"] = {"$exists": True}
-    elif state in _STATES:
-        criteria[f"predictions.{prop}.state"] = state
-    else:
-        raise ValueError(f"state must be 'successful', 'failed' or None, got {state!r}")
-    if sort_field is not None and state == "successful":
-        criteria[sort_field] = {"$ne": None}
-    if crystal_system is not None:
-        cs = str(crystal_system).strip().lower()
+class CandidateQuery(BaseModel):
+    """Every filter, sort and limit of a candidate query, validated once.
+
+    Args:
+        preset: a name of :data:`PRESETS`; it sets the property, sort and its own filters
+            (an option that contradicts it is an error; other options narrow it further).
+        prop: ``dielectric``, ``dielectric_total``, ``piezo`` or ``elastic``.
+        sort: a derived field of ``prop`` (or its alias); None → the property's default.
+        ascending: smallest first. top: number of rows (1 … :data:`MAX_TOP`).
+        crystal_system: one of ``CRYSTAL_SYSTEMS`` (any case).
+        include_elements / exclude_elements: symbols ("Pb,Cd" or a list); a hit contains all
+            of the first and none of the second.
+        non_centrosymmetric: True / False / None (both).
+        born_stable: only Born-stable crystals (needs the elastic prediction).
+        state: the property's prediction state (``successful``, ``failed``; None: both).
+        max_e_above_hull: eV/atom, on the candidate source's ``energy_above_hull``.
+        min_band_gap: eV, on the candidate source's ``band_gap`` (≥).
+        min_value / max_value: bounds on the sort field.
+        model_version: only predictions of this model version.
+        max_domain_distance: at most this far from the property's training data (> 0).
+        include_metals: keep crystals that are metals (True), leave them out (False) or the
+            property's default (None: kept for ``elastic`` only). A crystal whose source gives
+            a band gap is judged by it (> 0: never left out); the ``likely_metal`` heuristic
+            decides only where the source gives neither a band gap nor ``is_metal``.
+        max_sites: only cells with at most this many sites.
+        dfpt: a DFPT status (:data:`DFPT_FILTERS`).
+        latest_only: with several model versions of a structure, its latest prediction only.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: str | None = None
+    prop: str | None = None
+    sort: str | None = None
+    ascending: bool = False
+    top: int = 20
+    crystal_system: str | None = None
+    include_elements: tuple[str, ...] = ()
+    exclude_elements: tuple[str, ...] = ()
+    non_centrosymmetric: bool | None = None
+    born_stable: bool = False
+    state: str | None = "successful"
+    max_e_above_hull: float | None = None
+    min_band_gap: float | None = None
+    min_value: float | None = None
+    max_value: float | None = None
+    model_version: str | None = None
+    max_domain_distance: float | None = None
+    include_metals: bool | None = None
+    max_sites: int | None = None
+    dfpt: str | None = None
+    latest_only: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_values(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, value in data.items():
+                _operator_free(str(name), value)
+            if "stable_only" in data:  # the command line's name of born_stable
+                data = {**data, "born_stable": data["stable_only"]}
+                data.pop("stable_only")
+        return data
+
+    @field_validator("prop", "state", "dfpt")
+    @classmethod
+    def _allowed(cls, value: str | None, info: Any) -> str | None:
+        valid = {"prop": TASKS, "state": _STATES, "dfpt": DFPT_FILTERS}[info.field_name]
+        if value is not None and value not in valid:
+            name = "property" if info.field_name == "prop" else info.field_name
+            raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
+        return value
+
+    @field_validator("include_elements", "exclude_elements", mode="before")
+    @classmethod
+    def _symbols(cls, value: Any, info: Any) -> tuple[str, ...]:
+        return _elements(value, info.field_name)
+
+    @field_validator("crystal_system", mode="before")
+    @classmethod
+    def _crystal_system(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        cs = str(value).strip().lower()
         if cs not in CRYSTAL_SYSTEMS:
             raise ValueError(
-                f"unknown crystal system {crystal_system!r}; valid: {', '.join(CRYSTAL_SYSTEMS)}"
+                f"unknown crystal system {value!r}; valid: {', '.join(CRYSTAL_SYSTEMS)}"
             )
-        criteria["symmetry.crystal_system"] = cs.capitalize()
-    excluded = _elements(exclude_elements, "exclude_elements")
-    included = _elements(include_elements, "include_elements")
-    overlap = sorted(set(excluded) & set(included))
-    if overlap:
-        raise ValueError(f"elements {overlap} are both included and excluded")
-    if excluded:
-        criteria["elements"] = {"$nin": excluded}
-    if included:
-        criteria.setdefault("elements", {})["$all"] = included
-    if non_centrosymmetric is not None:
-        criteria["is_centrosymmetric"] = not non_centrosymmetric
-    if stable_only:
-        criteria["born_stable"] = True
-    if max_e_above_hull is not None:
-        if not max_e_above_hull >= 0:
-            raise ValueError(f"max_e_above_hull must be >= 0 eV/atom, got {max_e_above_hull}")
-        criteria["energy_above_hull"] = {"$lte": float(max_e_above_hull)}
-    if model_version is not None:
-        criteria["model_version"] = model_version
-    if include_metals is None:  # default: metals only where their prediction means something
-        include_metals = prop not in METAL_EXCLUDED
-    if not include_metals:  # None (rule not applicable) is kept
-        criteria["likely_metal"] = {"$ne": True}
-    if max_domain_distance is not None:
-        if not max_domain_distance > 0:
-            raise ValueError(f"max_domain_distance must be > 0, got {max_domain_distance}")
-        criteria[f"domain_distance.{prop}"] = {"$lte": float(max_domain_distance)}
-    return criteria
+        return cs
+
+    @field_validator("top", mode="before")
+    @classmethod
+    def _top(cls, value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_TOP:
+            raise ValueError(f"top must be an integer from 1 to {MAX_TOP}, got {value!r}")
+        return value
+
+    @field_validator(
+        "max_e_above_hull", "min_band_gap", "min_value", "max_value", "max_domain_distance"
+    )
+    @classmethod
+    def _finite(cls, value: float | None, info: Any) -> float | None:
+        if value is None:
+            return None
+        if not math.isfinite(value):
+            raise ValueError(f"{info.field_name} must be a finite number, got {value}")
+        if info.field_name in ("max_e_above_hull", "min_band_gap") and value < 0:
+            unit = SOURCE_UNITS[
+                "band_gap" if info.field_name == "min_band_gap" else "energy_above_hull"
+            ]
+            raise ValueError(f"{info.field_name} must be >= 0 {unit}, got {value}")
+        if info.field_name == "max_domain_distance" and value <= 0:
+            raise ValueError(f"max_domain_distance must be > 0, got {value}")
+        return value
+
+    @field_validator("max_sites")
+    @classmethod
+    def _sites(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(f"max_sites must be >= 1, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CandidateQuery:
+        if self.preset is not None:
+            preset = PRESETS.get(self.preset)
+            if preset is None:
+                raise ValueError(f"unknown preset {self.preset!r}; valid: {', '.join(PRESETS)}")
+            for name, value in preset.options.items():
+                given = getattr(self, name)
+                if given is not None and given != value and name in self.model_fields_set:
+                    raise ValueError(
+                        f"preset {preset.name!r} sets {name}={value!r}; got {name}={given!r}"
+                    )
+                object.__setattr__(self, name, value)
+        if self.prop is None:
+            raise ValueError(f"a property (one of {', '.join(TASKS)}) or a preset is required")
+        resolve_sort_field(self.prop, self.sort)  # unknown sort key: error now
+        overlap = sorted(set(self.include_elements) & set(self.exclude_elements))
+        if overlap:
+            raise ValueError(f"elements {overlap} are both included and excluded")
+        if (
+            self.min_value is not None
+            and self.max_value is not None
+            and self.min_value > self.max_value
+        ):
+            raise ValueError(f"min_value {self.min_value} > max_value {self.max_value}")
+        return self
+
+    @classmethod
+    def build(cls, **options: Any) -> CandidateQuery:
+        """A query from request or command-line options: blanks are unset, and a bad value is a
+        ``ValueError`` whose message names the option and says what is valid."""
+        clean = {k: v for k, v in options.items() if not (isinstance(v, str) and not v.strip())}
+        clean = {k: v for k, v in clean.items() if v is not None}
+        try:
+            return cls(**clean)
+        except ValidationError as exc:
+            reasons = []
+            for err in exc.errors():
+                where = ".".join(str(p) for p in err.get("loc", ()))
+                msg = str(err.get("msg", "")).removeprefix("Value error, ")
+                reasons.append(f"{where}: {msg}" if where else msg)
+            raise ValueError("; ".join(reasons)) from None
+
+    # ---- what the store is asked -----------------------------------------------------------
+    @property
+    def task(self) -> str:
+        """The property (set once validated)."""
+        assert self.prop is not None
+        return self.prop
+
+    @property
+    def preset_rule(self) -> Preset | None:
+        """The preset, if one is named."""
+        return PRESETS[self.preset] if self.preset else None
+
+    def sort_field(self) -> str:
+        """The field the ranking is sorted on (``source`` for failed predictions)."""
+        field_ = resolve_sort_field(self.task, self.sort)
+        return field_ if self.state == "successful" else "source"
+
+    def requirements(self) -> tuple[Requirement, ...]:
+        """The values this query needs, each with its rule (preset's and source filters)."""
+        out = list(self.preset_rule.requires if self.preset_rule else ())
+        if self.min_band_gap is not None:
+            out.append(
+                Requirement("band_gap", "the source's band gap", {"$gte": self.min_band_gap})
+            )
+        if self.max_e_above_hull is not None:
+            out.append(
+                Requirement(
+                    "energy_above_hull",
+                    "the source's energy_above_hull",
+                    {"$lte": self.max_e_above_hull},
+                )
+            )
+        return tuple(out)
+
+    def criteria(self, without: str | None = None) -> dict[str, Any]:
+        """The MongoDB-style filter (operators written here only). ``without``: leave out the
+        requirements on this field (to count the documents that lack it)."""
+        prop = self.task
+        # documents of an older schema define some fields differently: never mixed in
+        criteria: dict[str, Any] = {"schema_version": PREDICTION_SCHEMA_VERSION}
+        if self.state is None:
+            criteria[f"predictions.{prop}"] = {"$exists": True}
+        else:
+            criteria[f"predictions.{prop}.state"] = self.state
+        and_: list[dict[str, Any]] = []
+        if self.state == "successful":
+            bounds: dict[str, Any] = {"$ne": None}
+            if self.min_value is not None:
+                bounds["$gte"] = self.min_value
+            if self.max_value is not None:
+                bounds["$lte"] = self.max_value
+            criteria[resolve_sort_field(prop, self.sort)] = bounds
+        if self.crystal_system is not None:
+            criteria["symmetry.crystal_system"] = self.crystal_system.capitalize()
+        if self.exclude_elements:
+            criteria["elements"] = {"$nin": list(self.exclude_elements)}
+        if self.include_elements:
+            criteria.setdefault("elements", {})["$all"] = list(self.include_elements)
+        if self.non_centrosymmetric is not None:
+            criteria["is_centrosymmetric"] = not self.non_centrosymmetric
+        if self.born_stable:
+            criteria["born_stable"] = True
+        for req in self.requirements():
+            if req.field != without:
+                and_.append({req.field: dict(req.rule)})
+        if self.model_version is not None:
+            criteria["model_version"] = self.model_version
+        include_metals = self.include_metals
+        if include_metals is None:  # default: metals only where their prediction means something
+            include_metals = prop not in METAL_EXCLUDED
+        if not include_metals:
+            # the source's band gap (or is_metal) decides where it is given; the likely_metal
+            # heuristic only where neither is (None: rule not applicable, kept)
+            and_.append(
+                {
+                    "$or": [
+                        {"band_gap": {"$gt": 0}},
+                        {"band_gap": None, "is_metal": False},
+                        {"band_gap": None, "is_metal": None, "likely_metal": {"$ne": True}},
+                    ]
+                }
+            )
+        if self.max_domain_distance is not None:
+            criteria[f"domain_distance.{prop}"] = {"$lte": self.max_domain_distance}
+        if self.max_sites is not None:
+            criteria["nsites"] = {"$lte": self.max_sites}
+        if self.dfpt == "none":
+            criteria["dfpt"] = {"$exists": False}
+        elif self.dfpt == "any":
+            criteria["dfpt"] = {"$exists": True}
+        elif self.dfpt is not None:
+            criteria["dfpt.state"] = self.dfpt
+        if and_:
+            criteria["$and"] = and_
+        return criteria
+
+    def store_sort(self) -> dict[str, int]:
+        """The store's sort: the sort field, ties by key, one direction (index-friendly)."""
+        direction = 1 if self.ascending else -1
+        return {self.sort_field(): direction, PREDICTION_KEY: direction}
+
+    def properties(self, include_tensors: bool = False) -> list[str]:
+        """The document fields a ranked row needs."""
+        prop = self.task
+        out = [
+            *SUMMARY_FIELDS,
+            *DERIVED_FIELDS[prop],
+            "last_updated",
+            "uncertainty",
+            "likely_metal",
+            "likely_metal_reason",
+            f"domain_distance.{prop}",
+            "dfpt.state",
+            f"predictions.{prop}.state",
+            f"predictions.{prop}.error",
+            f"predictions.{prop}.units",
+        ]
+        preset = self.preset_rule
+        if preset is not None:
+            out += [r.field for r in preset.requires if r.field not in out]
+            out += [p for p in preset.extra_properties if p not in out]
+        if include_tensors:
+            out += [f"predictions.{prop}.{f}" for f in ("tensor", "voigt", "voigt_ieee")]
+        return out
+
+    def as_params(self) -> dict[str, str]:
+        """The options that differ from the defaults, as URL query parameters (what the web
+        table's links carry); a preset's own options are carried by its name."""
+        preset_options = set(self.preset_rule.options) if self.preset_rule else set()
+        out: dict[str, str] = {}
+        if self.preset:
+            out["preset"] = self.preset
+        else:
+            out["property"] = self.task
+        for name in type(self).model_fields:
+            if name in ("preset", "prop", "top") or name in preset_options:
+                continue
+            value = getattr(self, name)
+            if value == type(self).model_fields[name].default:
+                continue
+            if isinstance(value, bool):
+                out[name] = str(value).lower()
+            elif isinstance(value, tuple):
+                out[name] = ",".join(value)
+            elif isinstance(value, float):
+                out[name] = f"{value:g}"
+            elif value is not None:
+                out[name] = str(value)
+        if self.state != "successful":
+            out["state"] = str(self.state) if self.state else ""
+        return out
 
 
-def candidate_row(doc: dict[str, Any], prop: str, rank: int) -> dict[str, Any]:
-    """The flat row of a candidate document for property ``prop`` (the rows of
-    :func:`query_candidates` without tensors; the web app's table adds its own columns)."""
+# --------------------------------------------------------------------------------------------
+# running a query
+# --------------------------------------------------------------------------------------------
+
+
+def _uncertainty_note(doc: dict[str, Any]) -> str | None:
+    return None if doc.get("uncertainty") else "σ n/a (single model)"
+
+
+def candidate_row(
+    doc: dict[str, Any], prop: str, rank: int, preset: Preset | None = None
+) -> dict[str, Any]:
+    """The flat row of a candidate document for property ``prop``: its identity, symmetry, the
+    property's derived scalars with their ensemble σ (``uncertainty``; ``uncertainty_note``
+    says when the prediction had no ensemble), the source's values (``material_id``,
+    ``band_gap``, ``energy_above_hull``; None when not given), the preset's figure of merit,
+    the likely-metal and domain marks, the prediction state and error."""
+    from atomate2_gmt.data.domain import IN_DOMAIN_MAX
+
     sym = doc.get("symmetry") or {}
     row: dict[str, Any] = {
         "rank": rank,
         "formula": doc.get("formula_pretty"),
+        "material_id": doc.get("material_id"),
         "space_group": sym.get("symbol"),
         "space_group_number": sym.get("number"),
         "crystal_system": sym.get("crystal_system"),
@@ -170,34 +573,36 @@ def candidate_row(doc: dict[str, Any], prop: str, rank: int) -> dict[str, Any]:
     }
     for f in DERIVED_FIELDS[prop]:
         row[f] = doc.get(f)
+    spread = doc.get("uncertainty") or {}
+    uncertainty = {f: float(spread[f]) for f in DERIVED_FIELDS[prop] if f in spread}
+    if preset is not None and preset.figure is not None:
+        value, sigma = figure_of_merit(preset, doc)
+        row[preset.figure] = value
+        if sigma is not None:
+            uncertainty[preset.figure] = sigma
     pred = (doc.get("predictions") or {}).get(prop) or {}
+    distance = (doc.get("domain_distance") or {}).get(prop)
     row.update(
         {
+            "uncertainty": uncertainty,
+            "uncertainty_note": _uncertainty_note(doc),
             "state": pred.get("state"),
             "error": pred.get("error"),
-            "energy_above_hull": doc.get("energy_above_hull"),
             "band_gap": doc.get("band_gap"),
-            "material_id": doc.get("material_id"),
+            "energy_above_hull": doc.get("energy_above_hull"),
+            "is_metal": doc.get("is_metal"),
             "likely_metal": doc.get("likely_metal"),
-            "domain_distance": (doc.get("domain_distance") or {}).get(prop),
+            "likely_metal_reason": doc.get("likely_metal_reason"),
+            "domain_distance": distance,
+            "out_of_domain": None if distance is None else bool(distance > IN_DOMAIN_MAX),
             "source": doc.get("source"),
             "nsites": doc.get("nsites"),
             "structure_key": doc.get("structure_key"),
             "model_version": doc.get("model_version"),
+            "dfpt_state": (doc.get("dfpt") or {}).get("state"),
             PREDICTION_KEY: doc.get(PREDICTION_KEY),
         }
     )
-    return row
-
-
-def _row(doc: dict[str, Any], prop: str, rank: int, include_tensors: bool) -> dict[str, Any]:
-    row = candidate_row(doc, prop, rank)
-    if include_tensors:
-        pred = (doc.get("predictions") or {}).get(prop) or {}
-        row["units"] = pred.get("units")
-        row["voigt"] = pred.get("voigt")
-        row["voigt_ieee"] = pred.get("voigt_ieee")
-        row["tensor"] = pred.get("tensor")
     return row
 
 
@@ -213,110 +618,134 @@ def several_versions(store: Store, criteria: dict[str, Any]) -> bool:
     return len(store.distinct("model_version", criteria)) > 1
 
 
+def _latest_only(store: Store, query: CandidateQuery, criteria: dict[str, Any]) -> dict[str, Any]:
+    """``criteria`` restricted to each structure's latest prediction when the matches come from
+    several model versions."""
+    if not query.latest_only or query.model_version is not None:
+        return criteria
+    if not several_versions(store, criteria):
+        return criteria
+    latest: dict[str, tuple[str, str]] = {}
+    for doc in store.query(criteria, properties=[PREDICTION_KEY, "structure_key", "last_updated"]):
+        key = doc.get("structure_key") or doc[PREDICTION_KEY]
+        stamp = str(doc.get("last_updated") or "")
+        if key not in latest or stamp > latest[key][0]:
+            latest[key] = (stamp, doc[PREDICTION_KEY])
+    return {**criteria, PREDICTION_KEY: {"$in": [v[1] for v in latest.values()]}}
+
+
+def _figure_rank(
+    docs: list[dict[str, Any]], query: CandidateQuery, preset: Preset
+) -> list[dict[str, Any]]:
+    """The documents whose figure passes the preset's threshold, best first: by the figure
+    less its ensemble σ where the ensemble gave one (a risk-aware rank), else by the figure."""
+    scored = []
+    for doc in docs:
+        value, sigma = figure_of_merit(preset, doc)
+        if value is None or preset.min_figure is None:
+            continue
+        passes = (
+            value >= preset.min_figure if preset.figure_inclusive else value > preset.min_figure
+        )
+        if passes:
+            scored.append((value - (sigma or 0.0), value, doc))
+    sign = 1.0 if query.ascending else -1.0
+    scored.sort(key=lambda t: (sign * t[0], sign * t[1], t[2][PREDICTION_KEY]))
+    return [d for _, _, d in scored]
+
+
+def ranked_documents(
+    store: Store,
+    query: CandidateQuery,
+    skip: int = 0,
+    limit: int | None = None,
+    include_tensors: bool = False,
+    count: Callable[[Store, dict[str, Any]], int] | None = None,
+    full_documents: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """(documents ``skip`` … ``skip + limit`` of the ranking, number of matches); ``limit``
+    None → ``query.top``. A preset with a figure of merit (Φ, max|e_ij|) is ranked here on the
+    figure computed from every matching document; the other queries walk the store's sort
+    index. ``count``: how to count the matches (default ``store.count``); ``full_documents``:
+    whole documents instead of a row's fields; ``extra``: criteria the caller's code adds
+    (e.g. the selection's "not in flight"), never request values."""
+    if skip < 0 or (limit is not None and limit <= 0):
+        raise ValueError(f"skip must be >= 0 and limit > 0, got skip={skip}, limit={limit}")
+    limit = query.top if limit is None else limit
+    store.connect()
+    criteria = _latest_only(store, query, {**query.criteria(), **(extra or {})})
+    properties = None if full_documents else query.properties(include_tensors)
+    preset = query.preset_rule
+    if preset is not None and preset.figure is not None and query.state == "successful":
+        ranked = _figure_rank(
+            list(store.query(criteria=criteria, properties=properties)), query, preset
+        )
+        return ranked[skip : skip + limit], len(ranked)
+    docs = list(
+        store.query(
+            criteria=criteria,
+            properties=properties,
+            sort=query.store_sort(),
+            skip=skip,
+            limit=limit,
+        )
+    )
+    if len(docs) < limit and (docs or skip == 0):  # the last page: no count needed
+        total = skip + len(docs)
+    else:
+        total = count(store, criteria) if count is not None else int(store.count(criteria))
+    return docs, total
+
+
 def query_candidates(
     store: Store,
-    prop: str,
-    sort: str | None = None,
-    top: int = 20,
-    crystal_system: str | None = None,
-    exclude_elements: Iterable[str] | str = (),
-    include_elements: Iterable[str] | str = (),
-    non_centrosymmetric: bool | None = None,
-    stable_only: bool = False,
-    state: str | None = "successful",
-    ascending: bool = False,
-    max_e_above_hull: float | None = None,
-    model_version: str | None = None,
-    max_domain_distance: float | None = None,
-    include_metals: bool | None = None,
-    latest_only: bool = True,
+    query: CandidateQuery | str,
+    *,
     include_tensors: bool = False,
+    **options: Any,
 ) -> list[dict[str, Any]]:
-    """The ``top`` candidates for property ``prop``, best first, as flat dict rows.
+    """The ``query.top`` candidates, best first, as flat rows (:func:`candidate_row`).
 
-    Args:
-        store: prediction store (connected here if needed).
-        prop: ``dielectric``, ``dielectric_total``, ``piezo`` or ``elastic``.
-        sort: a derived field of ``prop`` (e.g. ``e_ij_max``, ``K_VRH``, ``dielectric_eig_max``
-            or its alias ``eig_max``); None → the property's default.
-        top: number of rows (> 0).
-        crystal_system: keep one crystal system (case-insensitive, e.g. ``"hexagonal"``).
-        exclude_elements / include_elements: element symbols (list or "Pb,Cd"); a hit contains
-            none of the excluded and all of the included elements.
-        non_centrosymmetric: True → only non-centrosymmetric crystals, False → only
-            centrosymmetric, None → both.
-        stable_only: only Born-stable crystals (needs the elastic prediction).
-        state: the property's prediction state ("successful", "failed", or None for both).
-            Failed predictions have no derived scalars and are listed by source.
-        ascending: smallest first instead of largest first.
-        max_e_above_hull: keep documents whose source gave ``energy_above_hull`` ≤ this (eV/atom).
-        model_version: only predictions of this model version.
-        max_domain_distance: keep crystals whose ``domain_distance`` for ``prop`` is at most
-            this (:mod:`atomate2_gmt.data.domain`; ``IN_DOMAIN_MAX`` = 1.0 is "in domain").
-        include_metals: keep crystals flagged ``likely_metal``
-            (:mod:`atomate2_gmt.schemas.metallicity`); None → kept for ``elastic``, left out for
-            the dielectric and piezo properties (:data:`METAL_EXCLUDED`), which a metal does not
-            have.
-        latest_only: with several model versions of one structure, keep its latest prediction.
-        include_tensors: add the property's ``tensor``/``voigt``/``voigt_ieee`` to each row.
-
-    Rows have ``rank``, ``formula``, space group, crystal and point group, the property's
-    derived scalars, ``source``, ``structure_key``, ``model_version`` and ``prediction_id``
-    (:func:`candidate_row`). Over 80 lines only through this docstring: the body is about 50.
+    ``query``: a :class:`CandidateQuery`, or a property name with the query's options as
+    keywords (``query_candidates(store, "piezo", sort="e_ij_max", top=5)``); ``include_tensors``
+    adds the property's ``tensor``/``voigt``/``voigt_ieee`` and ``units`` to each row. The store
+    is connected here. Documents that a filter or preset leaves out for a value they lack are
+    counted by :func:`missing_values`.
     """
-    if not isinstance(top, int) or isinstance(top, bool) or not 0 < top <= MAX_TOP:
-        raise ValueError(f"top must be an integer from 1 to {MAX_TOP}, got {top!r}")
-    _plain("sort", sort, (str,), "a sort field name")
-    for name, flag in (
-        ("ascending", ascending),
-        ("latest_only", latest_only),
-        ("include_tensors", include_tensors),
-    ):
-        _plain(name, flag, (bool,), "True or False")
-    sort_field = resolve_sort_field(prop, sort)
-    criteria = build_criteria(
-        prop,
-        sort_field=sort_field,
-        crystal_system=crystal_system,
-        exclude_elements=exclude_elements,
-        include_elements=include_elements,
-        non_centrosymmetric=non_centrosymmetric,
-        stable_only=stable_only,
-        state=state,
-        max_e_above_hull=max_e_above_hull,
-        model_version=model_version,
-        max_domain_distance=max_domain_distance,
-        include_metals=include_metals,
-    )
-    direction = 1 if ascending else -1
-    order: dict[str, Any] = {sort_field if state == "successful" else "source": direction}
-    order[PREDICTION_KEY] = direction  # deterministic ties, one direction: index-friendly
-    properties = [
-        *SUMMARY_FIELDS,
-        *DERIVED_FIELDS[prop],
-        "last_updated",
-        "likely_metal",
-        f"domain_distance.{prop}",
-        f"predictions.{prop}.state",
-        f"predictions.{prop}.error",
-        f"predictions.{prop}.units",
-    ]
-    if include_tensors:
-        properties += [f"predictions.{prop}.{f}" for f in ("tensor", "voigt", "voigt_ieee")]
+    if isinstance(query, str):
+        query = CandidateQuery.build(prop=query, **options)
+    elif options:
+        raise ValueError("options go into the CandidateQuery, not beside it")
+    docs, _ = ranked_documents(store, query, include_tensors=include_tensors)
+    rows = []
+    for i, doc in enumerate(docs):
+        row = candidate_row(doc, query.task, i + 1, query.preset_rule)
+        if include_tensors:
+            pred = (doc.get("predictions") or {}).get(query.task) or {}
+            for f in ("units", "voigt", "voigt_ieee", "tensor"):
+                row[f] = pred.get(f)
+        rows.append(row)
+    return rows
 
+
+def missing_values(store: Store, query: CandidateQuery) -> dict[str, int]:
+    """How many candidates that match everything else are left out because they lack a value
+    the query needs: ``{"<what>": n}`` (only reasons with n > 0), e.g. ``{"the source's band
+    gap": 12}``."""
+    out: dict[str, int] = {}
     store.connect()
-    if latest_only and model_version is None and several_versions(store, criteria):
-        latest: dict[str, tuple[Any, str]] = {}
-        for doc in store.query(
-            criteria=criteria, properties=[PREDICTION_KEY, "structure_key", "last_updated"]
-        ):
-            key = doc.get("structure_key") or doc[PREDICTION_KEY]
-            stamp = str(doc.get("last_updated") or "")
-            if key not in latest or stamp > latest[key][0]:
-                latest[key] = (stamp, doc[PREDICTION_KEY])
-        criteria = {**criteria, PREDICTION_KEY: {"$in": [v[1] for v in latest.values()]}}
-    docs = store.query(criteria=criteria, properties=properties, sort=order, limit=top)
-    return [_row(doc, prop, i + 1, include_tensors) for i, doc in enumerate(docs)]
+    seen: set[str] = set()
+    for req in query.requirements():
+        if req.field in seen:
+            continue
+        seen.add(req.field)
+        criteria = query.criteria(without=req.field)
+        criteria.setdefault("$and", []).append({req.field: None})
+        n = int(store.count(criteria))
+        if n:
+            out[req.what] = n
+    return out
 
 
 def find_document(store: Store, key: str) -> dict[str, Any]:
@@ -326,8 +755,8 @@ def find_document(store: Store, key: str) -> dict[str, Any]:
     if not isinstance(key, str) or not key.strip():
         raise ValueError("key must be a non-empty string")
     store.connect()
-    for field in (PREDICTION_KEY, "structure_key", "source", "sources"):
-        docs = list(store.query({field: key}))
+    for field_name in (PREDICTION_KEY, "structure_key", "source", "sources"):
+        docs = list(store.query({field_name: key}))
         if docs:
             docs.sort(key=lambda d: str(d.get("last_updated") or ""))
             return docs[-1]

@@ -8,7 +8,7 @@ from pymatgen.core import Lattice, Structure
 from tests.stores.gmt_store_docs import STRUCTURES, make_doc
 from typer.testing import CliRunner
 
-from atomate2_gmt.query import build_criteria, query_candidates
+from atomate2_gmt.query import CandidateQuery, query_candidates
 from atomate2_gmt.schemas.fields import PREDICTION_SCHEMA_VERSION
 from atomate2_gmt.schemas.metallicity import likely_metal
 from atomate2_gmt.schemas.prediction import migrate_prediction_dict
@@ -149,11 +149,48 @@ def test_elastic_keeps_metals_unless_asked(store):
 
 
 def test_include_metals_must_be_a_plain_bool():
-    assert build_criteria("dielectric")["likely_metal"] == {"$ne": True}
-    assert "likely_metal" not in build_criteria("dielectric", include_metals=True)
-    assert "likely_metal" not in build_criteria("elastic")
+    assert "$and" in CandidateQuery(prop="dielectric").criteria()
+    assert "$and" not in CandidateQuery(prop="dielectric", include_metals=True).criteria()
+    assert "$and" not in CandidateQuery(prop="elastic").criteria()
     with pytest.raises(ValueError, match="include_metals"):
-        build_criteria("dielectric", include_metals={"$ne": None})  # type: ignore[arg-type]
+        CandidateQuery.build(prop="dielectric", include_metals={"$ne": None})
+
+
+def test_a_source_band_gap_overrules_the_likely_metal_heuristic(tmp_path, fe_pt_n2):
+    """The heuristic decides only where the source gives no band gap (and no is_metal): a
+    flagged crystal with a source gap > 0 is kept, a source gap of 0 or is_metal=True is a
+    metal whatever the heuristic says."""
+    s = EmbeddedStore(str(tmp_path / "gap.sqlite"), "preds", key="prediction_id")
+    s.connect()
+
+    def fe_pt_n2_scaled(factor: float) -> Structure:  # another crystal, flagged alike
+        s = fe_pt_n2.copy()
+        s.scale_lattice(s.volume * factor)
+        return s
+
+    eps = (20.0, 20.0, 24.0)
+    docs = [
+        make_doc("FePtN2", structure=fe_pt_n2, source="gapped.cif", band_gap=1.2, eps=eps),
+        make_doc("FePtN2", structure=fe_pt_n2_scaled(1.05), source="flagged.cif", eps=eps),
+        make_doc(
+            "FePtN2",
+            structure=fe_pt_n2_scaled(1.1),
+            source="not-metal.cif",
+            is_metal=False,
+            eps=eps,
+        ),
+        make_doc("ZnO", source="zero-gap.cif", band_gap=0.0, eps=(4.0, 4.0, 5.0)),
+        make_doc("NaCl", source="metal.cif", is_metal=True, eps=(2.0, 2.0, 2.0)),
+        make_doc("GaAs", source="plain.cif", eps=(2.0, 2.0, 2.0)),
+    ]
+    assert [d.likely_metal for d in docs] == [True, True, True, False, False, False]
+    upsert_predictions(s, docs)
+    sources = {r["source"] for r in query_candidates(s, "dielectric", top=10)}
+    assert sources == {"gapped.cif", "not-metal.cif", "plain.cif"}
+    everything = {
+        r["source"] for r in query_candidates(s, "dielectric", top=10, include_metals=True)
+    }
+    assert len(everything) == 6
 
 
 def test_query_cli_include_metals_switch(store, tmp_path, monkeypatch):

@@ -95,6 +95,10 @@ def make_doc(
     tasks: tuple[str, ...] = ("dielectric", "dielectric_total", "piezo", "elastic"),
     structure: Structure | None = None,
     energy_above_hull: float | None = None,
+    band_gap: float | None = None,
+    is_metal: bool | None = None,
+    material_id: str | None = None,
+    uncertainty: dict[str, float] | None = None,
     **tensor_kwargs: Any,
 ) -> GMTPredictionDoc:
     structure = structure or STRUCTURES[name]
@@ -108,5 +112,11 @@ def make_doc(
         info,
         source=source or f"{name}.cif",
         device="cpu",
-        source_properties=SourceProperties(energy_above_hull=energy_above_hull),
+        source_properties=SourceProperties(
+            energy_above_hull=energy_above_hull,
+            band_gap=band_gap,
+            is_metal=is_metal,
+            material_id=material_id,
+        ),
+        uncertainty=uncertainty,
     )

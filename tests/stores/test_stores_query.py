@@ -19,7 +19,7 @@ import pytest
 from gmt_store_docs import make_doc
 from maggma.stores import MemoryStore
 
-from atomate2_gmt.query import query_candidates
+from atomate2_gmt.query import CandidateQuery, query_candidates
 from atomate2_gmt.schemas.prediction import GMTPredictionDoc
 from atomate2_gmt.stores import EmbeddedStore, upsert_predictions
 
@@ -40,7 +40,7 @@ def _formulas(rows):
 
 
 def test_piezo_top_by_e_ij_max(store):
-    rows = query_candidates(store, "piezo", "e_ij_max", top=3)
+    rows = query_candidates(store, "piezo", sort="e_ij_max", top=3)
     assert _formulas(rows) == ["TiPbO3", "ZnO", "CdS"]
     assert [r["rank"] for r in rows] == [1, 2, 3]
     assert rows[0]["e_ij_max"] == pytest.approx(3.5)
@@ -54,40 +54,40 @@ def test_piezo_top_by_e_ij_max(store):
 
 
 def test_filters(store):
-    no_pb_cd = query_candidates(store, "piezo", "e_ij_max", exclude_elements="Pb,Cd")
+    no_pb_cd = query_candidates(store, "piezo", sort="e_ij_max", exclude_elements="Pb,Cd")
     assert _formulas(no_pb_cd)[:2] == ["ZnO", "GaAs"]
     assert {"TiPbO3", "CdS"}.isdisjoint(_formulas(no_pb_cd))
     assert len(no_pb_cd) == 4
-    polar = query_candidates(store, "piezo", None, non_centrosymmetric=True)
+    polar = query_candidates(store, "piezo", sort=None, non_centrosymmetric=True)
     assert _formulas(polar) == ["TiPbO3", "ZnO", "CdS", "GaAs"]
-    centro = query_candidates(store, "piezo", None, non_centrosymmetric=False)
+    centro = query_candidates(store, "piezo", sort=None, non_centrosymmetric=False)
     assert sorted(_formulas(centro)) == ["NaCl", "TiO2"]
-    hexagonal = query_candidates(store, "dielectric", "eig_max", crystal_system="HEXAGONAL")
+    hexagonal = query_candidates(store, "dielectric", sort="eig_max", crystal_system="HEXAGONAL")
     assert _formulas(hexagonal) == ["CdS", "ZnO"]
-    oxides = query_candidates(store, "elastic", "K_VRH", include_elements=["O"])
+    oxides = query_candidates(store, "elastic", sort="K_VRH", include_elements=["O"])
     assert _formulas(oxides) == ["TiO2", "ZnO", "TiPbO3"]
 
 
 def test_elastic_stability_and_ascending(store):
-    stable = query_candidates(store, "elastic", "K_VRH", stable_only=True)
+    stable = query_candidates(store, "elastic", sort="K_VRH", stable_only=True)
     assert _formulas(stable) == ["TiO2", "ZnO", "GaAs", "CdS", "NaCl"]
-    everything = query_candidates(store, "elastic", "K_VRH")
+    everything = query_candidates(store, "elastic", sort="K_VRH")
     assert _formulas(everything) == ["TiO2", "ZnO", "TiPbO3", "GaAs", "CdS", "NaCl"]
-    soft = query_candidates(store, "elastic", "G_VRH", ascending=True, top=2)
+    soft = query_candidates(store, "elastic", sort="G_VRH", ascending=True, top=2)
     assert soft[0]["formula"] == "TiPbO3"
     assert soft[1]["formula"] in ("CdS", "NaCl")
     assert soft[0]["G_VRH"] == pytest.approx(-5.0)
     assert soft[0]["born_stable"] is False
     assert soft[1]["G_VRH"] == pytest.approx(15.0)
-    diel = query_candidates(store, "dielectric", "eig_max", ascending=True)
+    diel = query_candidates(store, "dielectric", sort="eig_max", ascending=True)
     assert [round(r["dielectric_eig_max"], 6) for r in diel] == [2.3, 4.0, 5.5, 8.0, 8.5, 10.0]
-    total = query_candidates(store, "dielectric_total", "mean", top=1)
+    total = query_candidates(store, "dielectric_total", sort="mean", top=1)
     assert total[0]["formula"] == "GaAs"
     assert total[0]["dielectric_total_mean"] == pytest.approx(20)
 
 
 def test_tensors_on_request(store):
-    row = query_candidates(store, "piezo", "e_ij_max", top=1, include_tensors=True)[0]
+    row = query_candidates(store, "piezo", sort="e_ij_max", top=1, include_tensors=True)[0]
     assert row["units"] == "C/m^2"
     assert len(row["voigt"]) == 3
     assert len(row["voigt"][0]) == 6
@@ -119,14 +119,14 @@ def test_latest_model_version_wins(store):
     time.sleep(0.01)
     newer = make_doc("ZnO", version="v2", e_max=0.2, eps=(3.0, 3.0, 4.0), K=140.0, G=45.0)
     upsert_predictions(store, [newer])
-    rows = query_candidates(store, "piezo", "e_ij_max")
+    rows = query_candidates(store, "piezo", sort="e_ij_max")
     assert _formulas(rows)[:4] == ["TiPbO3", "CdS", "ZnO", "GaAs"]  # then NaCl, TiO2: e = 0
     assert len(rows) == 6
     assert rows[2]["model_version"] == "v2"
     assert rows[2]["e_ij_max"] == pytest.approx(0.2)
-    both = query_candidates(store, "piezo", "e_ij_max", latest_only=False)
+    both = query_candidates(store, "piezo", sort="e_ij_max", latest_only=False)
     assert _formulas(both).count("ZnO") == 2
-    v1 = query_candidates(store, "piezo", "e_ij_max", model_version="v1")
+    v1 = query_candidates(store, "piezo", sort="e_ij_max", model_version="v1")
     assert _formulas(v1)[:2] == ["TiPbO3", "ZnO"]
 
 
@@ -138,7 +138,11 @@ def test_latest_model_version_wins(store):
         ({"prop": "piezo", "exclude_elements": "Pb,Xx"}, "unknown element symbol 'Xx'"),
         ({"prop": "piezo", "crystal_system": "cubicc"}, "unknown crystal system 'cubicc'"),
         ({"prop": "piezo", "top": 0}, "top must be an integer from 1 to"),
-        ({"prop": "piezo", "state": "done"}, "state must be"),
+        ({"prop": "piezo", "state": "done"}, "unknown state 'done'; valid: successful, failed"),
+        ({"preset": "mp-piezzo"}, "unknown preset 'mp-piezzo'; valid: mp-piezo"),
+        ({"preset": "mp-piezo", "prop": "elastic"}, "preset 'mp-piezo' sets prop='piezo'"),
+        ({"prop": "piezo", "min_band_gap": -1}, "min_band_gap must be >= 0 eV"),
+        ({"prop": "piezo", "model_version": {"$ne": None}}, "never query operators"),
         ({"prop": "piezo", "include_elements": "O", "exclude_elements": "O"}, "both included"),
         ({"prop": "piezo", "max_e_above_hull": -0.1}, "max_e_above_hull must be >= 0"),
     ],
@@ -146,7 +150,7 @@ def test_latest_model_version_wins(store):
 def test_bad_queries_raise_value_errors(tmp_path, kwargs, message):
     store = EmbeddedStore(str(tmp_path / "empty.sqlite"), "preds", key="prediction_id")
     with pytest.raises(ValueError, match=message):
-        query_candidates(store, **kwargs)
+        query_candidates(store, CandidateQuery.build(**kwargs))
 
 
 def test_documents_of_an_older_schema_are_never_mixed_in(store):

@@ -16,14 +16,15 @@ so that a DFPT flow that dies is recorded as failed on its candidate and never b
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field, replace
+import math
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from jobflow import Flow, Maker, OnMissing, Response, job
 from monty.json import MSONable
 
-from atomate2_gmt.query import build_criteria
+from atomate2_gmt.query import PRESETS, CandidateQuery, figure_of_merit, ranked_documents
 from atomate2_gmt.routing import job_role, route_new_jobs
 from atomate2_gmt.schemas.fields import PREDICTION_KEY, resolve_sort_field
 
@@ -42,33 +43,23 @@ class SelectionPolicy(MSONable):
     """Which candidates go to DFPT (MSONable: it travels as a jobflow job input).
 
     Args:
-        prop: ``dielectric``, ``dielectric_total``, ``piezo`` or ``elastic``.
-        sort: its derived field to rank on (default: the property's, e.g. ``e_ij_max``).
+        query: what is a candidate: a :class:`~atomate2_gmt.query.CandidateQuery` (its dict,
+            or a preset or property name: ``"mp-piezo"``, ``"piezo"``). Its property, sort
+            field, filters, bounds on the sort field (``min_value``/``max_value``) and preset
+            are the policy's; candidates already computed or in flight are never picked.
         top_k: how many to pick.
-        min_value, max_value: keep candidates whose ``sort`` value lies in [min, max].
-        crystal_system, exclude_elements, include_elements, non_centrosymmetric, stable_only,
-            max_e_above_hull, model_version: as in :func:`atomate2_gmt.query.query_candidates`.
         max_per_chemsys: at most this many picks per chemical system (diversity).
-        max_sites: skip cells with more sites (DFPT cost grows ~ N³).
-        strategy: ``exploit`` (largest predicted value first) or ``ucb`` (value + kappa·std,
-            needs the ensemble spread ``uncertainty.<sort>`` on the documents:
-            ``GMTPredictMaker(ensemble=...)``).
+        max_sites: skip cells with more sites (DFPT cost grows ~ N³); the query's own
+            ``max_sites`` applies too.
+        strategy: ``exploit`` (best predicted value first; a preset's figure of merit less its
+            ensemble σ where it has one) or ``ucb`` (value + kappa·σ, needs the ensemble spread
+            ``uncertainty.<sort>`` on the documents: ``GMTPredictMaker(ensemble=...)``).
         kappa: exploration weight of ``ucb``.
-        pool: how many top documents are read before filtering (≥ top_k).
+        pool: how many top documents are read before the diversity cap (≥ top_k).
     """
 
-    prop: str = "piezo"
-    sort: str | None = None
+    query: CandidateQuery | dict[str, Any] | str = "piezo"
     top_k: int = 5
-    min_value: float | None = None
-    max_value: float | None = None
-    crystal_system: str | None = None
-    exclude_elements: list[str] = field(default_factory=list)
-    include_elements: list[str] = field(default_factory=list)
-    non_centrosymmetric: bool | None = None
-    stable_only: bool = False
-    max_e_above_hull: float | None = None
-    model_version: str | None = None
     max_per_chemsys: int = 1
     max_sites: int | None = 40
     strategy: Literal["exploit", "ucb"] = "exploit"
@@ -76,6 +67,15 @@ class SelectionPolicy(MSONable):
     pool: int = 500
 
     def __post_init__(self) -> None:
+        if isinstance(self.query, str):
+            name = self.query
+            self.query = CandidateQuery.build(
+                **({"preset": name} if name in PRESETS else {"prop": name})
+            )
+        elif isinstance(self.query, dict):
+            self.query = CandidateQuery.build(
+                **{k: v for k, v in self.query.items() if not k.startswith("@")}
+            )
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
         if self.max_per_chemsys < 1:
@@ -84,45 +84,69 @@ class SelectionPolicy(MSONable):
             raise ValueError(f"unknown strategy {self.strategy!r}; valid: 'exploit', 'ucb'")
         if self.pool < self.top_k:
             raise ValueError(f"pool ({self.pool}) must be >= top_k ({self.top_k})")
-        resolve_sort_field(self.prop, self.sort)  # unknown property / sort field: error now
+
+    @property
+    def candidate_query(self) -> CandidateQuery:
+        """The query (validated in ``__post_init__``)."""
+        assert isinstance(self.query, CandidateQuery)
+        return self.query
+
+    @property
+    def prop(self) -> str:
+        """The property the policy selects on."""
+        return self.candidate_query.task
+
+    @property
+    def sort_field(self) -> str:
+        """The derived field the policy ranks on."""
+        return resolve_sort_field(self.prop, self.candidate_query.sort)
+
+    def selection_query(self) -> CandidateQuery:
+        """The query of the selection: successful predictions, no DFPT result yet, at most
+        ``max_sites`` sites, the ``pool`` best."""
+        q = self.candidate_query
+        sites = [n for n in (q.max_sites, self.max_sites) if n is not None]
+        return q.model_copy(
+            update={
+                "state": "successful",
+                "dfpt": "none",
+                "max_sites": min(sites) if sites else None,
+                "top": self.pool,
+            }
+        )
 
     def criteria(self) -> dict[str, Any]:
         """The store filter of this policy (not yet computed, not in flight, in range)."""
-        sort_field = resolve_sort_field(self.prop, self.sort)
-        criteria = build_criteria(
-            self.prop,
-            sort_field=sort_field,
-            crystal_system=self.crystal_system,
-            exclude_elements=self.exclude_elements,
-            include_elements=self.include_elements,
-            non_centrosymmetric=self.non_centrosymmetric,
-            stable_only=self.stable_only,
-            max_e_above_hull=self.max_e_above_hull,
-            model_version=self.model_version,
-        )
-        bounds: dict[str, Any] = {"$ne": None}
-        if self.min_value is not None:
-            bounds["$gte"] = float(self.min_value)
-        if self.max_value is not None:
-            bounds["$lte"] = float(self.max_value)
-        criteria[sort_field] = bounds
-        criteria["dfpt"] = {"$exists": False}
+        criteria = self.selection_query().criteria()
         criteria["dfpt_selected"] = {"$exists": False}
-        if self.max_sites is not None:
-            criteria["nsites"] = {"$lte": int(self.max_sites)}
         return criteria
 
+    def summary(self) -> dict[str, Any]:
+        """The policy as plain JSON (recorded on the picks and in the job output)."""
+        out = {k: v for k, v in asdict(self).items() if k != "query"}
+        out["query"] = self.candidate_query.model_dump(mode="json", exclude_defaults=True)
+        return out
 
-def _score(doc: dict[str, Any], sort_field: str, policy: SelectionPolicy) -> float:
-    value = float(doc[sort_field])
-    if policy.strategy == "exploit":
-        return value
-    spread = (doc.get("uncertainty") or {}).get(sort_field)
+
+def _score(doc: dict[str, Any], policy: SelectionPolicy) -> float:
+    preset = policy.candidate_query.preset_rule
+    if preset is not None and preset.figure is not None:
+        value, spread = figure_of_merit(preset, doc)
+        if value is None:
+            return -math.inf
+        if policy.strategy == "exploit":
+            return value - (spread or 0.0)  # the preset's risk-aware rank
+        where = f"{preset.figure} (from uncertainty.dielectric_total_mean)"
+    else:
+        value = float(doc[policy.sort_field])
+        if policy.strategy == "exploit":
+            return value
+        spread = (doc.get("uncertainty") or {}).get(policy.sort_field)
+        where = f"uncertainty.{policy.sort_field}"
     if spread is None:
         raise ValueError(
-            f"strategy 'ucb' needs the ensemble spread uncertainty.{sort_field} on the "
-            f"candidate documents (GMTPredictMaker(ensemble=...)); {doc.get(PREDICTION_KEY)} "
-            "has none"
+            f"strategy 'ucb' needs the ensemble spread {where} on the candidate documents "
+            f"(GMTPredictMaker(ensemble=...)); {doc.get(PREDICTION_KEY)} has none"
         )
     return value + policy.kappa * float(spread)
 
@@ -130,19 +154,15 @@ def _score(doc: dict[str, Any], sort_field: str, policy: SelectionPolicy) -> flo
 def select_candidates(store: Store, policy: SelectionPolicy) -> list[dict[str, Any]]:
     """The candidate documents the policy picks, best first (the store is connected here).
 
-    Reads the ``pool`` best documents by the sort field, scores them, then keeps at most
-    ``max_per_chemsys`` per chemical system until ``top_k`` are picked.
+    Reads the ``pool`` best documents of the policy's query (never computed or in flight),
+    scores them, then keeps at most ``max_per_chemsys`` per chemical system until ``top_k``
+    are picked.
     """
-    sort_field = resolve_sort_field(policy.prop, policy.sort)
-    store.connect()
-    docs = list(
-        store.query(
-            criteria=policy.criteria(),
-            sort={sort_field: -1, PREDICTION_KEY: -1},
-            limit=policy.pool,
-        )
+    query = policy.selection_query()
+    docs, _ = ranked_documents(
+        store, query, full_documents=True, extra={"dfpt_selected": {"$exists": False}}
     )
-    docs.sort(key=lambda d: (-_score(d, sort_field, policy), d[PREDICTION_KEY]))
+    docs.sort(key=lambda d: (-_score(d, policy), d[PREDICTION_KEY]))
     picked: list[dict[str, Any]] = []
     per_chemsys: dict[str, int] = {}
     seen_keys: set[str] = set()
@@ -245,17 +265,18 @@ def select_for_dfpt(
     if isinstance(policy, dict):
         policy = SelectionPolicy(**policy)
     version = (screen or {}).get("model_version")
-    if policy.model_version is None and version:
-        policy = replace(policy, model_version=version)
+    if policy.candidate_query.model_version is None and version:
+        query = policy.candidate_query.model_copy(update={"model_version": version})
+        policy = replace(policy, query=query)
     store = store if store is not None else candidate_store()
     carried = carry_marks(store, done_keys) if done_keys is not None else 0
     picks = select_candidates(store, policy)
-    sort_field = resolve_sort_field(policy.prop, policy.sort)
+    sort_field = policy.sort_field
     code = _backend_code(dfpt_maker)
     _mark_selected(
         store,
         picks,
-        {"at": datetime.now(UTC).isoformat(), "code": code, "policy": asdict(policy)},
+        {"at": datetime.now(UTC).isoformat(), "code": code, "policy": policy.summary()},
     )
     store.close()
     jobs: list[Any] = []
@@ -282,7 +303,7 @@ def select_for_dfpt(
             }
             for d in picks
         ],
-        "policy": asdict(policy),
+        "policy": policy.summary(),
     }
     if done_keys is not None:
         output["structure_keys"] = [d.get("structure_key") for d in picks]

@@ -33,23 +33,21 @@ with warnings.catch_warnings():  # maggma.api announces its move to emmet-api on
     from maggma.api.resource.utils import attach_query_ops
     from maggma.api.utils import STORE_PARAMS, merge_queries
 
-from atomate2_gmt.query import CRYSTAL_SYSTEMS
+from atomate2_gmt.query import CRYSTAL_SYSTEMS, DFPT_FILTERS, PRESETS, CandidateQuery
 from atomate2_gmt.schemas.fields import TASKS
 from atomate2_gmt.web import records, service
 from atomate2_gmt.web.figures import TensorPictures
 from atomate2_gmt.web.service import (
     CODES,
-    DFPT_FILTERS,
     DFPT_PARTS,
     PREDICTION_STATES,
-    CandidateFilters,
     NotFoundError,
     WebStores,
 )
 
 __all__ = [
-    "CandidateQuery",
     "CandidateResource",
+    "CandidateSearch",
     "DFPTResource",
     "ModelResource",
     "TrainingQuery",
@@ -63,6 +61,11 @@ CrystalSystem = Literal[
 ]
 assert set(TaskName.__args__) == set(TASKS)  # type: ignore[attr-defined]
 assert set(CrystalSystem.__args__) == set(CRYSTAL_SYSTEMS)  # type: ignore[attr-defined]
+PresetName = Literal["mp-piezo", "jarvis-piezo", "jarvis-dielectric", "riebesell-dielectric"]
+assert set(PresetName.__args__) == set(PRESETS)  # type: ignore[attr-defined]
+_PRESET_HELP = "A published selection rule (docs/screening.md, Presets): " + "; ".join(
+    f"{p.name}: {p.description}" for p in PRESETS.values()
+)
 
 MAX_PER_PAGE = 500
 
@@ -101,12 +104,19 @@ def _not_found(exc: Exception) -> HTTPException:
 # --------------------------------------------------------------------------------------------
 
 
-class CandidateQuery(QueryOperator):
-    """The filters of ``atomate2-gmt query`` as API parameters → a store query."""
+class CandidateSearch(QueryOperator):
+    """The options of ``atomate2-gmt query`` as API parameters → one
+    :class:`~atomate2_gmt.query.CandidateQuery`."""
 
     def query(
         self,
-        prop: TaskName = Query("dielectric", alias="property", description="The property."),
+        prop: TaskName | None = Query(
+            None, alias="property", description="The property (default: dielectric)."
+        ),
+        preset: PresetName | None = Query(
+            None,
+            description=_PRESET_HELP,
+        ),
         sort: str | None = Query(
             None,
             description="A derived field of the property (dielectric_eig_max, dielectric_mean, "
@@ -129,7 +139,10 @@ class CandidateQuery(QueryOperator):
             "successful", description="The property's prediction state."
         ),
         max_e_above_hull: float | None = Query(
-            None, ge=0, description="eV/atom, where the candidate source gave one."
+            None, ge=0, description="eV/atom, on the candidate source's energy_above_hull."
+        ),
+        min_band_gap: float | None = Query(
+            None, ge=0, description="eV, on the candidate source's band_gap."
         ),
         model_version: str | None = Query(None, description="Only this model version."),
         dfpt: Literal["accepted", "rejected", "failed", "none", "any"] | None = Query(
@@ -137,8 +150,8 @@ class CandidateQuery(QueryOperator):
         ),
         include_metals: bool | None = Query(
             None,
-            description="Keep crystals flagged likely_metal (default: only for elastic; a "
-            "metal has no meaningful dielectric or piezoelectric tensor).",
+            description="Keep metals (default: only for elastic; a metal has no meaningful "
+            "dielectric or piezoelectric tensor). A source band gap > 0 is never a metal.",
         ),
         max_domain_distance: float | None = Query(
             None, gt=0, description="Keep crystals at most this far from the training data."
@@ -153,8 +166,9 @@ class CandidateQuery(QueryOperator):
     ) -> STORE_PARAMS:
         """Validated store query; 422 naming the bad value."""
         try:
-            filters = CandidateFilters.build(
-                prop=prop,
+            query = CandidateQuery.build(
+                prop=prop or (None if preset else "dielectric"),
+                preset=preset,
                 sort=sort,
                 ascending=ascending,
                 crystal_system=crystal_system,
@@ -164,15 +178,15 @@ class CandidateQuery(QueryOperator):
                 born_stable=born_stable,
                 state=state,
                 max_e_above_hull=max_e_above_hull,
+                min_band_gap=min_band_gap,
                 model_version=model_version,
                 dfpt=dfpt,
                 include_metals=include_metals,
                 max_domain_distance=max_domain_distance,
             )
-            filters.store_query()
         except ValueError as exc:
             raise _bad_value(exc) from None
-        return {"filters": filters, "top": top}  # type: ignore[dict-item]
+        return {"filters": query, "top": top}  # type: ignore[dict-item]
 
 
 assert set(DFPT_FILTERS) == {"accepted", "rejected", "failed", "none", "any"}
@@ -216,21 +230,31 @@ class CandidateRow(BaseModel):
     prediction_id: str | None = None
     structure_key: str | None = None
     formula: str | None = None
+    material_id: str | None = Field(None, description="The candidate source's id.")
     space_group: str | None = None
     space_group_number: int | None = None
     crystal_system: str | None = None
     point_group: str | None = None
     is_centrosymmetric: bool | None = None
-    uncertainty: dict[str, float] = Field(default_factory=dict)
+    uncertainty: dict[str, float] = Field(
+        default_factory=dict, description="Field → calibrated ensemble σ (same units)."
+    )
+    uncertainty_note: str | None = Field(
+        None, description="'σ n/a (single model)' when no ensemble predicted."
+    )
     state: str | None = None
     error: str | None = None
-    energy_above_hull: float | None = None
+    band_gap: float | None = Field(None, description="eV, from the candidate source.")
+    energy_above_hull: float | None = Field(
+        None, description="eV/atom, from the candidate source (never predicted)."
+    )
     source: str | None = None
     nsites: int | None = None
     model_version: str | None = None
     likely_metal: bool | None = None
     likely_metal_reason: str | None = None
     domain_distance: float | None = Field(None, description="From the training data (1 = edge).")
+    out_of_domain: bool | None = Field(None, description="domain_distance above 1.")
     dfpt_state: str | None = Field(None, description="accepted, rejected, failed or None.")
 
 
@@ -318,7 +342,7 @@ class CandidateResource(_ReadResource):
 
     def prepare_endpoint(self) -> None:
         """Routes: search, by key, structure, picture."""
-        ops = [CandidateQuery(), self.pagination]
+        ops = [CandidateSearch(), self.pagination]
         store = self.stores.candidates
 
         def run(query: dict[str, Any]) -> dict[str, Any]:

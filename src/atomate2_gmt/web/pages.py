@@ -16,21 +16,45 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from atomate2_gmt import __version__
-from atomate2_gmt.query import CRYSTAL_SYSTEMS
-from atomate2_gmt.schemas.fields import DERIVED_FIELDS, TASKS
-from atomate2_gmt.web import records, service
-from atomate2_gmt.web.service import (
+from atomate2_gmt.query import (
+    CRYSTAL_SYSTEMS,
     DFPT_FILTERS,
     FIELD_UNITS,
-    CandidateFilters,
-    NotFoundError,
-    WebStores,
+    PRESETS,
+    CandidateQuery,
+    missing_values,
 )
+from atomate2_gmt.schemas.fields import DERIVED_FIELDS, TASKS
+from atomate2_gmt.web import records, service
+from atomate2_gmt.web.service import NotFoundError, WebStores
 
 __all__ = ["PER_PAGE", "build_router", "templates"]
 
 PER_PAGE = 25
 """Rows per page of the candidate table."""
+
+TABLE_OPTIONS: tuple[str, ...] = (
+    "property",
+    "preset",
+    "sort",
+    "ascending",
+    "crystal_system",
+    "include_elements",
+    "exclude_elements",
+    "non_centrosymmetric",
+    "born_stable",
+    "state",
+    "max_e_above_hull",
+    "min_band_gap",
+    "min_value",
+    "max_value",
+    "model_version",
+    "dfpt",
+    "include_metals",
+    "max_domain_distance",
+)
+"""The candidate table's URL parameters: the options of one
+:class:`~atomate2_gmt.query.CandidateQuery` (``property`` is its ``prop``), and ``page``."""
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -104,53 +128,25 @@ def build_router(stores: WebStores) -> APIRouter:
         return render("error.html", status_code=status_code, message=message, code=status_code)
 
     @router.get("/", response_class=HTMLResponse)
-    def table(
-        request: Request,
-        prop: str = Query("dielectric", alias="property"),
-        sort: str | None = None,
-        ascending: bool = False,
-        crystal_system: str | None = None,
-        include_elements: str | None = None,
-        exclude_elements: str | None = None,
-        non_centrosymmetric: str | None = None,
-        born_stable: bool = False,
-        state: str = "successful",
-        max_e_above_hull: float | None = Query(None, ge=0),
-        model_version: str | None = None,
-        dfpt: str | None = None,
-        include_metals: str | None = None,
-        max_domain_distance: float | None = Query(None, gt=0),
-        page: int = Query(1, ge=1),
-    ) -> HTMLResponse:
-        flags = {"true": True, "false": False, "": None, None: None}
-        for name, value in (
-            ("non_centrosymmetric", non_centrosymmetric),
-            ("include_metals", include_metals),
-        ):
-            if value not in flags:
-                return error(422, f"{name} must be true, false or empty")
-        nc = flags[non_centrosymmetric]
-        try:
-            filters = CandidateFilters.build(
-                prop=prop,
-                sort=sort,
-                ascending=ascending,
-                crystal_system=crystal_system,
-                include_elements=include_elements,
-                exclude_elements=exclude_elements,
-                non_centrosymmetric=nc,
-                born_stable=born_stable,
-                state=state,
-                max_e_above_hull=max_e_above_hull,
-                model_version=model_version,
-                dfpt=dfpt,
-                include_metals=flags[include_metals],
-                max_domain_distance=max_domain_distance,
+    def table(request: Request, page: int = Query(1, ge=1)) -> HTMLResponse:
+        options = {k: v for k, v in request.query_params.items() if k != "page"}
+        unknown = sorted(set(options) - set(TABLE_OPTIONS))
+        if unknown:
+            return error(
+                422,
+                f"unknown parameter(s) {', '.join(unknown)}; valid: page, "
+                + ", ".join(TABLE_OPTIONS),
             )
+        prop = options.pop("property", None)
+        if not prop and not options.get("preset"):
+            prop = "dielectric"
+        try:
+            filters = CandidateQuery.build(prop=prop, **options)
             rows, total = service.candidate_page(
                 stores.candidates, filters, (page - 1) * PER_PAGE, PER_PAGE, stores.counts
             )
             sort_field = filters.sort_field()
+            missing = missing_values(stores.candidates, filters)
         except ValueError as exc:
             return error(422, str(exc))
         params = filters.as_params()
@@ -171,8 +167,11 @@ def build_router(stores: WebStores) -> APIRouter:
             per_page=PER_PAGE,
             filters=filters,
             sort_field=sort_field,
-            fields=DERIVED_FIELDS[filters.prop],
-            sortable=service.sort_choices(filters.prop),
+            fields=DERIVED_FIELDS[filters.task],
+            sortable=service.sort_choices(filters.task),
+            figure=(filters.preset_rule.figure if filters.preset_rule else None),
+            presets=PRESETS,
+            missing=missing,
             crystal_systems=CRYSTAL_SYSTEMS,
             dfpt_filters=DFPT_FILTERS,
             link=link,
