@@ -53,7 +53,7 @@ def _maker(n_rounds: int, top_k: int = 2) -> GMTCampaignMaker:
     predict = GMTPredictMaker(tasks=("piezo",), device="cpu", workers=0, batch_size=8)
     discovery = GMTDiscoveryMaker(
         screen_maker=GMTScreenMaker(predict_maker=predict, chunk_size=50, check_store=False),
-        policy=SelectionPolicy(prop="piezo", top_k=top_k, max_per_chemsys=5),
+        policy=SelectionPolicy(query="piezo", top_k=top_k, max_per_chemsys=5),
         dfpt_maker=DyingDFPTMaker(),
     )
     return GMTCampaignMaker(
@@ -193,7 +193,7 @@ def test_one_real_round_abinit_alp(settings, tmp_path) -> None:  # type: ignore[
     maker = GMTCampaignMaker(
         discovery_maker=GMTDiscoveryMaker(
             screen_maker=GMTScreenMaker(predict_maker=predict),
-            policy=SelectionPolicy(prop="piezo", top_k=1),
+            policy=SelectionPolicy(query="piezo", top_k=1),
             dfpt_maker=AbinitDFPTMaker(
                 properties=("piezo",), settings=smoke_settings(functional="LDA")
             ),

@@ -18,6 +18,7 @@ from atomate2_gmt.flows.discovery import GMTDiscoveryMaker
 from atomate2_gmt.flows.screen import GMTScreenMaker
 from atomate2_gmt.jobs.predict import GMTPredictMaker
 from atomate2_gmt.jobs.select import SelectionPolicy
+from atomate2_gmt.query import CandidateQuery
 from atomate2_gmt.report import dfpt_comparison
 from atomate2_gmt.stores import candidate_store, training_store
 
@@ -40,7 +41,9 @@ def test_screen_select_abinit_dfpt_feedback(project, tmp_path):
     candidates = _mp(["mp-1550", "mp-1639", "mp-2133", "mp-8062", "mp-804"])
     maker = GMTDiscoveryMaker(
         screen_maker=GMTScreenMaker(predict_maker=GMTPredictMaker(tasks=("piezo",)), top=5),
-        policy=SelectionPolicy(prop="piezo", top_k=1, include_elements=["Al", "P"]),
+        policy=SelectionPolicy(
+            query=CandidateQuery(prop="piezo", include_elements=["Al", "P"]), top_k=1
+        ),
         dfpt_maker=AbinitDFPTMaker(
             properties=("piezo",), settings=smoke_settings(functional="LDA")
         ),

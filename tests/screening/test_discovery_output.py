@@ -50,7 +50,7 @@ def _run(tmp_path, dies: bool) -> tuple[Any, dict[str, Any]]:
         screen_maker=GMTScreenMaker(
             predict_maker=SmallModelPredictMaker(tasks=("dielectric", "piezo")), top=3
         ),
-        policy=SelectionPolicy(prop="dielectric", top_k=1),
+        policy=SelectionPolicy(query="dielectric", top_k=1),
         dfpt_maker=RecordedDFPTMaker(dies=dies),
     )
     flow = maker.make([nacl])

@@ -25,7 +25,7 @@ from atomate2_gmt.jobs.predict import predict_documents
 from atomate2_gmt.model.checkpoint import load_checkpoint, save_checkpoint
 from atomate2_gmt.model.graph import MAX_VACUUM_GAP, structure_problem, vacuum_gaps
 from atomate2_gmt.model.predict import predict
-from atomate2_gmt.query import build_criteria, query_candidates
+from atomate2_gmt.query import CandidateQuery, query_candidates
 from atomate2_gmt.schemas.prediction import GMTPredictionDoc
 from atomate2_gmt.stores import EmbeddedStore, candidate_store
 from tests.screening.conftest import SmallModelPredictMaker, small_model
@@ -407,9 +407,13 @@ def test_public_queries_refuse_operators(tmp_path):
     assert check_criteria({"$or": [{"a": {"$gt": 1}}, {"b": 2}]}) == {
         "$or": [{"a": {"$gt": 1}}, {"b": 2}]
     }
-    assert build_criteria("piezo", max_domain_distance=1.0)["domain_distance.piezo"] == {
-        "$lte": 1.0
-    }
+    query = CandidateQuery(prop="piezo", max_domain_distance=1.0)
+    assert query.criteria()["domain_distance.piezo"] == {"$lte": 1.0}
+    # a request value never becomes an operator: every operator is one the code wrote
+    hostile = CandidateQuery.build(
+        prop="piezo", model_version="$where", sort="e_ij_max", include_elements="O"
+    )
+    assert hostile.criteria()["model_version"] == "$where"  # compared as text, never run
 
 
 def test_domain_distance_is_on_every_document_and_frame_free(good_structures):

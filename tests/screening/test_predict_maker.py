@@ -173,7 +173,7 @@ def test_ensemble_mean_tensor_and_spread_feed_ucb_selection(good_structures, tmp
     upsert_predictions(store, docs)
     kappa = 50.0
     picks = select_candidates(
-        store, SelectionPolicy(prop="piezo", top_k=2, strategy="ucb", kappa=kappa, max_sites=None)
+        store, SelectionPolicy(query="piezo", top_k=2, strategy="ucb", kappa=kappa, max_sites=None)
     )
     scores = sorted(
         (d["e_ij_max"] + kappa * d["uncertainty"]["e_ij_max"] for d in docs), reverse=True
