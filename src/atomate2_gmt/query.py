@@ -385,7 +385,10 @@ class CandidateQuery(BaseModel):
             for err in exc.errors():
                 where = ".".join(str(p) for p in err.get("loc", ()))
                 msg = str(err.get("msg", "")).removeprefix("Value error, ")
-                reasons.append(f"{where}: {msg}" if where else msg)
+                if str(err.get("type", "")).startswith("bool"):
+                    msg = f"{where} must be true, false or empty"
+                named = not where or msg.startswith(where) or where in msg.split(" ", 2)[:2]
+                reasons.append(msg if named else f"{where}: {msg}")
             raise ValueError("; ".join(reasons)) from None
 
     # ---- what the store is asked -----------------------------------------------------------

@@ -449,3 +449,44 @@ def test_ensemble_spread_shown_where_present(web_project, tmp_path):
         assert html.count('class="unc"') == 2
         page = c.get(f"/candidate/{ensemble['prediction_id']}").text
         assert "± 1.5" in page
+
+
+def test_presets_and_source_values_in_the_api_and_the_table(web_project, tmp_path):
+    """The source's band gap filters (``min_band_gap``) and is shown with its unit; what a
+    query leaves out for a missing value is said (API ``meta.left_out``, the page's notice);
+    a single model's numbers say that σ is missing; presets travel in the links."""
+    from fastapi.testclient import TestClient
+
+    from atomate2_gmt.settings import GMTSettings
+    from atomate2_gmt.stores import upsert_predictions
+    from atomate2_gmt.web.app import create_app
+
+    settings = GMTSettings(PROJECT_DIR=tmp_path)
+    gapped, plain = (dict(d) for d in web_project["docs"][-2:])
+    gapped["band_gap"] = 2.5
+    gapped["material_id"] = "mp-1"
+    writer = candidate_store(settings)
+    upsert_predictions(writer, [gapped, plain])
+    writer.close()
+    with TestClient(create_app(settings)) as c:
+        answer = c.get("/candidates/", params={"property": "elastic", "min_band_gap": 1}).json()
+        assert [r["prediction_id"] for r in answer["data"]] == [gapped["prediction_id"]]
+        row = answer["data"][0]
+        assert row["band_gap"] == 2.5
+        assert row["material_id"] == "mp-1"
+        assert row["energy_above_hull"] is None
+        assert row["uncertainty_note"] == "σ n/a (single model)"
+        assert answer["meta"]["left_out"] == {"the source's band gap": 1}
+        html = c.get("/", params={"property": "elastic", "min_band_gap": "1"}).text
+        assert "band gap (eV, source)" in html
+        assert "1 without the source&#39;s band gap" in html
+        assert "σ n/a (single model)" in html
+        assert 'value="1.0"' in html  # the form keeps the filter
+        preset = c.get("/", params={"preset": "mp-piezo"})
+        assert preset.status_code == 200
+        assert "preset mp-piezo" in preset.text
+        assert "de Jong et al." in preset.text
+        assert "preset=mp-piezo" in preset.text  # the links carry the preset
+        bad = c.get("/candidates/", params={"preset": "mp-piezo", "property": "elastic"})
+        assert bad.status_code == 422
+        assert "preset 'mp-piezo' sets prop='piezo'" in bad.json()["detail"]

@@ -59,6 +59,9 @@ def test_table_page_bad_input(client):
         ({"include_elements": "Qq"}, "unknown element symbol &#39;Qq&#39;"),
         ({"non_centrosymmetric": "perhaps"}, "non_centrosymmetric must be true, false or empty"),
         ({"crystal_system": "<script>"}, "unknown crystal system &#39;&lt;script&gt;&#39;"),
+        ({"preset": "mp-piezo", "property": "elastic"}, "sets prop=&#39;piezo&#39;"),
+        ({"min_band_gap": "-1"}, "min_band_gap must be &gt;= 0 eV"),
+        ({"limit": "5"}, "unknown parameter(s) limit"),
     ):
         r = client.get("/", params=params)
         assert r.status_code == 422, (params, r.status_code)

@@ -33,7 +33,13 @@ with warnings.catch_warnings():  # maggma.api announces its move to emmet-api on
     from maggma.api.resource.utils import attach_query_ops
     from maggma.api.utils import STORE_PARAMS, merge_queries
 
-from atomate2_gmt.query import CRYSTAL_SYSTEMS, DFPT_FILTERS, PRESETS, CandidateQuery
+from atomate2_gmt.query import (
+    CRYSTAL_SYSTEMS,
+    DFPT_FILTERS,
+    PRESETS,
+    CandidateQuery,
+    missing_values,
+)
 from atomate2_gmt.schemas.fields import TASKS
 from atomate2_gmt.web import records, service
 from atomate2_gmt.web.figures import TensorPictures
@@ -353,9 +359,12 @@ class CandidateResource(_ReadResource):
                 rows, total = service.candidate_page(
                     store, query["filters"], skip, limit, self.stores.counts
                 )
+                left_out = missing_values(store, query["filters"])
             except ValueError as exc:
                 raise _bad_value(exc) from None
-            return _page(rows, total, skip, limit)
+            page = _page(rows, total, skip, limit)
+            page["meta"]["left_out"] = left_out  # lacking a value the query needs: {what: n}
+            return page
 
         self.router.get(
             "/",
