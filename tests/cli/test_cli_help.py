@@ -70,7 +70,8 @@ def test_help_names_every_option_in_full(path: tuple[str, ...], command: Any) ->
 def test_query_help_shows_long_option_names_at_80_columns() -> None:
     text = _help("query")
     for name in ("--crystal-system", "--exclude-elements", "--non-centrosymmetric",
-                 "--centrosymmetric", "--max-e-above-hull"):  # fmt: skip
+                 "--centrosymmetric", "--max-e-above-hull", "--min-band-gap",
+                 "--preset"):  # fmt: skip
         assert name in text.split()
 
 

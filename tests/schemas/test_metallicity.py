@@ -238,3 +238,18 @@ def test_show_says_a_document_is_a_likely_metal(store, tmp_path, monkeypatch):
     insulator = CliRunner().invoke(app, ["show", "ZnO.cif", "--picture", pic])
     assert insulator.exit_code == 0, insulator.output
     assert "likely metal" not in insulator.stdout
+    # d = e·S from the document's own e and C (pC/N), frame-free: the longitudinal maximum
+    import numpy as np
+
+    from atomate2_gmt.tensors.properties import (
+        compliance_from_elastic,
+        piezo_d_from_e,
+        piezo_longitudinal_max,
+    )
+
+    doc = next(store.query({"source": "ZnO.cif"}))
+    e = np.asarray(doc["predictions"]["piezo"]["tensor"])
+    c = np.asarray(doc["predictions"]["elastic"]["tensor"])
+    d_long = piezo_longitudinal_max(piezo_d_from_e(e, compliance_from_elastic(c)))[0]
+    assert d_long > 0
+    assert f"largest longitudinal d = {d_long:.4g} pC/N" in insulator.stdout

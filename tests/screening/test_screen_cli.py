@@ -63,6 +63,9 @@ def test_screen_then_query_then_show(cif_folder, small_models, project):
     result = runner.invoke(app, ["show", source, "--picture", str(picture)])
     assert result.exit_code == 0, result.output
     assert "piezo (C/m^2), Voigt xx,yy,zz,yz,xz,xy" in result.output
+    assert "e_ij_max (C/m²) = " in result.output  # units, and the missing σ is said
+    assert "σ n/a (single model)" in result.output
+    assert "source values: band_gap not given, energy_above_hull not given" in result.output
     assert picture.read_bytes()[:4] == b"\x89PNG"
 
 

@@ -277,7 +277,6 @@ def show(
     Exit status: 0 shown; 1 the store cannot be reached or the file cannot be read or
     predicted; 2 nothing matches ``KEY`` (and it is no file) or the file holds several
     structures."""
-    import json
 
     from atomate2_gmt.plotting import plot_tensor_surfaces
     from atomate2_gmt.query import find_document
@@ -297,7 +296,8 @@ def show(
         f"prediction_id {doc.get('prediction_id')}\nstate {doc.get('state')}"
         + (f" ({doc.get('error')})" if doc.get("error") else "")
     )
-    if doc.get("likely_metal"):
+    typer.echo(_source_line(doc))
+    if doc.get("likely_metal") and doc.get("band_gap") is None:
         typer.echo(
             f"likely metal ({doc.get('likely_metal_reason')}): its ε and e predictions, made as "
             "for an insulator, mean little (docs/screening.md, Likely metals)"
@@ -311,8 +311,10 @@ def show(
         typer.echo(f"\n{task} ({pred.get('units')}), Voigt xx,yy,zz,yz,xz,xy, structure frame:")
         for row in pred["voigt"]:
             typer.echo("  " + " ".join(f"{v:10.4f}" for v in row))
-        derived = {k: v for k, v in (pred.get("derived") or {}).items()}
-        typer.echo("  " + json.dumps(derived, default=str))
+        for line in _value_lines(doc, task):
+            typer.echo("  " + line)
+    if "piezo" in tensors and "elastic" in tensors:
+        typer.echo(_d_line(tensors["piezo"], tensors["elastic"]))
     if not tensors:
         typer.echo("no successful prediction to draw")
         return
@@ -328,6 +330,55 @@ def show(
             return
         out = plot_tensor_surfaces(tensors, picture, title=str(doc.get("formula_pretty")))
     typer.echo(f"\npicture: {out}")
+
+
+def _source_line(doc: dict[str, Any]) -> str:
+    """What the candidate source said of the crystal (never predicted; "not given" if absent)."""
+    parts = []
+    for field, unit in (("band_gap", "eV"), ("energy_above_hull", "eV/atom")):
+        value = doc.get(field)
+        parts.append(f"{field} {'not given' if value is None else f'{value:.4g} {unit}'}")
+    if doc.get("material_id"):
+        parts.insert(0, f"material_id {doc['material_id']}")
+    return "source values: " + ", ".join(parts)
+
+
+def _value_lines(doc: dict[str, Any], task: str) -> list[str]:
+    """The task's derived values with units and their calibrated ensemble σ (or that the
+    prediction had none: a single model)."""
+    from atomate2_gmt.cli.query import header, with_sigma
+    from atomate2_gmt.schemas.fields import DERIVED_FIELDS
+
+    spread = doc.get("uncertainty") or {}
+    note = None if spread else "single model"
+    lines = [
+        f"{header(f)} = {with_sigma(doc.get(f), spread.get(f), note)}"
+        for f in DERIVED_FIELDS[task]
+        if doc.get(f) is not None
+    ]
+    if note:
+        lines.append("σ n/a (single model): no ensemble predicted, so no uncertainty")
+    return lines
+
+
+def _d_line(piezo: Any, elastic: Any) -> str:
+    """The piezoelectric strain coefficients d = e·S from the predicted e and C (pC/N)."""
+    from atomate2_gmt.tensors.properties import (
+        compliance_from_elastic,
+        piezo_d_from_e,
+        piezo_longitudinal_max,
+    )
+
+    try:
+        d = piezo_d_from_e(piezo, compliance_from_elastic(elastic))
+    except ValueError as exc:  # a singular elastic tensor has no compliance
+        return f"\nd = e·S: not available ({exc})"
+    d_long, direction = piezo_longitudinal_max(d)
+    along = ", ".join(f"{x:.3f}" for x in direction)
+    return (
+        f"\nd = e·S from the predicted e and C: largest longitudinal d = {d_long:.4g} pC/N "
+        f"along ({along}) (structure frame)"
+    )
 
 
 def _document_of_file(path: Path, store: Any, settings: GMTSettings) -> dict[str, Any]:
