@@ -487,7 +487,7 @@ class CandidateQuery(BaseModel):
             criteria["$and"] = and_
         return criteria
 
-    def store_sort(self) -> dict[str, int]:
+    def store_sort(self) -> dict[str, Any]:
         """The store's sort: the sort field, ties by key, one direction (index-friendly)."""
         direction = 1 if self.ascending else -1
         return {self.sort_field(): direction, PREDICTION_KEY: direction}
