@@ -11,7 +11,7 @@ import pytest
 from maggma.stores import MongoStore
 from pymongo.collection import Collection
 
-from atomate2_gmt.query import query_candidates
+from atomate2_gmt.query import CandidateQuery, missing_values, query_candidates
 from atomate2_gmt.schemas.prediction import GMTPredictionDoc
 from atomate2_gmt.settings import GMTSettings
 from atomate2_gmt.stores import (
@@ -95,10 +95,14 @@ def test_queries_agree_with_the_embedded_store(settings, screening_docs, tmp_pat
         {"prop": "elastic", "sort": "K_VRH", "stable_only": True},
         {"prop": "dielectric", "sort": "eig_max", "ascending": True, "crystal_system": "cubic"},
         {"prop": "piezo", "sort": None, "non_centrosymmetric": True, "include_elements": ["O"]},
+        {"preset": "riebesell-dielectric"},  # the Φ ranking: none has a band gap here
+        {"prop": "dielectric", "max_e_above_hull": 0.1},
     ]
     for case in cases:
-        a = query_candidates(mongo, **case)
-        b = query_candidates(embedded, **case)
+        query = CandidateQuery.build(**case)
+        a = query_candidates(mongo, query)
+        b = query_candidates(embedded, query)
+        assert missing_values(mongo, query) == missing_values(embedded, query)
         assert [r["prediction_id"] for r in a] == [r["prediction_id"] for r in b], case
         assert a == b
 
