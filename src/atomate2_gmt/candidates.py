@@ -140,6 +140,11 @@ def _bounded_text(path: Path, limits: InputLimits) -> tuple[str | None, str | No
         mode = path.stat().st_mode
     except OSError as exc:
         return None, f"cannot read the file ({type(exc).__name__}: {exc.strerror or exc})"
+    if stat.S_ISDIR(mode):
+        return (
+            None,
+            "a folder named like a structure file: folders inside a screened folder are not read",
+        )
     if not stat.S_ISREG(mode):
         return None, "not a regular file (a FIFO, device or socket is never read)"
     mb = limits.max_file_bytes / 1e6
@@ -170,16 +175,79 @@ def _bounded_text(path: Path, limits: InputLimits) -> tuple[str | None, str | No
     return text, None
 
 
+def _is_poscar(name: str) -> bool:
+    """Whether pymatgen's ``Structure.from_file`` reads ``name`` as a VASP POSCAR."""
+    import fnmatch
+
+    low = name.lower()
+    return any(fnmatch.fnmatch(low, p) for p in ("*poscar*", "*contcar*", "*.vasp"))
+
+
+def poscar_count_problem(text: str) -> str | None:
+    """Why the atom counts of a POSCAR do not match its coordinate lines, or None.
+
+    pymatgen reads as many coordinate lines as the counts line sums to and ignores the rest, so a
+    counts line that covers 2 of 4 sites silently gives a 2-site crystal. The coordinate block
+    (after ``Direct``/``Cartesian``) runs to the first blank line (VASP writes velocities after
+    one); its lines must number exactly the sum of the counts.
+    """
+    lines = text.splitlines()
+    try:
+        i = 5
+        if not all(_is_number(t) for t in lines[i].split()):
+            i += 1  # VASP 5: a line of element symbols before the counts
+        counts = [int(t) for t in lines[i].split()]
+    except (IndexError, ValueError):
+        return None  # not this check's business: the parser says what is wrong
+    i += 1
+    if i < len(lines) and lines[i].strip()[:1].lower() == "s":  # Selective dynamics
+        i += 1
+    i += 1  # Direct / Cartesian
+    coords = 0
+    for line in lines[i:]:
+        if not line.strip():
+            break
+        coords += 1
+    if coords != sum(counts):
+        return (
+            f"POSCAR counts line sums to {sum(counts)} sites but {coords} coordinate lines "
+            "follow: the counts and the coordinates disagree (a truncated or mis-edited file)"
+        )
+    return None
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
 def _read_one(path: Path, name: str, limits: InputLimits | None = None) -> list[Candidate]:
-    """The candidates of one file: one, or one per structure block of a multi-block CIF."""
+    """The candidates of one file: one, or one per structure block of a multi-block CIF. Every
+    step (resolving the path, reading, parsing, checking) fails this file alone."""
     limits = limits or InputLimits.from_settings()
     kind = detect_collection(path)
     if kind is not None:  # many records: each its own candidate (files of any size)
         return list(candidates_from_collection(path, kind, limits.max_sites))
-    provenance: dict[str, Any] = {"file": str(path.resolve())}
+    try:
+        provenance: dict[str, Any] = {"file": str(path.resolve(strict=False))}
+    except (OSError, RuntimeError) as exc:  # a symlink loop: RuntimeError before Python 3.13
+        return [
+            Candidate(
+                source=name,
+                error=f"cannot resolve the path ({type(exc).__name__}: {exc}): a symlink loop?",
+                provenance={"file": str(path.absolute())},
+            )
+        ]
     text, refused = _bounded_text(path, limits)
     if text is None:
         return [Candidate(source=name, error=refused, provenance=provenance)]
+    if _is_poscar(path.name):
+        mismatch = poscar_count_problem(text)
+        if mismatch is not None:
+            return [Candidate(source=name, error=mismatch, provenance=provenance)]
     if ".cif" in path.name.lower():
         blocks = _cif_structure_blocks(text)
         if len(blocks) > 1:
@@ -262,10 +330,26 @@ def candidates_from_folder(
     paths = sorted(
         p
         for p in files
-        if not p.is_dir() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        if _listed(p) and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
     limits = InputLimits.from_settings()
     return [c for p in paths for c in _read_one(p, str(p.relative_to(root)), limits)]
+
+
+_STRUCTURE_SUFFIXES = (".cif", ".mcif", ".json", ".vasp", ".xyz", ".cssr", *_COMPRESSED)
+
+
+def _listed(path: Path) -> bool:
+    """Whether an entry of a screened folder becomes a candidate: every entry but folders, and
+    a folder too when it is named like a structure file (``x.cif``, ``POSCAR``), so that it is
+    listed as failed with the reason instead of vanishing."""
+    try:
+        if not path.is_dir():
+            return True
+    except OSError:
+        return True  # cannot even tell: read it, and fail it alone with the reason
+    low = path.name.lower()
+    return low.endswith(_STRUCTURE_SUFFIXES) or _is_poscar(low)
 
 
 def _structure_candidate(item: Any, name: str, max_sites: int) -> Candidate:
@@ -449,7 +533,7 @@ def as_candidates(source: Any, first_index: int = 0, read_files: bool = True) ->
             return [
                 _file_input(p)
                 for p in sorted(
-                    str(p) for p in path.iterdir() if not p.is_dir() and not p.name.startswith(".")
+                    str(p) for p in path.iterdir() if _listed(p) and not p.name.startswith(".")
                 )
             ]
         if path.is_file():

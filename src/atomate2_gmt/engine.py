@@ -214,6 +214,7 @@ class _Run:
         self.load = load
         self.docs: list[Any] = []
         self.skipped: list[str] = []  # prediction ids already in the store (not predicted again)
+        self.replaced: list[list[str]] = []  # [prediction id, reason]: stored, not trusted
         self.timings: dict[str, float] = {}
         self.written = 0
         self.pending: deque[Any] = deque()  # model-pool futures, in input order
@@ -247,12 +248,14 @@ class _Run:
         self.model_pool = _model_pool(self.settings, self.context, n_items)
         self.bar = progress.task("predicting", n_items, unit="structures")
         try:
-            if futures:
-                for future in futures:
-                    self.run_part(future.result())
-            else:
-                for i, part in parts:
-                    self.run_part(structure_facts(part, i, self.settings.symprec))
+            for n, (i, part) in enumerate(parts):
+                facts = (
+                    futures[n].result()
+                    if futures
+                    else structure_facts(part, i, self.settings.symprec)
+                )
+                self.bar.grow(len(facts) - len(part))  # a file of several structures
+                self.run_part(facts)
             self.collect(block=True)
         except BaseException:
             if self.model_pool is not None:  # workers may still be busy with this run's parts
@@ -304,7 +307,8 @@ class _Run:
 
         assert self.store is not None
         t0 = time.perf_counter()
-        done = _already_predicted(self.store, facts, self.context.version)
+        done, replaced = _already_predicted(self.store, facts, self.context.version)
+        self.replaced.extend(replaced)
         names: dict[str, list[str]] = {}
         for cand, _ in facts:
             if id(cand) in done:
@@ -348,6 +352,7 @@ class _Run:
             "n_skipped": len(skipped),
             "prediction_ids": ids,
             "failures": failures,
+            "replaced": self.replaced,
             "model_version": self.context.version,
             "tasks": list(tasks),
             "device": self.settings.device,
@@ -358,38 +363,49 @@ class _Run:
 
 def _already_predicted(
     store: Store, facts: list[tuple[Candidate, dict[str, Any]]], version: str
-) -> dict[int, str]:
-    """``id(candidate)`` → ``prediction_id`` of the candidates of one part whose successful
-    document with model ``version`` is already in ``store``. Such a document of an older schema
-    version is migrated in place (its derived fields recomputed from its stored tensors, every
-    other field, e.g. DFPT results, kept: ``schemas.prediction.migrate_prediction_dict``)."""
+) -> tuple[dict[int, str], list[list[str]]]:
+    """(``id(candidate)`` → ``prediction_id`` of the candidates of one part whose successful
+    document with model ``version`` is already in ``store``, [prediction_id, reason] of the
+    stored documents that are not trusted and so are predicted again).
+
+    A stored document is verified, not trusted: its identity fields must agree with each other
+    and with its structure, its formula with the candidate's, and its ``content_hash`` with its
+    content (``schemas.prediction.identity_problem``). Such a document of an older schema version
+    (or without a hash) is migrated in place (its derived fields recomputed from its stored
+    tensors, every other field, e.g. DFPT results, kept: ``migrate_prediction_dict``)."""
     from atomate2_gmt.schemas.fields import PREDICTION_SCHEMA_VERSION
-    from atomate2_gmt.schemas.prediction import migrate_prediction_dict
+    from atomate2_gmt.schemas.prediction import identity_problem, migrate_prediction_dict
     from atomate2_gmt.stores import StoreConnectionError, describe_store, store_error_reason
 
-    wanted = {
-        f"{f['structure_key']}:{version}": id(c)
-        for c, f in facts
-        if c.state == "successful" and f.get("structure_key")
-    }
+    wanted: dict[str, list[Candidate]] = {}
+    for c, f in facts:
+        if c.state == "successful" and f.get("structure_key"):
+            wanted.setdefault(f"{f['structure_key']}:{version}", []).append(c)
     if not wanted:
-        return {}
+        return {}, []
     try:
         store.connect()
-        found = list(
-            store.query(
-                {"prediction_id": {"$in": list(wanted)}, "state": "successful"},
-                properties=["prediction_id", "schema_version"],
-            )
-        )
-        current = PREDICTION_SCHEMA_VERSION
-        old = [d["prediction_id"] for d in found if d.get("schema_version") != current]
+        found = list(store.query({"prediction_id": {"$in": list(wanted)}, "state": "successful"}))
+        done: dict[int, str] = {}
+        replaced: list[list[str]] = []
+        old = []
+        for d in found:
+            pid = d["prediction_id"]
+            problem = identity_problem(d, version)
+            mine = wanted[pid][0].structure
+            formula = mine.composition.reduced_formula if mine is not None else None
+            if problem is None and d.get("formula_pretty") != formula:
+                problem = f"formula {d.get('formula_pretty')!r} is not the input's ({formula})"
+            if problem is not None:
+                logger.warning("stored document %s is predicted again: %s", pid, problem)
+                replaced.append([pid, problem])
+                continue
+            if d.get("schema_version") != PREDICTION_SCHEMA_VERSION or "content_hash" not in d:
+                old.append(migrate_prediction_dict(d))
+            done.update({id(c): pid for c in wanted[pid]})
         if old:
-            docs = [
-                migrate_prediction_dict(d) for d in store.query({"prediction_id": {"$in": old}})
-            ]
-            store.update(docs, key="prediction_id")
-        return {wanted[d["prediction_id"]]: d["prediction_id"] for d in found}
+            store.update(old, key="prediction_id")
+        return done, replaced
     except Exception as exc:
         raise StoreConnectionError(
             f"cannot read the existing predictions from {describe_store(store)}: "

@@ -53,6 +53,10 @@ class Reporter:
     def advance(self, key: int, n: int, info: str | None = None) -> None:
         """``n`` more of loop ``key`` are done (``info``: a short status, e.g. the loss)."""
 
+    def grow(self, key: int, n: int) -> None:
+        """Loop ``key`` has ``n`` more units than announced (one input file held several
+        structures)."""
+
     def finish(self, key: int) -> None:
         """Loop ``key`` ended (completed or not)."""
 
@@ -120,6 +124,11 @@ class LineReporter(Reporter):
         s.last_line = now
         self._write(text + (f" {s.info}" if s.info else ""))
 
+    def grow(self, key: int, n: int) -> None:
+        s = self._states.get(key)
+        if s is not None and s.total is not None:
+            s.total += n
+
     def finish(self, key: int) -> None:
         s = self._states.pop(key, None)
         if s is None:
@@ -178,6 +187,14 @@ class RichReporter(Reporter):
                 self.progress.update(self._ids[key], advance=n)
             self.progress.refresh()
 
+    def grow(self, key: int, n: int) -> None:
+        task_id = self._ids.get(key)
+        if task_id is not None:
+            total = next(t.total for t in self.progress.tasks if t.id == task_id)
+            if total is not None:
+                self.progress.update(task_id, total=total + n)
+                self.progress.refresh()
+
     def finish(self, key: int) -> None:
         task_id = self._ids.pop(key, None)
         if task_id is not None:
@@ -231,6 +248,15 @@ class Task:
         self.done += n
         if self._open and n and self.reporter is not None:
             self.reporter.advance(self.key, n, info)
+
+    def grow(self, n: int) -> None:
+        """The loop has ``n`` more units than its total said (never shows more done than the
+        total: e.g. a file of several structures counted as one input)."""
+        if n <= 0 or self.total is None:
+            return
+        self.total += n
+        if self._open and self.reporter is not None:
+            self.reporter.grow(self.key, n)
 
     def close(self) -> None:
         """End the loop (idempotent)."""

@@ -20,6 +20,7 @@ def _version_1(doc) -> dict:
     |e_iJ| of the structure-frame Voigt matrix, no frame-free piezo fields."""
     d = doc.to_store_dict()
     d.pop("schema_version")
+    d.pop("content_hash")  # documents carry their hash from schema 3 on
     e = np.asarray(d["predictions"]["piezo"]["tensor"])
     d["e_ij_max"] = float(np.abs(full_to_voigt(e, "piezo")).max())
     d.pop("e_long_max")
@@ -38,7 +39,10 @@ def test_an_old_document_is_migrated_in_place_and_keeps_its_dfpt_result(tmp_path
     assert query_candidates(store, "piezo") == []  # never mixed with current documents
 
     candidate = Candidate(source="ZnO.cif", structure=STRUCTURES["ZnO"])
-    done = _already_predicted(store, [(candidate, {"structure_key": old["structure_key"]})], "v1")
+    done, replaced = _already_predicted(
+        store, [(candidate, {"structure_key": old["structure_key"]})], "v1"
+    )
+    assert replaced == []
     assert done == {id(candidate): old["prediction_id"]}  # no model run needed
     migrated = store.query_one({"prediction_id": old["prediction_id"]})
     assert migrated["schema_version"] == PREDICTION_SCHEMA_VERSION
@@ -57,7 +61,7 @@ def test_current_documents_are_left_alone(tmp_path):
     upsert_predictions(store, [doc])
     before = store.query_one({"prediction_id": doc.prediction_id})
     candidate = Candidate(source="CdS.cif", structure=STRUCTURES["CdS"])
-    done = _already_predicted(store, [(candidate, {"structure_key": doc.structure_key})], "v1")
+    done, _ = _already_predicted(store, [(candidate, {"structure_key": doc.structure_key})], "v1")
     assert done == {id(candidate): doc.prediction_id}
     after = store.query_one({"prediction_id": doc.prediction_id})
     assert after["last_updated"] == before["last_updated"]

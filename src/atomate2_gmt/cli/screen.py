@@ -77,6 +77,7 @@ def run_screening(
         "n_documents": len({pid for s in summaries for pid in s["prediction_ids"]}),
         "n_not_stored": lost,
         "failures": [f for s in summaries for f in s["failures"]],
+        "replaced": [r for s in summaries for r in s.get("replaced", [])],
         "model_version": summaries[0]["model_version"] if summaries else None,
         "tasks": sorted({t for s in summaries for t in s["tasks"]}),
         "store": _store_name(store),
@@ -179,6 +180,8 @@ def print_screening(output: dict[str, Any], elapsed: float | None = None) -> Non
     for task, rows in output["ranking"].items():
         if rows:
             console.print(render_rows(rows, task, "table"), end="")
+    for pid, reason in output.get("replaced") or []:
+        console.print(f"  replaced stored document {pid}: {reason}")
     for source, reason in output["failures"][:10]:
         console.print(f"  failed: {source}: {reason}")
     if len(output["failures"]) > 10:
@@ -241,6 +244,12 @@ def screen(
         raise typer.Exit(1) from None
     print_screening(output, time.perf_counter() - start)
     if output.get("job_failures"):
+        raise typer.Exit(1)
+    if output["n_successful"] == 0:
+        typer.echo(
+            f"Error: nothing could be predicted: all {output['n']} inputs failed (reasons above)",
+            err=True,
+        )
         raise typer.Exit(1)
 
 

@@ -50,7 +50,8 @@ def rank_predictions(
     """Rank the predictions a screening run wrote (``summaries``: outputs of the chunk jobs).
 
     Returns ``{"ranking": task → rows, "n", "n_successful", "n_failed", "n_documents" (distinct
-    documents stored: inputs that are the same crystal share one), "failures", "n_likely_metal"
+    documents stored: inputs that are the same crystal share one), "failures", "replaced" (stored
+    documents whose content disagreed with their identity, predicted again), "n_likely_metal"
     (stored crystals flagged ``likely_metal``), "model_version", "tasks", "store"}``; the rows
     are those of ``atomate2-gmt query`` (likely metals left out of the dielectric and piezo
     rankings unless ``query`` has ``include_metals``).
@@ -77,6 +78,7 @@ def rank_predictions(
         "n_failed": sum(s["n_failed"] for s in summaries),
         "n_documents": len({pid for s in summaries for pid in s["prediction_ids"]}),
         "failures": [f for s in summaries for f in s["failures"]],
+        "replaced": [r for s in summaries for r in s.get("replaced", [])],
         "n_likely_metal": n_metal,
         "model_version": version,
         "tasks": tasks,

@@ -45,6 +45,79 @@ MIN_DISTANCE = 0.5
 #: cell); DFT slab models use >= 10 Å of vacuum.
 MAX_VACUUM_GAP = 9.0
 
+# Geometric bounds, checked with O(sites) numpy before any neighbour list: pymatgen's neighbour
+# search grids the cell's bounding box into cubes of the search radius and enumerates every
+# periodic image within the radius of each lattice plane, so its memory and time grow with the
+# cell's extent over the radius and with 1 / the cell's heights. Unchecked, a 10⁴ Å box took
+# 108 s to refuse, a 10³⁰ Å lattice asked for ~1 TB, and a 0.01 Å-high skewed cell never ended.
+# Ranges of the 3,377 shipped MP training crystals are quoted beside each bound.
+#: Longest lattice vector (Å). Training crystals: 2.6-31.5 Å; a 40-fold supercell of a 5 Å cell
+#: is 200 Å.
+MAX_LATTICE_LENGTH = 200.0
+#: Smallest distance (Å) between neighbouring lattice planes of the (100), (010), (001)
+#: families (volume / face area). Training crystals: 0.88-12.1 Å.
+MIN_CELL_HEIGHT = 0.3
+#: Largest a·b·c / volume (1 for an orthogonal cell; grows as the cell flattens). Training
+#: crystals: 1.0-38.4 (99% below 4.9).
+MAX_SKEWNESS = 100.0
+#: Fewest sites per Å³. Training crystals: 0.0146-0.168 (diamond 0.176, the densest element);
+#: below this a cell is mostly empty space. The most is set by :data:`MIN_DISTANCE` (close-packed
+#: sites 0.5 Å apart: 11.3 per Å³), checked by the neighbour search itself.
+MIN_SITE_DENSITY = 0.004
+
+
+def cell_geometry(lattice: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, float]:
+    """(lengths (3,), volume, heights (3,), skewness) of a 3x3 lattice matrix (rows a, b, c):
+    height i = volume / area of the face spanned by the other two vectors; skewness =
+    a·b·c / volume."""
+    lengths = np.linalg.norm(lattice, axis=1)
+    volume = float(abs(np.linalg.det(lattice)))
+    faces = np.linalg.norm(np.cross(lattice[[1, 2, 0]], lattice[[2, 0, 1]]), axis=1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        heights = volume / faces
+        skewness = float(np.prod(lengths) / volume) if volume > 0 else float("inf")
+    return lengths, volume, heights, skewness
+
+
+def geometry_problem(structure: Structure) -> str | None:
+    """Why the cell of ``structure`` is outside the geometric bounds (lengths, volume, heights,
+    skewness), or None: numpy on the 3x3 lattice only, so any refusal is quick."""
+    lattice = structure.lattice.matrix
+    if not np.all(np.isfinite(lattice)):
+        return "invalid lattice (non-finite or zero volume)"
+    lengths, volume, heights, skewness = cell_geometry(lattice)
+    if lengths.max() > MAX_LATTICE_LENGTH:
+        i = int(np.argmax(lengths))
+        return (
+            f"lattice vector {'abc'[i]} is {lengths[i]:.4g} Å long, more than "
+            f"{MAX_LATTICE_LENGTH:g} Å: not a bulk crystal cell this model can screen"
+        )
+    if not np.isfinite(volume) or volume < 1e-6:
+        return "invalid lattice (non-finite or zero volume)"
+    if heights.min() < MIN_CELL_HEIGHT:
+        i = int(np.argmin(heights))
+        return (
+            f"cell height along {'abc'[i]}* is {heights[i]:.3g} Å (volume {volume:.3g} Å³), "
+            f"below {MIN_CELL_HEIGHT} Å: a flattened or degenerate cell"
+        )
+    if skewness > MAX_SKEWNESS:
+        return (
+            f"cell skewness a·b·c/volume is {skewness:.4g}, above {MAX_SKEWNESS:g}: a flattened "
+            "or needlessly skewed cell (reduce it, e.g. Structure.get_reduced_structure())"
+        )
+    return None
+
+
+def density_problem(structure: Structure) -> str | None:
+    """Why ``structure`` has too few sites per Å³ (mostly empty space), or None."""
+    density = len(structure) / structure.volume
+    if density < MIN_SITE_DENSITY:
+        return (
+            f"{density:.3g} sites per Å³, below {MIN_SITE_DENSITY}: mostly empty space, not a "
+            "bulk crystal"
+        )
+    return None
+
 
 def vacuum_gaps(structure: Structure) -> np.ndarray:
     """Widest empty gap (Å) between atomic planes along each lattice-plane normal (3,): the
@@ -63,9 +136,12 @@ def structure_problem(structure: object, max_sites: int = 2000) -> str | None:
     every entry point (files, Python API, stores, ``predict``).
 
     Refused: non-Structures, no sites, more than ``max_sites`` sites, disorder, dummy or unknown
-    species (CGCNN features cover Z = 1..100), non-finite or zero-volume lattices, sites closer
-    than :data:`MIN_DISTANCE` (periodic images included), and vacuum gaps wider than
-    :data:`MAX_VACUUM_GAP` (slabs, wires, molecules or isolated atoms in a box).
+    species (CGCNN features cover Z = 1..100), non-finite or zero-volume lattices, cells outside
+    the geometric bounds (:func:`geometry_problem`), vacuum gaps wider than
+    :data:`MAX_VACUUM_GAP` (slabs, wires, molecules or isolated atoms in a box), fewer sites per Å³
+    than :data:`MIN_SITE_DENSITY` and sites closer
+    than :data:`MIN_DISTANCE` (periodic images included). Every check before the neighbour
+    search is O(sites), so a refusal takes milliseconds whatever the cell.
     """
     if not isinstance(structure, Structure):
         kind = type(structure).__name__
@@ -86,18 +162,11 @@ def structure_problem(structure: object, max_sites: int = 2000) -> str | None:
         if z is None or not (1 <= z <= MAX_Z):
             symbol = getattr(site.specie, "symbol", site.specie)
             return f"unknown element {symbol!s} (CGCNN features cover Z = 1..{MAX_Z})"
-    lattice = structure.lattice.matrix
-    if not np.all(np.isfinite(lattice)) or abs(np.linalg.det(lattice)) < 1e-6:
-        return "invalid lattice (non-finite or zero volume)"
+    geometry = geometry_problem(structure)
+    if geometry is not None:
+        return geometry
     if not np.all(np.isfinite(structure.frac_coords)):
         return "structure has non-finite (NaN or infinite) coordinates"
-    centers, _, _, dists = structure.get_neighbor_list(MIN_DISTANCE)
-    if len(dists):
-        i = int(np.argmin(dists))
-        return (
-            f"two sites are {float(dists[i]):.3f} Å apart (site {int(centers[i])}, "
-            f"{structure[int(centers[i])].specie}; minimum {MIN_DISTANCE} Å): a broken structure"
-        )
     gaps = vacuum_gaps(structure)
     if gaps.max() > MAX_VACUUM_GAP:
         axes = [f"{'abc'[i]} ({gaps[i]:.1f} Å)" for i in range(3) if gaps[i] > MAX_VACUUM_GAP]
@@ -105,6 +174,16 @@ def structure_problem(structure: object, max_sites: int = 2000) -> str | None:
         return (
             f"vacuum gap wider than {MAX_VACUUM_GAP} Å along {', '.join(axes)}: {shape} in a box, "
             "not a bulk crystal"
+        )
+    density = density_problem(structure)
+    if density is not None:
+        return density
+    centers, _, _, dists = structure.get_neighbor_list(MIN_DISTANCE)
+    if len(dists):
+        i = int(np.argmin(dists))
+        return (
+            f"two sites are {float(dists[i]):.3f} Å apart (site {int(centers[i])}, "
+            f"{structure[int(centers[i])].specie}; minimum {MIN_DISTANCE} Å): a broken structure"
         )
     return None
 

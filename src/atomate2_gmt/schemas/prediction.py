@@ -491,10 +491,69 @@ class GMTPredictionDoc(StructureMetadata):
         )
 
     def to_store_dict(self) -> dict[str, Any]:
-        """JSON-safe dict for a store (``last_updated`` stays a datetime for MongoDB)."""
+        """JSON-safe dict for a store (``last_updated`` stays a datetime for MongoDB), with its
+        ``content_hash`` (:func:`content_hash`)."""
         out = self.model_dump(mode="json")
         out["last_updated"] = self.last_updated
+        out["content_hash"] = content_hash(out)
         return out
+
+
+#: The fields a stored prediction document's ``content_hash`` covers: what the structure and
+#: the model version determine. Names (``source``, ``sources``, ``provenance``), annotations a
+#: later step adds (``dfpt``) and run details (timings, device, dates) are left out.
+CONTENT_FIELDS: tuple[str, ...] = (
+    "prediction_id",
+    "structure_key",
+    "model_version",
+    "structure",
+    "formula_pretty",
+    "state",
+    "error",
+    "tasks",
+    "predictions",
+    "is_centrosymmetric",
+    "likely_metal",
+    "domain_distance",
+    "uncertainty",
+    *sorted({f for fields in DERIVED_FIELDS.values() for f in fields}),
+)
+
+
+def content_hash(doc: dict[str, Any]) -> str:
+    """SHA-256 of the :data:`CONTENT_FIELDS` of a prediction document's store dict (canonical
+    JSON): a re-screen skips a stored document only when its content still has this hash."""
+    import hashlib
+    import json
+
+    content = {k: doc.get(k) for k in CONTENT_FIELDS}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def identity_problem(doc: dict[str, Any], model_version: str) -> str | None:
+    """Why a stored prediction document cannot be trusted as the prediction of its
+    ``prediction_id`` with ``model_version``, or None: its identity fields must agree with each
+    other and with its structure, and its ``content_hash`` (when it has one) with its content."""
+    pid = doc.get("prediction_id")
+    if (
+        doc.get("model_version") != model_version
+        or pid != f"{doc.get('structure_key')}:{model_version}"
+    ):
+        return (
+            f"identity fields disagree (prediction_id {pid!r}, structure_key "
+            f"{doc.get('structure_key')!r}, model_version {doc.get('model_version')!r})"
+        )
+    try:
+        formula = Structure.from_dict(doc["structure"]).composition.reduced_formula
+    except Exception as exc:
+        return f"its structure cannot be read ({type(exc).__name__})"
+    if doc.get("formula_pretty") != formula:
+        return f"formula {doc.get('formula_pretty')!r} is not its structure's ({formula})"
+    stored = doc.get("content_hash")
+    if stored is not None and stored != content_hash(doc):
+        return "its content does not match its content_hash (edited after it was written)"
+    return None
 
 
 def migrate_prediction_dict(doc: dict[str, Any]) -> dict[str, Any]:
@@ -504,6 +563,8 @@ def migrate_prediction_dict(doc: dict[str, Any]) -> dict[str, Any]:
     whose definition changed cannot be recomputed without the members and are dropped."""
     out = {k: v for k, v in doc.items() if k != "_id"}
     if out.get("schema_version") == PREDICTION_SCHEMA_VERSION:
+        if "content_hash" not in out:  # written before documents carried their hash
+            out["content_hash"] = content_hash(out)
         return out
     structure = Structure.from_dict(doc["structure"])
     ieee = compute_ieee_rotation(structure)
@@ -534,6 +595,7 @@ def migrate_prediction_dict(doc: dict[str, Any]) -> dict[str, Any]:
     if "likely_metal" not in out:  # schema 3 added the likely-metal flag
         out.update(_metal_fields(structure, SYMPREC))
     out["schema_version"] = PREDICTION_SCHEMA_VERSION
+    out["content_hash"] = content_hash(out)
     return out
 
 

@@ -228,11 +228,14 @@ def _names(doc: dict[str, Any]) -> list[str]:
 
 
 def _keep_names(new: dict[str, Any], old: dict[str, Any]) -> None:
-    """``new`` replaces ``old`` (same ``prediction_id``): it keeps ``old``'s ``source`` and the
-    union of both documents' ``sources`` (old names first)."""
+    """``new`` replaces ``old`` (same ``prediction_id``): it keeps ``old``'s ``source`` with its
+    ``provenance`` (the file it names) and the union of both documents' ``sources`` (old names
+    first)."""
     names = list(dict.fromkeys([*_names(old), *_names(new)]))
     if old.get("source"):
         new["source"] = old["source"]
+        if "provenance" in old:
+            new["provenance"] = old["provenance"]
     new["sources"] = names
 
 
@@ -282,7 +285,7 @@ def upsert_predictions(store: Store, docs: Iterable[Any], batch_size: int = 500)
         store.connect()
         stored = store.query(
             {PREDICTION_KEY: {"$in": list(unique)}},
-            properties=[PREDICTION_KEY, "source", "sources"],
+            properties=[PREDICTION_KEY, "source", "sources", "provenance"],
         )
         for old in stored:
             _keep_names(unique[old[PREDICTION_KEY]], old)
