@@ -153,14 +153,25 @@ def load_checkpoint(
         }
         if diff:
             raise ValueError(f"{path}: config mismatch (expected, stored): {diff}")
+    state = payload.get("state_dict")
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: checkpoint has no state_dict")
+    not_tensors = [
+        f"{k!s:.60} ({type(v).__name__})"
+        for k, v in state.items()
+        if not isinstance(v, torch.Tensor)
+    ]
+    if not_tensors or not all(isinstance(k, str) for k in state):
+        raise ValueError(
+            f"{path}: every weight must be a tensor; refused: {', '.join(not_tensors[:5])}"
+        )
     arch = payload.get("arch", GMTNET_ARCH)
+    if not isinstance(arch, str):
+        raise ValueError(f"{path}: the architecture tag is a {type(arch).__name__}, not a string")
     try:
         model = build_model(stored, arch)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
-    state = payload.get("state_dict")
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: checkpoint has no state_dict")
     own = model.state_dict()
     if "target_offset" not in state:  # written before the offset existed: a zero offset
         state = {**state, "target_offset": torch.zeros_like(own["target_offset"])}
@@ -209,4 +220,32 @@ def _check_output_scale(model: Any, path: Any) -> None:
         raise ValueError(
             f"{path}: the model's prediction for wurtzite ZnO failed ({result['error']}); a "
             "checkpoint whose outputs are unphysical is refused"
+        )
+    _check_not_round_off(model, task, result["tensor"], path)
+
+
+#: A learned response (prediction minus the isotropic offset) of wurtzite ZnO smaller than this
+#: fraction of the task's physical bound is round-off: 10⁻⁶ of 1000 (ε∞), 100 C/m² (piezo) or
+#: 2000 GPa (elastic) is 10⁻³, 10⁻⁴ C/m², 2·10⁻³ GPa, orders of magnitude below ZnO's real
+#: response (ε∞ anisotropy ≈ 0.1, e33 ≈ 1.2 C/m², C11 ≈ 200 GPa) and below any trained model's.
+ROUND_OFF_FRACTION = 1e-6
+
+
+def _check_not_round_off(model: Any, task: str, tensor: Any, path: Any) -> None:
+    """Refuse a model whose ZnO response is round-off (:data:`ROUND_OFF_FRACTION` of the task's
+    bound): an output scale multiplied by 10⁻³⁰ predicts zeros (or the bare isotropic offset)
+    for every crystal, which ranks nothing and would pass the upper bounds."""
+    import numpy as np
+
+    from atomate2_gmt.tensors.bounds import PHYSICAL_BOUNDS, TASK_BOUNDS
+
+    bound = PHYSICAL_BOUNDS[TASK_BOUNDS[task]][1]
+    offset = model.isotropic_offset().detach().cpu().numpy()
+    learned = float(np.max(np.abs(np.asarray(tensor, dtype=float) - offset)))
+    if learned < ROUND_OFF_FRACTION * bound:
+        raise ValueError(
+            f"{path}: the model's response for wurtzite ZnO is {learned:.3g} (largest component "
+            f"beyond the isotropic offset), below {ROUND_OFF_FRACTION:g} of the {task} bound "
+            f"{bound:g}: round-off, as after an output scale multiplied by a tiny factor "
+            f"(target_scale {float(model.target_scale):.3g}); refused"
         )

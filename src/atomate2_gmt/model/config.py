@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -97,8 +98,107 @@ class GMTNetConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GMTNetConfig:
         """Build from :meth:`as_dict` output; unknown keys (a mismatched checkpoint) raise."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown GMTNetConfig fields: {sorted(unknown)}")
+        check_config_dict(d)
         return cls(**d)
+
+
+#: Inclusive ranges of the size fields of a config read from a file, checked before any model
+#: is built: about 8x the shipped models (node_dim 128, scalar_mul 64, vector_mul 8, out_mul 16,
+#: radial_hidden 128, rbf_bins 512). The largest model within them (elastic, every size at its
+#: bound, 4+4 layers) has 6e7 weights and builds in 0.6 GB; a node_dim of 10⁹ asked for 360 GB.
+SIZE_BOUNDS: dict[str, tuple[float, float]] = {
+    "k_neighbors": (1, 128),
+    "max_radius": (1.0, 50.0),
+    "max_sites": (1, 100_000),
+    "atom_feature_dim": (1, 256),
+    "node_dim": (1, 1024),
+    "rbf_bins": (2, 4096),
+    "rbf_vmin": (-100.0, 100.0),
+    "rbf_vmax": (-100.0, 100.0),
+    "n_invariant_layers": (0, 12),
+    "n_equivariant_layers": (1, 12),
+    "lmax_sh": (-1, 8),
+    "scalar_mul": (1, 512),
+    "vector_mul": (1, 64),
+    "hidden_lmax": (-1, 8),
+    "out_mul": (1, 128),
+    "radial_hidden": (1, 1024),
+    "symprec": (1e-6, 1.0),
+    "angle_tolerance": (-1.0, 180.0),
+}
+#: ``options`` is free-form, but bounded: at most this many values in all (every visit of a
+#: shared value counts, so a "billion laughs" of shared references stops here), this depth and
+#: strings this long.
+OPTIONS_MAX_VALUES = 1000
+OPTIONS_MAX_DEPTH = 8
+OPTIONS_MAX_STRING = 1000
+
+
+def check_config_dict(d: Any) -> None:
+    """Refuse a config dict (as read from a checkpoint) whose fields are not of their declared
+    type, whose sizes are outside :data:`SIZE_BOUNDS`, or whose ``options`` are not a small
+    JSON-like tree; raises ValueError with the first reason. Nothing is built or copied before
+    this passes (a deep copy of a billion-laughs ``options`` never ends)."""
+    if not isinstance(d, dict):
+        raise ValueError(f"config is a {type(d).__name__}, not a dict")
+    declared = {f.name: f.type for f in fields(GMTNetConfig)}
+    unknown = [k for k in d if k not in declared]
+    if unknown:
+        raise ValueError(f"unknown GMTNetConfig fields: {sorted(map(str, unknown))[:10]}")
+    for name, value in d.items():
+        kind = declared[name]
+        if kind == "bool":
+            ok = isinstance(value, bool)
+        elif kind == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif kind == "float":
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            ok = ok and math.isfinite(value)
+        elif kind == "str":
+            ok = isinstance(value, str) and len(value) <= 100
+        else:  # options
+            ok = isinstance(value, dict)
+        if not ok:
+            shown = repr(value) if isinstance(value, int | float | bool) else type(value).__name__
+            raise ValueError(f"config field {name!r} must be a {kind}, got {shown[:60]}")
+        if name in SIZE_BOUNDS:
+            low, high = SIZE_BOUNDS[name]
+            if not low <= value <= high:
+                raise ValueError(
+                    f"config field {name!r} = {value!r} is outside [{low:g}, {high:g}] "
+                    "(model.config.SIZE_BOUNDS): refused before building the model"
+                )
+    _check_options(d.get("options", {}))
+
+
+def _check_options(options: Any) -> None:
+    """``options`` must be a JSON-like tree within the ``OPTIONS_*`` bounds."""
+    budget = [OPTIONS_MAX_VALUES]
+
+    def visit(value: Any, depth: int) -> None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ValueError(
+                f"config options hold more than {OPTIONS_MAX_VALUES} values (shared references "
+                "count each time they appear): refused"
+            )
+        if depth > OPTIONS_MAX_DEPTH:
+            raise ValueError(f"config options are nested deeper than {OPTIONS_MAX_DEPTH}: refused")
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if not isinstance(k, str):
+                    raise ValueError("config options keys must be strings")
+                visit(v, depth + 1)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                visit(v, depth + 1)
+        elif isinstance(value, str):
+            if len(value) > OPTIONS_MAX_STRING:
+                raise ValueError(f"a config option string is longer than {OPTIONS_MAX_STRING}")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise ValueError("a config option is not finite")
+        elif value is not None and not isinstance(value, bool | int):
+            raise ValueError(f"config options hold a {type(value).__name__}, not JSON data")
+
+    visit(options, 0)

@@ -233,14 +233,18 @@ class ModelRegistry:
         (idempotent, also under concurrent calls). ``parent`` must be a registered model of the
         same task. Training-data hash/size default to the checkpoint's metadata.
         """
-        from atomate2_gmt.model.checkpoint import file_sha256, read_checkpoint
+        from atomate2_gmt.model.checkpoint import file_sha256, load_checkpoint, read_checkpoint
 
         _check_task(task)
         path = Path(checkpoint_path).expanduser()
         payload = read_checkpoint(path)  # weights-only load; clear error for anything else
-        ck_task = (payload.get("config") or {}).get("task")
+        config = payload.get("config")
+        ck_task = config.get("task") if isinstance(config, dict) else None
         if ck_task != task:
             raise ValueError(f"{path}: checkpoint is for task {ck_task!r}, not {task!r}")
+        # every check of a load (config types and sizes, weight shapes, output scale) before
+        # anything is written: a refused checkpoint leaves no blob behind
+        load_checkpoint(path, task=task)
         data = path.read_bytes()
         digest = file_sha256(path)
         self.connect()
@@ -252,8 +256,8 @@ class ModelRegistry:
         if isinstance(created_by, dict):
             created_by = CreatedBy.model_validate(created_by)
         model_id = model_id_for(task, digest)
-        blob_id = self._put_weights(path, data, digest, model_id, task)
         size = training_data_size if training_data_size is not None else meta.get("n_train")
+        blob_id = self._put_weights(path, data, digest, model_id, task)
         doc_fields: dict[str, Any] = {
             "model_id": model_id,
             "task": task,
@@ -269,7 +273,13 @@ class ModelRegistry:
             "blob_id": blob_id,
             "notes": notes,
         }
-        return self._insert_next_version(task, doc_fields)
+        try:
+            return self._insert_next_version(task, doc_fields)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                if not self._find({"blob_id": blob_id}):  # no document names it: an orphan
+                    self._drop_blob(blob_id)
+            raise
 
     def _parent_id(self, parent: str | None, task: str) -> str | None:
         """The model id of ``parent`` (a registered ``task`` model; None stays None)."""
@@ -529,7 +539,13 @@ class ModelRegistry:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-            load_checkpoint(tmp, task=doc.task)
+            try:
+                load_checkpoint(tmp, task=doc.task)
+            except ValueError as exc:  # name the model, not the temporary file
+                reason = str(exc).replace(f"{tmp}: ", "").replace(str(tmp), "the weights")
+                raise WeightsIntegrityError(
+                    f"refused the weights of {doc.version} ({doc.model_id}): {reason}"
+                ) from None
             os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(OSError):
