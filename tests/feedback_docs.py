@@ -6,6 +6,10 @@ from atomate2_gmt.data.records import TensorRecord
 from atomate2_gmt.schemas.keys import structure_key
 from atomate2_gmt.schemas.training import TrainingDoc, training_record_id
 
+VASP_SETTINGS = {"IBRION": 8, "LEPSILON": True, "ENCUT": 680, "EDIFF": 1e-5, "KSPACING": 0.22}
+"""The accuracy settings atomate2's DielectricMaker writes (ENCUT 680 eV and EDIFF 1e-5 from
+MPScanRelaxSet, k-points ≈ 0.22 1/Å): what a production VASP DFPT result records."""
+
 
 def feedback_doc(record: TensorRecord, task: str) -> TrainingDoc:
     """A TrainingDoc as DFPT feedback writes it (electronic dielectric part of a VASP run), from

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pymatgen.core import Structure
+from tests.feedback_docs import VASP_SETTINGS
 
 from atomate2_gmt.data.mp import load_mp
 from atomate2_gmt.dfpt.validation import (
@@ -30,6 +31,7 @@ def _vasp_doc(case: str) -> DFPTResultDoc:
     return DFPTResultDoc(
         structure=structure.as_dict(),
         code="vasp",
+        settings=VASP_SETTINGS,
         tensors={k: v.tolist() for k, v in parsed["tensors"].items()},
     )
 
@@ -38,7 +40,11 @@ def _with(doc: DFPTResultDoc, **tensors: np.ndarray) -> DFPTResultDoc:
     new = dict(doc.tensors)
     new.update({k: np.asarray(v).tolist() for k, v in tensors.items()})
     return doc.model_copy(
-        update={"tensors": DFPTResultDoc(structure={}, code="vasp", tensors=new).tensors}
+        update={
+            "tensors": DFPTResultDoc(
+                structure={}, code="vasp", settings=VASP_SETTINGS, tensors=new
+            ).tensors
+        }
     )
 
 
@@ -49,7 +55,10 @@ def _mp_doc(task: str, part: str, crystal_system: str, min_abs: float) -> DFPTRe
         if r.meta.get("crystal_system") == crystal_system and np.abs(r.tensor).max() > min_abs
     )
     return DFPTResultDoc(
-        structure=rec.structure.as_dict(), code="vasp", tensors={part: rec.tensor.tolist()}
+        structure=rec.structure.as_dict(),
+        code="vasp",
+        settings=VASP_SETTINGS,
+        tensors={part: rec.tensor.tolist()},
     )
 
 
@@ -94,7 +103,10 @@ def test_tensor_in_the_wrong_frame_is_rejected_and_rotating_both_is_accepted() -
     moved = structure.copy()
     moved.lattice = type(structure.lattice)(structure.lattice.matrix @ r.T)
     both = DFPTResultDoc(
-        structure=moved.as_dict(), code="vasp", tensors={"piezo_total": rotate(e, r).tolist()}
+        structure=moved.as_dict(),
+        code="vasp",
+        settings=VASP_SETTINGS,
+        tensors={"piezo_total": rotate(e, r).tolist()},
     )
     assert check_dfpt_result(both) == []
 

@@ -14,6 +14,7 @@ from atomate2_gmt.dfpt.vasp import read_outcar_lepsilon
 from atomate2_gmt.schemas.dfpt import DFPTResultDoc
 from atomate2_gmt.schemas.keys import structure_key
 from atomate2_gmt.stores import EmbeddedStore
+from tests.feedback_docs import VASP_SETTINGS
 
 VASP_DATA = Path(__file__).parents[1] / "dfpt" / "data" / "vasp"
 
@@ -32,7 +33,8 @@ def vasp_dfpt_doc(case: str, **update: Any) -> DFPTResultDoc:
         "code": "vasp",
         "code_version": "6.2.1",
         "functional": "PBE",
-        "settings": {"IBRION": 8, "LEPSILON": True},
+        # production settings (the reference runs themselves were cheaper test runs)
+        "settings": VASP_SETTINGS,
         "tensors": {k: v.tolist() for k, v in parsed["tensors"].items()},
         "dir_name": str(outcar.parent),
         "job_uuid": f"uuid-{case}",

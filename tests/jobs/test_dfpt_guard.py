@@ -28,6 +28,7 @@ from atomate2_gmt.jobs.feedback import (
 from atomate2_gmt.schemas.dfpt import DFPTResultDoc
 from atomate2_gmt.schemas.keys import structure_key
 from atomate2_gmt.tensors.conventions import full_to_voigt, voigt_to_full
+from tests.feedback_docs import VASP_SETTINGS
 from tests.jobs.conftest import candidate_doc, vasp_dfpt_doc
 
 
@@ -49,6 +50,7 @@ def _mp_doc(task: str, part: str, crystal_system: str, min_abs: float) -> DFPTRe
         structure=s.as_dict(),
         structure_key=structure_key(s),
         code="vasp",
+        settings=VASP_SETTINGS,
         tensors={part: rec.tensor.tolist()},
     )
 

@@ -19,8 +19,10 @@ accept). A result is rejected when
    permittivity is at least the vacuum's); an ionic dielectric part with an eigenvalue below
    −:data:`IONIC_NEGATIVE_TOL` (imaginary phonon modes: the structure is not at a minimum); an
    elastic tensor (clamped or relaxed) that is not positive definite (Born unstable);
-5. its accuracy settings are not production quality (``data.quality``: e.g. the ``smoke``
-   preset of the tests);
+5. its accuracy settings are missing (``data.quality.REQUIRED_SETTINGS``: ABINIT ecut, k-points,
+   tolvrs_rf; VASP ENCUT, EDIFF, KSPACING or a k-point mesh) or not production quality
+   (``data.quality``: the floors of each code, e.g. VASP ENCUT ≥ 520 eV, EDIFF ≤ 1e-5, k-point
+   spacing ≤ 0.44 1/Å; the ``smoke`` preset of the tests);
 6. a value is beyond any physical material (:data:`atomate2_gmt.tensors.bounds.PHYSICAL_BOUNDS`,
    per part, the same bounds as the predictions'): ε∞ eigenvalues above 1000, ε0 or ionic
    eigenvalues above 10⁴, a piezo component |e_ijk| above 100 C/m², an elastic component
@@ -47,7 +49,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from atomate2_gmt.data.quality import production_problems
+from atomate2_gmt.data.quality import missing_settings, production_problems
 from atomate2_gmt.schemas.dfpt import DFPT_PARTS, DFPTResultDoc
 from atomate2_gmt.schemas.training import index_symmetrised
 from atomate2_gmt.tensors.bounds import PHYSICAL_BOUNDS, physical_bound_problem
@@ -224,7 +226,14 @@ def check_dfpt_result(
         return [f"state is {doc.state!r}: {doc.error or 'no reason given'}"]
     if not doc.tensors:
         return ["no tensors in the result"]
-    quality = production_problems(doc.settings, doc.code)
+    missing = missing_settings(doc.settings, doc.code)
+    if missing:
+        return missing
+    try:
+        structure = doc.get_structure()
+    except (ValueError, KeyError, TypeError) as exc:
+        return [f"structure cannot be read: {exc}"]
+    quality = production_problems(doc.settings, doc.code, structure)
     if quality:
         return quality
     limits = {**SYMMETRY_TOLERANCE, **(tolerance or {})}

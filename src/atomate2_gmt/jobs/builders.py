@@ -10,6 +10,7 @@ from maggma.core import Builder, Store
 from atomate2_gmt.jobs.feedback import (
     as_dfpt_doc,
     feedback_field,
+    structure_mismatch,
     training_docs_for,
     update_candidate,
     write_training_docs,
@@ -63,6 +64,11 @@ class DFPTFeedbackBuilder(Builder):
         """Upsert the training docs; annotate candidates; count outcomes."""
         for item in items:
             doc = item["doc"]
+            if doc is not None and self.candidates is not None:
+                mismatch = structure_mismatch(self.candidates, doc)
+                if mismatch is not None:  # not the named candidate's crystal: refused whole
+                    self.summary["rejected"] += 1
+                    continue
             ids = write_training_docs(self.target, item["training"])
             state = (
                 "failed"

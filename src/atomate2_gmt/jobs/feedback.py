@@ -13,11 +13,18 @@
   (``"<record_id>~<digest>"``, ``conflict_with``, ``use_for_training`` False) and listed in the
   stored record's ``conflicts``; :func:`resolve_training_conflict` lets a person choose the
   other one. Writing the same result again changes nothing but its provenance;
-- in every case sets the ``dfpt`` field of the candidate's prediction document(s) — found by
-  ``candidate_id`` (= ``prediction_id``), else by ``structure_key`` — to ``{state, code,
-  dfpt_state, tensors (task → full Cartesian tensor), reasons, training_record_ids, job_uuid,
+- annotates the candidate's prediction document(s) — found by ``candidate_id`` (=
+  ``prediction_id``), else by ``structure_key`` — with ``dfpt`` = ``{state, code, dfpt_state,
+  tensors (task → full Cartesian tensor), reasons, training_record_ids, job_uuid,
   last_updated}``, keeping the rest of the document. ``state`` is ``accepted``, ``rejected``
   (reasons say why; nothing is written as training data) or ``failed`` (the calculation failed).
+  Every submission is appended to the candidate's ``dfpt_history`` (its state, reasons, code,
+  job and time, at most :data:`HISTORY_LENGTH`); an accepted ``dfpt`` is never replaced by a
+  later rejected or failed one, only by a later accepted one;
+- a result names the structure it was computed for, and it must be the candidate's: a result
+  whose structure's key differs from the ``structure_key`` of the candidate its
+  ``candidate_id`` names is rejected whole (no training data, no annotation), so a ZnO result
+  sent with AlN's id never becomes AlN's DFPT.
 
 :class:`DFPTFeedbackBuilder` (``jobs/builders.py``) does the same in bulk.
 """
@@ -44,6 +51,7 @@ from atomate2_gmt.tensors.conventions import kind_of
 __all__ = [
     "CONFLICT_RTOL",
     "CONFLICT_SEPARATOR",
+    "HISTORY_LENGTH",
     "apply_feedback",
     "as_dfpt_doc",
     "conflict_record_id",
@@ -51,6 +59,7 @@ __all__ = [
     "feedback_job",
     "resolve_training_conflict",
     "same_tensor",
+    "structure_mismatch",
     "training_docs_for",
     "update_candidate",
     "write_training_docs",
@@ -59,6 +68,9 @@ __all__ = [
 CONFLICT_RTOL = 1e-3
 """Two tensors of one ``record_id`` are the same result when ``|A − B|_F ≤ CONFLICT_RTOL ·
 max(|A|_F, |B|_F, floor)`` (floor: ``dfpt.validation.RESIDUAL_FLOOR`` of the kind)."""
+
+HISTORY_LENGTH = 50
+"""Most submissions kept in a candidate's ``dfpt_history`` (the latest)."""
 
 CONFLICT_SEPARATOR = "~"
 """Separates a conflicting record's ``record_id`` from the digest of its tensor."""
@@ -237,17 +249,62 @@ def _candidate_criteria(doc: DFPTResultDoc, store: Store) -> dict[str, Any] | No
     return None
 
 
+_HISTORY_FIELDS: tuple[str, ...] = (
+    "state", "dfpt_state", "code", "reasons", "training_record_ids", "job_uuid", "last_updated",
+)  # fmt: skip
+
+
+def structure_mismatch(store: Store, doc: DFPTResultDoc) -> str | None:
+    """Why ``doc`` was not computed for the candidate its ``candidate_id`` names, or None: the
+    key of the result's own structure must be the candidate's ``structure_key``."""
+    if not doc.candidate_id:
+        return None
+    found = list(
+        store.query(
+            {PREDICTION_KEY: doc.candidate_id}, properties=["structure_key", "formula_pretty"]
+        )
+    )
+    if not found:
+        return None
+    if not doc.structure:
+        return (
+            f"the result names no structure: it cannot be matched to candidate {doc.candidate_id}"
+        )
+    try:
+        key = _structure_key_of(doc)
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"the result's structure cannot be keyed ({exc}): it cannot be matched"
+    cand = found[0]
+    if cand.get("structure_key") != key:
+        formula = doc.get_structure().composition.reduced_formula
+        return (
+            f"the result's structure ({formula}, key {key}) is not the structure of candidate "
+            f"{doc.candidate_id} ({cand.get('formula_pretty')}, key {cand.get('structure_key')}): "
+            "a result must be computed for its candidate's structure"
+        )
+    return None
+
+
 def update_candidate(store: Store, doc: DFPTResultDoc, feedback: dict[str, Any]) -> list[str]:
-    """Set ``dfpt`` = ``feedback`` on the candidate document(s) of ``doc``, keeping every other
-    field (read, modify, replace on ``prediction_id``). Returns the prediction ids updated."""
+    """Annotate the candidate document(s) of ``doc`` with ``feedback`` (see the module doc:
+    ``dfpt`` unless an accepted one would be replaced by a rejected or failed one, and always
+    ``dfpt_history``), keeping every other field (read, modify, replace on ``prediction_id``).
+    Returns the prediction ids updated."""
     criteria = _candidate_criteria(doc, store)
     if criteria is None:
         return []
     updated = []
     rows = []
+    entry = {k: feedback.get(k) for k in _HISTORY_FIELDS}
     for cand in store.query(criteria=criteria):
         cand = {k: v for k, v in cand.items() if k != "_id"}
-        cand["dfpt"] = feedback
+        history = list(cand.get("dfpt_history") or [])
+        if not history and isinstance(cand.get("dfpt"), dict):  # annotated before the history
+            history.append({k: cand["dfpt"].get(k) for k in _HISTORY_FIELDS})
+        cand["dfpt_history"] = [*history, entry][-HISTORY_LENGTH:]
+        kept = (cand.get("dfpt") or {}).get("state") == "accepted"
+        if not kept or feedback["state"] == "accepted":
+            cand["dfpt"] = feedback
         rows.append(cand)
         updated.append(cand[PREDICTION_KEY])
     if rows:
@@ -291,6 +348,19 @@ def apply_feedback(
     from atomate2_gmt.stores import training_store as _training
 
     doc = as_dfpt_doc(dfpt_doc)
+    candidate_store = candidate_store if candidate_store is not None else _candidates()
+    candidate_store.connect()
+    if doc.state != "failed" or doc.structure:
+        mismatch = structure_mismatch(candidate_store, doc)
+        if mismatch is not None:
+            logger.warning("DFPT result refused: %s", mismatch)
+            return {
+                "state": "rejected",
+                "reasons": [mismatch],
+                "training_record_ids": [],
+                "training_conflicts": [],
+                "candidates_updated": [],
+            }
     docs, reasons = training_docs_for(doc, symprec=symprec)
     record_ids: list[str] = []
     if docs:
@@ -298,8 +368,6 @@ def apply_feedback(
         training_store.connect()
         record_ids = write_training_docs(training_store, docs)
     feedback = feedback_field(doc, reasons, record_ids)
-    candidate_store = candidate_store if candidate_store is not None else _candidates()
-    candidate_store.connect()
     updated = update_candidate(candidate_store, doc, feedback)
     return {
         "state": feedback["state"],

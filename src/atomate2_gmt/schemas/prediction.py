@@ -527,6 +527,14 @@ def content_hash(doc: dict[str, Any]) -> str:
     import json
 
     content = {k: doc.get(k) for k in CONTENT_FIELDS}
+    predictions = content.get("predictions")
+    if isinstance(predictions, dict):  # a task's wall time is a run detail, not content
+        content["predictions"] = {
+            task: {k: v for k, v in pred.items() if k != "time_s"}
+            if isinstance(pred, dict)
+            else pred
+            for task, pred in predictions.items()
+        }
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
