@@ -22,7 +22,7 @@ import orjson
 from maggma.core import Store, StoreError
 from monty.json import MSONable
 
-from atomate2_gmt.stores.errors import StoreConnectionError
+from atomate2_gmt.stores.errors import StoreConnectionError, StoreWriteError
 from atomate2_gmt.stores.sql import MongoSQLTranslator, UntranslatableError, json_path
 
 __all__ = ["EmbeddedStore"]
@@ -106,6 +106,16 @@ class FileStoreIdentity:
         return hash((self.location, self.collection_name, self.last_updated_field))
 
 
+_FILE_CONDITIONS = ("locked", "busy", "full", "too big", "file size", "i/o error", "readonly")
+
+
+def _file_condition(exc: BaseException) -> bool:
+    """Whether an SQLite error is about the file (a lock, space, a size limit, permissions),
+    which :meth:`EmbeddedStore.sqlite_reason` explains, rather than about the SQL."""
+    low = str(exc).lower()
+    return any(word in low for word in _FILE_CONDITIONS)
+
+
 class EmbeddedStore(FileStoreIdentity, Store):
     """A maggma ``Store`` persisted in one SQLite file: no server, safe for several processes.
 
@@ -186,14 +196,35 @@ class EmbeddedStore(FileStoreIdentity, Store):
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StoreConnectionError(
-                f"cannot open the embedded store {self.name}: {exc} (the file is damaged or is "
-                "not an SQLite database)"
+                f"cannot open the embedded store {self.name}: {self.sqlite_reason(exc)}"
             ) from exc
         self._sql.array_paths = {r[0] for r in rows}
         self._conn = conn
         keys = self.key if isinstance(self.key, list) else [self.key]
         for key in keys:
             self.ensure_index(key)
+
+    def sqlite_reason(self, exc: BaseException) -> str:
+        """What an SQLite error means for this file, in words: locked by another process, a
+        full disk or file-size limit, a read-only file, or a damaged file."""
+        text = str(exc)
+        low = text.lower()
+        if "locked" in low or "busy" in low:
+            return (
+                f"{text} (another process holds a lock on the file and did not release it within "
+                f"{self.timeout_s:g} s: another run writing to it, or a program that has it open; "
+                "wait for it or stop it, then run again)"
+            )
+        if "full" in low or "too big" in low or "file size" in low or "i/o error" in low:
+            return (
+                f"{text} (writing the file failed: the disk is full or the file reached a size "
+                "limit, e.g. `ulimit -f`, or the storage failed; nothing of this write was kept)"
+            )
+        if "readonly" in low or "read-only" in low:
+            return f"{text} (the file or its folder is read-only)"
+        if "unable to open" in low:
+            return f"{text} (the file cannot be opened: check the path and its permissions)"
+        return f"{text} (the file is damaged or is not an SQLite database)"
 
     def close(self) -> None:
         """Close the SQLite connection."""
@@ -402,7 +433,14 @@ class EmbeddedStore(FileStoreIdentity, Store):
             return
         conn = self._collection
         with self._lock:
-            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if not _file_condition(exc):
+                    raise
+                raise StoreWriteError(
+                    f"cannot write to the embedded store {self.name}: {self.sqlite_reason(exc)}"
+                ) from exc
             try:
                 if new_paths:
                     conn.executemany(
@@ -431,9 +469,15 @@ class EmbeddedStore(FileStoreIdentity, Store):
                             (text, row_id),
                         )
                 conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
+            except BaseException as exc:
+                if conn.in_transaction:  # SQLite may have rolled back already (a full disk)
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 self._sql.array_paths -= new_paths
+                if isinstance(exc, sqlite3.OperationalError) and _file_condition(exc):
+                    raise StoreWriteError(
+                        f"cannot write to the embedded store {self.name}: {self.sqlite_reason(exc)}"
+                    ) from exc
                 raise
 
     def ensure_index(self, key: str, unique: bool | None = False) -> bool:
