@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -75,6 +76,9 @@ MODEL_REGISTRY_INDEXES: tuple[tuple[tuple[str, ...], bool], ...] = (
 
 LOWER_IS_BETTER = frozenset({"fnorm", "mae", "rmse", "loss", "mse"})
 """Metric names where a smaller value is better (all others: larger is better)."""
+
+_LOAD_LOCK = threading.Lock()
+"""Serialises the checkpoint checks of concurrent ``register`` calls in one process."""
 
 _MAX_VERSION_ATTEMPTS = 50
 
@@ -243,8 +247,10 @@ class ModelRegistry:
         if ck_task != task:
             raise ValueError(f"{path}: checkpoint is for task {ck_task!r}, not {task!r}")
         # every check of a load (config types and sizes, weight shapes, output scale) before
-        # anything is written: a refused checkpoint leaves no blob behind
-        load_checkpoint(path, task=task)
+        # anything is written: a refused checkpoint leaves no blob behind. One at a time: the
+        # e3nn modules' generated code is not safe to build and run from several threads.
+        with _LOAD_LOCK:
+            load_checkpoint(path, task=task)
         data = path.read_bytes()
         digest = file_sha256(path)
         self.connect()
