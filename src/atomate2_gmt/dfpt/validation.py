@@ -226,9 +226,6 @@ def check_dfpt_result(
         return [f"state is {doc.state!r}: {doc.error or 'no reason given'}"]
     if not doc.tensors:
         return ["no tensors in the result"]
-    missing = missing_settings(doc.settings, doc.code)
-    if missing:
-        return missing
     try:
         structure = doc.get_structure()
     except (ValueError, KeyError, TypeError) as exc:
@@ -236,6 +233,9 @@ def check_dfpt_result(
     quality = production_problems(doc.settings, doc.code, structure)
     if quality:
         return quality
+    missing = missing_settings(doc.settings, doc.code)
+    if missing:
+        return missing
     limits = {**SYMMETRY_TOLERANCE, **(tolerance or {})}
     reasons: list[str] = []
     tensors: dict[str, np.ndarray] = {}
