@@ -54,6 +54,8 @@ __all__ = [
     "missing_values",
     "query_candidates",
     "ranked_documents",
+    "relaxation_label",
+    "stability_label",
 ]
 
 _STATES = ("successful", "failed")
@@ -79,6 +81,7 @@ FIELD_UNITS: dict[str, str] = {
     **SOURCE_UNITS,
     "phi": "eV",
     "e_ij_abs_max": "C/m²",
+    "mlip_energy_above_hull": "eV/atom",
 }
 """Units of every column a ranked table shows ("" for dimensionless)."""
 
@@ -250,6 +253,10 @@ class CandidateQuery(BaseModel):
         max_sites: only cells with at most this many sites.
         dfpt: a DFPT status (:data:`DFPT_FILTERS`).
         latest_only: with several model versions of a structure, its latest prediction only.
+        include_unrelaxed_hypothetical: keep generated crystals (``hypothetical``) predicted on
+            their unrelaxed, guessed structure (the relaxation funnel's ranking sets False).
+        include_superseded: keep documents whose crystal was relaxed and predicted again
+            (``relaxed_prediction_id``); by default its relaxed document stands for it.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -275,6 +282,8 @@ class CandidateQuery(BaseModel):
     max_sites: int | None = None
     dfpt: str | None = None
     latest_only: bool = True
+    include_unrelaxed_hypothetical: bool = True
+    include_superseded: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -483,6 +492,10 @@ class CandidateQuery(BaseModel):
             criteria["dfpt"] = {"$exists": True}
         elif self.dfpt is not None:
             criteria["dfpt.state"] = self.dfpt
+        if not self.include_superseded:  # a relaxed, re-predicted crystal: its relaxed document
+            criteria["relaxed_prediction_id"] = None
+        if not self.include_unrelaxed_hypothetical:  # a generated crystal counts once relaxed
+            and_.append({"$nor": [{"hypothetical": True, "relaxation": None}]})
         if and_:
             criteria["$and"] = and_
         return criteria
@@ -593,6 +606,10 @@ def candidate_row(
             "error": pred.get("error"),
             "band_gap": doc.get("band_gap"),
             "energy_above_hull": doc.get("energy_above_hull"),
+            "mlip_energy_above_hull": doc.get("mlip_energy_above_hull"),
+            "stability_source": doc.get("stability_source"),
+            "hypothetical": doc.get("hypothetical"),
+            "relaxed": relaxation_label(doc.get("relaxation")),
             "is_metal": doc.get("is_metal"),
             "likely_metal": doc.get("likely_metal"),
             "likely_metal_reason": doc.get("likely_metal_reason"),
@@ -607,6 +624,33 @@ def candidate_row(
         }
     )
     return row
+
+
+def relaxation_label(relaxation: dict[str, Any] | None) -> str | None:
+    """``"CHGNet 0.3.0"`` (``", not converged"`` added when the forces did not reach the
+    criterion) for a document predicted on a relaxed structure, None for one predicted on its
+    input structure."""
+    if not relaxation:
+        return None
+    label = " ".join(
+        str(p) for p in (relaxation.get("potential"), relaxation.get("potential_version")) if p
+    )
+    return label + ("" if relaxation.get("converged") else ", not converged")
+
+
+def stability_label(row: dict[str, Any]) -> str:
+    """One row's stability and where it is from, for tables: ``"0.012 eV/atom (source:
+    Materials Project)"``, ``"0.085 eV/atom (MLIP estimate: CHGNet 0.3.0 vs 4 known
+    phases)"``, or ``"unknown"`` (``"unknown, hypothetical, unrelaxed"`` for a generated
+    crystal predicted on its guessed structure)."""
+    source = row.get("stability_source")
+    for field in ("energy_above_hull", "mlip_energy_above_hull"):
+        value = row.get(field)
+        if value is not None:
+            return f"{value:.3f} eV/atom ({source or field})"
+    if row.get("hypothetical"):
+        return "unknown, hypothetical" + ("" if row.get("relaxed") else ", unrelaxed")
+    return "unknown"
 
 
 def several_versions(store: Store, criteria: dict[str, Any]) -> bool:

@@ -41,12 +41,15 @@ if TYPE_CHECKING:
 __all__ = [
     "generate_substitution_candidates",
     "known_formula_space_groups",
+    "shipped_records",
     "substitution_prototypes",
 ]
 
 
 @lru_cache(maxsize=1)
-def _shipped_records() -> tuple[dict[str, Any], ...]:
+def shipped_records() -> tuple[dict[str, Any], ...]:
+    """Every record of the shipped Materials Project datasets (dielectric, piezo, elastic sets;
+    a material in several sets appears once per set)."""
     records: list[dict[str, Any]] = []
     base = resources.files("atomate2_gmt.data") / "datasets"
     for name in _DATASETS:
@@ -60,7 +63,7 @@ def known_formula_space_groups() -> frozenset[tuple[str, int]]:
     """(reduced formula, space-group number) of every material in the shipped MP data."""
     return frozenset(
         (Composition(r["formula"]).reduced_formula, int(r["space_group"]))
-        for r in _shipped_records()
+        for r in shipped_records()
     )
 
 
@@ -142,7 +145,7 @@ def substitution_prototypes(
     table = _lambda_table()
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     seen_ids: set[str] = set()
-    for rec in _shipped_records():
+    for rec in shipped_records():
         if rec["material_id"] in seen_ids or len(rec["structure"]["sites"]) > max_sites:
             continue
         seen_ids.add(rec["material_id"])

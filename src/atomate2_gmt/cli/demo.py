@@ -2,8 +2,9 @@
 
 Generates substitution candidates on known prototypes (offline), screens them with the shipped
 models into the embedded store (``PROJECT_DIR``, default ``./gmt_project``) through the
-screening flow, prints the top candidates per property and writes a picture of the best piezo
-candidate's tensors.
+relaxation funnel (predict all, relax the best ``--relax-top`` per property with CHGNet, predict
+them again; :mod:`atomate2_gmt.flows.funnel`), prints the top candidates per property, each with
+its stability estimate, and writes a picture of the best piezo candidate's tensors.
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ from atomate2_gmt.cli.context import ProjectDirOption, cli_settings
 def demo(
     n: int = typer.Option(300, help="number of substitution candidates to generate"),
     top: int = typer.Option(10, help="rows shown per property"),
+    relax_top: int = typer.Option(
+        10,
+        min=0,
+        help="documents per property relaxed with CHGNet and predicted again before the final "
+        "ranking (0: no relaxation; generated crystals are then ranked unrelaxed)",
+    ),
     seed: int = typer.Option(0),
     project_dir: ProjectDirOption = None,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
@@ -51,7 +58,9 @@ def demo(
 
     tasks = tuple(t for t in DEFAULT_TASKS if t in available())  # what is shipped
     with progress.reporting(quiet=quiet):
-        output = run_screening(candidates, tasks=tasks, top=top, settings=settings)
+        output = run_screening(
+            candidates, tasks=tasks, top=top, settings=settings, relax_top=relax_top
+        )
     print_screening(output, time.perf_counter() - t0)
 
     best = next(iter(output["ranking"].get("piezo") or []), None)

@@ -65,7 +65,10 @@ def render_rows(rows: list[dict[str, Any]], prop: str, fmt: str, figure: str | N
     """The query rows as a rich table (text), CSV or JSON. The table shows units in its
     headers, each ranked number with its ensemble σ (or that it has none), the source's
     band gap and energy above the hull where given, likely-metal and out-of-domain marks, and
-    the error of failed predictions; ``figure``: a preset's figure of merit column."""
+    the error of failed predictions; ``figure``: a preset's figure of merit column. The
+    ``relaxed`` column names the potential that relaxed the structure, ``stability`` the energy
+    above the hull and where it is from (:func:`atomate2_gmt.query.stability_label`)."""
+    from atomate2_gmt.query import stability_label
     from atomate2_gmt.schemas.fields import DERIVED_FIELDS
 
     if fmt == "json":
@@ -89,18 +92,20 @@ def render_rows(rows: list[dict[str, Any]], prop: str, fmt: str, figure: str | N
     from rich.table import Table
 
     ranked = [*([figure] if figure else []), *DERIVED_FIELDS[prop]]
-    columns = [*_IDENTITY, *ranked, "band_gap", "energy_above_hull", "marks", "source"]
+    # relaxed: by which potential the structure was relaxed ("no": predicted as given);
+    # stability: the energy above the hull with where it is from (source or MLIP estimate)
+    columns = [*_IDENTITY, *ranked, "band_gap", "relaxed", "stability", "marks", "source"]
     if rows and all(r.get("band_gap") is None for r in rows):
         columns.remove("band_gap")
-    if rows and all(r.get("energy_above_hull") is None for r in rows):
-        columns.remove("energy_above_hull")
     if any(r.get("error") for r in rows):
         columns.append("error")
     table = Table(title=f"top {len(rows)} candidates: {prop}")
     for col in columns:
         table.add_column(
             header(col),
-            justify="left" if col in ("formula", "source", "error", "marks") else "right",
+            justify="left"
+            if col in ("formula", "source", "error", "marks", "relaxed", "stability")
+            else "right",
         )
     for row in rows:
         cells = []
@@ -110,6 +115,10 @@ def render_rows(rows: list[dict[str, Any]], prop: str, fmt: str, figure: str | N
                 cells.append(with_sigma(row.get(col), sigma, row.get("uncertainty_note")))
             elif col == "marks":
                 cells.append(_marks(row))
+            elif col == "stability":
+                cells.append(stability_label(row))
+            elif col == "relaxed":
+                cells.append(row.get("relaxed") or "no")
             else:
                 cells.append(_fmt(row.get(col)))
         table.add_row(*cells)
@@ -120,8 +129,11 @@ def render_rows(rows: list[dict[str, Any]], prop: str, fmt: str, figure: str | N
         notes.append("σ n/a: predicted by a single model, no uncertainty")
     if any(r.get("out_of_domain") for r in rows):
         notes.append("out of domain: domain_distance > 1 (extrapolation)")
-    if "band_gap" in columns or "energy_above_hull" in columns:
-        notes.append("band_gap, energy_above_hull: the candidate source's values")
+    if "band_gap" in columns:
+        notes.append("band_gap: the candidate source's value")
+    notes.append(
+        "stability: energy above the hull (eV/atom), the source's DFT value or an MLIP estimate"
+    )
     console.print("; ".join(notes), highlight=False)
     return console.export_text()
 

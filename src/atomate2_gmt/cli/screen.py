@@ -30,11 +30,15 @@ def run_screening(
     batch_size: int | None = None,
     store: Any = None,
     settings: GMTSettings | None = None,
+    relax_top: int = 0,
 ) -> dict[str, Any]:
     """Build the screening flow for ``candidates`` and run it with ``run_locally``; returns the
     ranking job's output plus ``"job_failures"``: ``[job name, exception]`` of every job that
-    failed. When a job failed, the output is summed from the chunk jobs that finished (no
-    ranking) and ``"n_not_stored"`` counts the inputs of the failed chunks.
+    failed. ``relax_top`` > 0 runs the relaxation funnel instead
+    (:class:`~atomate2_gmt.flows.funnel.GMTFunnelMaker`: that many documents per property
+    relaxed with CHGNet and predicted again; generated crystals ranked only once relaxed).
+    When a job failed, the output is summed from the chunk jobs that finished (no ranking)
+    and ``"n_not_stored"`` counts the inputs of the failed chunks.
 
     ``settings`` (default: built from the environment) give the store (unless ``store`` is
     given), the models, device and batch size of the run; an unreachable store raises
@@ -59,6 +63,8 @@ def run_screening(
         check_store=False,
         work_dir=str(Path(settings.PROJECT_DIR).expanduser() / "sources"),
     )
+    if relax_top > 0:
+        return _run_funnel(maker, candidates, relax_top)
     flow = maker.make(candidates)
     with _JobFailureLog() as failure_log, known_warnings_ignored():
         responses = run_locally(flow, ensure_success=False, log=False)
@@ -82,6 +88,45 @@ def run_screening(
         "tasks": sorted({t for s in summaries for t in s["tasks"]}),
         "store": _store_name(store),
         "job_failures": job_failures,
+    }
+
+
+def _run_funnel(screen_maker: Any, candidates: Any, shortlist: int) -> dict[str, Any]:
+    """Run the relaxation funnel of ``screen_maker`` locally; its final ranking's output plus
+    ``"job_failures"`` (a failed relaxation is not one: it is in ``funnel["failures"]``)."""
+    from jobflow import JobStore, run_locally
+    from maggma.stores import MemoryStore
+
+    from atomate2_gmt.flows.funnel import GMTFunnelMaker
+    from atomate2_gmt.known_warnings import known_warnings_ignored
+
+    flow = GMTFunnelMaker(screen_maker=screen_maker, shortlist=shortlist).make(candidates)
+    # the jobs' outputs: the final ranking is a reference resolved through the job store, and
+    # atomate2's force-field jobs keep their (optional) trajectories in its "data" store
+    job_store = JobStore(MemoryStore(), additional_stores={"data": MemoryStore()})
+    with _JobFailureLog() as failure_log, known_warnings_ignored():
+        responses = run_locally(flow, ensure_success=False, log=False, store=job_store)
+    funnel_job = flow.jobs[-1]
+    if funnel_job.uuid in responses and len(responses[funnel_job.uuid]) > 1:
+        output = job_store.get_output(funnel_job.uuid, which="last", load=True)
+        failures = [
+            [name, reason]
+            for name, reason in failure_log.records.items()
+            if not name.startswith("gmt_relax ")
+        ]
+        return {**dict(output), "job_failures": failures}
+    return {
+        "ranking": {},
+        "n": 0,
+        "n_successful": 0,
+        "n_failed": 0,
+        "failures": [],
+        "model_version": None,
+        "tasks": [],
+        "store": _store_name(screen_maker.store),
+        "funnel": None,
+        "job_failures": [[name, reason] for name, reason in failure_log.records.items()]
+        or [[funnel_job.name, failure_log.reason(funnel_job.name)]],
     }
 
 
@@ -165,7 +210,7 @@ def print_screening(output: dict[str, Any], elapsed: float | None = None) -> Non
         f"{output['model_version']}; store {output['store']}{rate})"
     )
     n_docs = output.get("n_documents")
-    if n_docs is not None and n_docs != output["n"]:
+    if n_docs is not None and n_docs < output["n"]:
         console.print(
             f"stored as {n_docs} documents: {output['n'] - n_docs} inputs are the same crystal "
             "as another input (one document per crystal; its 'sources' keep every name)"
@@ -177,6 +222,18 @@ def print_screening(output: dict[str, Any], elapsed: float | None = None) -> Non
             f"{', '.join(t for t in output['ranking'] if t in METAL_EXCLUDED)} rankings; "
             "`atomate2-gmt query --property dielectric --include-metals` lists them"
         )
+    funnel = output.get("funnel")
+    if funnel:
+        console.print(
+            f"relaxation funnel ({funnel['potential']} through atomate2's ForceFieldRelaxMaker): "
+            f"{funnel['n_shortlisted']} shortlisted, {funnel['n_relaxed']} relaxed "
+            f"({funnel['n_converged']} converged, {funnel['relaxation_time_s']:.0f} s of "
+            f"relaxation), {funnel['n_predicted']} predicted again, {funnel['n_mlip_hull']} with "
+            f"an MLIP energy above the hull of {funnel['n_known_phases']} known phases; generated "
+            "crystals that were not relaxed are left out of the ranking"
+        )
+        for source, reason in funnel["failures"][:10]:
+            console.print(f"  not relaxed: {source}: {reason}")
     for task, rows in output["ranking"].items():
         if rows:
             console.print(render_rows(rows, task, "table"), end="")
@@ -214,6 +271,14 @@ def screen(
     top: Annotated[int, typer.Option(min=1, help="Rows per property.")] = 10,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda (default: settings).")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
+    relax_top: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Relax the best N per property with CHGNet and predict them again before the "
+            "final ranking (0: no relaxation).",
+        ),
+    ] = 0,
     project_dir: ProjectDirOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     ctx: typer.Context = None,  # type: ignore[assignment]
@@ -235,6 +300,7 @@ def screen(
                 device=device,
                 batch_size=batch_size,
                 settings=settings,
+                relax_top=relax_top,
             )
     except (ValueError, FileNotFoundError) as exc:
         typer.echo(f"Error: {exc}", err=True)

@@ -46,6 +46,7 @@ def rank_predictions(
     top: int = 20,
     store: Store | None = None,
     query: dict[str, Any] | None = None,
+    funnel: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Rank the predictions a screening run wrote (``summaries``: outputs of the chunk jobs).
 
@@ -54,7 +55,8 @@ def rank_predictions(
     documents whose content disagreed with their identity, predicted again), "n_likely_metal"
     (stored crystals flagged ``likely_metal``), "model_version", "tasks", "store"}``; the rows
     are those of ``atomate2-gmt query`` (likely metals left out of the dielectric and piezo
-    rankings unless ``query`` has ``include_metals``).
+    rankings unless ``query`` has ``include_metals``), and ``"funnel"``: the relaxation
+    funnel's counts when ranking after it (:mod:`atomate2_gmt.flows.funnel`), else None.
     """
     from atomate2_gmt.settings import GMTSettings
     from atomate2_gmt.stores import candidate_store, describe_store
@@ -83,4 +85,5 @@ def rank_predictions(
         "model_version": version,
         "tasks": tasks,
         "store": describe_store(store),
+        "funnel": funnel,
     }

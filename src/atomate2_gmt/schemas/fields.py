@@ -33,13 +33,15 @@ __all__ = [
     "resolve_sort_field",
 ]
 
-PREDICTION_SCHEMA_VERSION = 4
+PREDICTION_SCHEMA_VERSION = 5
 """Version of the prediction document's field definitions. Documents of another version are
 migrated in place by screening jobs (``schemas.prediction.migrate_prediction_dict``) and left out
 of queries until then, so older definitions (e.g. the frame-dependent ``e_ij_max`` of version 1)
 are never mixed with the current ones. Version 3 added ``likely_metal``/``likely_metal_reason``;
 version 4 carries the candidate source's ``material_id``, ``energy_above_hull``,
-``formation_energy_per_atom``, ``band_gap`` and ``is_metal`` under emmet's names."""
+``formation_energy_per_atom``, ``band_gap`` and ``is_metal`` under emmet's names; version 5 adds
+``hypothetical``, ``stability_source`` (both derived from what was stored), and the relaxation
+funnel's ``relaxation``, ``relaxed_prediction_id`` and ``mlip_energy_above_hull``."""
 
 PREDICTION_KEY = "prediction_id"
 """Unique key of a prediction document: ``"<structure_key>:<model_version>"``."""
@@ -72,6 +74,10 @@ SUMMARY_FIELDS: tuple[str, ...] = (
     "energy_above_hull",
     "band_gap",
     "is_metal",
+    "hypothetical",
+    "mlip_energy_above_hull",
+    "stability_source",
+    "relaxation",
 )
 """Fields a query returns for every hit, besides the property's derived scalars."""
 

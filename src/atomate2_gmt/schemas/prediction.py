@@ -46,6 +46,7 @@ from atomate2_gmt.tensors.symmetry.policy import SYMPREC
 __all__ = [
     "GMTPredictionDoc",
     "ModelInfo",
+    "RelaxationInfo",
     "SourceProperties",
     "TaskPrediction",
     "compute_ieee_rotation",
@@ -72,6 +73,48 @@ class SourceProperties(BaseModel):
     formation_energy_per_atom: float | None = Field(default=None, allow_inf_nan=False)
     band_gap: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
     is_metal: bool | None = None
+
+
+class RelaxationInfo(BaseModel):
+    """How the structure of a document was relaxed before its prediction: by a machine-learned
+    interatomic potential through atomate2's ``ForceFieldRelaxMaker`` (the funnel of
+    :mod:`atomate2_gmt.flows.funnel`). The document's ``structure`` is the relaxed one."""
+
+    model_config = {"extra": "forbid"}
+
+    potential: str = Field(description="The potential, e.g. 'CHGNet'.")
+    potential_version: str | None = Field(
+        default=None, description="Its model version, e.g. '0.3.0' (CHGNet's default weights)."
+    )
+    package_version: str | None = Field(
+        default=None, description="Version of the package that ran it, e.g. chgnet '0.4.2'."
+    )
+    relaxer: str = Field(
+        default="atomate2.forcefields.jobs.ForceFieldRelaxMaker",
+        description="What drove the relaxation.",
+    )
+    relax_cell: bool | None = Field(default=None, description="Cell shape and volume relaxed.")
+    energy_per_atom: float | None = Field(
+        default=None, allow_inf_nan=False, description="Relaxed energy (eV/atom)."
+    )
+    initial_energy_per_atom: float | None = Field(
+        default=None, allow_inf_nan=False, description="Energy of the input structure (eV/atom)."
+    )
+    n_steps: int | None = Field(default=None, description="Ionic steps taken.")
+    max_steps: int | None = Field(default=None, description="Most ionic steps allowed.")
+    fmax: float | None = Field(default=None, description="Force criterion of convergence (eV/Å).")
+    max_force: float | None = Field(
+        default=None, allow_inf_nan=False, description="Largest atomic force at the end (eV/Å)."
+    )
+    converged: bool | None = Field(
+        default=None, description="The forces reached ``fmax`` within ``max_steps``."
+    )
+    volume_change: float | None = Field(
+        default=None, allow_inf_nan=False, description="Relaxed volume / input volume - 1."
+    )
+    input_prediction_id: str | None = Field(
+        default=None, description="The document of the unrelaxed input structure."
+    )
 
 
 class ModelInfo(BaseModel):
@@ -259,6 +302,37 @@ class GMTPredictionDoc(StructureMetadata):
     is_metal: bool | None = Field(
         default=None, description="The candidate source's metallicity (emmet's is_metal)."
     )
+    hypothetical: bool | None = Field(
+        default=None,
+        description="True: a crystal made by the project (e.g. the substitution generator), which "
+        "no source has computed: its structure is a guess until relaxed and its stability is "
+        "unknown unless estimated (mlip_energy_above_hull); False: a source record with an id; "
+        "None: not known (structure files).",
+    )
+    relaxation: RelaxationInfo | None = Field(
+        default=None,
+        description="How the structure was relaxed before this prediction (None: predicted on "
+        "the structure as given).",
+    )
+    relaxed_prediction_id: str | None = Field(
+        default=None,
+        description="The document of this crystal's relaxed structure, which supersedes this one "
+        "in rankings (set by the relaxation funnel).",
+    )
+    mlip_energy_above_hull: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="Estimated energy above the convex hull (eV/atom) of the phases the project "
+        "knows (shipped Materials Project structures of the chemical system), every energy from "
+        "the same interatomic potential (atomate2_gmt.stability); an MLIP estimate, never the "
+        "source's DFT energy_above_hull.",
+    )
+    stability_source: str | None = Field(
+        default=None,
+        description="What the crystal's stability figure is: 'source: <database>' "
+        "(energy_above_hull), 'MLIP estimate: <potential> vs N known phases' "
+        "(mlip_energy_above_hull) or None (unknown).",
+    )
     likely_metal: bool | None = Field(
         default=None,
         description="The crystal is probably a metal, so its ε/e/C predictions (made as for an "
@@ -416,6 +490,7 @@ class GMTPredictionDoc(StructureMetadata):
             structure=_structure_dict(structure),
             is_centrosymmetric=centro,
             **(source_properties or SourceProperties()).model_dump(),
+            **_origin_fields(provenance, source_properties),
             **_metal_fields(structure, symprec),
             state="failed" if failed else "successful",
             error="; ".join(errors) if failed else None,
@@ -484,6 +559,7 @@ class GMTPredictionDoc(StructureMetadata):
             provenance=dict(provenance or {}),
             structure=struct_dict,
             **(source_properties or SourceProperties()).model_dump(),
+            **_origin_fields(provenance, source_properties),
             state="failed",
             error=error,
             tasks=[t for t in TASKS if t in tasks],
@@ -602,6 +678,11 @@ def migrate_prediction_dict(doc: dict[str, Any]) -> dict[str, Any]:
         out["energy_above_hull"] = out.pop("e_above_hull")
     if "likely_metal" not in out:  # schema 3 added the likely-metal flag
         out.update(_metal_fields(structure, SYMPREC))
+    if "hypothetical" not in out:  # schema 5: what a crystal is and where its stability is from
+        props = SourceProperties(
+            **{k: out.get(k) for k in SourceProperties.model_fields if out.get(k) is not None}
+        )
+        out.update(_origin_fields(out.get("provenance"), props))
     out["schema_version"] = PREDICTION_SCHEMA_VERSION
     out["content_hash"] = content_hash(out)
     return out
@@ -674,6 +755,42 @@ def _prediction_id(key: str | None, source: str, model_version: str) -> str:
     if key is None:
         key = "unkeyed-" + hashlib.sha256(source.encode()).hexdigest()[:24]
     return f"{key}:{model_version}"
+
+
+_SOURCE_DATABASES: tuple[tuple[str, str], ...] = (
+    ("mp-", "Materials Project"),
+    ("mvc-", "Materials Project"),
+    ("agm", "Alexandria"),
+    ("jvasp-", "JARVIS-DFT"),
+    ("oqmd-", "OQMD"),
+)
+"""Id prefix → database, for naming where a source's ``energy_above_hull`` comes from."""
+
+
+def stability_source_of(source_properties: SourceProperties | None) -> str | None:
+    """``"source: <database>"`` when the source gives an ``energy_above_hull`` (the database
+    named by its id's prefix, else ``"candidate source"``), None otherwise."""
+    if source_properties is None or source_properties.energy_above_hull is None:
+        return None
+    mid = (source_properties.material_id or "").lower()
+    name = next((db for prefix, db in _SOURCE_DATABASES if mid.startswith(prefix)), None)
+    return f"source: {name or 'candidate source'}"
+
+
+def _origin_fields(
+    provenance: dict[str, Any] | None, source_properties: SourceProperties | None
+) -> dict[str, Any]:
+    """``hypothetical`` (True for a generated crystal: its provenance names a generator; False
+    for a source record with an id; else None) and ``stability_source``."""
+    hypothetical: bool | None = None
+    if (provenance or {}).get("generator"):
+        hypothetical = True
+    elif source_properties is not None and source_properties.material_id:
+        hypothetical = False
+    return {
+        "hypothetical": hypothetical,
+        "stability_source": stability_source_of(source_properties),
+    }
 
 
 def _metal_fields(structure: Structure, symprec: float) -> dict[str, Any]:
