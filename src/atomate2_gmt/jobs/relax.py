@@ -54,7 +54,7 @@ DEFAULT_FMAX = 0.05
 
 def default_relax_maker() -> Any:
     """atomate2's ``ForceFieldRelaxMaker`` with CHGNet: cell and positions relaxed to
-    :data:`DEFAULT_FMAX` in at most 300 steps."""
+    :data:`DEFAULT_FMAX` in at most 300 steps, no file written."""
     from atomate2.forcefields.jobs import ForceFieldRelaxMaker
 
     return ForceFieldRelaxMaker(
@@ -62,14 +62,15 @@ def default_relax_maker() -> Any:
         force_field_name="CHGNet",
         relax_cell=True,
         steps=300,
-        relax_kwargs={"fmax": DEFAULT_FMAX},
+        # no final_atoms_object.xyz appended to in the working directory by every relaxation
+        relax_kwargs={"fmax": DEFAULT_FMAX, "final_atoms_object_file": None},
     )
 
 
 def default_phase_maker() -> Any:
     """atomate2's ``ForceFieldStaticMaker`` with CHGNet: the energies of the known phases at
     their Materials Project (DFT-relaxed) structures. A ``ForceFieldRelaxMaker`` relaxes them
-    too (slower; docs/screening.md measures the difference)."""
+    too (slower; docs/screening.md, Relaxation funnel, limit 3)."""
     from atomate2.forcefields.jobs import ForceFieldStaticMaker
 
     return ForceFieldStaticMaker(name="gmt_known_phases", force_field_name="CHGNet")
