@@ -73,7 +73,11 @@ def default_phase_maker() -> Any:
     too (slower; docs/screening.md, Relaxation funnel, limit 3)."""
     from atomate2.forcefields.jobs import ForceFieldStaticMaker
 
-    return ForceFieldStaticMaker(name="gmt_known_phases", force_field_name="CHGNet")
+    return ForceFieldStaticMaker(
+        name="gmt_known_phases",
+        force_field_name="CHGNet",
+        relax_kwargs={"final_atoms_object_file": None},
+    )
 
 
 def potential_identity(maker: Any) -> tuple[str, str | None]:
