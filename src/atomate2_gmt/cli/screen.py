@@ -94,6 +94,9 @@ def run_screening(
 def _run_funnel(screen_maker: Any, candidates: Any, shortlist: int) -> dict[str, Any]:
     """Run the relaxation funnel of ``screen_maker`` locally; its final ranking's output plus
     ``"job_failures"`` (a failed relaxation is not one: it is in ``funnel["failures"]``)."""
+    import contextlib
+    import io
+
     from jobflow import JobStore, run_locally
     from maggma.stores import MemoryStore
 
@@ -104,7 +107,13 @@ def _run_funnel(screen_maker: Any, candidates: Any, shortlist: int) -> dict[str,
     # the jobs' outputs: the final ranking is a reference resolved through the job store, and
     # atomate2's force-field jobs keep their (optional) trajectories in its "data" store
     job_store = JobStore(MemoryStore(), additional_stores={"data": MemoryStore()})
-    with _JobFailureLog() as failure_log, known_warnings_ignored():
+    # CHGNet prints two lines for every calculator it builds (model size, device): the funnel's
+    # summary line names the potential instead. Progress and errors go to stderr.
+    with (
+        _JobFailureLog() as failure_log,
+        known_warnings_ignored(),
+        contextlib.redirect_stdout(io.StringIO()),
+    ):
         responses = run_locally(flow, ensure_success=False, log=False, store=job_store)
     funnel_job = flow.jobs[-1]
     if funnel_job.uuid in responses and len(responses[funnel_job.uuid]) > 1:
