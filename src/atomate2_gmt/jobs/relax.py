@@ -53,8 +53,8 @@ DEFAULT_FMAX = 0.05
 
 
 def default_relax_maker() -> Any:
-    """atomate2's ``ForceFieldRelaxMaker`` with CHGNet: cell and positions relaxed to
-    :data:`DEFAULT_FMAX` in at most 300 steps, no file written."""
+    """atomate2's ``ForceFieldRelaxMaker`` with CHGNet: cell and positions relaxed by ASE's BFGS
+    to :data:`DEFAULT_FMAX` in at most 300 steps, no file written."""
     from atomate2.forcefields.jobs import ForceFieldRelaxMaker
 
     return ForceFieldRelaxMaker(
@@ -64,6 +64,8 @@ def default_relax_maker() -> Any:
         steps=300,
         # no final_atoms_object.xyz appended to in the working directory by every relaxation
         relax_kwargs={"fmax": DEFAULT_FMAX, "final_atoms_object_file": None},
+        # BFGS: 9-18 steps where atomate2's default FIRE takes 31-46 (two demo nitrides)
+        optimizer_kwargs={"optimizer": "BFGS"},
     )
 
 
