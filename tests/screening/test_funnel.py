@@ -45,6 +45,7 @@ def test_chgnet_relaxation_of_stretched_zno_and_the_prediction_on_it():
     assert record.converged is True
     assert record.max_force < DEFAULT_FMAX  # forces below the criterion
     assert record.fmax == DEFAULT_FMAX
+    assert record.optimizer == "BFGS"
     assert record.volume_change < -0.1  # a 25 % stretched cell shrinks back
     forces = np.linalg.norm(np.asarray(doc.output.forces), axis=1)
     assert record.max_force == pytest.approx(float(forces.max()))

@@ -142,6 +142,7 @@ def relaxation_record(
         "potential_version": version,
         "package_version": _field(task_doc, "forcefield_version"),
         "relax_cell": bool(getattr(maker, "relax_cell", True)),
+        "optimizer": str((getattr(maker, "optimizer_kwargs", None) or {}).get("optimizer", "FIRE")),
         "energy_per_atom": None if energy is None else float(energy) / n_atoms,
         "initial_energy_per_atom": None if initial is None else float(initial) / n_atoms,
         "n_steps": _field(output, "n_steps"),

@@ -94,6 +94,7 @@ class RelaxationInfo(BaseModel):
         description="What drove the relaxation.",
     )
     relax_cell: bool | None = Field(default=None, description="Cell shape and volume relaxed.")
+    optimizer: str | None = Field(default=None, description="ASE optimizer, e.g. 'BFGS'.")
     energy_per_atom: float | None = Field(
         default=None, allow_inf_nan=False, description="Relaxed energy (eV/atom)."
     )
