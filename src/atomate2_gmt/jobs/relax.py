@@ -26,7 +26,7 @@ import numpy as np
 from jobflow import Flow, Response, job
 from jobflow.core.reference import OnMissing
 
-from atomate2_gmt.routing import declare_role, job_role
+from atomate2_gmt.routing import declare_role, job_role, route_new_jobs
 from atomate2_gmt.schemas.fields import DEFAULT_SORT, PREDICTION_KEY
 
 if TYPE_CHECKING:
@@ -261,7 +261,7 @@ def relax_shortlist(
     )
     declare_role([*relax_jobs, *phase_jobs], "gmt")
     flow = Flow([*relax_jobs, *phase_jobs, repredict, rank], output=rank.output, name="gmt_funnel")
-    return Response(replace=flow)
+    return Response(replace=route_new_jobs(flow))
 
 
 @job(name="gmt_predict_relaxed", **job_role("gmt"))
