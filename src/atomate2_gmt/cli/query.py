@@ -201,6 +201,14 @@ def query_command(
             "by default; see docs/screening.md).",
         ),
     ] = False,
+    relaxed_only: Annotated[
+        bool,
+        typer.Option(
+            "--relaxed-only",
+            help="Leave out generated (hypothetical) crystals predicted on their unrelaxed, "
+            "guessed structure (what the relaxation funnel ranks).",
+        ),
+    ] = False,
     state: Annotated[str, typer.Option("--state", help="successful or failed.")] = "successful",
     model_version: Annotated[str | None, typer.Option("--model-version")] = None,
     ascending: Annotated[bool, typer.Option("--ascending", help="Smallest values first.")] = False,
@@ -237,6 +245,7 @@ def query_command(
             max_domain_distance=IN_DOMAIN_MAX if in_domain else None,
             model_version=model_version,
             include_metals=True if include_metals else None,
+            include_unrelaxed_hypothetical=not relaxed_only,
         )
         settings = cli_settings(ctx, project_dir)
         store = existing_candidate_store(settings)
