@@ -160,7 +160,11 @@ def select_candidates(store: Store, policy: SelectionPolicy) -> list[dict[str, A
     """
     query = policy.selection_query()
     docs, _ = ranked_documents(
-        store, query, full_documents=True, extra={"dfpt_selected": {"$exists": False}}
+        store,
+        query,
+        full_documents=True,
+        extra={"dfpt_selected": {"$exists": False}},
+        with_total=False,
     )
     docs.sort(key=lambda d: (-_score(d, policy), d[PREDICTION_KEY]))
     picked: list[dict[str, Any]] = []

@@ -146,7 +146,7 @@ def build_router(stores: WebStores) -> APIRouter:
                 stores.candidates, filters, (page - 1) * PER_PAGE, PER_PAGE, stores.counts
             )
             sort_field = filters.sort_field()
-            missing = missing_values(stores.candidates, filters)
+            missing = missing_values(stores.candidates, filters, stores.counts.count)
         except ValueError as exc:
             return error(422, str(exc))
         params = filters.as_params()

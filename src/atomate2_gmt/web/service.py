@@ -175,6 +175,7 @@ def candidate_page(
     rows = [
         candidate_row(d, query.task, skip + i + 1, query.preset_rule) for i, d in enumerate(docs)
     ]
+    assert total is not None  # counted (or the last page)
     return mask_secrets(rows), total
 
 
