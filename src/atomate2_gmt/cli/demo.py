@@ -21,10 +21,11 @@ def demo(
     n: int = typer.Option(300, help="number of substitution candidates to generate"),
     top: int = typer.Option(10, help="rows shown per property"),
     relax_top: int = typer.Option(
-        10,
+        5,
         min=0,
         help="documents per property relaxed with CHGNet and predicted again before the final "
-        "ranking (0: no relaxation; generated crystals are then ranked unrelaxed)",
+        "ranking; every relaxed crystal is ranked for every property, so 5 per property fill "
+        "the top-10 tables (0: no relaxation; generated crystals are then ranked unrelaxed)",
     ),
     seed: int = typer.Option(0),
     project_dir: ProjectDirOption = None,
