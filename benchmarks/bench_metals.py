@@ -57,7 +57,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from atomate2_gmt.candidates import generate_substitution_candidates
+    from atomate2_gmt.substitution import generate_substitution_candidates
     from atomate2_gmt.training.run import load_records
 
     rows = []

@@ -21,9 +21,10 @@ from pathlib import Path
 import torch
 from pymatgen.core import Structure
 
+from atomate2_gmt.model.batch import collate_crystals, prepare_crystal
 from atomate2_gmt.model.checkpoint import load_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig
-from atomate2_gmt.model.gmtnet import GMTNet, collate_crystals, prepare_crystal
+from atomate2_gmt.model.gmtnet import GMTNet
 from atomate2_gmt.model.graph import build_graph
 from atomate2_gmt.model.predict import predict
 from atomate2_gmt.pretrained import available, pretrained_path

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from atomate2_gmt.data.mp import structures_by_crystal_system
+from atomate2_gmt.model.batch import collate_crystals, prepare_crystal
 from atomate2_gmt.model.checkpoint import load_checkpoint
 from atomate2_gmt.model.equivariance import random_orthogonal, transformed
-from atomate2_gmt.model.gmtnet import collate_crystals, prepare_crystal
 from atomate2_gmt.pretrained import available, pretrained_path
 from atomate2_gmt.schemas.fields import DERIVED_FIELDS
 from atomate2_gmt.schemas.prediction import compute_ieee_rotation, derived_quantities

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from pymatgen.core import Structure
 
+from atomate2_gmt.model.batch import collate_crystals, prepare_crystal
 from atomate2_gmt.model.checkpoint import load_checkpoint
-from atomate2_gmt.model.gmtnet import collate_crystals, prepare_crystal
 from atomate2_gmt.pretrained import pretrained_path
 
 OUT = Path(__file__).parent / "results" / "bench_threads.json"

@@ -101,11 +101,11 @@ def fill_candidates(project: Path, base: list[dict[str, Any]], n: int) -> int:
 def fill_training(project: Path, n: int) -> int:
     """``n`` training documents: copies of documents built from shipped MP DFPT tensors."""
     from atomate2_gmt.data.mp import load_mp
-    from atomate2_gmt.schemas.keys import structure_key
-    from atomate2_gmt.schemas.training import TrainingDoc, training_record_id
+    from atomate2_gmt.schemas.training import TRAINING_DOC_INDEXES, TrainingDoc, training_record_id
     from atomate2_gmt.settings import GMTSettings
-    from atomate2_gmt.stores import TRAINING_INDEXES, ensure_indexes, training_store
+    from atomate2_gmt.stores import ensure_indexes, training_store
     from atomate2_gmt.tensors.conventions import full_to_voigt
+    from atomate2_gmt.tensors.symmetry.analysis import structure_key
 
     parts = {"dielectric": "dielectric_electronic", "piezo": "piezo_total",
              "elastic": "elastic_relaxed"}  # fmt: skip
@@ -131,7 +131,7 @@ def fill_training(project: Path, n: int) -> int:
             )
     store = training_store(GMTSettings(PROJECT_DIR=project))
     store.connect()
-    ensure_indexes(store, TRAINING_INDEXES)
+    ensure_indexes(store, TRAINING_DOC_INDEXES)
     store.remove_docs({})
     docs = []
     for i in range(n):

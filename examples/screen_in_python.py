@@ -12,11 +12,11 @@ import sys
 
 from jobflow import run_locally
 
-from atomate2_gmt.candidates import generate_substitution_candidates
 from atomate2_gmt.flows.screen import GMTScreenMaker
 from atomate2_gmt.jobs.predict import GMTPredictMaker
 from atomate2_gmt.query import query_candidates
 from atomate2_gmt.stores import candidate_store
+from atomate2_gmt.substitution import generate_substitution_candidates
 
 candidates = sys.argv[1] if len(sys.argv) > 1 else generate_substitution_candidates(n=100)
 

@@ -52,7 +52,7 @@ def main(argv: list[str]) -> None:
     if argv:
         candidates = argv[0]
     else:
-        from atomate2_gmt.candidates import generate_substitution_candidates
+        from atomate2_gmt.substitution import generate_substitution_candidates
 
         candidates = generate_substitution_candidates(n=24, seed=0)
     store = candidate_store(settings)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from atomate2_gmt.data.records import TensorRecord
-from atomate2_gmt.schemas.keys import structure_key
 from atomate2_gmt.schemas.training import TrainingDoc, training_record_id
+from atomate2_gmt.tensors.symmetry.analysis import structure_key
 
 VASP_SETTINGS = {"IBRION": 8, "LEPSILON": True, "ENCUT": 680, "EDIFF": 1e-5, "KSPACING": 0.22}
 """The accuracy settings atomate2's DielectricMaker writes (ENCUT 680 eV and EDIFF 1e-5 from

@@ -7,8 +7,7 @@ Collections of many records (MP-style summary lists and JSON lines, entries, OPT
 extended XYZ) are read as streams by :mod:`atomate2_gmt.sources`; each record becomes one
 candidate here (:func:`record_candidate`).
 
-The substitution generator of new crystals is :mod:`atomate2_gmt.substitution` (its public
-names are importable from here too).
+The substitution generator of new crystals is :mod:`atomate2_gmt.substitution`.
 """
 
 from __future__ import annotations
@@ -49,7 +48,6 @@ __all__ = [
     "candidates_from_store",
     "candidates_from_structures",
     "check_structure",
-    "load_candidates",
 ]
 
 DEFAULT_EXCLUDED_ELEMENTS: tuple[str, ...] = (
@@ -580,24 +578,3 @@ def _file_input(path: str) -> str | SourceSlice:
     whole file when it is a collection of records."""
     kind = detect_collection(path)
     return path if kind is None else SourceSlice(str(Path(path).resolve()), kind)
-
-
-def load_candidates(source: Any) -> list[Candidate]:
-    """Candidates from a folder or file path, a maggma store, or a list of structures/dicts
-    (:func:`as_candidates`, files read)."""
-    return as_candidates(source)
-
-
-_SUBSTITUTION_NAMES = frozenset(
-    {"generate_substitution_candidates", "known_formula_space_groups", "substitution_prototypes"}
-)
-
-
-def __getattr__(name: str) -> Any:
-    """The substitution generator's public names, importable from here as before (looked up on
-    first use: :mod:`atomate2_gmt.substitution` imports this module)."""
-    if name in _SUBSTITUTION_NAMES:
-        from atomate2_gmt import substitution
-
-        return getattr(substitution, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

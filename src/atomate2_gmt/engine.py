@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from atomate2_gmt.candidates import Candidate, CandidateLike, as_candidates
+from atomate2_gmt.model.ensemble import combine_members, ensemble_info
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -108,19 +109,17 @@ def structure_facts(
     items: Sequence[CandidateLike], first_index: int, symprec: float
 ) -> list[tuple[Candidate, dict[str, Any]]]:
     """The model-free part of a document for each input: read files, check structures, structure
-    key and IEEE rotation (both from one spglib search per structure,
-    :func:`~atomate2_gmt.schemas.prediction.key_and_ieee_rotation`; a key that fails is None and
+    key, IEEE rotation and metallicity flag (all from one spglib search per structure,
+    :func:`~atomate2_gmt.schemas.prediction.symmetry_facts`; a key that fails is None and
     ``from_predictions`` records why). Runs in a worker process while the models predict the
     previous part (top-level and picklable for that reason)."""
-    from atomate2_gmt.schemas.prediction import key_and_ieee_rotation
+    from atomate2_gmt.schemas.prediction import symmetry_facts
 
     out = []
     for cand in as_candidates(list(items), first_index=first_index):
         facts: dict[str, Any] = {}
         if cand.state == "successful" and cand.structure is not None:
-            key, ieee = key_and_ieee_rotation(cand.structure, symprec)
-            facts["structure_key"] = key
-            facts["ieee_rotation"] = ieee
+            facts = symmetry_facts(cand.structure, symprec)
         out.append((cand, facts))
     return out
 
@@ -220,13 +219,12 @@ class _Run:
         self.pending: deque[Any] = deque()  # model-pool futures, in input order
 
     def _context(self) -> _Context:
-        from atomate2_gmt.registry.loading import _ensemble_info
         from atomate2_gmt.schemas.prediction import derive_model_version
 
         s = self.settings
         loaded = {task: self.load(task, tuple(s.models.get(task) or ())) for task in s.tasks}
         model_info = {
-            task: _ensemble_info(task, members, s.spread_scale.get(task, 1.0))
+            task: ensemble_info(task, members, s.spread_scale.get(task, 1.0))
             for task, members in loaded.items()
         }
         version = derive_model_version(model_info, list(s.tasks))
@@ -620,7 +618,8 @@ def _document(
 ) -> Any:
     """The document of one usable structure from its models' ``results`` (``task`` or
     ``task@k`` of an ensemble's member k); a failure while it is built fails it alone."""
-    from atomate2_gmt.registry.loading import _combine_members
+    from atomate2_gmt.schemas.derived import derived_quantities
+    from atomate2_gmt.schemas.fields import DERIVED_FIELDS
     from atomate2_gmt.schemas.prediction import (
         GMTPredictionDoc,
         SourceProperties,
@@ -637,10 +636,16 @@ def _document(
                 continue
             if ieee is None:  # the key step failed: computed here once, for every ensemble
                 ieee = compute_ieee_rotation(cand.structure)
-            predictions[task], spread = _combine_members(
+            rotation = None if ieee is None or isinstance(ieee, str) else ieee
+
+            def derive(tensor: Any, task: str = task, rotation: Any = rotation) -> dict[str, Any]:
+                derived = derived_quantities(task, tensor, rotation)
+                return {name: derived.get(name) for name in DERIVED_FIELDS[task]}
+
+            predictions[task], spread = combine_members(
                 task,
                 [results[f"{task}@{k}"] for k in range(len(members))],
-                None if ieee is None or isinstance(ieee, str) else ieee,
+                derive,
                 ctx.spread_scale.get(task, 1.0),
             )
             uncertainty.update(spread)
@@ -656,6 +661,7 @@ def _document(
             source_properties=SourceProperties(**cand.source_properties),
             structure_key=fact.get("structure_key"),
             ieee_rotation=fact.get("ieee_rotation"),
+            metallicity=fact.get("metallicity"),
             uncertainty=uncertainty,
             **shared,
         )

@@ -21,7 +21,7 @@ from urllib.parse import quote_plus, unquote, unquote_plus
 from pydantic import Field, SecretStr, field_serializer, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from atomate2_gmt.data.records import TASKS
+from atomate2_gmt.tensors.tasks import TASKS
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",

@@ -318,7 +318,7 @@ def _build_candidate(
         source=f"substitution:{proto.material_id}:{formula}",
         structure=structure,
         provenance={
-            "generator": "atomate2_gmt.candidates.generate_substitution_candidates",
+            "generator": "atomate2_gmt.substitution.generate_substitution_candidates",
             "seed": seed,
             "prototype": proto.material_id,
             "prototype_formula": proto.formula,

@@ -12,8 +12,8 @@ from pymatgen.core import Structure
 
 from atomate2_gmt.dfpt.vasp import read_outcar_lepsilon
 from atomate2_gmt.schemas.dfpt import DFPTResultDoc
-from atomate2_gmt.schemas.keys import structure_key
 from atomate2_gmt.stores import EmbeddedStore
+from atomate2_gmt.tensors.symmetry.analysis import structure_key
 from tests.feedback_docs import VASP_SETTINGS
 
 VASP_DATA = Path(__file__).parents[1] / "dfpt" / "data" / "vasp"

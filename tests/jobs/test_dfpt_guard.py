@@ -26,8 +26,8 @@ from atomate2_gmt.jobs.feedback import (
     resolve_training_conflict,
 )
 from atomate2_gmt.schemas.dfpt import DFPTResultDoc
-from atomate2_gmt.schemas.keys import structure_key
 from atomate2_gmt.tensors.conventions import full_to_voigt, voigt_to_full
+from atomate2_gmt.tensors.symmetry.analysis import structure_key
 from tests.feedback_docs import VASP_SETTINGS
 from tests.jobs.conftest import candidate_doc, vasp_dfpt_doc
 

@@ -14,9 +14,10 @@ from e3nn import nn as e3nn_nn
 from pymatgen.core import Lattice, Structure
 
 from atomate2_gmt.data.mp import crystal_system_from_space_group
+from atomate2_gmt.model.batch import collate_crystals, prepare_crystal
 from atomate2_gmt.model.config import GMTNetConfig
 from atomate2_gmt.model.equivariance import random_orthogonal as random_orthogonal
-from atomate2_gmt.model.gmtnet import GMTNet, collate_crystals, prepare_crystal
+from atomate2_gmt.model.gmtnet import GMTNet
 from atomate2_gmt.tensors.symmetry import CRYSTAL_SYSTEMS
 
 DATA = Path(__file__).parents[2] / "src" / "atomate2_gmt" / "data" / "datasets"

@@ -7,7 +7,7 @@ import pytest
 import torch
 from pymatgen.core import Structure
 
-from atomate2_gmt.model.gmtnet import collate_crystals, prepare_crystal
+from atomate2_gmt.model.batch import collate_crystals, prepare_crystal
 from tests.model.conftest import calibrated_model, mp_by_system, predict_one, prototypes
 
 TASKS = ("dielectric", "piezo", "elastic")

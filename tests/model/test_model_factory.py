@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from atomate2_gmt.model import baselines, factory
+from atomate2_gmt.model import factory
 from atomate2_gmt.model.baselines import InvariantTensorNet
 from atomate2_gmt.model.checkpoint import load_checkpoint, save_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig
@@ -41,17 +41,6 @@ def test_unknown_arch_is_refused_with_the_known_ones() -> None:
     known = "unknown model arch 'mlp'; known: gmtnet, invariant_voigt"
     with pytest.raises(ValueError, match=known):
         factory.build_model(GMTNetConfig(task="dielectric"), "mlp")
-
-
-def test_the_factory_names_still_import_from_baselines() -> None:
-    from atomate2_gmt.model.baselines import ARCHS, GMTNET_ARCH, build_model, model_arch
-
-    assert build_model is factory.build_model
-    assert model_arch is factory.model_arch
-    assert ARCHS is factory.ARCHS
-    assert GMTNET_ARCH == "gmtnet"
-    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
-        _ = baselines.nothing
 
 
 @pytest.mark.parametrize("arch", ["gmtnet", "invariant_voigt"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Structure
 
-from atomate2_gmt.model.gmtnet import prepare_crystal
+from atomate2_gmt.model.batch import prepare_crystal
 from atomate2_gmt.tensors.symmetry import point_group_info, projector
 from atomate2_gmt.training.evaluate import symmetry_success
 from tests.model.conftest import (

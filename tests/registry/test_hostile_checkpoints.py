@@ -1,5 +1,6 @@
 """Hostile checkpoints: each is refused with a clear reason before anything is built, allocated
-or written, by ``load_checkpoint``, ``models register`` and ``promote`` alike."""
+or written, by ``load_checkpoint`` (what a load checks), ``model.validate.load_validated`` (and
+the outputs), ``models register`` and ``promote`` alike."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from atomate2_gmt.model.checkpoint import load_checkpoint, read_checkpoint
+from atomate2_gmt.model.validate import load_validated
 from atomate2_gmt.registry import ModelRegistry
 from atomate2_gmt.stores import LocalBlobStore
 
@@ -115,7 +117,7 @@ def test_a_non_tensor_or_non_finite_scale_is_refused_with_a_clear_error(
 
     path = _rewrite(make_checkpoint("piezo", 0), tmp_path / "scale.pt", set_scale)
     with pytest.raises(ValueError, match=message):
-        load_checkpoint(path, task="piezo")
+        load_validated(path, task="piezo")
 
 
 def test_an_output_scale_that_makes_every_prediction_round_off_is_refused(
@@ -125,10 +127,11 @@ def test_an_output_scale_that_makes_every_prediction_round_off_is_refused(
         p["state_dict"]["target_scale"] = p["state_dict"]["target_scale"] * 1e-30
 
     good = make_checkpoint("piezo", 0)
-    load_checkpoint(good, task="piezo")  # the unscaled model loads
+    load_validated(good, task="piezo")  # the unscaled model passes
     path = _rewrite(good, tmp_path / "tiny.pt", tiny)
+    load_checkpoint(path, task="piezo")  # loading only loads: the outputs are validated apart
     with pytest.raises(ValueError, match="round-off"):
-        load_checkpoint(path, task="piezo")
+        load_validated(path, task="piezo")
     with pytest.raises(ValueError, match="round-off"):
         embedded_registry.register(path, "piezo")
     assert _blobs(embedded_registry) == 0
@@ -142,13 +145,13 @@ def test_an_output_scale_that_makes_every_prediction_round_off_is_refused(
 
     path = _rewrite(elastic, tmp_path / "offset.pt", offset_only)
     with pytest.raises(ValueError, match="round-off"):
-        load_checkpoint(path, task="elastic")
+        load_validated(path, task="elastic")
 
 
 def test_a_promotion_refused_for_nan_weights_names_the_model_version(
     embedded_registry, make_checkpoint, tmp_path, monkeypatch
 ):
-    import atomate2_gmt.model.checkpoint as checkpoint
+    import atomate2_gmt.model.validate as validate
 
     def nan(p):
         name = next(k for k, v in p["state_dict"].items() if v.is_floating_point() and v.numel())
@@ -158,11 +161,11 @@ def test_a_promotion_refused_for_nan_weights_names_the_model_version(
     with pytest.raises(ValueError, match=r"nan\.pt"):
         embedded_registry.register(path, "piezo")  # refused at registration, naming the file
     # a version registered before that check existed is refused at promotion, by its name
-    real = checkpoint.load_checkpoint
-    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda *a, **k: None)
+    real = validate.load_validated
+    monkeypatch.setattr(validate, "load_validated", lambda *a, **k: None)
     doc = embedded_registry.register(path, "piezo")
-    monkeypatch.setattr(checkpoint, "load_checkpoint", real)
-    with pytest.raises(Exception, match=rf"refused the weights of {doc.version}") as info:
+    monkeypatch.setattr(validate, "load_validated", real)
+    with pytest.raises(Exception, match=rf"refused: {doc.version} \({doc.model_id}\): ") as info:
         embedded_registry.promote(doc.model_id, "try", force=True)
     assert ".part" not in str(info.value)
     assert "/tmp" not in str(info.value)

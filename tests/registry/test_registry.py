@@ -257,9 +257,10 @@ def test_promotion_refuses_a_model_that_does_not_rotate_with_the_crystal(registr
     import torch
     from tests.tiny_model import TINY
 
-    from atomate2_gmt.model.baselines import INVARIANT_ARCH, build_model
+    from atomate2_gmt.model.baselines import INVARIANT_ARCH
     from atomate2_gmt.model.checkpoint import save_checkpoint
     from atomate2_gmt.model.config import GMTNetConfig
+    from atomate2_gmt.model.factory import build_model
 
     torch.manual_seed(0)
     model = build_model(GMTNetConfig(task="dielectric", **TINY), INVARIANT_ARCH)

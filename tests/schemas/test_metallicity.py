@@ -17,7 +17,7 @@ from atomate2_gmt.stores import EmbeddedStore, upsert_predictions
 
 def _fe_pt_n2() -> Structure:
     """FePtN2 as the demo makes it: MgMoN2 (mp-864954, P6_3/mmc) with Mg → Fe, Mo → Pt."""
-    from atomate2_gmt.candidates import generate_substitution_candidates
+    from atomate2_gmt.substitution import generate_substitution_candidates
 
     for cand in generate_substitution_candidates(n=300, seed=0):
         if cand.source == "substitution:mp-864954:FePtN2":
@@ -253,3 +253,43 @@ def test_show_says_a_document_is_a_likely_metal(store, tmp_path, monkeypatch):
     d_long = piezo_longitudinal_max(piezo_d_from_e(e, compliance_from_elastic(c)))[0]
     assert d_long > 0
     assert f"largest longitudinal d = {d_long:.4g} pC/N" in insulator.stdout
+
+
+def test_a_document_costs_one_spglib_search_metallicity_included(monkeypatch):
+    """The screening worker's symmetry facts (key, IEEE frame, metallicity) come from one
+    SymmetryAnalysis: one spglib dataset per structure, no search of the metallicity rule's
+    own, and the same flag as the rule run alone."""
+    import spglib
+
+    from atomate2_gmt.schemas.prediction import GMTPredictionDoc, symmetry_facts
+    from atomate2_gmt.tensors.symmetry import point_group_info
+
+    snsb = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(6.13), ["Sn", "Sb"], [[0, 0, 0], [0.5] * 3]
+    )
+    alone = likely_metal(snsb)
+    calls: list[str] = []
+    for name in ("get_symmetry_dataset", "standardize_cell", "find_primitive"):
+        original = getattr(spglib, name)
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            calls.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(spglib, name, counted)
+    facts = symmetry_facts(snsb, 0.01)
+    doc = GMTPredictionDoc.from_predictions(
+        snsb,
+        {"dielectric": {"state": "failed", "error": "not predicted", "tensor": None}},
+        source="SnSb",
+        structure_key=facts["structure_key"],
+        ieee_rotation=facts["ieee_rotation"],
+        metallicity=facts["metallicity"],
+        point_group_info=point_group_info(snsb, 0.01),
+    )
+    assert calls == ["get_symmetry_dataset"]
+    assert (doc.likely_metal, doc.likely_metal_reason) == (alone.likely_metal, alone.reason)
+    assert (
+        doc.likely_metal_reason
+        == "odd number of electrons (101) per primitive cell, no magnetic ion"
+    )

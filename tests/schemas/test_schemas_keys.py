@@ -18,8 +18,8 @@ from pymatgen.core import Lattice, Structure
 from scipy.spatial.transform import Rotation
 
 from atomate2_gmt.data.mp import load_mp
-from atomate2_gmt.schemas import keys
-from atomate2_gmt.schemas.keys import structure_key
+from atomate2_gmt.tensors.symmetry import keys
+from atomate2_gmt.tensors.symmetry.analysis import structure_key
 
 
 def _mp_structures(n: int) -> list[Structure]:

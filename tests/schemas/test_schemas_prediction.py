@@ -19,7 +19,6 @@ from atomate2_gmt.schemas.fields import (
     PREDICTION_SCHEMA_VERSION,
     resolve_sort_field,
 )
-from atomate2_gmt.schemas.keys import spglib_cell, structure_key, symmetry_dataset
 from atomate2_gmt.schemas.prediction import (
     GMTPredictionDoc,
     SourceProperties,
@@ -31,6 +30,8 @@ from atomate2_gmt.schemas.prediction import (
 from atomate2_gmt.tensors.conventions import crystal_system, full_to_voigt, rotate
 from atomate2_gmt.tensors.properties import isotropic_elastic_tensor
 from atomate2_gmt.tensors.symmetry import SymmetryAnalysis, symmetrize
+from atomate2_gmt.tensors.symmetry.analysis import structure_key
+from atomate2_gmt.tensors.symmetry.keys import spglib_cell, symmetry_dataset
 
 KIND = {"dielectric": "dielectric", "dielectric_total": "dielectric", "piezo": "piezo",
         "elastic": "elastic"}  # fmt: skip

@@ -17,7 +17,8 @@ from atomate2_gmt.engine import EngineSettings, predict_documents
 from atomate2_gmt.jobs.predict import GMTPredictMaker
 from atomate2_gmt.jobs.predict import predict_documents as maker_documents
 from atomate2_gmt.model.checkpoint import save_checkpoint
-from atomate2_gmt.registry.loading import _ensemble_info, load_members
+from atomate2_gmt.model.ensemble import ensemble_info
+from atomate2_gmt.registry.loading import load_members
 from tests.screening.conftest import small_model
 
 #: Fields that record when or how long, not what was predicted.
@@ -142,9 +143,9 @@ def test_ensemble_specs_give_mean_and_spread(shipped, checkpoints, tmp_path) -> 
         assert cal["predictions"]["piezo"]["model"]["spec"].endswith("; uncertainty = spread × 4")
     # the factor's Python type does not change the version (stored documents stay valid)
     members = load_members("piezo", specs)
-    versions = {_ensemble_info("piezo", members, s)["version"] for s in (4, 4.0, np.float64(4.0))}
+    versions = {ensemble_info("piezo", members, s)["version"] for s in (4, 4.0, np.float64(4.0))}
     assert len(versions) == 1
-    assert _ensemble_info("piezo", members, 1.0) == _ensemble_info("piezo", members)
+    assert ensemble_info("piezo", members, 1.0) == ensemble_info("piezo", members)
     for bad in (0.0, float("inf")):
         with pytest.raises(ValueError, match="spread_scale of 'piezo' must be positive"):
             EngineSettings(tasks=("piezo",), models={"piezo": specs}, spread_scale={"piezo": bad})

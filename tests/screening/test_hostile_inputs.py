@@ -320,7 +320,7 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path):
         import multiprocessing, os, sys, time
         from concurrent.futures import ProcessPoolExecutor
         sys.path.insert(0, {str(os.getcwd())!r})
-        from atomate2_gmt.jobs.predict import _init_worker
+        from atomate2_gmt.engine import _init_worker
         pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"),
                                    initializer=_init_worker, initargs=(1, os.getpid()))
         futures = [pool.submit(time.sleep, 0.5) for _ in range(4)]
@@ -354,6 +354,9 @@ def _alive(pid: int) -> bool:
 
 
 def test_unphysical_outputs_fail_and_such_a_checkpoint_is_refused(tmp_path):
+    from atomate2_gmt.model.validate import load_validated
+    from atomate2_gmt.registry.loading import load_model_spec
+
     model = copy.deepcopy(small_model("piezo"))  # (small models are cached: never mutate one)
     model.target_scale.mul_(1e30)
     out = predict(
@@ -374,10 +377,16 @@ def test_unphysical_outputs_fail_and_such_a_checkpoint_is_refused(tmp_path):
     assert "> 100 C/m²" in out["error"]
     path = tmp_path / "scaled.pt"
     save_checkpoint(path, model)
+    loaded, _ = load_checkpoint(path, task="piezo")  # loading only loads: no forward pass
+    assert float(loaded.target_scale) == float(model.target_scale)
     with pytest.raises(ValueError, match=r"wurtzite ZnO failed .*beyond physical bounds"):
-        load_checkpoint(path, task="piezo")
+        load_validated(path, task="piezo")
+    # the model cache of a prediction process validates each file once, before first use
+    with pytest.raises(ValueError, match=r"wurtzite ZnO failed .*beyond physical bounds"):
+        load_model_spec("piezo", str(path))
     save_checkpoint(path, small_model("piezo"))
-    load_checkpoint(path, task="piezo")  # the same model, unscaled, loads
+    load_validated(path, task="piezo")  # the same model, unscaled, passes
+    assert load_model_spec("piezo", str(path))[1]["spec"] == str(path)
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from jobflow import run_locally
 
-from atomate2_gmt.jobs.predict import structure_facts
+from atomate2_gmt.engine import structure_facts
 from atomate2_gmt.model.predict import predict, predict_many
-from atomate2_gmt.schemas.keys import structure_key
 from atomate2_gmt.schemas.prediction import compute_ieee_rotation
 from atomate2_gmt.tensors.symmetry import point_group_operations
+from atomate2_gmt.tensors.symmetry.analysis import structure_key
 from tests.screening.conftest import (
     LOADS,
     TEST_TASKS,
@@ -184,7 +184,7 @@ def test_ensemble_mean_tensor_and_spread_feed_ucb_selection(good_structures, tmp
 
 
 def test_parts_start_short_and_cover_every_input_once():
-    from atomate2_gmt.jobs.predict import FIRST_PART_SIZE, _parts
+    from atomate2_gmt.engine import FIRST_PART_SIZE, _parts
 
     items = list(range(700))
     parts = _parts(items, 256)
@@ -197,8 +197,9 @@ def test_parts_start_short_and_cover_every_input_once():
 
 def test_model_workers_equal_in_process_and_keep_input_order(good_structures, tmp_path):
     """Forked model workers (one torch thread each) give the in-process documents, in order."""
-    from atomate2_gmt.jobs import predict as job
-    from atomate2_gmt.jobs.predict import _Context, _model_pool, close_model_pool, predict_documents
+    from atomate2_gmt import engine as job
+    from atomate2_gmt.engine import _Context, _model_pool, close_model_pool
+    from atomate2_gmt.jobs.predict import predict_documents
 
     broken = tmp_path / "broken.cif"
     broken.write_text("not a cif")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from atomate2_gmt.candidates import Candidate
-from atomate2_gmt.jobs.predict import _already_predicted
+from atomate2_gmt.engine import _already_predicted
 from atomate2_gmt.query import query_candidates
 from atomate2_gmt.schemas.fields import PREDICTION_SCHEMA_VERSION
 from atomate2_gmt.stores import EmbeddedStore, upsert_predictions

@@ -14,13 +14,15 @@ from tests.structures import ZNO
 from atomate2_gmt.candidates import (
     DEFAULT_EXCLUDED_ELEMENTS,
     Candidate,
+    as_candidates,
     candidates_from_folder,
     candidates_from_store,
     candidates_from_structures,
     check_structure,
+)
+from atomate2_gmt.substitution import (
     generate_substitution_candidates,
     known_formula_space_groups,
-    load_candidates,
     substitution_prototypes,
 )
 
@@ -74,13 +76,13 @@ def test_lists_and_dispatch(folder):
     ]
     with pytest.raises(ValueError, match="got 2 names for 1 structures"):
         candidates_from_structures([ZNO], names=["a", "b"])
-    assert len(load_candidates(folder)) == 6
-    assert load_candidates(folder / "ZnO.cif")[0].state == "successful"
-    assert load_candidates([ZNO])[0].structure == ZNO
+    assert len(as_candidates(folder)) == 6
+    assert as_candidates(folder / "ZnO.cif")[0].state == "successful"
+    assert as_candidates([ZNO])[0].structure == ZNO
     with pytest.raises(ValueError, match="neither a folder nor a file"):
-        load_candidates(folder / "nothing-here")
+        as_candidates(folder / "nothing-here")
     with pytest.raises(ValueError, match="candidate source must be"):
-        load_candidates(42)
+        as_candidates(42)
 
 
 def test_from_store_keeps_ids_and_hull_energies():
@@ -101,7 +103,7 @@ def test_from_store_keeps_ids_and_hull_energies():
     }
     assert "is not a Structure" in cands["mp-1"].error
     assert "has no 'structure' field" in cands["mp-2"].error
-    assert [c.source for c in load_candidates(store)] == [c.source for c in cands.values()]
+    assert [c.source for c in as_candidates(store)] == [c.source for c in cands.values()]
 
 
 def test_check_structure_reasons():
@@ -193,7 +195,7 @@ def test_substitution_weights_are_pymatgens_for_ions_of_charge_two_or_more():
     "statement",
     [
         "import atomate2_gmt.substitution",
-        "from atomate2_gmt.candidates import generate_substitution_candidates",
+        "from atomate2_gmt.substitution import generate_substitution_candidates",
         "import atomate2_gmt.cli.demo",
     ],
 )

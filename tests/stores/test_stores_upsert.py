@@ -91,11 +91,12 @@ def test_nothing_to_write(tmp_path):
 def test_ensure_indexes_for_other_stores_and_impossible_ones(tmp_path):
     from maggma.core import StoreError
 
-    from atomate2_gmt.stores import REGISTRY_INDEXES, TRAINING_INDEXES, ensure_indexes
+    from atomate2_gmt.schemas.training import TRAINING_DOC_INDEXES
+    from atomate2_gmt.stores import REGISTRY_INDEXES, ensure_indexes
 
     training = EmbeddedStore(str(tmp_path / "t.sqlite"), "gmt_training", key="record_id")
     training.connect()
-    assert ensure_indexes(training, TRAINING_INDEXES) == len(TRAINING_INDEXES)
+    assert ensure_indexes(training, TRAINING_DOC_INDEXES) == len(TRAINING_DOC_INDEXES)
     training.update([{"record_id": "r1", "task": "piezo"}, {"record_id": "r2", "task": "piezo"}])
     with pytest.raises(sqlite3.IntegrityError):  # unique record_id: no second "r1"
         training.update({"record_id": "r1", "other": 2}, key="other")

@@ -12,7 +12,6 @@ from pymatgen.core.tensors import Tensor
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from tests.structures import NACL, ZNO
 
-from atomate2_gmt.schemas.keys import structure_key
 from atomate2_gmt.substitution import _space_group_number
 from atomate2_gmt.tensors.symmetry import (
     ANGLE_TOLERANCE,
@@ -24,6 +23,7 @@ from atomate2_gmt.tensors.symmetry import (
 from atomate2_gmt.tensors.symmetry import analysis as analysis_module
 from atomate2_gmt.tensors.symmetry import groups as groups_module
 from atomate2_gmt.tensors.symmetry import keys as keys_module
+from atomate2_gmt.tensors.symmetry.analysis import structure_key
 
 
 def _sheared_tetragonal() -> Structure:

@@ -75,12 +75,11 @@ def test_every_table_agrees_with_the_registry() -> None:
     from atomate2_gmt.data import records
     from atomate2_gmt.jobs.predict import DEFAULT_TASKS
     from atomate2_gmt.model import config
-    from atomate2_gmt.query import METAL_EXCLUDED
+    from atomate2_gmt.query import FIELD_UNITS, METAL_EXCLUDED
     from atomate2_gmt.schemas import dfpt, fields
     from atomate2_gmt.tensors import bounds, conventions
-    from atomate2_gmt.web.service import DFPT_PARTS as WEB_DFPT_PARTS
-    from atomate2_gmt.web.service import FIELD_UNITS
-    from atomate2_gmt.web.service import UNITS as TASK_UNITS_SHOWN
+    from atomate2_gmt.web.common import DFPT_PARTS as WEB_DFPT_PARTS
+    from atomate2_gmt.web.common import UNITS as TASK_UNITS_SHOWN
 
     assert records.TASKS == TASKS
     assert {t: s.units for t, s in TASK_SPECS.items()} == records.TASK_UNITS

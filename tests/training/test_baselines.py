@@ -15,12 +15,13 @@ import atomate2_gmt
 from atomate2_gmt.model.baselines import (
     INVARIANT_ARCH,
     InvariantTensorNet,
-    build_model,
     independent_voigt_basis,
 )
+from atomate2_gmt.model.batch import collate_crystals, prepare_crystal
 from atomate2_gmt.model.checkpoint import load_checkpoint, save_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig
-from atomate2_gmt.model.gmtnet import GMTNet, collate_crystals, prepare_crystal
+from atomate2_gmt.model.factory import build_model
+from atomate2_gmt.model.gmtnet import GMTNet
 from atomate2_gmt.tensors.conventions import FULL_SHAPE, full_to_voigt, voigt_to_full
 from atomate2_gmt.tensors.metrics import equality_success, symmetry_violation, zero_success
 from atomate2_gmt.training import baselines as harness

@@ -10,10 +10,11 @@ import torch
 
 from atomate2_gmt.data.mp import load_mp, structures_by_crystal_system
 from atomate2_gmt.data.records import split_records
+from atomate2_gmt.model.batch import collate_crystals
 from atomate2_gmt.model.checkpoint import load_checkpoint, save_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig
 from atomate2_gmt.model.equivariance import equivariance_error
-from atomate2_gmt.model.gmtnet import GMTNet, collate_crystals
+from atomate2_gmt.model.gmtnet import GMTNet
 from atomate2_gmt.pretrained import available, pretrained_path
 from atomate2_gmt.tensors.isotropic import isotropic_part
 from atomate2_gmt.training.trainer import TrainConfig, Trainer, prepare_records

@@ -13,7 +13,7 @@ from atomate2_gmt.active_learning.policies import STRATEGIES
 from atomate2_gmt.model.config import TASK_KIND
 
 if TYPE_CHECKING:
-    from atomate2_gmt.active_learning.simulate import CampaignResult
+    from atomate2_gmt.active_learning.config import CampaignResult
 
 app = typer.Typer(
     no_args_is_help=True, help="Active-learning campaigns (simulation).", rich_markup_mode=None

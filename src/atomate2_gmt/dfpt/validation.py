@@ -38,8 +38,8 @@ accept). A result is rejected when
    C_relaxed positive semi-definite (relaxing the ions can only soften a crystal) within
    :data:`ELASTIC_RELAXATION_TOL`;
 9. its ``structure_key`` is not the key of its own structure (recomputed with
-   :func:`atomate2_gmt.schemas.keys.structure_key` at :data:`KEY_SYMPREC`): the training records
-   are keyed by it, so a wrong key would file the tensors under another crystal.
+   :func:`atomate2_gmt.tensors.symmetry.analysis.structure_key` at :data:`KEY_SYMPREC`): the
+   training records are keyed by it, so a wrong key would file the tensors under another crystal.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def key_problem(doc: DFPTResultDoc) -> str | None:
     :data:`KEY_SYMPREC`), or None (also when the result carries no key)."""
     if not doc.structure_key:
         return None
-    from atomate2_gmt.schemas.keys import structure_key
+    from atomate2_gmt.tensors.symmetry.analysis import structure_key
 
     try:
         key = structure_key(doc.get_structure(), symprec=KEY_SYMPREC)

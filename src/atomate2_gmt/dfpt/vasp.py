@@ -289,7 +289,7 @@ def dfpt_doc_from_vasp(
             job_uuid=job_uuid,
             dir_name=None if task_doc is None else _get(task_doc, "dir_name"),
         )
-    from atomate2_gmt.schemas.keys import structure_key
+    from atomate2_gmt.tensors.symmetry.analysis import structure_key
 
     born = parsed["born_charges"]
     return DFPTResultDoc(

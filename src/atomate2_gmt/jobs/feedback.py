@@ -88,7 +88,7 @@ def as_dfpt_doc(dfpt_doc: DFPTResultDoc | dict[str, Any]) -> DFPTResultDoc:
 
 
 def _structure_key_of(doc: DFPTResultDoc) -> str:
-    from atomate2_gmt.schemas.keys import structure_key
+    from atomate2_gmt.tensors.symmetry.analysis import structure_key
 
     return structure_key(doc.get_structure(), symprec=KEY_SYMPREC)
 

@@ -16,28 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from jobflow import Maker, job
 
-from atomate2_gmt.candidates import CandidateLike, as_candidates
+from atomate2_gmt.candidates import CandidateLike
 from atomate2_gmt.data.records import TASKS
-from atomate2_gmt.engine import (
-    _POOL,
-    FIRST_PART_SIZE,
-    MODEL_PART_SIZE,
-    EngineSettings,
-    _already_predicted,
-    _Context,
-    _documents,
-    _init_worker,
-    _model_pool,
-    _parts,
-    close_model_pool,
-    structure_facts,
-)
-from atomate2_gmt.registry.loading import (
-    _MODEL_CACHE,
-    _combine_members,
-    _ensemble_info,
-    _load_cached,
-)
+from atomate2_gmt.engine import EngineSettings
 from atomate2_gmt.routing import job_role
 from atomate2_gmt.tensors.tasks import TASK_SPECS
 
@@ -46,33 +27,12 @@ if TYPE_CHECKING:
 
     from maggma.core import Store
 
-    from atomate2_gmt.model.gmtnet import GMTNet
+    from atomate2_gmt.model.tensor_model import TensorModel
     from atomate2_gmt.settings import GMTSettings
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "DEFAULT_TASKS",
-    "FIRST_PART_SIZE",
-    "MODEL_PART_SIZE",
-    "_MODEL_CACHE",
-    "_POOL",
-    "CandidateLike",
-    "GMTPredictMaker",
-    "_Context",
-    "_already_predicted",
-    "_combine_members",
-    "_documents",
-    "_ensemble_info",
-    "_init_worker",
-    "_load_cached",
-    "_model_pool",
-    "_parts",
-    "as_candidates",
-    "close_model_pool",
-    "predict_documents",
-    "structure_facts",
-]
+__all__ = ["DEFAULT_TASKS", "GMTPredictMaker", "predict_documents"]
 
 DEFAULT_TASKS: tuple[str, ...] = tuple(t for t, spec in TASK_SPECS.items() if spec.screen_default)
 """Tasks predicted when none are named (``TaskSpec.screen_default``): ε∞, e_ijk and C_ijkl."""
@@ -102,7 +62,7 @@ class GMTPredictMaker(Maker):
             the models predict (None → one if the machine has ≥ 2 cores; 0 → all in-process).
         model_workers: on a CPU device, forked processes (one torch thread each) that run the
             forward passes and build the documents of sub-parts of at most
-            :data:`MODEL_PART_SIZE` structures, so
+            :data:`~atomate2_gmt.engine.MODEL_PART_SIZE` structures, so
             every core computes instead of one multi-threaded forward pass competing with the
             file workers (None → one per core when there are >= 2 cores, the device is the CPU
             and the platform forks; 0 → in the job's process). Ignored on a GPU.
@@ -148,27 +108,27 @@ class GMTPredictMaker(Maker):
         """``"pretrained"``, ``"registry"`` or a checkpoint path for ``task``."""
         return self.models.get(task) or self.settings().model_for(task)
 
-    def load_model(self, task: str) -> tuple[GMTNet, dict[str, Any]]:
+    def load_model(self, task: str) -> tuple[TensorModel, dict[str, Any]]:
         """The model of ``task`` and its info (name, version, checkpoint hash, spec).
 
         Raises a ``ValueError`` naming the task when no model is available for it.
         """
         return self.load_spec(task, self.model_spec(task))
 
-    def load_ensemble(self, task: str) -> list[tuple[GMTNet, dict[str, Any]]]:
+    def load_ensemble(self, task: str) -> list[tuple[TensorModel, dict[str, Any]]]:
         """The members of ``task``'s ensemble (see ``ensemble``)."""
         specs = self.ensemble.get(task) or []
         if len(specs) < 2:
             raise ValueError(f"the ensemble of task {task!r} needs >= 2 models, got {len(specs)}")
         return [self.load_spec(task, spec) for spec in specs]
 
-    def load_spec(self, task: str, spec: str) -> tuple[GMTNet, dict[str, Any]]:
+    def load_spec(self, task: str, spec: str) -> tuple[TensorModel, dict[str, Any]]:
         """Load one model spec (``pretrained``, ``registry`` or a checkpoint path)."""
         from atomate2_gmt.registry.loading import load_model_spec
 
         return load_model_spec(task, spec, self.settings() if spec == "registry" else None)
 
-    def load_members(self, task: str, specs: tuple[str, ...] = ()) -> list[tuple[GMTNet, Any]]:
+    def load_members(self, task: str, specs: tuple[str, ...] = ()) -> list[tuple[TensorModel, Any]]:
         """The loaded model of ``task``, or its ensemble's members (the engine's loader;
         ``specs`` are those of :meth:`engine_settings`, read here through the overridable
         :meth:`load_model` / :meth:`load_ensemble`)."""

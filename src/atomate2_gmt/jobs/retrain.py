@@ -86,7 +86,7 @@ def gather_feedback(
 ) -> FeedbackData:
     """Usable feedback records of ``task`` (held-out structures dropped) and which are new."""
     from atomate2_gmt.data.store_source import record_from_training_dict
-    from atomate2_gmt.schemas.keys import structure_key
+    from atomate2_gmt.tensors.symmetry.analysis import structure_key
 
     held_keys = {structure_key(r.structure) for r in heldout}
     seen, cutoff = _seen(promoted_meta)

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from atomate2_gmt.model.batch import CrystalBatch
 from atomate2_gmt.model.config import GMTNetConfig
-from atomate2_gmt.model.gmtnet import CrystalBatch
 from atomate2_gmt.model.layers import scatter_mean
 from atomate2_gmt.model.tensor_model import TensorModel
 from atomate2_gmt.tensors.conventions import FULL_SHAPE, VOIGT_SHAPE, voigt_to_full
@@ -102,12 +102,3 @@ class InvariantTensorNet(TensorModel):
         if self.config.output_projection:
             flat = torch.einsum("bij,bj->bi", batch.output_projector.to(flat.device), flat)
         return flat.reshape(-1, *FULL_SHAPE[self.config.kind])
-
-
-def __getattr__(name: str) -> object:
-    """The architecture factory's names, importable from here as well (``model/factory.py``)."""
-    if name in ("ARCHS", "GMTNET_ARCH", "build_model", "model_arch"):
-        from atomate2_gmt.model import factory
-
-        return getattr(factory, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

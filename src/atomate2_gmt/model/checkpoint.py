@@ -7,7 +7,6 @@ with ``torch.load(weights_only=True)``: a file that needs arbitrary code to unpi
 from __future__ import annotations
 
 import hashlib
-import math
 import pickle
 import re
 from datetime import UTC, datetime
@@ -132,7 +131,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def load_checkpoint(
     path: str | Path, task: str | None = None, config: GMTNetConfig | None = None
 ) -> tuple[TensorModel, dict[str, Any]]:
-    """Build the model a checkpoint describes and load its weights.
+    """Build the model a checkpoint describes and load its weights; nothing more (no forward
+    pass: what a model predicts is checked where models enter use, :mod:`atomate2_gmt.model.
+    validate`).
 
     ``task``/``config``, when given, must match the checkpoint's; any mismatch (task, config field,
     missing or unexpected weights, wrong shapes) is a ValueError naming the file and the mismatch.
@@ -185,68 +186,8 @@ def load_checkpoint(
         )
     model.load_state_dict(state)
     model.eval()
-    _check_output_scale(model, path)
     meta = dict(payload.get("metadata") or {})
     meta["checkpoint_sha256"] = file_sha256(path)
     meta["checkpoint_path"] = str(path)
     meta["arch"] = arch
     return model, meta
-
-
-def _check_output_scale(model: Any, path: Any) -> None:
-    """Refuse a checkpoint whose outputs are beyond the task's physical bound
-    (``tensors.bounds``): a ``target_scale`` that is not finite and positive, or a prediction of
-    wurtzite ZnO (a polar crystal with every response non-zero) that is beyond the bound, as
-    after a corrupted output scale. Costs one forward pass."""
-    from pymatgen.core import Lattice, Structure
-
-    from atomate2_gmt.model.predict import predict
-    from atomate2_gmt.tensors.bounds import TASK_BOUNDS
-
-    task = getattr(model.config, "task", None)
-    if task not in TASK_BOUNDS or not hasattr(model, "target_scale"):
-        return
-    scale = float(model.target_scale)
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"{path}: target_scale {scale!r} is not a finite positive number")
-    zno = Structure.from_spacegroup(
-        "P6_3mc",
-        Lattice.hexagonal(3.25, 5.21),
-        ["Zn", "O"],
-        [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]],
-    )
-    result = predict([zno], task, model=model, device="cpu")[0]
-    if result["state"] != "successful":
-        raise ValueError(
-            f"{path}: the model's prediction for wurtzite ZnO failed ({result['error']}); a "
-            "checkpoint whose outputs are unphysical is refused"
-        )
-    _check_not_round_off(model, task, result["tensor"], path)
-
-
-#: A learned response (prediction minus the isotropic offset) of wurtzite ZnO smaller than this
-#: fraction of the task's physical bound is round-off: 10⁻¹⁰ of 1000 (ε∞), 100 C/m² (piezo) or
-#: 2000 GPa (elastic) is 10⁻⁷, 10⁻⁸ C/m², 2·10⁻⁷ GPa. ZnO's real response is ε∞ anisotropy
-#: ≈ 0.1, e33 ≈ 1.2 C/m², C11 ≈ 200 GPa; even an untrained, uncalibrated piezo GMTNet gives
-#: 9·10⁻⁶ C/m², while an output scale multiplied by 10⁻³⁰ gives about 10⁻³¹.
-ROUND_OFF_FRACTION = 1e-10
-
-
-def _check_not_round_off(model: Any, task: str, tensor: Any, path: Any) -> None:
-    """Refuse a model whose ZnO response is round-off (:data:`ROUND_OFF_FRACTION` of the task's
-    bound): an output scale multiplied by 10⁻³⁰ predicts zeros (or the bare isotropic offset)
-    for every crystal, which ranks nothing and would pass the upper bounds."""
-    import numpy as np
-
-    from atomate2_gmt.tensors.bounds import PHYSICAL_BOUNDS, TASK_BOUNDS
-
-    bound = PHYSICAL_BOUNDS[TASK_BOUNDS[task]][1]
-    offset = model.isotropic_offset().detach().cpu().numpy()
-    learned = float(np.max(np.abs(np.asarray(tensor, dtype=float) - offset)))
-    if learned < ROUND_OFF_FRACTION * bound:
-        raise ValueError(
-            f"{path}: the model's response for wurtzite ZnO is {learned:.3g} (largest component "
-            f"beyond the isotropic offset), below {ROUND_OFF_FRACTION:g} of the {task} bound "
-            f"{bound:g}: round-off, as after an output scale multiplied by a tiny factor "
-            f"(target_scale {float(model.target_scale):.3g}); refused"
-        )

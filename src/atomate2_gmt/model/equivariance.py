@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from pymatgen.core import Lattice, Structure
 
-from atomate2_gmt.model.gmtnet import collate_crystals, prepare_crystal
+from atomate2_gmt.model.batch import collate_crystals, prepare_crystal
 from atomate2_gmt.model.tensor_model import TensorModel
 from atomate2_gmt.tensors.conventions import rotate
 

@@ -13,15 +13,15 @@ import numpy as np
 import torch
 from pymatgen.core import Structure
 
-from atomate2_gmt.model.checkpoint import load_checkpoint
-from atomate2_gmt.model.config import TASK_UNITS, check_task
-from atomate2_gmt.model.gmtnet import (
+from atomate2_gmt.model.batch import (
     PreparedCrystal,
     collate_crystals,
     crystal_for_kind,
     graph_key,
     prepare_structure,
 )
+from atomate2_gmt.model.checkpoint import load_checkpoint
+from atomate2_gmt.model.config import TASK_UNITS, check_task
 from atomate2_gmt.model.tensor_model import TensorModel
 from atomate2_gmt.tensors.bounds import physical_bound_problem
 from atomate2_gmt.tensors.conventions import full_to_voigt

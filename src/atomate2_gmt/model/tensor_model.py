@@ -23,7 +23,7 @@ from atomate2_gmt.model.layers import ComformerNodeLayer
 from atomate2_gmt.tensors.isotropic import isotropic_projector
 
 if TYPE_CHECKING:
-    from atomate2_gmt.model.gmtnet import CrystalBatch
+    from atomate2_gmt.model.batch import CrystalBatch
     from atomate2_gmt.model.graph import GraphBatch
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from atomate2_gmt.model.config import TASK_KIND, check_task
+from atomate2_gmt.tensors.tasks import TASK_SPECS, check_task
 
 
 def pretrained_path(task: str) -> Path:
@@ -27,7 +27,7 @@ def pretrained_path(task: str) -> Path:
 def available() -> list[str]:
     """Tasks with a shipped checkpoint."""
     out = []
-    for task in TASK_KIND:
+    for task in TASK_SPECS:
         try:
             pretrained_path(task)
         except FileNotFoundError:

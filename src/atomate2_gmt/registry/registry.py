@@ -18,7 +18,6 @@ import hashlib
 import logging
 import os
 import tempfile
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -77,8 +76,6 @@ MODEL_REGISTRY_INDEXES: tuple[tuple[tuple[str, ...], bool], ...] = (
 LOWER_IS_BETTER = frozenset({"fnorm", "mae", "rmse", "loss", "mse"})
 """Metric names where a smaller value is better (all others: larger is better)."""
 
-_LOAD_LOCK = threading.Lock()
-"""Serialises the checkpoint checks of concurrent ``register`` calls in one process."""
 
 _MAX_VERSION_ATTEMPTS = 50
 
@@ -237,7 +234,8 @@ class ModelRegistry:
         (idempotent, also under concurrent calls). ``parent`` must be a registered model of the
         same task. Training-data hash/size default to the checkpoint's metadata.
         """
-        from atomate2_gmt.model.checkpoint import file_sha256, load_checkpoint, read_checkpoint
+        from atomate2_gmt.model.checkpoint import file_sha256, read_checkpoint
+        from atomate2_gmt.model.validate import load_validated
 
         _check_task(task)
         path = Path(checkpoint_path).expanduser()
@@ -246,11 +244,9 @@ class ModelRegistry:
         ck_task = config.get("task") if isinstance(config, dict) else None
         if ck_task != task:
             raise ValueError(f"{path}: checkpoint is for task {ck_task!r}, not {task!r}")
-        # every check of a load (config types and sizes, weight shapes, output scale) before
-        # anything is written: a refused checkpoint leaves no blob behind. One at a time: the
-        # e3nn modules' generated code is not safe to build and run from several threads.
-        with _LOAD_LOCK:
-            load_checkpoint(path, task=task)
+        # every check of a load (config types and sizes, weight shapes) and of the outputs
+        # (model.validate) before anything is written: a refused checkpoint leaves no blob
+        load_validated(path, task=task)
         data = path.read_bytes()
         digest = file_sha256(path)
         self.connect()
@@ -460,24 +456,27 @@ class ModelRegistry:
         return doc
 
     def _check_equivariance(self, doc: ModelVersionDoc) -> None:
-        """PromotionRefusedError unless the model rotates with the crystal, on the smallest
-        shipped MP structure of each crystal system (no override: a model that does not is
-        wrong in every frame but one). Measured on a float64 copy, so that float32 round-off,
-        which the symmetry projection can amplify for an untrained model, neither hides nor fakes
-        a failure: a frame-dependent term errs by 1e-3 or more, round-off by about 1e-7."""
+        """PromotionRefusedError unless the model's outputs are physical and it rotates with
+        the crystal, on the smallest shipped MP structure of each crystal system (no override:
+        a model that does not is wrong in every frame but one;
+        :func:`~atomate2_gmt.model.validate.equivariance_problem`)."""
         from atomate2_gmt.data.mp import structures_by_crystal_system
-        from atomate2_gmt.model.checkpoint import load_checkpoint
-        from atomate2_gmt.model.equivariance import EQUIVARIANCE_TOLERANCE, equivariance_error
+        from atomate2_gmt.model.validate import equivariance_problem, load_validated
 
         with tempfile.TemporaryDirectory() as tmp:  # the cache is left as it was
-            model, _ = load_checkpoint(self.fetch_weights(doc.model_id, tmp), task=doc.task)
-        model.double()
+            path = self.fetch_weights(doc.model_id, tmp)
+            try:
+                model, _ = load_validated(path, task=doc.task)
+            except ValueError as exc:  # name the model, not the temporary file
+                reason = str(exc).replace(f"{path}: ", "")
+                raise PromotionRefusedError(
+                    f"refused: {doc.version} ({doc.model_id}): {reason}"
+                ) from None
         structures = [s for group in structures_by_crystal_system(1).values() for s in group]
-        error, where = equivariance_error(model, structures)
-        if not error < EQUIVARIANCE_TOLERANCE:
+        problem = equivariance_problem(model, structures)
+        if problem is not None:
             raise PromotionRefusedError(
-                f"refused: {doc.version} ({doc.model_id}) is not rotation-equivariant: relative "
-                f"error {error:.2g} for {where}, above {EQUIVARIANCE_TOLERANCE:g}"
+                f"refused: {doc.version} ({doc.model_id}) is not rotation-equivariant: {problem}"
             )
 
     @staticmethod

@@ -53,7 +53,9 @@ class DFPTResultDoc(BaseModel):
     structure: dict[str, Any] = Field(
         description="pymatgen Structure.as_dict() as computed; its Cartesian frame is the tensors'."
     )
-    structure_key: str | None = Field(default=None, description="schemas.keys.structure_key.")
+    structure_key: str | None = Field(
+        default=None, description="tensors.symmetry.analysis.structure_key."
+    )
     formula_pretty: str | None = None
     code: Literal["abinit", "vasp"] = Field(description="Code that computed it.")
     code_version: str | None = None

@@ -27,6 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from atomate2_gmt.tensors.symmetry.analysis import SymmetryAnalysis
+
 if TYPE_CHECKING:
     from pymatgen.core import Composition, Structure
 
@@ -87,25 +91,25 @@ def _open_f(symbol: str, state: float) -> bool:
     return 0 < n < 14
 
 
-def _primitive_sites(structure: Structure, symprec: float) -> int:
-    """Number of sites in the primitive cell (spglib; the cell itself if the search fails)."""
-    import spglib
-
-    cell = (
-        structure.lattice.matrix.tolist(),
-        structure.frac_coords.tolist(),
-        [site.specie.Z for site in structure],
-    )
+def _primitive_sites(analysis: SymmetryAnalysis) -> int:
+    """Number of sites in the primitive cell: the primitive atoms of the analysis' spglib
+    dataset (``mapping_to_primitive``), the cell itself if spglib finds no symmetry."""
     try:
-        prim = spglib.standardize_cell(cell, to_primitive=True, no_idealize=True, symprec=symprec)
+        dataset = analysis.dataset
     except Exception:
-        prim = None
-    return len(prim[2]) if prim is not None else len(structure)
+        dataset = None
+    if dataset is None:
+        return len(analysis.structure)
+    return len(set(np.asarray(dataset.mapping_to_primitive).tolist()))
 
 
-def likely_metal(structure: Structure, symprec: float = 0.01) -> MetalCheck:
+def likely_metal(
+    structure: Structure, symprec: float = 0.01, analysis: SymmetryAnalysis | None = None
+) -> MetalCheck:
     """Apply the rule of this module to an ordered ``structure``; ``symprec`` (Å) is the
-    tolerance of the primitive-cell search (rule 4)."""
+    tolerance of the primitive-cell search (rule 4), read from ``analysis`` (the structure's
+    :class:`~atomate2_gmt.tensors.symmetry.analysis.SymmetryAnalysis` at ``symprec``, made here
+    if None), so the rule adds no symmetry search of its own."""
     comp = structure.composition
     if not structure.is_ordered:
         return MetalCheck(None, None)
@@ -128,7 +132,11 @@ def likely_metal(structure: Structure, symprec: float = 0.01) -> MetalCheck:
         ions = ", ".join(f"{ion(el, states[el])} (d{n:.3g})" for el, n in sorted(open_d.items()))
         return MetalCheck(True, f"open-shell transition metal in a {what}: {ions}")
     magnetic = bool(open_d) or any(_open_f(el, s) for el, s in states.items())
-    n_prim = _primitive_sites(structure, symprec)
+    if analysis is None:
+        analysis = SymmetryAnalysis(structure, symprec)
+    elif analysis.structure is not structure or analysis.symprec != symprec:
+        raise ValueError("analysis must be of the same structure at the same symprec")
+    n_prim = _primitive_sites(analysis)
     electrons = sum(site.specie.Z for site in structure) * n_prim // len(structure)
     if electrons % 2 == 1 and not magnetic:
         return MetalCheck(

@@ -15,7 +15,7 @@ Units: dielectric dimensionless, piezo C/m² (stress-charge e_iJ), elastic GPa. 
 
 :func:`key_and_ieee_rotation` gives a structure's key and its IEEE rotation from one
 :class:`~atomate2_gmt.tensors.symmetry.analysis.SymmetryAnalysis` (the screening worker's
-path); the results equal :func:`~atomate2_gmt.schemas.keys.structure_key` and
+path); the results equal :func:`~atomate2_gmt.tensors.symmetry.analysis.structure_key` and
 :func:`compute_ieee_rotation` (pymatgen), which the analysis falls back to wherever pymatgen's
 own search could find a different dataset. :meth:`GMTPredictionDoc.from_predictions` takes the
 key, the symmetry data and the IEEE rotation it is not given from one analysis too.
@@ -39,8 +39,9 @@ from atomate2_gmt import __version__
 from atomate2_gmt.data.records import TASK_RANK, TASK_UNITS, TASKS
 from atomate2_gmt.schemas.derived import derived_quantities
 from atomate2_gmt.schemas.fields import DERIVED_FIELDS, PREDICTION_SCHEMA_VERSION
-from atomate2_gmt.schemas.keys import structure_key as compute_structure_key
+from atomate2_gmt.schemas.metallicity import likely_metal
 from atomate2_gmt.tensors.symmetry.analysis import SymmetryAnalysis
+from atomate2_gmt.tensors.symmetry.analysis import structure_key as compute_structure_key
 from atomate2_gmt.tensors.symmetry.policy import SYMPREC
 
 __all__ = [
@@ -52,7 +53,9 @@ __all__ = [
     "compute_ieee_rotation",
     "derive_model_version",
     "key_and_ieee_rotation",
+    "metal_fields",
     "migrate_prediction_dict",
+    "symmetry_facts",
 ]
 
 State = Literal["successful", "failed"]
@@ -406,6 +409,7 @@ class GMTPredictionDoc(StructureMetadata):
         ieee_rotation: Any = None,
         uncertainty: dict[str, float] | None = None,
         domain_distance: dict[str, float] | None = None,
+        metallicity: dict[str, Any] | None = None,
     ) -> GMTPredictionDoc:
         """Build the document of ``structure`` from per-task results of ``atomate2_gmt.predict``.
 
@@ -431,6 +435,8 @@ class GMTPredictionDoc(StructureMetadata):
                 computed (e.g. in a worker process).
             uncertainty: ensemble spread of derived fields (field → standard deviation).
             domain_distance: task → distance from the training data (computed here if None).
+            metallicity: ``likely_metal`` and ``likely_metal_reason`` when already computed
+                (:func:`metal_fields`, e.g. in a worker process; computed here if None).
         """
         _check_document_inputs(structure, predictions, model_info, source, symprec)
         model_info = dict(model_info or {})
@@ -492,7 +498,7 @@ class GMTPredictionDoc(StructureMetadata):
             is_centrosymmetric=centro,
             **(source_properties or SourceProperties()).model_dump(),
             **_origin_fields(provenance, source_properties),
-            **_metal_fields(structure, symprec),
+            **(metallicity if metallicity is not None else metal_fields(analysis)),
             state="failed" if failed else "successful",
             error="; ".join(errors) if failed else None,
             tasks=tasks,
@@ -678,7 +684,7 @@ def migrate_prediction_dict(doc: dict[str, Any]) -> dict[str, Any]:
     if "e_above_hull" in out:  # schema 4 names the source's hull energy as emmet does
         out["energy_above_hull"] = out.pop("e_above_hull")
     if "likely_metal" not in out:  # schema 3 added the likely-metal flag
-        out.update(_metal_fields(structure, SYMPREC))
+        out.update(metal_fields(SymmetryAnalysis(structure, SYMPREC)))
     if "hypothetical" not in out:  # schema 5: what a crystal is and where its stability is from
         props = SourceProperties(
             **{k: out.get(k) for k in SourceProperties.model_fields if out.get(k) is not None}
@@ -727,6 +733,16 @@ def compute_ieee_rotation(structure: Structure) -> np.ndarray | str:
         return f"{type(exc).__name__}: {exc}"
 
 
+def symmetry_facts(structure: Structure, symprec: float = SYMPREC) -> dict[str, Any]:
+    """What a document needs of the structure's symmetry beyond its point group, from one
+    :class:`~atomate2_gmt.tensors.symmetry.analysis.SymmetryAnalysis` (one spglib search):
+    ``structure_key`` and ``ieee_rotation`` (:func:`key_and_ieee_rotation`) and the
+    ``metallicity`` fields (:func:`metal_fields`). Never raises."""
+    analysis = SymmetryAnalysis(structure, symprec)
+    key, ieee = _key_and_ieee(analysis)
+    return {"structure_key": key, "ieee_rotation": ieee, "metallicity": metal_fields(analysis)}
+
+
 def key_and_ieee_rotation(
     structure: Structure, symprec: float = SYMPREC
 ) -> tuple[str | None, np.ndarray | str]:
@@ -735,7 +751,10 @@ def key_and_ieee_rotation(
     :class:`~atomate2_gmt.tensors.symmetry.analysis.SymmetryAnalysis` (one spglib search where
     its dataset is the one pymatgen finds). Equal to ``structure_key(structure, symprec)`` and
     ``compute_ieee_rotation(structure)``. Never raises."""
-    analysis = SymmetryAnalysis(structure, symprec)
+    return _key_and_ieee(SymmetryAnalysis(structure, symprec))
+
+
+def _key_and_ieee(analysis: SymmetryAnalysis) -> tuple[str | None, np.ndarray | str]:
     try:
         key: str | None = analysis.structure_key
     except Exception:  # from_predictions computes it again and records the reason
@@ -794,13 +813,12 @@ def _origin_fields(
     }
 
 
-def _metal_fields(structure: Structure, symprec: float) -> dict[str, Any]:
-    """``likely_metal`` and ``likely_metal_reason`` of ``structure``
-    (:func:`atomate2_gmt.schemas.metallicity.likely_metal`); both None if the rule fails."""
-    from atomate2_gmt.schemas.metallicity import likely_metal
-
+def metal_fields(analysis: SymmetryAnalysis) -> dict[str, Any]:
+    """``likely_metal`` and ``likely_metal_reason`` of the analysis' structure
+    (:func:`atomate2_gmt.schemas.metallicity.likely_metal`, reading the analysis' spglib
+    dataset); both None if the rule fails."""
     try:
-        check = likely_metal(structure, symprec)
+        check = likely_metal(analysis.structure, analysis.symprec, analysis)
     except Exception:  # the flag is advice: it never fails a document
         return {"likely_metal": None, "likely_metal_reason": None}
     return {"likely_metal": check.likely_metal, "likely_metal_reason": check.reason}

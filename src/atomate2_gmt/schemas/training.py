@@ -63,8 +63,8 @@ TRAINING_DOC_INDEXES: tuple[tuple[tuple[str, ...], bool], ...] = (
     (("last_updated",), False),
     (("conflict_with",), False),
 )
-"""Indexes of the training store for TrainingDocs (stores.TRAINING_INDEXES plus part, code,
-candidate_id)."""
+"""Indexes of the training store for TrainingDocs (unique record id; structure key, task, part,
+code, source, id, candidate_id, last_updated, conflict_with)."""
 
 
 def _utcnow() -> datetime:

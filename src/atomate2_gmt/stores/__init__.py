@@ -44,7 +44,6 @@ from atomate2_gmt.stores.factory import (
 )
 from atomate2_gmt.stores.writes import (
     REGISTRY_INDEXES,
-    TRAINING_INDEXES,
     add_sources,
     check_store,
     describe_store,
@@ -56,7 +55,6 @@ from atomate2_gmt.stores.writes import (
 
 __all__ = [
     "REGISTRY_INDEXES",
-    "TRAINING_INDEXES",
     "EmbeddedStore",
     "GridFSBlobStore",
     "LocalBlobStore",

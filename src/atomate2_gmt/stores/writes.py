@@ -25,7 +25,6 @@ from atomate2_gmt.stores.errors import StoreConnectionError, StoreIndexError, St
 
 __all__ = [
     "REGISTRY_INDEXES",
-    "TRAINING_INDEXES",
     "add_sources",
     "check_store",
     "describe_store",
@@ -36,16 +35,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-TRAINING_INDEXES: tuple[tuple[tuple[str, ...], bool], ...] = (
-    (("record_id",), True),
-    (("structure_key",), False),
-    (("task",), False),
-    (("source",), False),
-    (("id",), False),
-    (("last_updated",), False),
-)
-"""Indexes of the training-record store (key ``record_id``)."""
 
 REGISTRY_INDEXES: tuple[tuple[tuple[str, ...], bool], ...] = (
     (("model_id",), True),

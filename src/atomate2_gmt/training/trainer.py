@@ -23,10 +23,10 @@ import torch
 from torch.nn import functional as F
 
 from atomate2_gmt.data.records import TensorRecord, records_hash
+from atomate2_gmt.model.batch import PreparedCrystal, collate_crystals, prepare_crystal
 from atomate2_gmt.model.checkpoint import save_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig
 from atomate2_gmt.model.factory import GMTNET_ARCH, model_arch
-from atomate2_gmt.model.gmtnet import PreparedCrystal, collate_crystals, prepare_crystal
 from atomate2_gmt.model.predict import resolve_device
 from atomate2_gmt.model.tensor_model import TensorModel
 from atomate2_gmt.tensors.isotropic import isotropic_part

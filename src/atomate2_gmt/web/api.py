@@ -42,14 +42,14 @@ from atomate2_gmt.query import (
 )
 from atomate2_gmt.schemas.fields import TASKS
 from atomate2_gmt.web import records, service
-from atomate2_gmt.web.figures import TensorPictures
-from atomate2_gmt.web.service import (
+from atomate2_gmt.web.common import (
     CODES,
     DFPT_PARTS,
     PREDICTION_STATES,
     NotFoundError,
-    WebStores,
 )
+from atomate2_gmt.web.figures import TensorPictures
+from atomate2_gmt.web.service import WebStores
 
 __all__ = [
     "CandidateResource",

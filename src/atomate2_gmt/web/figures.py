@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from atomate2_gmt.schemas.fields import PREDICTION_KEY, TASKS
-from atomate2_gmt.web.service import NotFoundError
+from atomate2_gmt.web.common import NotFoundError
 
 __all__ = ["TensorPictures"]
 

@@ -26,7 +26,8 @@ from atomate2_gmt.query import (
 )
 from atomate2_gmt.schemas.fields import DERIVED_FIELDS, TASKS
 from atomate2_gmt.web import records, service
-from atomate2_gmt.web.service import NotFoundError, WebStores
+from atomate2_gmt.web.common import NotFoundError
+from atomate2_gmt.web.service import WebStores
 
 __all__ = ["PER_PAGE", "build_router", "templates"]
 

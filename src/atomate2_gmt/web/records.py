@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from atomate2_gmt.schemas.fields import PREDICTION_KEY, TASKS
 from atomate2_gmt.settings import mask_secrets
-from atomate2_gmt.web.service import CODES, DFPT_PARTS, NotFoundError
+from atomate2_gmt.web.common import CODES, DFPT_PARTS, NotFoundError
 
 if TYPE_CHECKING:
     from maggma.core import Store

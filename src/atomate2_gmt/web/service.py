@@ -26,7 +26,7 @@ from atomate2_gmt.query import (
 )
 from atomate2_gmt.schemas.fields import DERIVED_FIELDS, PREDICTION_KEY, SORT_FIELDS, TASKS
 from atomate2_gmt.settings import GMTSettings, mask_secrets
-from atomate2_gmt.tensors.tasks import DFPT_PART_KIND, TASK_SPECS
+from atomate2_gmt.web.common import UNITS, NotFoundError
 
 if TYPE_CHECKING:
     from maggma.core import Store
@@ -34,12 +34,7 @@ if TYPE_CHECKING:
     from atomate2_gmt.web.records import DFPTComparisons
 
 __all__ = [
-    "CODES",
-    "DFPT_PARTS",
-    "PREDICTION_STATES",
-    "UNITS",
     "MatchCounts",
-    "NotFoundError",
     "WebStores",
     "candidate_page",
     "candidate_view",
@@ -47,15 +42,6 @@ __all__ = [
     "sort_choices",
     "structure_view",
 ]
-
-PREDICTION_STATES: tuple[str, ...] = ("successful", "failed")
-CODES: tuple[str, ...] = ("abinit", "vasp")
-DFPT_PARTS: tuple[str, ...] = tuple(DFPT_PART_KIND)
-UNITS = {t: spec.unit_label or "dimensionless" for t, spec in TASK_SPECS.items()}
-
-
-class NotFoundError(LookupError):
-    """Nothing in the store has this key (the message names it)."""
 
 
 @dataclass
@@ -291,14 +277,3 @@ def sort_choices(prop: str) -> tuple[str, ...]:
     if prop not in SORT_FIELDS:
         raise ValueError(f"unknown property {prop!r}; valid properties: {', '.join(TASKS)}")
     return SORT_FIELDS[prop]
-
-
-def __getattr__(name: str) -> Any:
-    """The feedback-record readers and the tensor pictures, importable from here as well
-    (:mod:`atomate2_gmt.web.records`, :mod:`atomate2_gmt.web.figures`)."""
-    from atomate2_gmt.web import figures, records
-
-    for module in (records, figures):
-        if name in module.__all__:
-            return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -152,7 +152,7 @@ def _common_fields(
         "candidate_id": candidate_id,
     }
     try:
-        from atomate2_gmt.schemas.keys import structure_key
+        from atomate2_gmt.tensors.symmetry.analysis import structure_key
 
         common["structure_key"] = structure_key(structure)
     except Exception:

@@ -12,14 +12,15 @@ Modules:
 - :mod:`.groups`: :func:`point_group_info` (exactly orthogonal Cartesian operations, closed to
   float precision), :func:`check_group`, :func:`refined_structure`;
 - :mod:`.projectors`: :func:`projector`, :func:`symmetrize`, :func:`zero_mask`, ...;
-- :mod:`.keys`: the structure key from spglib's dataset;
+- :mod:`.keys`: the structure key from spglib's dataset (:func:`structure_key` in
+  :mod:`.analysis`);
 - :mod:`.analysis`: :class:`SymmetryAnalysis`, one analysis per (structure, symprec) giving
   the operations, the dataset, the key, the IEEE rotation and emmet's ``SymmetryData``.
 
 See docs/conventions.md for the tolerance policy.
 """
 
-from atomate2_gmt.tensors.symmetry.analysis import SymmetryAnalysis
+from atomate2_gmt.tensors.symmetry.analysis import SymmetryAnalysis, structure_key
 from atomate2_gmt.tensors.symmetry.groups import (
     CRYSTAL_SYSTEM_OF_POINT_GROUP,
     CRYSTAL_SYSTEMS,
@@ -62,6 +63,7 @@ __all__ = [
     "projector",
     "refined_structure",
     "snap_operations",
+    "structure_key",
     "symmetrize",
     "symmetry_residual",
     "tie_pairs",

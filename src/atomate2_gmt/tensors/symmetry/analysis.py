@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from atomate2_gmt.tensors.symmetry.keys import Cell
 
-__all__ = ["SymmetryAnalysis"]
+__all__ = ["SymmetryAnalysis", "structure_key"]
 
 
 class SymmetryAnalysis:
@@ -144,7 +144,7 @@ class SymmetryAnalysis:
 
     @property
     def structure_key(self) -> str:
-        """The structure key (:func:`~atomate2_gmt.tensors.symmetry.keys.structure_key`)."""
+        """The structure key (:func:`structure_key`)."""
         return self._once(  # type: ignore[no-any-return]
             "structure_key", lambda: key_from_dataset(self.cell, self.dataset, self.symprec)
         )
@@ -196,3 +196,14 @@ class SymmetryAnalysis:
         if len({site.specie for site in structure}) != len(set(self.cell[2].tolist())):
             return False
         return not angle_tolerance_matters(dataset.primitive_lattice, SYMPREC, ANGLE_TOLERANCE)
+
+
+def structure_key(structure: Structure, symprec: float = SYMPREC) -> str:
+    """A stable hash of the crystal, e.g. ``"sk1-3f9a…"`` (its definition:
+    :mod:`~atomate2_gmt.tensors.symmetry.keys`).
+
+    ``symprec`` (Å) is spglib's tolerance for finding the primitive standardised cell; if spglib
+    finds no symmetry the input cell itself is used. Oxidation states are ignored. Disordered
+    structures (partial occupancies) and empty structures raise a ``ValueError``.
+    """
+    return SymmetryAnalysis(structure, symprec).structure_key

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import spglib
 
-from atomate2_gmt.tensors.symmetry.policy import KEY_ANGLE_TOLERANCE, SYMPREC
+from atomate2_gmt.tensors.symmetry.policy import KEY_ANGLE_TOLERANCE
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -41,7 +41,6 @@ __all__ = [
     "key_from_dataset",
     "primitive_standard_cell",
     "spglib_cell",
-    "structure_key",
     "symmetry_dataset",
 ]
 
@@ -202,15 +201,3 @@ def key_from_dataset(cell: Cell, dataset: Any, symprec: float) -> str:
     sites = _canonical_sites(frac, numbers, ops)
     payload = repr((_lattice_parameters(reduced), sites))
     return f"{KEY_VERSION}-" + hashlib.sha256(payload.encode()).hexdigest()[:32]
-
-
-def structure_key(structure: Structure, symprec: float = SYMPREC) -> str:
-    """A stable hash of the crystal (see the module docstring), e.g. ``"sk1-3f9a…"``.
-
-    ``symprec`` (Å) is spglib's tolerance for finding the primitive standardised cell; if spglib
-    finds no symmetry the input cell itself is used. Oxidation states are ignored. Disordered
-    structures (partial occupancies) and empty structures raise a ``ValueError``.
-    """
-    from atomate2_gmt.tensors.symmetry.analysis import SymmetryAnalysis
-
-    return SymmetryAnalysis(structure, symprec).structure_key
