@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,12 +31,19 @@ if TYPE_CHECKING:
 
 __all__ = ["check_output_scale", "equivariance_problem", "load_validated"]
 
+_LOCK = threading.Lock()
+
 
 def load_validated(path: str | Path, task: str | None = None) -> tuple[TensorModel, dict[str, Any]]:
     """:func:`~atomate2_gmt.model.checkpoint.load_checkpoint`, then :func:`check_output_scale`
-    (one forward pass): a checkpoint whose outputs are unphysical is refused (ValueError)."""
-    model, meta = load_checkpoint(path, task=task)
-    check_output_scale(model, path)
+    (one forward pass): a checkpoint whose outputs are unphysical is refused (ValueError).
+
+    One at a time per process: building a model and its forward pass set torch's default dtype,
+    which is global to the process, so two threads validating at once (concurrent
+    registrations) would see each other's."""
+    with _LOCK:
+        model, meta = load_checkpoint(path, task=task)
+        check_output_scale(model, path)
     return model, meta
 
 
