@@ -47,7 +47,7 @@ FIGURE = ROOT / "docs" / "figures" / "active_learning" / "campaign_piezo.png"
 
 
 def _worker_init() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(message)s")
     torch.set_num_threads(1)
 
 
@@ -66,6 +66,12 @@ def main() -> None:
     ap.add_argument("--retrain", default=default.retrain, help="finetune or scratch")
     ap.add_argument("--kappa", type=float, default=default.kappa)
     ap.add_argument("--ensemble", type=int, default=default.ensemble)
+    ap.add_argument(
+        "--max-per-chemsys",
+        type=int,
+        default=default.max_per_chemsys,
+        help="SelectionPolicy cap: picks per chemical system and round",
+    )
     ap.add_argument("--init-epochs", type=int, default=default.init_epochs)
     ap.add_argument("--finetune-epochs", type=int, default=default.finetune_epochs)
     ap.add_argument("--finetune-lr", type=float, default=default.finetune_lr)
@@ -92,6 +98,7 @@ def main() -> None:
         retrain=args.retrain,
         kappa=args.kappa,
         ensemble=args.ensemble,
+        max_per_chemsys=args.max_per_chemsys,
         init_epochs=args.init_epochs,
         finetune_epochs=args.finetune_epochs,
         finetune_lr=args.finetune_lr,

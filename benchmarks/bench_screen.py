@@ -99,7 +99,7 @@ def run(
     ranking = responses[flow.jobs[-1].uuid][1].output
     stages: dict[str, float] = {}
     for s in summaries:
-        for k, v in s["timings"].items():
+        for k, v in s.timings.items():
             stages[k] = stages.get(k, 0.0) + v
     n = ranking["n"]
     return {

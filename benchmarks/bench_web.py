@@ -59,7 +59,7 @@ def base_documents(project: Path) -> list[dict[str, Any]]:
     structures = [s for cs in groups for s in groups[cs]]
     nacl = vasp_dfpt_doc("NaCl_phonons_dielectric")
     maker = GMTPredictMaker(tasks=("dielectric", "piezo", "elastic"), workers=0, model_workers=0)
-    docs = predict_documents(maker, [*structures, nacl.get_structure()])
+    docs = predict_documents(maker, [*structures, nacl.get_structure()]).documents
     assert isinstance(docs, list)
     cands = candidate_store(settings)
     upsert_predictions(cands, docs)

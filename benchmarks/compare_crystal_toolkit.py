@@ -140,7 +140,7 @@ def make_project(folder: Path) -> tuple[str, Path]:
     os.environ["ATOMATE2_GMT_PROJECT_DIR"] = str(folder)
     os.environ.setdefault("ATOMATE2_GMT_DEVICE", "cpu")
     maker = GMTPredictMaker(tasks=("dielectric", "piezo", "elastic"), workers=0, model_workers=0)
-    [doc] = predict_documents(maker, [nacl])  # type: ignore[misc]
+    [doc] = predict_documents(maker, [nacl]).documents
     store = candidate_store(GMTSettings(PROJECT_DIR=folder))
     upsert_predictions(store, [doc])
     store.close()

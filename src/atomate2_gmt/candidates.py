@@ -101,9 +101,9 @@ class InputLimits:
     def from_settings(cls, settings: Any = None) -> InputLimits:
         """The limits of ``settings`` (default: the settings in force)."""
         if settings is None:
-            from atomate2_gmt.settings import GMTSettings
+            from atomate2_gmt.settings import resolve_settings
 
-            settings = GMTSettings()
+            settings = resolve_settings()
         return cls(int(settings.MAX_SITES), int(settings.MAX_FILE_MB * 1e6))
 
     @property

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
     from maggma.core import Store
 
+    from atomate2_gmt.schemas.run import PredictionRunDoc
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -69,7 +71,8 @@ class EngineSettings:
             and the platform forks; 0 or 1 → in-process). Ignored on a GPU.
         skip_existing: with a store, structures whose successful document of the same model
             version is stored are not predicted again.
-        return_documents: return the documents' store dicts; False → a summary.
+        return_documents: the output document carries the documents' store dicts (False:
+            its counts, ids and failures only).
         spread_scale: task → calibration factor of an ensemble's σ (its documents'
             ``uncertainty`` is the members' standard deviation times it; default 1). Fit it
             with ``atomate2-gmt evaluate --member`` on a validation split (its
@@ -161,18 +164,15 @@ def predict_documents(
     candidates: Sequence[CandidateLike],
     store: Store | None = None,
     load: Callable[[str, tuple[str, ...]], Members] | None = None,
-) -> list[dict[str, Any]] | dict[str, Any]:
+) -> PredictionRunDoc:
     """Predict every input (Candidate, Structure, Structure dict or file path) as ``settings``
     say; with a ``store`` (connected and checked by the caller) each part is upserted when done.
 
     ``load(task, specs)`` gives a task's loaded models (default: the specs of
     ``settings.models`` through :func:`atomate2_gmt.registry.loading.load_members`).
 
-    Returns the documents' store dicts (``return_documents``) or a summary:
-    ``{"n", "n_documents" (distinct crystals: inputs that are the same crystal share one
-    document, whose ``sources`` name them all), "n_successful", "n_failed", "n_skipped"
-    (already in the store), "prediction_ids", "failures": [[source, reason]],
-    "model_version", "tasks", "device", "timings", "written"}``.
+    Returns a :class:`~atomate2_gmt.schemas.run.PredictionRunDoc`: counts, the documents'
+    keys, the failures and timings, and with ``return_documents`` the documents' store dicts.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -232,9 +232,7 @@ class _Run:
             s.tasks, loaded, model_info, version, s.symprec, s.device, s.batch_size, s.spread_scale
         )
 
-    def predict(
-        self, parts: list[tuple[int, list[Any]]], futures: list[Any]
-    ) -> list[dict[str, Any]] | dict[str, Any]:
+    def predict(self, parts: list[tuple[int, list[Any]]], futures: list[Any]) -> PredictionRunDoc:
         """Predict ``parts``; ``futures`` hold their facts when a worker pool computes them,
         else they are computed here."""
         from atomate2_gmt import progress
@@ -320,10 +318,12 @@ class _Run:
     def _add_time(self, key: str, seconds: float) -> None:
         self.timings[key] = self.timings.get(key, 0.0) + seconds
 
-    def output(self, elapsed: float) -> list[dict[str, Any]] | dict[str, Any]:
-        """The documents' store dicts, or the summary (see :func:`predict_documents`)."""
+    def output(self, elapsed: float) -> PredictionRunDoc:
+        """The run's output document (see :func:`predict_documents`)."""
+        from atomate2_gmt.schemas.run import PredictionRunDoc
+
         docs, skipped, tasks = self.docs, self.skipped, self.settings.tasks
-        failures = [[d.source, d.error or ""] for d in docs if d.state == "failed"]
+        failures = [(d.source, d.error or "") for d in docs if d.state == "failed"]
         logger.info(
             "predicted %d structures (%d failed, %d already in the store) for %s in %.1f s on %s",
             len(docs),
@@ -333,30 +333,31 @@ class _Run:
             elapsed,
             self.settings.device,
         )
+        out_docs: list[dict[str, Any]] = []
         if self.settings.return_documents:
             out_docs = [d.to_store_dict() for d in docs]
             if skipped:
                 assert self.store is not None
                 found = self.store.query({"prediction_id": {"$in": skipped}})
                 out_docs.extend({k: v for k, v in d.items() if k != "_id"} for d in found)
-            return out_docs
         n = len(docs) + len(skipped)
         ids = [d.prediction_id for d in docs] + skipped
-        return {
-            "n": n,
-            "n_documents": len(set(ids)),
-            "n_successful": n - len(failures),
-            "n_failed": len(failures),
-            "n_skipped": len(skipped),
-            "prediction_ids": ids,
-            "failures": failures,
-            "replaced": self.replaced,
-            "model_version": self.context.version,
-            "tasks": list(tasks),
-            "device": self.settings.device,
-            "timings": {"total_s": elapsed, **{f"{k}_s": v for k, v in self.timings.items()}},
-            "written": self.written,
-        }
+        return PredictionRunDoc(
+            n=n,
+            n_documents=len(set(ids)),
+            n_successful=n - len(failures),
+            n_failed=len(failures),
+            n_skipped=len(skipped),
+            prediction_ids=ids,
+            failures=failures,
+            replaced=[(pid, reason) for pid, reason in self.replaced],
+            model_version=self.context.version,
+            tasks=list(tasks),
+            device=self.settings.device,
+            timings={"total_s": elapsed, **{f"{k}_s": v for k, v in self.timings.items()}},
+            written=self.written,
+            documents=out_docs,
+        )
 
 
 def _already_predicted(

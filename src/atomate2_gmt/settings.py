@@ -31,6 +31,7 @@ __all__ = [
     "mask_secrets",
     "mask_uri",
     "remember_uri_secrets",
+    "resolve_settings",
     "uri_secrets",
 ]
 
@@ -389,3 +390,18 @@ class GMTSettings(BaseSettings):
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
             yield name, mask_secrets(value)
+
+
+def resolve_settings(project_dir: str | Path | None = None) -> GMTSettings:
+    """The settings in force in this process (environment, YAML file, defaults), with
+    ``project_dir`` as ``PROJECT_DIR`` when given: the one place the package reads them.
+
+    Called at the edges only: the CLI's context (once per invocation), the web app, and a job
+    as it starts on its worker, which then passes them down as an argument. A job document
+    never carries settings (a Maker names at most its ``project_dir``), so credentials stay on
+    the worker. Library functions take ``settings`` as an argument and resolve it here only
+    when a caller outside the package passes none.
+    """
+    if project_dir is not None:
+        return GMTSettings(PROJECT_DIR=str(project_dir))
+    return GMTSettings()

@@ -17,14 +17,17 @@ from atomate2_gmt.active_learning.policies import (
     compress_targets,
     expand_targets,
     hypergeometric_mean,
+    objective_field,
+    objective_values,
     pick_random,
     pick_top,
-    target_value,
-    ucb_scores,
 )
 from atomate2_gmt.active_learning.simulate import CampaignConfig, run_campaign, summarize
 from atomate2_gmt.cli.app import app
 from atomate2_gmt.data.mp import load_mp
+from atomate2_gmt.jobs.select import SelectionPolicy, rank_candidates
+from atomate2_gmt.schemas.derived import derived_quantities
+from atomate2_gmt.tensors.conventions import rotate
 from atomate2_gmt.tensors.properties import piezo_max_eij
 
 TINY = {
@@ -51,18 +54,31 @@ def test_policies() -> None:
     scores = np.array([0.5, 2.0, 2.0, np.nan, 1.0])
     assert pick_top(scores, [0, 1, 2, 4], 3) == [1, 2, 4]  # ties: lower index first
     assert pick_top(scores, [2, 0], 5) == [2, 0]
-    score, mean, std = ucb_scores(np.array([[1.0, 2.0], [3.0, 2.0]]), kappa=2.0)
-    assert mean.tolist() == [2.0, 2.0]
-    assert std.tolist() == [1.0, 0.0]
-    assert score.tolist() == [4.0, 2.0]
     picks = pick_random(np.random.default_rng(0), range(10), 4)
     assert len(set(picks)) == 4
     assert set(picks) <= set(range(10))
     assert hypergeometric_mean(100, 50, 500) == pytest.approx(10.0)
     assert hypergeometric_mean(600, 50, 500) == pytest.approx(50.0)
+
+
+def test_objective_is_the_field_production_selects_on() -> None:
+    """The campaign's value is emmet's e_ij_max (IEEE frame), as the documents store it: the
+    same for the tensor of a rotated crystal, unlike the frame-dependent max |e_iJ|."""
+    assert objective_field("piezo") == "e_ij_max"
+    assert objective_field("elastic") == "K_VRH"
     e = np.zeros((3, 3, 3))
-    e[2, 0, 0] = -1.5  # e_31 = -1.5 C/m²
-    assert target_value(np.array([e]), "piezo").tolist() == [piezo_max_eij(e)[0]] == [1.5]
+    e[2, 0, 0] = e[2, 1, 1] = -1.5  # e_31 = e_32 = -1.5 C/m²: singular value 1.5·√2
+    rng = np.random.default_rng(1)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.linalg.det(q))
+    turned = rotate(e, q)  # the same crystal in another frame; its IEEE rotation undoes q
+    values = objective_values(np.array([e, turned, e]), [np.eye(3), q.T, None], "piezo")
+    assert values[:2] == pytest.approx([1.5 * np.sqrt(2)] * 2)
+    assert np.isnan(values[2])  # no IEEE frame: no e_ij_max, never selectable
+    assert piezo_max_eij(turned)[0] != pytest.approx(values[0])  # the structure-frame value
+    assert values[0] == derived_quantities("piezo", e, np.eye(3))["e_ij_max"]
+    with pytest.raises(ValueError, match="IEEE rotations"):
+        objective_values(np.array([e]), [], "piezo")
 
 
 def test_no_label_before_it_is_revealed(records, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -153,14 +169,29 @@ def test_random_baseline_math(records) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-def test_ranking_is_the_initial_models_order(result, records) -> None:  # type: ignore[no-untyped-def]
+def test_ranking_is_the_production_policy_on_the_initial_model(result, records) -> None:  # type: ignore[no-untyped-def]
+    """Each round of ``ranking`` is SelectionPolicy's pick (e_ij_max, one per chemical system)
+    from the initial model's documents of the records not yet picked."""
     c = simulate._Campaign(CFG, records)
     model = c.initial_model(CFG.seed)
-    values = target_value(c.predict(model, c.pool_idx), "piezo")
-    order = sorted(range(len(c.pool_idx)), key=lambda k: (-values[k], c.pool_idx[k]))
-    expected = [c.data.records[c.pool_idx[k]].id for k in order[: CFG.rounds * CFG.per_round]]
-    got = [i for r in result.strategies["ranking"].selected for i in r]
-    assert got == expected
+    tensors = c.predict(model, c.pool_idx)
+    values = objective_values(tensors, [c.ieee[i] for i in c.pool_idx], "piezo")
+    docs = [
+        {"prediction_id": c.data.records[i].id, "e_ij_max": v, "chemsys": c.chemsys[i],
+         "structure_key": c.keys[i]}
+        for i, v in zip(c.pool_idx, values, strict=True)
+    ]  # fmt: skip
+    policy = SelectionPolicy(prop="piezo", top_k=CFG.per_round)
+    picked: list[str] = []
+    for got in result.strategies["ranking"].selected:
+        left = [d for d in docs if d["prediction_id"] not in picked]
+        expected = [d["prediction_id"] for d in rank_candidates(left, policy)]
+        assert got == expected
+        picked.extend(got)
+    chemsys = {r.id: c.chemsys[k] for k, r in enumerate(c.data.records)}
+    for name, trace in result.strategies.items():  # the production cap: one per chemical system
+        for ids in trace.selected if name != "random" else []:
+            assert len({chemsys[i] for i in ids}) == len(ids)
 
 
 def test_deterministic(result, records) -> None:  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ import pytest
 from pymatgen.core.operations import SymmOp
 
 from atomate2_gmt.data.mp import (
-    MP_TENSOR_FIELDS,
+    MP_SOURCES,
     RESIDUAL_THRESHOLDS,
     crystal_system_from_space_group,
     load_mp,
@@ -123,7 +123,8 @@ def test_wurtzite_polar_axis_is_the_c_axis_and_carries_e33() -> None:
 def test_dielectric_tasks_use_electronic_and_total_fields(raw_record) -> None:
     eps_inf = _by_id("dielectric")
     eps_0 = _by_id("dielectric_total")
-    assert MP_TENSOR_FIELDS["dielectric"] == "eps_electronic"
+    assert MP_SOURCES["dielectric"].field == "eps_electronic"
+    assert MP_SOURCES["dielectric_total"].file == MP_SOURCES["dielectric"].file
     for mid in ("mp-441", *list(eps_0)[:50]):
         raw = raw_record("dielectric", mid)
         ionic = np.asarray(raw["eps_ionic"])

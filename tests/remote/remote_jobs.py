@@ -11,6 +11,7 @@ from jobflow import job
 
 from atomate2_gmt.jobs.predict import GMTPredictMaker
 from atomate2_gmt.jobs.retrain import GMTRetrainMaker
+from atomate2_gmt.schemas.run import PredictionRunDoc
 
 
 @job
@@ -33,8 +34,8 @@ class DiesOncePredictMaker(GMTPredictMaker):
 
     crash_marker: str = ""
 
-    @job
-    def make(self, candidates: list) -> list | dict:
+    @job(output_schema=PredictionRunDoc)
+    def make(self, candidates: list) -> PredictionRunDoc:
         """GMTPredictMaker.make, with the store's upsert replaced by upsert-then-die."""
         import atomate2_gmt.stores as stores
         from atomate2_gmt.jobs.predict import predict_documents

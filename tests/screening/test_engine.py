@@ -63,7 +63,7 @@ def test_engine_documents_equal_the_makers(shipped, checkpoints, tmp_path) -> No
         workers=0,
         model_workers=0,
     )
-    docs = predict_documents(settings, inputs)
+    docs = predict_documents(settings, inputs).documents
     maker = GMTPredictMaker(
         tasks=("dielectric", "piezo"), models=checkpoints, device="cpu", batch_size=4, workers=0,
         model_workers=0,
@@ -97,13 +97,12 @@ def test_engine_summary_with_a_store_and_skipping(shipped, checkpoints, tmp_path
         return_documents=False,
     )
     first = predict_documents(settings, shipped[:3], store=store)
-    assert isinstance(first, dict)
-    assert (first["n"], first["n_successful"], first["written"], first["n_skipped"]) == (3, 3, 3, 0)
+    assert (first.n, first.n_successful, first.written, first.n_skipped) == (3, 3, 3, 0)
+    assert first.documents == []  # return_documents=False: counts, keys and failures only
     assert store.count() == 3
     again = predict_documents(settings, shipped[:4], store=store)  # 3 stored: only 1 predicted
-    assert isinstance(again, dict)
-    assert (again["n"], again["n_skipped"], again["written"]) == (4, 3, 1)
-    assert sorted(again["prediction_ids"][1:]) == sorted(first["prediction_ids"])
+    assert (again.n, again.n_skipped, again.written) == (4, 3, 1)
+    assert sorted(again.prediction_ids[1:]) == sorted(first.prediction_ids)
 
 
 def test_ensemble_specs_give_mean_and_spread(shipped, checkpoints, tmp_path) -> None:
@@ -117,7 +116,7 @@ def test_ensemble_specs_give_mean_and_spread(shipped, checkpoints, tmp_path) -> 
     save_checkpoint(path, other, metadata={"version": "small-b"})
     specs = (checkpoints["piezo"], str(path))
     settings = EngineSettings(tasks=("piezo",), models={"piezo": specs}, workers=0)
-    docs = predict_documents(settings, shipped[:3])
+    docs = predict_documents(settings, shipped[:3]).documents
     members = [net for net, _ in load_members("piezo", specs)]
     from atomate2_gmt.model.predict import predict
 
@@ -132,7 +131,7 @@ def test_ensemble_specs_give_mean_and_spread(shipped, checkpoints, tmp_path) -> 
     scaled = EngineSettings(
         tasks=("piezo",), models={"piezo": specs}, workers=0, spread_scale={"piezo": 4.0}
     )
-    docs4 = predict_documents(scaled, shipped[:3])
+    docs4 = predict_documents(scaled, shipped[:3]).documents
     for raw, cal in zip(docs, docs4, strict=True):
         np.testing.assert_allclose(
             cal["predictions"]["piezo"]["tensor"], raw["predictions"]["piezo"]["tensor"]
@@ -180,7 +179,7 @@ def test_engine_runs_where_jobflow_cannot_be_imported(checkpoints, tmp_path) -> 
             tasks=("dielectric",), models={{"dielectric": ({checkpoints["dielectric"]!r},)}},
             workers=0, model_workers=0,
         )
-        docs = predict_documents(settings, structures)
+        docs = predict_documents(settings, structures).documents
         print([d["state"] for d in docs], "atomate2_gmt.jobs.predict" in sys.modules)
         """
     )

@@ -105,7 +105,7 @@ def test_the_python_api_and_the_maker_use_the_same_check():
     assert "Å apart" in out[1]["error"]
     assert "vacuum gap" in out[2]["error"]
     maker = SmallModelPredictMaker(tasks=("dielectric",), workers=0, model_workers=0)
-    docs = predict_documents(maker, [NACL, close_pair(), nacl_cluster_in_box()])
+    docs = predict_documents(maker, [NACL, close_pair(), nacl_cluster_in_box()]).documents
     assert [d["state"] for d in docs] == ["successful", "failed", "failed"]
     assert "Å apart" in docs[1]["error"]
     assert "vacuum gap" in docs[2]["error"]
@@ -266,7 +266,7 @@ def test_a_document_that_cannot_be_built_fails_alone(good_structures, monkeypatc
 
     monkeypatch.setattr(GMTPredictionDoc, "from_predictions", classmethod(flaky))
     maker = SmallModelPredictMaker(tasks=("dielectric",), workers=0, model_workers=0)
-    docs = predict_documents(maker, good_structures[:3])
+    docs = predict_documents(maker, good_structures[:3]).documents
     assert [d["state"] for d in docs] == ["successful", "failed", "successful"]
     assert docs[1]["error"] == (
         "document could not be built (ValueError: 'X' is not a valid Element)"
@@ -429,7 +429,7 @@ def test_domain_distance_is_on_every_document_and_frame_free(good_structures):
     from atomate2_gmt.data.domain import domain_distances
 
     maker = SmallModelPredictMaker(tasks=("dielectric", "piezo"), workers=0, model_workers=0)
-    docs = predict_documents(maker, [good_structures[0], argon_in_box().copy()])
+    docs = predict_documents(maker, [good_structures[0], argon_in_box().copy()]).documents
     assert set(docs[0]["domain_distance"]) == {"dielectric", "piezo"}
     assert docs[0]["domain_distance"]["piezo"] < 1.0
     fcc_ar = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.26), ["Ar"], [[0, 0, 0]])

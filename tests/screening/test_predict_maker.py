@@ -9,6 +9,7 @@ from jobflow import run_locally
 from atomate2_gmt.engine import structure_facts
 from atomate2_gmt.model.predict import predict, predict_many
 from atomate2_gmt.schemas.prediction import compute_ieee_rotation
+from atomate2_gmt.schemas.run import PredictionRunDoc
 from atomate2_gmt.tensors.symmetry import point_group_operations
 from atomate2_gmt.tensors.symmetry.analysis import structure_key
 from tests.screening.conftest import (
@@ -39,7 +40,7 @@ def test_predict_many_equals_predict_per_task(good_structures):
 
 def test_one_job_all_tasks_documents_match_predict(good_structures):
     job = SmallModelPredictMaker(tasks=TEST_TASKS, batch_size=4).make(good_structures)
-    docs = _run(job)
+    docs = _run(job).documents
     assert len(docs) == len(good_structures)
     assert sorted(LOADS) == sorted(TEST_TASKS)  # each model loaded once for the whole batch
     for task in TEST_TASKS:
@@ -71,7 +72,7 @@ def test_bad_inputs_fail_alone_with_their_reason(good_structures, tmp_path):
     unreadable = tmp_path / "broken.cif"
     unreadable.write_text("data_x\n_cell_length_a nonsense\n")
     inputs = [good_structures[0], *(s for s, _ in bad.values()), str(unreadable)]
-    docs = _run(SmallModelPredictMaker(tasks=("dielectric", "piezo")).make(inputs))
+    docs = _run(SmallModelPredictMaker(tasks=("dielectric", "piezo")).make(inputs)).documents
     assert len(docs) == len(inputs)
     assert docs[0]["state"] == "successful"
     for doc, (name, (_, reason)) in zip(docs[1:], bad.items(), strict=False):
@@ -90,11 +91,10 @@ def test_summary_output_and_store_write(good_structures, project):
         tasks=("dielectric",), write_to_store=True, return_documents=False
     )
     out = _run(maker.make(good_structures[:4]))
-    assert out["n"] == 4
-    assert out["n_successful"] == 4
-    assert out["written"] == 4
-    assert out["tasks"] == ["dielectric"]
-    assert out["device"] == "cpu"
+    assert isinstance(out, PredictionRunDoc)  # the job's output_schema
+    assert (out.n, out.n_successful, out.written, out.documents) == (4, 4, 4, [])
+    assert out.tasks == ["dielectric"]
+    assert out.device == "cpu"
     store = candidate_store()
     store.connect()
     assert store.count() == 4
@@ -119,7 +119,7 @@ def test_pipelined_parts_in_a_worker_equal_in_process(good_structures, tmp_path)
     inputs = [*good_structures[:5], str(broken), *good_structures[5:8]]
     serial = SmallModelPredictMaker(tasks=("dielectric", "piezo"), workers=0, part_size=4)
     piped = SmallModelPredictMaker(tasks=("dielectric", "piezo"), workers=1, part_size=4)
-    a, b = predict_documents(serial, inputs), predict_documents(piped, inputs)
+    a, b = predict_documents(serial, inputs).documents, predict_documents(piped, inputs).documents
     assert [d["prediction_id"] for d in a] == [d["prediction_id"] for d in b]
     assert [d["source"] for d in b][5] == "broken.cif"
     assert [d["source"] for d in b][6] == "structure-6"  # named by place in the whole input
@@ -159,7 +159,7 @@ def test_ensemble_mean_tensor_and_spread_feed_ucb_selection(good_structures, tmp
     structures = good_structures[:6]
     docs = predict_documents(
         EnsembleMaker(tasks=("piezo",), ensemble={"piezo": ["a", "b"]}), structures
-    )
+    ).documents
     single = {k: predict(structures, "piezo", model=m) for k, m in members.items()}
     for i, doc in enumerate(docs):
         ta, tb = (np.asarray(single[k][i]["tensor"]) for k in "ab")
@@ -215,10 +215,10 @@ def test_model_workers_equal_in_process_and_keep_input_order(good_structures, tm
     assert job._POOL["pool"] is None
     assert _model_pool(serial, ctx, len(inputs)) is None
     assert _model_pool(forked, _Context(("dielectric",), {}, {}, "v", 0.01, "cuda", 2), 99) is None
-    a, b = predict_documents(serial, inputs), predict_documents(forked, inputs)
+    a, b = predict_documents(serial, inputs).documents, predict_documents(forked, inputs).documents
     first_pool = job._POOL["pool"]
     assert first_pool is not None  # kept for the next job with the same models
-    c = predict_documents(forked, inputs)
+    c = predict_documents(forked, inputs).documents
     assert job._POOL["pool"] is first_pool
     assert [d["prediction_id"] for d in c] == [d["prediction_id"] for d in b]
     close_model_pool()

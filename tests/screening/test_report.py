@@ -20,7 +20,7 @@ def test_report_compares_prediction_with_dfpt(project, tmp_path):
     nacl = vasp_dfpt_doc("NaCl_phonons_dielectric")
     maker = SmallModelPredictMaker(tasks=("dielectric", "dielectric_total", "piezo"))
     structure = nacl.get_structure()
-    [doc] = predict_documents(maker, [structure])
+    [doc] = predict_documents(maker, [structure]).documents
     cands = candidate_store()
     cands.connect()
     cands.update([doc], key="prediction_id")
@@ -55,7 +55,7 @@ def _piezo_only_candidate_with_dfpt():
     """NaCl screened for piezo only, then a DFPT result with ε∞, ε0 and e (as AlP had)."""
     nacl = vasp_dfpt_doc("NaCl_phonons_dielectric")
     maker = SmallModelPredictMaker(tasks=("piezo",))
-    [doc] = predict_documents(maker, [nacl.get_structure()])
+    [doc] = predict_documents(maker, [nacl.get_structure()]).documents
     cands = candidate_store()
     cands.connect()
     cands.update([doc], key="prediction_id")

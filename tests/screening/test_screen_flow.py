@@ -82,7 +82,7 @@ def test_server_lost_mid_run_is_loud_and_a_rerun_completes(
     maker = GMTScreenMaker(predict_maker=StopsTheServer(tasks=("dielectric",)), chunk_size=4)
     flow, responses = _screen(maker, good_structures, ensure_success=False)
     chunk0, chunk1 = flow.jobs[0], flow.jobs[1]
-    assert responses[chunk0.uuid][1].output["written"] == 4
+    assert responses[chunk0.uuid][1].output.written == 4
     assert chunk1.uuid not in responses  # failed loudly: no output, the rank never ran
     assert flow.jobs[-1].uuid not in responses
 

@@ -21,6 +21,7 @@ from atomate2_gmt.tensors import (
     piezo_principal,
     rotate,
 )
+from atomate2_gmt.tensors.properties import piezo_longitudinal_max
 
 
 def _cubic(c11: float, c12: float, c44: float) -> np.ndarray:
@@ -171,3 +172,19 @@ def test_dielectric_eigenvalues_and_average() -> None:
     assert dielectric_average(eps) == pytest.approx(6.0)
     with pytest.raises(ValueError, match="single dielectric tensor"):
         dielectric_average(np.zeros((2, 3, 3)))
+
+
+def test_longitudinal_maximum_of_a_6mm_tensor() -> None:
+    """A 6mm tensor (SiC, mp-11714) whose Newton system is singular at a start direction: the
+    maximum is still found (the brute-force maximum over 200 000 directions agrees)."""
+    e = np.zeros((3, 3, 3))
+    e[0, 0, 2] = e[0, 2, 0] = e[1, 1, 2] = e[1, 2, 1] = -0.06358  # e_15 = e_24
+    e[2, 0, 0] = e[2, 1, 1] = 0.01097  # e_31 = e_32
+    e[2, 2, 2] = -0.06233  # e_33
+    value, n = piezo_longitudinal_max(e)
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(200_000, 3))
+    m /= np.linalg.norm(m, axis=1, keepdims=True)
+    brute = np.einsum("ijk,ni,nj,nk->n", e, m, m, m).max()
+    assert value == pytest.approx(brute, rel=1e-6)
+    assert np.einsum("ijk,i,j,k->", e, n, n, n) == pytest.approx(value, rel=1e-12)

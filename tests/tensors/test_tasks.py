@@ -175,3 +175,76 @@ def test_registry_imports_without_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_tensor_kinds_own_their_tolerances_floors_and_bounds() -> None:
+    """Every threshold a label or a DFPT result is checked against is read from its kind."""
+    from atomate2_gmt.data import mp
+    from atomate2_gmt.dfpt import validation
+    from atomate2_gmt.tensors import bounds
+
+    assert {k: s.residual_tolerance for k, s in KIND_SPECS.items()} == {
+        "dielectric": 0.05, "piezo": 0.01, "elastic": 0.05,
+    }  # fmt: skip
+    assert {k: s.residual_tolerance for k, s in KIND_SPECS.items()} == validation.SYMMETRY_TOLERANCE
+    assert {k: s.residual_floor for k, s in KIND_SPECS.items()} == validation.RESIDUAL_FLOOR
+    # the MP label filter and the DFPT check apply one tolerance per kind
+    assert dict(mp.RESIDUAL_THRESHOLDS) == {
+        t: validation.SYMMETRY_TOLERANCE[s.kind] for t, s in TASK_SPECS.items()
+    }
+    assert set(bounds.PHYSICAL_BOUNDS) == set(DFPT_PART_KIND)
+    for part, (what, bound, unit) in bounds.PHYSICAL_BOUNDS.items():
+        kind = KIND_SPECS[DFPT_PART_KIND[part]]
+        assert (what, bound, unit) == (kind.bounded, kind.part_bounds[part], kind.unit_suffix)
+    assert {t: s.bound for t, s in TASK_SPECS.items()} == {
+        "dielectric": 1e3, "dielectric_total": 1e4, "piezo": 100.0, "elastic": 2000.0,
+    }  # fmt: skip
+    # a tensor one step beyond its task's bound is refused, one within it is not
+    import numpy as np
+
+    for task, spec in TASK_SPECS.items():
+        tensor = np.zeros(spec.shape)
+        tensor[(0,) * spec.rank] = 0.99 * spec.bound
+        assert bounds.physical_bound_problem(task, tensor) is None
+        tensor[(0,) * spec.rank] = 1.01 * spec.bound
+        assert "beyond any known material" in str(bounds.physical_bound_problem(task, tensor))
+
+
+def test_one_data_source_table_per_task() -> None:
+    from atomate2_gmt.data.mp import MP_SOURCES, load_mp
+
+    assert set(MP_SOURCES) == set(TASKS)
+    dataset = load_mp("dielectric_total")
+    prov = dataset.records[0].provenance
+    source = MP_SOURCES["dielectric_total"]
+    assert (prov["dataset"], prov["field"], prov["citation"]) == (
+        source.file, source.field, source.citation,
+    )  # fmt: skip
+    assert dataset.residual_field == "eps_total"
+    assert load_mp("dielectric").residual_field == "eps_electronic"  # computed at load
+
+
+def test_derived_fields_come_from_the_task_spec() -> None:
+    """Each task's document fields are its spec's, computed by its kind's quantities, and
+    declared on the prediction document (no field is added to it by hand)."""
+    import numpy as np
+
+    from atomate2_gmt.schemas.derived import KIND_QUANTITIES, derived_quantities
+    from atomate2_gmt.schemas.prediction import GMTPredictionDoc
+
+    assert set(KIND_QUANTITIES) == set(KINDS)
+    declared = GMTPredictionDoc.model_fields
+    for task, spec in TASK_SPECS.items():
+        tensor = np.zeros(spec.shape)
+        if spec.kind == "dielectric":
+            tensor = np.diag([2.0, 3.0, 4.0])
+        out = derived_quantities(task, tensor, np.eye(3))
+        assert set(spec.derived_fields) <= set(out)
+        for name in spec.derived_fields:
+            assert name in declared, f"{name} is not a declared field of GMTPredictionDoc"
+    out = derived_quantities("dielectric_total", np.diag([2.0, 3.0, 4.0]))
+    assert (out["dielectric_total_mean"], out["dielectric_total_eig_max"]) == (3.0, 4.0)
+    assert "dielectric_mean" not in out
+    source = (SRC / "schemas" / "derived.py").read_text()
+    assert "task ==" not in source
+    assert "task in (" not in source

@@ -43,7 +43,7 @@ def web_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         structures = [s for cs in groups for s in groups[cs]]
         nacl = vasp_dfpt_doc("NaCl_phonons_dielectric")
         maker = GMTPredictMaker(tasks=TASKS, workers=0, model_workers=0)
-        docs = predict_documents(maker, [*structures, nacl.get_structure()])
+        docs = predict_documents(maker, [*structures, nacl.get_structure()]).documents
         assert isinstance(docs, list)
         cands = candidate_store(settings)
         upsert_predictions(cands, docs)

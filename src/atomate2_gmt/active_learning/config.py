@@ -60,6 +60,8 @@ class CampaignConfig:
         seed: shuffles the records into seed / held-out / pool and seeds the models.
         strategies: a subset of ``random``, ``ranking``, ``exploit``, ``ucb``.
         ensemble, kappa: members and exploration weight of ``ucb``.
+        max_per_chemsys: at most this many picks of one chemical system per round, the
+            :class:`~atomate2_gmt.jobs.select.SelectionPolicy` cap (its default, 1).
         random_repeats: draws averaged for ``random``.
         init_epochs, lr: the initial training (from scratch).
         finetune_epochs, finetune_lr: each round's fine-tuning (target scale kept).
@@ -108,6 +110,7 @@ class CampaignConfig:
     strategies: tuple[str, ...] = STRATEGIES
     ensemble: int = 3
     kappa: float = 1.0
+    max_per_chemsys: int = 1
     random_repeats: int = 200
     init_epochs: int = 60
     lr: float = 1e-3
@@ -135,7 +138,10 @@ class CampaignConfig:
         unknown = sorted(set(self.strategies) - set(STRATEGIES))
         if unknown or not self.strategies:
             raise ValueError(f"unknown or no strategies {unknown}; valid: {', '.join(STRATEGIES)}")
-        for name in ("rounds", "per_round", "seed_size", "top", "ensemble", "random_repeats"):
+        for name in (
+            "rounds", "per_round", "seed_size", "top", "ensemble", "random_repeats",
+            "max_per_chemsys",
+        ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.seed_size < 3:
@@ -218,6 +224,7 @@ class CampaignResult:
     initial_seconds: float
     seconds: float
     pretrain: dict[str, Any] | None = None  # what pretrain_body reported (None: no transfer)
+    n_no_objective: int = 0  # records whose true objective is undefined (never in the top-K)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""

@@ -1,9 +1,11 @@
-"""Selection policies of the simulated campaign: how a round's picks are chosen from the pool.
+"""Strategies, the objective and the label transforms of the simulated campaign.
 
-The scores mirror :class:`atomate2_gmt.jobs.select.SelectionPolicy`: ``exploit`` ranks by the
-predicted value, ``ucb`` by value + κ·std of an ensemble. Here the value is the largest
-|e_ij| (C/m², Voigt 3×6) of the predicted piezoelectric tensor (any task: the scalar of
-:func:`target_value`). Ties are broken by the pool order, so a pick is deterministic.
+The picks of a round are made by production's own ranking,
+:func:`atomate2_gmt.jobs.select.rank_candidates` with a
+:class:`~atomate2_gmt.jobs.select.SelectionPolicy` (see :mod:`.simulate`). The value it ranks
+on is the task's default sort field of the prediction documents (piezo: emmet's ``e_ij_max``,
+the largest singular value of the Voigt 3×6 e in the crystal's IEEE 176 frame, C/m²), computed
+from a tensor by :func:`objective_values` exactly as the documents compute it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from atomate2_gmt.tensors.properties import piezo_max_eij
+from atomate2_gmt.schemas.derived import derived_quantities
+from atomate2_gmt.schemas.fields import resolve_sort_field
 
 __all__ = [
     "STRATEGIES",
@@ -20,15 +23,16 @@ __all__ = [
     "compress_targets",
     "expand_targets",
     "hypergeometric_mean",
+    "objective_field",
+    "objective_values",
     "pick_random",
     "pick_top",
-    "target_value",
-    "ucb_scores",
 ]
 
 STRATEGIES: tuple[str, ...] = ("random", "ranking", "exploit", "ucb")
-"""random: uniform picks; ranking: one ranking by the initial model, never retrained; exploit:
-predicted value, model fine-tuned after each round; ucb: ensemble mean + κ·std, fine-tuned."""
+"""random: uniform picks; ranking: the initial model's values, never retrained; exploit: the
+predicted value, model retrained after each round; ucb: the ensemble-mean tensor's value + κ·std
+of the members' values (``SelectionPolicy(strategy="ucb")``), every member retrained."""
 
 
 TARGET_TRANSFORMS: tuple[str, ...] = ("none", "asinh")
@@ -72,25 +76,29 @@ def expand_targets(tensors: np.ndarray, transform: str = "asinh", scale: float =
     return arr * factor
 
 
-def target_value(tensors: np.ndarray, task: str = "piezo") -> np.ndarray:
-    """The scalar a campaign looks for, per tensor: piezo → max |e_ij| (C/m², Voigt form).
+def objective_field(task: str) -> str:
+    """The document field production selects on for ``task`` (its default sort field)."""
+    return resolve_sort_field(task, None)
 
-    ``tensors``: (n, 3, 3, 3) full Cartesian tensors. Other tasks use the largest |component|
-    of the full tensor (task units).
-    """
+
+def objective_values(
+    tensors: np.ndarray, ieee_rotations: Sequence[np.ndarray | None], task: str = "piezo"
+) -> np.ndarray:
+    """:func:`objective_field` of each full Cartesian tensor (n, 3, ..., 3), in task units, as
+    :func:`~atomate2_gmt.schemas.derived.derived_quantities` writes it on a prediction document;
+    ``ieee_rotations[i]``: the rotation of tensor i's crystal to its IEEE frame (None: not
+    found). NaN where the field is undefined (piezo without an IEEE frame), as a document
+    stores None there and no selection picks it."""
     arr = np.asarray(tensors, dtype=np.float64)
-    if task == "piezo":
-        return np.array([piezo_max_eij(t)[0] for t in arr], dtype=np.float64)
-    return np.abs(arr.reshape(len(arr), -1)).max(axis=1)
-
-
-def ucb_scores(values: np.ndarray, kappa: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(score, mean, std) of an ensemble's values, shape (members, n): mean + κ·std (ddof 0)."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.ndim != 2 or v.shape[0] < 1:
-        raise ValueError(f"ensemble values must have shape (members, n), got {v.shape}")
-    mean, std = v.mean(axis=0), v.std(axis=0)
-    return mean + float(kappa) * std, mean, std
+    if len(ieee_rotations) != len(arr):
+        raise ValueError(f"{len(arr)} tensors but {len(ieee_rotations)} IEEE rotations")
+    name = objective_field(task)
+    out = np.full(len(arr), np.nan)
+    for i, (tensor, rotation) in enumerate(zip(arr, ieee_rotations, strict=True)):
+        value = derived_quantities(task, tensor, rotation).get(name)
+        if value is not None:
+            out[i] = float(value)
+    return out
 
 
 def pick_top(scores: np.ndarray, available: Sequence[int], k: int) -> list[int]:

@@ -4,22 +4,32 @@ The records of a task (piezo: the shipped MP tensors, e_ij in C/m²) are shuffle
 and cut into a **seed set** (labels known from the start; a fixed part of it is the validation
 set of every training), a **held-out set** (never selectable; the held-out Fnorm after every
 retraining is measured on it) and the **pool** (labels hidden behind an :class:`Oracle`). The
-**true top-K** are the K pool records with the largest target value (piezo: max |e_ij| of the
-Voigt 3×6 tensor, C/m²). Each round a strategy picks ``per_round`` pool records that it has not
-picked before, the oracle reveals their labels (one oracle call per record) and the number of
-the true top-K among all picks so far is recorded.
+**true top-K** are the K pool records with the largest value of the field production selects
+on (:func:`~atomate2_gmt.active_learning.policies.objective_field`; piezo: emmet's ``e_ij_max``,
+C/m²). Each round a strategy picks ``per_round`` pool records that it has not picked before, the
+oracle reveals their labels (one oracle call per record) and the number of the true top-K among
+all picks so far is recorded.
+
+The model strategies pick as production does: every available pool record becomes a candidate
+document (its predicted value of that field, computed as the prediction documents compute it,
+the ensemble spread for ``ucb``, its chemical system and structure key) and
+:func:`atomate2_gmt.jobs.select.rank_candidates` picks from them with a
+:class:`~atomate2_gmt.jobs.select.SelectionPolicy` (``top_k`` = ``per_round``, the strategy,
+κ and ``max_per_chemsys`` of the config, the policy's defaults otherwise: its ``max_sites``
+cost cap of 40 sites removes no record of the shipped piezo set).
 
 Strategies (:data:`~atomate2_gmt.active_learning.policies.STRATEGIES`):
 
 * ``random``: uniform picks, averaged over ``random_repeats`` draws; the exact expectation is the
   hypergeometric mean n·K/N.
-* ``ranking``: one model trained on the seed set ranks the pool once; round r takes the next
-  ``per_round`` of that ranking (no retraining).
+* ``ranking``: one model trained on the seed set, never retrained; every round the policy
+  picks from its predictions of the records not yet picked.
 * ``exploit``: the same initial model; after every round it is fine-tuned (or, with
   ``retrain="scratch"``, trained again from scratch) on the seed training part plus everything
   revealed, and the next round picks by the new model's predictions.
 * ``ucb``: an ensemble of ``ensemble`` models (different initial seeds, member 0 is the initial
-  model above), each retrained every round; score = ensemble mean + κ·std of the values.
+  model above), each retrained every round; score = the value of the ensemble-mean tensor +
+  κ·std of the members' values (the document's ``uncertainty``).
 
 ``target_transform="asinh"`` trains on norm-compressed labels (predictions are expanded back
 before any ranking or Fnorm); ``select="last"`` keeps the final epoch and trains on the seed
@@ -56,17 +66,20 @@ from atomate2_gmt.active_learning.policies import (
     compress_targets,
     expand_targets,
     hypergeometric_mean,
+    objective_field,
+    objective_values,
     pick_random,
     pick_top,
-    target_value,
-    ucb_scores,
 )
 from atomate2_gmt.data.records import TensorRecord
+from atomate2_gmt.jobs.select import SelectionPolicy, rank_candidates
 from atomate2_gmt.model.checkpoint import load_checkpoint
 from atomate2_gmt.model.config import GMTNetConfig
 from atomate2_gmt.model.factory import build_model, model_arch
 from atomate2_gmt.model.gmtnet import GMTNet
 from atomate2_gmt.model.tensor_model import TensorModel
+from atomate2_gmt.schemas.fields import PREDICTION_KEY
+from atomate2_gmt.schemas.prediction import key_and_ieee_rotation
 from atomate2_gmt.tensors.metrics import fnorm
 from atomate2_gmt.training.trainer import (
     PreparedSet,
@@ -208,6 +221,8 @@ class _Campaign:
         )
         self.n_failed = len(self.data.failed)
         n = len(self.data.records)
+        if len({r.id for r in self.data.records}) != n:
+            raise ValueError("the campaign's record ids must be unique (they key its documents)")
         order = list(range(n))
         random.Random(cfg.seed).shuffle(order)
         self.seed_idx = order[: cfg.seed_size]
@@ -222,8 +237,19 @@ class _Campaign:
         self.val_idx = self.seed_idx[: cfg.n_val]
         # select "last": no epoch is chosen on the validation records, so they are trained on
         self.base_train_idx = self.seed_idx[cfg.n_val :] if cfg.select == "best" else self.seed_idx
-        truth = target_value(self.data.targets.numpy(), cfg.task)  # evaluator only
-        ranked = pick_top(truth, self.pool_idx, cfg.top)
+        # what a prediction document of each record holds besides its prediction
+        self.keys: list[str | None] = []
+        self.ieee: list[np.ndarray | None] = []
+        for record in self.data.records:
+            key, rotation = key_and_ieee_rotation(record.structure)
+            self.keys.append(key)
+            self.ieee.append(None if isinstance(rotation, str) else rotation)
+        self.chemsys = [r.structure.composition.chemical_system for r in self.data.records]
+        self.field = objective_field(cfg.task)
+        truth = objective_values(self.data.targets.numpy(), self.ieee, cfg.task)  # evaluator only
+        self.n_undefined = int(np.isnan(truth).sum())
+        defined = [i for i in self.pool_idx if np.isfinite(truth[i])]
+        ranked = pick_top(truth, defined, cfg.top)
         self.top_set = set(ranked)
         self.top_ids = [self.data.records[i].id for i in ranked]
         self.top_threshold = float(truth[ranked[-1]])
@@ -275,11 +301,45 @@ class _Campaign:
         raw = predict_prepared(model, _subset(self.data, idx, labelled=False), batch_size=64)
         return expand_targets(raw, self.cfg.target_transform, self.cfg.transform_scale)
 
-    def pool_values(self, model: TensorModel) -> np.ndarray:
-        """Predicted target values, indexed like the data (NaN outside the pool)."""
-        values = np.full(len(self.data.records), np.nan)
-        values[self.pool_idx] = target_value(self.predict(model, self.pool_idx), self.cfg.task)
-        return values
+    def pool_documents(self, models: Sequence[TensorModel]) -> dict[int, dict[str, Any]]:
+        """Pool index → the candidate document production would store for the record: the
+        objective field of the (ensemble-mean) predicted tensor, with two or more models the
+        members' standard deviation of it as ``uncertainty``, chemical system and structure
+        key. Records whose field is undefined (no IEEE frame) have no document."""
+        idx = self.pool_idx
+        rotations = [self.ieee[i] for i in idx]
+        tensors = [self.predict(m, idx) for m in models]
+        value = objective_values(np.mean(tensors, axis=0), rotations, self.cfg.task)
+        spread = np.std([objective_values(t, rotations, self.cfg.task) for t in tensors], axis=0)
+        docs: dict[int, dict[str, Any]] = {}
+        for j, i in enumerate(idx):
+            if not np.isfinite(value[j]):
+                continue
+            docs[i] = {
+                PREDICTION_KEY: self.data.records[i].id,
+                self.field: float(value[j]),
+                "uncertainty": {self.field: float(spread[j])} if len(models) > 1 else {},
+                "chemsys": self.chemsys[i],
+                "structure_key": self.keys[i],
+                "index": i,
+            }
+        return docs
+
+    def policy(self, name: str) -> SelectionPolicy:
+        """The production policy of strategy ``name`` for one round."""
+        return SelectionPolicy(
+            query=self.cfg.task,
+            top_k=self.cfg.per_round,
+            strategy="ucb" if name == "ucb" else "exploit",
+            kappa=self.cfg.kappa,
+            max_per_chemsys=self.cfg.max_per_chemsys,
+        )
+
+    def pick(self, docs: dict[int, dict[str, Any]], picked: Sequence[int], name: str) -> list[int]:
+        """This round's picks: the policy's ranking of the documents not yet picked."""
+        done = set(picked)
+        chosen = rank_candidates([d for i, d in docs.items() if i not in done], self.policy(name))
+        return [int(d["index"]) for d in chosen]
 
     def heldout_fnorm(self, models: Sequence[TensorModel]) -> float:
         """Mean Fnorm on the held-out set of the (ensemble-mean) predicted tensors."""
@@ -330,20 +390,15 @@ def _model_strategy(c: _Campaign, name: str) -> StrategyTrace:
     t0 = time.perf_counter()
     oracle = Oracle(c.data, c.pool_idx)
     fn0 = c.heldout_fnorm(models)
-    found, fnorms, selected = [0.0], [fn0], []
-    ranking: list[int] = []
-    if name == "ranking":
-        ranking = pick_top(c.pool_values(models[0]), c.pool_idx, len(c.pool_idx))
+    found, fnorms, selected, calls = [0.0], [fn0], [], [0]
+    docs = c.pool_documents(models)
     bar = progress.task(f"campaign {name}", cfg.rounds, unit="rounds")
     for r in range(1, cfg.rounds + 1):
-        avail = c.available(oracle.revealed)
-        if name == "ranking":
-            picks = [i for i in ranking if i in set(avail)][: cfg.per_round]
-        else:
-            values = np.stack([c.pool_values(m) for m in models])
-            scores = values[0] if name == "exploit" else ucb_scores(values, cfg.kappa)[0]
-            picks = pick_top(scores, avail, cfg.per_round)
+        if name != "ranking" and r > 1:
+            docs = c.pool_documents(models)
+        picks = c.pick(docs, oracle.revealed, name)
         oracle.reveal(picks)
+        calls.append(oracle.calls)
         selected.append(c.ids(picks))
         found.append(float(c.found(oracle.revealed)))
         if name != "ranking":
@@ -362,7 +417,7 @@ def _model_strategy(c: _Campaign, name: str) -> StrategyTrace:
     bar.close()
     return StrategyTrace(
         name=name,
-        oracle_calls=[r * cfg.per_round for r in range(cfg.rounds + 1)],
+        oracle_calls=calls,
         found=found,
         selected=selected,
         heldout_fnorm=list(fnorms),
@@ -454,6 +509,7 @@ def run_campaign(
         config=asdict(cfg),
         n_records=len(c.data.records),
         n_failed=c.n_failed,
+        n_no_objective=c.n_undefined,
         seed_ids=c.ids(c.seed_idx),
         heldout_ids=c.ids(c.heldout_idx),
         pool_ids=c.ids(c.pool_idx),

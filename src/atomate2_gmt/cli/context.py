@@ -61,10 +61,10 @@ class CLIState:
 def _build_settings(project_dir: Path | None) -> GMTSettings:
     from pydantic import ValidationError
 
-    from atomate2_gmt.settings import GMTSettings, mask_uri
+    from atomate2_gmt.settings import mask_uri, resolve_settings
 
     try:
-        return GMTSettings(PROJECT_DIR=project_dir) if project_dir else GMTSettings()
+        return resolve_settings(project_dir or None)
     except (ValidationError, ValueError) as exc:
         typer.echo(f"Error: invalid settings: {mask_uri(str(exc))}", err=True)
         raise typer.Exit(SETTINGS_ERROR_EXIT) from None

@@ -17,7 +17,7 @@ from atomate2_gmt.data.jarvis import (
     load_gmtnet_jarvis,
     verify_file_bytes,
 )
-from atomate2_gmt.data.mp import MP_TENSOR_FIELDS, load_mp
+from atomate2_gmt.data.mp import MP_SOURCES, load_mp
 from atomate2_gmt.data.records import TASK_UNITS, TASKS, records_hash
 
 app = typer.Typer(
@@ -73,7 +73,7 @@ def _mp_info(tasks: list[str]) -> None:
     for task in tasks:
         ds = load_mp(task)
         typer.echo(
-            f"{task:<17}{MP_TENSOR_FIELDS[task]:<22}{TASK_UNITS[task]:<14}{ds.n_total:>8}"
+            f"{task:<17}{MP_SOURCES[task].field:<22}{TASK_UNITS[task]:<14}{ds.n_total:>8}"
             f"{ds.n_kept:>6}{ds.n_excluded:>6}  {ds.threshold:<9.0e}  "
             f"{records_hash(ds.records)[:16]}"
         )

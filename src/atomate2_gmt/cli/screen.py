@@ -47,11 +47,12 @@ def run_screening(
 
     from atomate2_gmt.flows.screen import GMTScreenMaker
     from atomate2_gmt.known_warnings import known_warnings_ignored
-    from atomate2_gmt.settings import GMTSettings
+    from atomate2_gmt.schemas.run import PredictionRunDoc
+    from atomate2_gmt.settings import resolve_settings
     from atomate2_gmt.sources import n_inputs
     from atomate2_gmt.stores import candidate_store, check_store
 
-    settings = settings if settings is not None else GMTSettings()
+    settings = settings if settings is not None else resolve_settings()
     store = store if store is not None else candidate_store(settings)
     check_store(store, timeout_s=settings.STORE_TIMEOUT_S)
     store.close()
@@ -73,19 +74,23 @@ def run_screening(
     rank_job = flow.jobs[-1]
     if rank_job.uuid in responses:
         return {**dict(responses[rank_job.uuid][1].output), "job_failures": job_failures}
-    summaries = [responses[j.uuid][1].output for j in flow.jobs[:-1] if j.uuid in responses]
+    summaries = [
+        PredictionRunDoc.model_validate(responses[j.uuid][1].output)
+        for j in flow.jobs[:-1]
+        if j.uuid in responses
+    ]
     lost = sum(n_inputs(getattr(j, "function_args", [[]])[0]) for j in failed if j is not rank_job)
     return {
         "ranking": {},
-        "n": sum(s["n"] for s in summaries),
-        "n_successful": sum(s["n_successful"] for s in summaries),
-        "n_failed": sum(s["n_failed"] for s in summaries),
-        "n_documents": len({pid for s in summaries for pid in s["prediction_ids"]}),
+        "n": sum(s.n for s in summaries),
+        "n_successful": sum(s.n_successful for s in summaries),
+        "n_failed": sum(s.n_failed for s in summaries),
+        "n_documents": len({pid for s in summaries for pid in s.prediction_ids}),
         "n_not_stored": lost,
-        "failures": [f for s in summaries for f in s["failures"]],
-        "replaced": [r for s in summaries for r in s.get("replaced", [])],
-        "model_version": summaries[0]["model_version"] if summaries else None,
-        "tasks": sorted({t for s in summaries for t in s["tasks"]}),
+        "failures": [list(f) for s in summaries for f in s.failures],
+        "replaced": [list(r) for s in summaries for r in s.replaced],
+        "model_version": summaries[0].model_version if summaries else None,
+        "tasks": sorted({t for s in summaries for t in s.tasks}),
         "store": _store_name(store),
         "job_failures": job_failures,
     }
@@ -140,17 +145,20 @@ def _run_funnel(screen_maker: Any, candidates: Any, shortlist: int) -> dict[str,
 
 
 def _predict_maker(settings: GMTSettings, **kwargs: Any) -> Any:
-    """A :class:`~atomate2_gmt.jobs.predict.GMTPredictMaker` whose settings (models, registry,
-    device, batch size, symprec) are ``settings``. For local runs only: the settings stay out
-    of the maker's fields, so they are never part of a job document."""
+    """A :class:`~atomate2_gmt.jobs.predict.GMTPredictMaker` with the invocation's settings as
+    its own fields: the models, device, batch size and symmetry tolerance they name (``kwargs``
+    take precedence) and their project folder (embedded stores, registry, caches)."""
     from atomate2_gmt.jobs.predict import GMTPredictMaker
 
-    class _LocalPredictMaker(GMTPredictMaker):
-        def settings(self) -> GMTSettings:
-            return settings
-
-    _LocalPredictMaker.__name__ = _LocalPredictMaker.__qualname__ = GMTPredictMaker.__name__
-    return _LocalPredictMaker(**kwargs)
+    fields: dict[str, Any] = {
+        "models": dict(settings.MODELS),
+        "device": settings.DEVICE,
+        "batch_size": settings.BATCH_SIZE,
+        "symprec": settings.SYMPREC,
+        "project_dir": str(settings.PROJECT_DIR),
+    }
+    fields.update({k: v for k, v in kwargs.items() if v is not None})
+    return GMTPredictMaker(**fields)
 
 
 def _store_name(store: Any) -> str:

@@ -75,9 +75,10 @@ def _pair_knn(a: np.ndarray, b: np.ndarray, k: int, exclude_self: bool) -> np.nd
 def domain_reference(task: str) -> tuple[np.ndarray, float]:
     """(descriptors of the task's shipped records, 99th percentile of their own k-NN
     distance); built once per process (about a second), shared by tasks with the same data."""
-    from atomate2_gmt.data.mp import MP_FILES, MP_NEWER_FILES
+    from atomate2_gmt.data.mp import MP_NEWER_SOURCES, MP_SOURCES
 
-    return _reference((MP_FILES[task], *([MP_NEWER_FILES[task]] if task in MP_NEWER_FILES else [])))
+    newer = [MP_NEWER_SOURCES[task].file] if task in MP_NEWER_SOURCES else []
+    return _reference((MP_SOURCES[task].file, *newer))
 
 
 @cache

@@ -17,7 +17,8 @@ import json
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pymatgen.core import Structure
@@ -30,17 +31,20 @@ from atomate2_gmt.data.records import (
 )
 from atomate2_gmt.tensors.conventions import crystal_system, voigt_to_full
 from atomate2_gmt.tensors.symmetry import point_group_info, symmetry_residual
+from atomate2_gmt.tensors.tasks import TASK_SPECS
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
-    "MP_CITATIONS",
-    "MP_FILES",
-    "MP_NEWER_FILES",
     "MP_NEWER_SOURCE",
+    "MP_NEWER_SOURCES",
     "MP_SOURCE",
-    "MP_TENSOR_FIELDS",
+    "MP_SOURCES",
     "RESIDUAL_SYMPREC",
     "RESIDUAL_THRESHOLDS",
     "MPDataset",
+    "MPSource",
     "crystal_system_from_space_group",
     "load_mp",
     "load_mp_newer",
@@ -51,56 +55,91 @@ MP_SOURCE = "mp_legacy"
 
 MP_NEWER_SOURCE = "mp_newer"
 
-MP_NEWER_FILES: dict[str, str] = {"elastic": "mp_newer_elastic.json.gz"}
-"""Shipped file of further MP tensors per task, none the same material as a legacy record:
-materials added to MP after the 2015 set, and records of the newer MP elasticity release."""
+_PETOUSIS = (
+    "I. Petousis et al., High-throughput screening of inorganic compounds for the discovery of "
+    "novel dielectric and optical materials, Sci. Data 4, 160134 (2017)"
+)
+_DE_JONG_PIEZO = (
+    "M. de Jong et al., A database to enable discovery and design of piezoelectric materials, "
+    "Sci. Data 2, 150053 (2015)"
+)
+_DE_JONG_ELASTIC = (
+    "M. de Jong et al., Charting the complete elastic properties of inorganic crystalline "
+    "compounds, Sci. Data 2, 150009 (2015)"
+)
 
-MP_FILES: dict[str, str] = {
-    "dielectric": "mp_legacy_dielectric.json.gz",
-    "dielectric_total": "mp_legacy_dielectric.json.gz",
-    "piezo": "mp_legacy_piezo.json.gz",
-    "elastic": "mp_legacy_elastic.json.gz",
-}
-"""Shipped file per task (both dielectric tasks read the same file)."""
 
-MP_TENSOR_FIELDS: dict[str, str] = {
-    "dielectric": "eps_electronic",
-    "dielectric_total": "eps_total",
-    "piezo": "piezo_cartesian_C_m2",
-    "elastic": "elastic_voigt_GPa",
-}
-"""Field of the shipped record that holds each task's tensor."""
+@dataclass(frozen=True)
+class MPSource:
+    """Where one task's shipped MP tensors are and whom to cite.
 
-RESIDUAL_THRESHOLDS: dict[str, float] = {
-    "dielectric": 5e-2,
-    "dielectric_total": 5e-2,
-    "piezo": 1e-2,
-    "elastic": 5e-2,
-}
-"""A record is kept when its symmetry residual is strictly below this (relative, Frobenius)."""
+    ``file``: the shipped file (``data/datasets/``); ``field``: the field of each record that
+    holds the task's tensor (its symmetry residual filters the records); ``origin``: how the
+    data reached the file; ``citation``: the paper of the data; ``residual_shipped``: the
+    file's ``sym_residual`` is that of ``field`` (else it is computed at load, with the same
+    definition and ``symprec``).
+    """
+
+    file: str
+    field: str
+    origin: str
+    citation: str
+    residual_shipped: bool = True
+
+
+MP_SOURCES: Mapping[str, MPSource] = MappingProxyType(
+    {
+        "dielectric": MPSource(
+            "mp_legacy_dielectric.json.gz",
+            "eps_electronic",
+            "Materials Project via matminer dataset 'dielectric_constant'",
+            _PETOUSIS,
+            residual_shipped=False,  # the file's sym_residual is that of eps_total
+        ),
+        "dielectric_total": MPSource(
+            "mp_legacy_dielectric.json.gz",
+            "eps_total",
+            "Materials Project via matminer dataset 'dielectric_constant'",
+            _PETOUSIS,
+        ),
+        "piezo": MPSource(
+            "mp_legacy_piezo.json.gz",
+            "piezo_cartesian_C_m2",
+            "Materials Project via matminer dataset 'piezoelectric_tensor'",
+            _DE_JONG_PIEZO,
+        ),
+        "elastic": MPSource(
+            "mp_legacy_elastic.json.gz",
+            "elastic_voigt_GPa",
+            "Materials Project via matminer dataset 'elastic_tensor_2015'",
+            _DE_JONG_ELASTIC,
+        ),
+    }
+)
+"""Task → its shipped legacy MP data (both dielectric tasks read the same file)."""
+
+MP_NEWER_SOURCES: Mapping[str, MPSource] = MappingProxyType(
+    {
+        "elastic": MPSource(
+            "mp_newer_elastic.json.gz",
+            "elastic_voigt_GPa",
+            "Materials Project, republished (data/datasets/README.md)",
+            _DE_JONG_ELASTIC,
+        ),
+    }
+)
+"""Task → its shipped further MP tensors, none the same material as a legacy record: materials
+added to MP after the 2015 set, and records of the newer MP elasticity release."""
+
+RESIDUAL_THRESHOLDS: Mapping[str, float] = MappingProxyType(
+    {task: spec.residual_tolerance for task, spec in TASK_SPECS.items()}
+)
+"""A record is kept when its symmetry residual is strictly below this (relative, Frobenius):
+the tolerance of the task's tensor kind (:class:`~atomate2_gmt.tensors.tasks.TensorKind`)."""
 
 RESIDUAL_SYMPREC = 0.01
 """spglib tolerance (Å) of the point-group operations used for the residual (as shipped)."""
 
-MP_CITATIONS: dict[str, str] = {
-    "dielectric": (
-        "I. Petousis et al., High-throughput screening of inorganic compounds for the discovery "
-        "of novel dielectric and optical materials, Sci. Data 4, 160134 (2017)"
-    ),
-    "piezo": (
-        "M. de Jong et al., A database to enable discovery and design of piezoelectric "
-        "materials, Sci. Data 2, 150053 (2015)"
-    ),
-    "elastic": (
-        "M. de Jong et al., Charting the complete elastic properties of inorganic crystalline "
-        "compounds, Sci. Data 2, 150009 (2015)"
-    ),
-}
-_MATMINER_DATASET = {
-    "dielectric": "dielectric_constant",
-    "piezo": "piezoelectric_tensor",
-    "elastic": "elastic_tensor_2015",
-}
 _META_FIELDS = (
     "formula",
     "space_group",
@@ -172,7 +211,7 @@ def _electronic_residuals() -> dict[str, float]:
     """Symmetry residual of ``eps_electronic`` per material id (the shipped residual of the
     dielectric file is measured on ``eps_total``); computed once per process."""
     out: dict[str, float] = {}
-    for raw in _raw_records(MP_FILES["dielectric"]):
+    for raw in _raw_records(MP_SOURCES["dielectric"].file):
         structure = Structure.from_dict(raw["structure"])
         tensor = np.asarray(raw["eps_electronic"], dtype=np.float64)
         info = point_group_info(structure, symprec=RESIDUAL_SYMPREC)
@@ -184,9 +223,9 @@ def _tensor_of(task: str, raw: dict[str, Any]) -> tuple[np.ndarray, dict[str, An
     """Full Cartesian tensor of ``task`` from a shipped record, plus provenance notes."""
     mid = raw.get("material_id", "?")
     notes: dict[str, Any] = {}
-    fname = MP_TENSOR_FIELDS[task]
+    fname = MP_SOURCES[task].field
     if fname not in raw:
-        raise ValueError(f"{MP_FILES[task]} record {mid}: missing tensor field {fname!r}")
+        raise ValueError(f"{MP_SOURCES[task].file} record {mid}: missing tensor field {fname!r}")
     if task in ("dielectric", "dielectric_total"):
         eps = np.asarray(raw[fname], dtype=np.float64)
         if eps.shape != (3, 3):
@@ -223,15 +262,15 @@ def _tensor_of(task: str, raw: dict[str, Any]) -> tuple[np.ndarray, dict[str, An
 
 
 def _provenance(task: str, raw: dict[str, Any], residual: float, residual_field: str) -> dict:
-    base = "dielectric" if task.startswith("dielectric") else task
+    source = MP_SOURCES[task]
     prov: dict[str, Any] = {
-        "dataset": MP_FILES[task],
-        "field": MP_TENSOR_FIELDS[task],
+        "dataset": source.file,
+        "field": source.field,
         "frame": raw.get("frame"),
         "sym_residual": residual,
         "residual_field": residual_field,
-        "origin": f"Materials Project via matminer dataset {_MATMINER_DATASET[base]!r}",
-        "citation": MP_CITATIONS[base],
+        "origin": source.origin,
+        "citation": source.citation,
         "licence": "CC-BY-4.0",
     }
     if "source_column" in raw:
@@ -266,13 +305,13 @@ def load_mp(task: str, filter_residual: bool = True) -> MPDataset:
         part's relative size is in ``provenance["antisymmetric_part_rel"]``).
     """
     validate_task(task)
-    raws = _raw_records(MP_FILES[task])
-    if task == "dielectric":
-        residual_of = _electronic_residuals()
-        residual_field = "eps_electronic"
-    else:
+    source = MP_SOURCES[task]
+    raws = _raw_records(source.file)
+    residual_field = source.field
+    if source.residual_shipped:
         residual_of = {r["material_id"]: float(r["sym_residual"]) for r in raws}
-        residual_field = "eps_total" if task == "dielectric_total" else MP_TENSOR_FIELDS[task]
+    else:
+        residual_of = _electronic_residuals()
     threshold = RESIDUAL_THRESHOLDS[task] if filter_residual else None
     records: list[TensorRecord] = []
     excluded: dict[str, float] = {}
@@ -318,7 +357,7 @@ def _newer_id(raw: dict[str, Any]) -> str:
 
 
 def load_mp_newer(task: str, filter_residual: bool = True) -> MPDataset:
-    """Load the further Materials Project records of ``task`` (``MP_NEWER_FILES``; elastic only).
+    """Load the further Materials Project records of ``task`` (``MP_NEWER_SOURCES``; elastic only).
 
     Every tensor is in its structure's frame (the IEEE frame),
     integer-rounded GPa, as the republishing repositories stored them
@@ -327,12 +366,13 @@ def load_mp_newer(task: str, filter_residual: bool = True) -> MPDataset:
     filter as :func:`load_mp` applies (every shipped record passes it).
     """
     validate_task(task)
-    if task not in MP_NEWER_FILES:
+    if task not in MP_NEWER_SOURCES:
         raise ValueError(
             f"no further MP records are shipped for task {task!r} (only for: "
-            f"{', '.join(MP_NEWER_FILES)})"
+            f"{', '.join(MP_NEWER_SOURCES)})"
         )
-    filename = MP_NEWER_FILES[task]
+    source = MP_NEWER_SOURCES[task]
+    filename = source.file
     raws = _raw_records(filename)
     threshold = RESIDUAL_THRESHOLDS[task] if filter_residual else None
     records: list[TensorRecord] = []
@@ -348,13 +388,13 @@ def load_mp_newer(task: str, filter_residual: bool = True) -> MPDataset:
         tensor, notes = _tensor_of(task, {**raw, "material_id": rid})
         provenance: dict[str, Any] = {
             "dataset": filename,
-            "field": MP_TENSOR_FIELDS[task],
+            "field": source.field,
             "frame": raw.get("frame"),
             "sym_residual": residual,
-            "residual_field": MP_TENSOR_FIELDS[task],
+            "residual_field": source.field,
             "repository": raw["source"],
-            "origin": "Materials Project, republished (data/datasets/README.md)",
-            "citation": MP_CITATIONS[task],
+            "origin": source.origin,
+            "citation": source.citation,
             "licence": "CC-BY-4.0",
             "precision": "integer GPa",
             **notes,
@@ -378,7 +418,7 @@ def load_mp_newer(task: str, filter_residual: bool = True) -> MPDataset:
         n_total=len(raws),
         threshold=threshold,
         excluded=excluded,
-        residual_field=MP_TENSOR_FIELDS[task],
+        residual_field=source.field,
         residuals=residuals,
     )
 
@@ -386,7 +426,7 @@ def load_mp_newer(task: str, filter_residual: bool = True) -> MPDataset:
 @cache
 def _structures_by_crystal_system(per_system: int) -> tuple[tuple[str, tuple[str, ...]], ...]:
     pool: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
-    for filename in sorted(set(MP_FILES.values())):
+    for filename in sorted({s.file for s in MP_SOURCES.values()}):
         for raw in _raw_records(filename):
             system = crystal_system_from_space_group(int(raw["space_group"]))
             pool.setdefault(system, []).append(

@@ -7,9 +7,10 @@ accept). A result is rejected when
 2. a tensor has a non-finite component;
 3. a tensor breaks its structure's symmetry: the relative residual of the point-group projector
    (with the intrinsic index symmetry), ``|T − P T|_F / max(|T|_F, floor)`` in the structure's
-   Cartesian frame, is at or above :data:`SYMMETRY_TOLERANCE` for the tensor kind — the same
-   numbers as the Materials Project residual filter of ``data.mp`` (5 % dielectric and elastic,
-   1 % piezo), so a DFPT record passes where an equally clean MP record would. Since
+   Cartesian frame, is at or above :data:`SYMMETRY_TOLERANCE` for the tensor kind — the kind's
+   ``residual_tolerance`` in the task registry, which the Materials Project residual filter of
+   ``data.mp`` applies too (5 % dielectric and elastic, 1 % piezo), so a DFPT record passes
+   where an equally clean MP record would. Since
    ``T − P_G T`` is the group average of ``T − g·T``, this residual never exceeds the data set's
    ``max_g |g·T − T| / |T|``. The floor (:data:`RESIDUAL_FLOOR`: 1 for ε, 0.01 C/m², 1 GPa) keeps
    round-off on a tensor that should vanish (the piezo tensor of a centrosymmetric crystal) from
@@ -55,6 +56,7 @@ from atomate2_gmt.schemas.training import index_symmetrised
 from atomate2_gmt.tensors.bounds import PHYSICAL_BOUNDS, physical_bound_problem
 from atomate2_gmt.tensors.properties import dielectric_eigenvalues, elastic_eigenvalues
 from atomate2_gmt.tensors.symmetry import intrinsic_projector, point_group_info, projector
+from atomate2_gmt.tensors.tasks import KIND_SPECS
 
 __all__ = [
     "ASYMMETRY_TOLERANCE",
@@ -74,11 +76,13 @@ __all__ = [
     "projector_residual",
 ]
 
-SYMMETRY_TOLERANCE: dict[str, float] = {"dielectric": 5e-2, "piezo": 1e-2, "elastic": 5e-2}
-"""Largest accepted relative projector residual per tensor kind (= data.mp's thresholds)."""
+SYMMETRY_TOLERANCE: dict[str, float] = {k: s.residual_tolerance for k, s in KIND_SPECS.items()}
+"""Largest accepted relative projector residual per tensor kind (``TensorKind.
+residual_tolerance``, also the MP label filter's)."""
 
-RESIDUAL_FLOOR: dict[str, float] = {"dielectric": 1.0, "piezo": 1e-2, "elastic": 1.0}
-"""Norm below which the residual is measured against this absolute scale (task units)."""
+RESIDUAL_FLOOR: dict[str, float] = {k: s.residual_floor for k, s in KIND_SPECS.items()}
+"""Norm below which the residual is measured against this absolute scale (task units;
+``TensorKind.residual_floor``)."""
 
 IONIC_NEGATIVE_TOL = 0.1
 """Most negative accepted eigenvalue of the ionic dielectric part, and of ε0 − ε∞

@@ -36,10 +36,11 @@ class GMTScreenMaker(Maker):
     """Screen candidates: split them into chunks, predict each chunk in one job that upserts its
     documents into the candidate store, then rank.
 
-    The chunk jobs are independent (parallel under jobflow-remote). Writing from the chunk job
-    (rather than a separate upsert job) keeps the documents out of the jobflow job store; the
-    upsert is idempotent on ``prediction_id`` (= structure key + model version), so a re-run
-    after a failure completes the missing documents without duplicates.
+    The chunk jobs are independent (parallel under jobflow-remote); each writes its documents
+    to the store itself (why: :class:`~atomate2_gmt.jobs.predict.GMTPredictMaker`) and outputs
+    a :class:`~atomate2_gmt.schemas.run.PredictionRunDoc` without them. The upsert is
+    idempotent on ``prediction_id`` (= structure key + model version), so a re-run after a
+    failure completes the missing documents without duplicates.
 
     Args:
         name: flow name.
@@ -116,10 +117,9 @@ class GMTScreenMaker(Maker):
         return Path(GMTSettings().PROJECT_DIR).expanduser() / "sources"
 
     def _check_store(self) -> None:
-        from atomate2_gmt.settings import GMTSettings
         from atomate2_gmt.stores import candidate_store, check_store
 
-        settings = GMTSettings()
+        settings = self.predict_maker.settings()
         store = self.store if self.store is not None else candidate_store(settings)
         check_store(store, timeout_s=settings.STORE_TIMEOUT_S)
         store.close()

@@ -315,20 +315,23 @@ def update_candidate(store: Store, doc: DFPTResultDoc, feedback: dict[str, Any])
 
 
 def feedback_field(doc: DFPTResultDoc, reasons: list[str], record_ids: list[str]) -> dict[str, Any]:
-    """The candidate's ``dfpt`` field for one result (tensors per task: full, Cartesian)."""
+    """The candidate's ``dfpt`` field for one result (tensors per task: full, Cartesian): a
+    :class:`~atomate2_gmt.schemas.prediction.DFPTFeedback` in its stored form."""
+    from atomate2_gmt.schemas.prediction import DFPTFeedback
+
     state = "failed" if doc.state == "failed" else ("rejected" if reasons else "accepted")
     tensors = {task: doc.tensors[part] for part, task in PART_TASK.items() if part in doc.tensors}
-    return {
-        "state": state,
-        "dfpt_state": doc.state,
-        "code": doc.code,
-        "tensors": tensors,
-        "reasons": reasons,
-        "training_record_ids": record_ids,
-        "training_conflicts": [r for r in record_ids if CONFLICT_SEPARATOR in r],
-        "job_uuid": doc.job_uuid,
-        "last_updated": datetime.now(UTC),
-    }
+    return DFPTFeedback(
+        state=state,
+        dfpt_state=doc.state,
+        code=doc.code,
+        tensors=tensors,
+        reasons=reasons,
+        training_record_ids=record_ids,
+        training_conflicts=[r for r in record_ids if CONFLICT_SEPARATOR in r],
+        job_uuid=doc.job_uuid,
+        last_updated=datetime.now(UTC),
+    ).to_store_dict()
 
 
 def apply_feedback(

@@ -20,6 +20,7 @@ from atomate2_gmt.candidates import CandidateLike
 from atomate2_gmt.data.records import TASKS
 from atomate2_gmt.engine import EngineSettings
 from atomate2_gmt.routing import job_role
+from atomate2_gmt.schemas.run import PredictionRunDoc
 from atomate2_gmt.tensors.tasks import TASK_SPECS
 
 if TYPE_CHECKING:
@@ -55,8 +56,8 @@ class GMTPredictMaker(Maker):
         write_to_store: upsert the documents into ``store`` (checked before any prediction).
         store: the prediction store; None → the settings' candidate store, built on the worker
             (so credentials come from the worker's settings, never from the job document).
-        return_documents: the job returns the documents (store dicts); False → a summary with
-            the prediction ids and the failures (what the screening flow uses, so that large
+        return_documents: the output document carries the documents (store dicts); False →
+            only their counts, ids and failures (what the screening flow uses, so that large
             documents are not copied into the job store).
         workers: processes that read files and compute structure keys and IEEE rotations while
             the models predict (None → one if the machine has ≥ 2 cores; 0 → all in-process).
@@ -78,6 +79,16 @@ class GMTPredictMaker(Maker):
         ensemble_spread_scale: task → calibration factor of its ensemble's standard deviation
             (default 1, the raw spread; e.g. the ``calibrating_scale`` that ``atomate2-gmt
             evaluate --member`` fits on a validation split). Part of the ensemble's version.
+        project_dir: the project folder whose settings file-backed defaults (embedded stores,
+            registry, caches) the job uses; None → the worker's ``PROJECT_DIR``. The only part
+            of the settings a job document names: the rest (credentials included) is resolved
+            on the worker when the job starts (:func:`atomate2_gmt.settings.resolve_settings`)
+            and passed down.
+
+    The job's output is a :class:`~atomate2_gmt.schemas.run.PredictionRunDoc`. With
+    ``write_to_store`` the documents are upserted by the job itself, part by part, rather than
+    returned for a later job to store: a job that dies keeps the parts it finished, a re-run
+    skips them (``skip_existing``), and the documents never pass through the jobflow job store.
 
     Override :meth:`load_model` to put another model in (tests use small random models).
     """
@@ -97,16 +108,18 @@ class GMTPredictMaker(Maker):
     skip_existing: bool = True
     ensemble: dict[str, list[str]] = field(default_factory=dict)
     ensemble_spread_scale: dict[str, float] = field(default_factory=dict)
+    project_dir: str | None = None
 
     def settings(self) -> GMTSettings:
-        """The settings in force (environment, ``~/.atomate2_gmt.yaml``)."""
-        from atomate2_gmt.settings import GMTSettings
+        """The settings of this maker's jobs: those in force where it runs, with its
+        ``project_dir``."""
+        from atomate2_gmt.settings import resolve_settings
 
-        return GMTSettings()
+        return resolve_settings(self.project_dir)
 
-    def model_spec(self, task: str) -> str:
+    def model_spec(self, task: str, settings: GMTSettings | None = None) -> str:
         """``"pretrained"``, ``"registry"`` or a checkpoint path for ``task``."""
-        return self.models.get(task) or self.settings().model_for(task)
+        return self.models.get(task) or (settings or self.settings()).model_for(task)
 
     def load_model(self, task: str) -> tuple[TensorModel, dict[str, Any]]:
         """The model of ``task`` and its info (name, version, checkpoint hash, spec).
@@ -180,20 +193,19 @@ class GMTPredictMaker(Maker):
             spread_scale=dict(self.ensemble_spread_scale),
         )
 
-    @job(**job_role("gmt"))
-    def make(self, candidates: Sequence[CandidateLike]) -> list[dict[str, Any]] | dict[str, Any]:
+    @job(output_schema=PredictionRunDoc, **job_role("gmt"))
+    def make(self, candidates: Sequence[CandidateLike]) -> PredictionRunDoc:
         """Predict every candidate (Candidate, Structure, Structure dict or file path).
 
-        Returns the documents' store dicts (``return_documents``) or a summary (``n``,
-        ``n_successful``, ``prediction_ids``, ``failures``, ``timings``, ...: see
-        :func:`atomate2_gmt.engine.predict_documents`).
+        Returns a :class:`~atomate2_gmt.schemas.run.PredictionRunDoc` (counts, keys, failures,
+        timings; the documents' store dicts with ``return_documents``).
         """
         return predict_documents(self, candidates)
 
 
 def predict_documents(
     maker: GMTPredictMaker, candidates: Sequence[CandidateLike]
-) -> list[dict[str, Any]] | dict[str, Any]:
+) -> PredictionRunDoc:
     """The body of :meth:`GMTPredictMaker.make`, callable without jobflow: the store is
     built and checked (before any prediction), then :func:`atomate2_gmt.engine.
     predict_documents` runs with :meth:`GMTPredictMaker.engine_settings` and the maker's

@@ -8,6 +8,7 @@ from jobflow import job
 
 from atomate2_gmt.routing import job_role
 from atomate2_gmt.schemas.fields import DEFAULT_SORT
+from atomate2_gmt.schemas.run import PredictionRunDoc
 
 if TYPE_CHECKING:
     from maggma.core import Store
@@ -42,13 +43,14 @@ def ranking(
 
 @job(name="gmt_rank", **job_role("gmt"))
 def rank_predictions(
-    summaries: list[dict[str, Any]],
+    summaries: list[PredictionRunDoc | dict[str, Any]],
     top: int = 20,
     store: Store | None = None,
     query: dict[str, Any] | None = None,
     funnel: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Rank the predictions a screening run wrote (``summaries``: outputs of the chunk jobs).
+    """Rank the predictions a screening run wrote (``summaries``: the chunk jobs' output
+    documents).
 
     Returns ``{"ranking": task → rows, "n", "n_successful", "n_failed", "n_documents" (distinct
     documents stored: inputs that are the same crystal share one), "failures", "replaced" (stored
@@ -58,29 +60,28 @@ def rank_predictions(
     rankings unless ``query`` has ``include_metals``), and ``"funnel"``: the relaxation
     funnel's counts when ranking after it (:mod:`atomate2_gmt.flows.funnel`), else None.
     """
-    from atomate2_gmt.settings import GMTSettings
     from atomate2_gmt.stores import candidate_store, describe_store
 
-    settings = GMTSettings()
-    store = store if store is not None else candidate_store(settings)
-    versions = sorted({s["model_version"] for s in summaries})
-    tasks = sorted({t for s in summaries for t in s["tasks"]}, key=list(DEFAULT_SORT).index)
+    store = store if store is not None else candidate_store()
+    runs = [PredictionRunDoc.model_validate(s) for s in summaries]
+    versions = sorted({r.model_version for r in runs})
+    tasks = sorted({t for r in runs for t in r.tasks}, key=list(DEFAULT_SORT).index)
     version = versions[0] if len(versions) == 1 else None
     store.connect()
     try:
         rows = ranking(store, tasks, version, top=top, query=query)
-        ids = sorted({pid for s in summaries for pid in s["prediction_ids"]})
+        ids = sorted({pid for r in runs for pid in r.prediction_ids})
         n_metal = store.count({"prediction_id": {"$in": ids}, "likely_metal": True}) if ids else 0
     finally:
         store.close()
     return {
         "ranking": rows,
-        "n": sum(s["n"] for s in summaries),
-        "n_successful": sum(s["n_successful"] for s in summaries),
-        "n_failed": sum(s["n_failed"] for s in summaries),
-        "n_documents": len({pid for s in summaries for pid in s["prediction_ids"]}),
-        "failures": [f for s in summaries for f in s["failures"]],
-        "replaced": [r for s in summaries for r in s.get("replaced", [])],
+        "n": sum(r.n for r in runs),
+        "n_successful": sum(r.n_successful for r in runs),
+        "n_failed": sum(r.n_failed for r in runs),
+        "n_documents": len({pid for r in runs for pid in r.prediction_ids}),
+        "failures": [list(f) for r in runs for f in r.failures],
+        "replaced": [list(x) for r in runs for x in r.replaced],
         "n_likely_metal": n_metal,
         "model_version": version,
         "tasks": tasks,

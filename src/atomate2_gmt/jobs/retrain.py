@@ -247,11 +247,11 @@ def retrain(maker: GMTRetrainMaker, settings: GMTSettings | None = None) -> dict
     ``metrics_after`` (held-out overall metrics), ``n_new``."""
     from atomate2_gmt.model.config import check_task
     from atomate2_gmt.registry import CreatedBy, ModelRegistry, PromotionRefusedError
-    from atomate2_gmt.settings import GMTSettings
+    from atomate2_gmt.settings import resolve_settings
     from atomate2_gmt.stores import training_store
 
     task = check_task(maker.task)
-    settings = settings or GMTSettings()
+    settings = settings or resolve_settings()
     registry = ModelRegistry(settings=settings).connect()
     try:
         promoted, seeded = _promoted_or_seeded(registry, task)

@@ -29,13 +29,21 @@ from atomate2_gmt.routing import job_role, route_new_jobs
 from atomate2_gmt.schemas.fields import PREDICTION_KEY, resolve_sort_field
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     from maggma.core import Store
 
+    from atomate2_gmt.schemas.prediction import DFPTSelection
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["SelectionPolicy", "carry_marks", "select_candidates", "select_for_dfpt"]
+__all__ = [
+    "SelectionPolicy",
+    "carry_marks",
+    "rank_candidates",
+    "select_candidates",
+    "select_for_dfpt",
+]
 
 
 @dataclass
@@ -151,21 +159,24 @@ def _score(doc: dict[str, Any], policy: SelectionPolicy) -> float:
     return value + policy.kappa * float(spread)
 
 
-def select_candidates(store: Store, policy: SelectionPolicy) -> list[dict[str, Any]]:
-    """The candidate documents the policy picks, best first (the store is connected here).
+def rank_candidates(
+    docs: Iterable[dict[str, Any]], policy: SelectionPolicy
+) -> list[dict[str, Any]]:
+    """The documents ``policy`` picks from ``docs`` (documents of its query), best first: the
+    one ranking of production (:func:`select_candidates`) and of the simulated campaign
+    (:mod:`atomate2_gmt.active_learning.simulate`).
 
-    Reads the ``pool`` best documents of the policy's query (never computed or in flight),
-    scores them, then keeps at most ``max_per_chemsys`` per chemical system until ``top_k``
-    are picked.
+    At most the ``pool`` best documents by the sort field are considered (ties: the larger key
+    first, the store's order; the store query already reads no more), scored (``exploit``:
+    the value; ``ucb``: value + κ·spread), then taken best score first (ties: the smaller
+    key), at most ``max_per_chemsys`` per chemical system and one per structure key, until
+    ``top_k`` are picked.
     """
-    query = policy.selection_query()
-    docs, _ = ranked_documents(
-        store,
-        query,
-        full_documents=True,
-        extra={"dfpt_selected": {"$exists": False}},
-        with_total=False,
-    )
+    docs = list(docs)
+    if len(docs) > policy.pool:
+        field = policy.sort_field
+        docs.sort(key=lambda d: (float(d[field]), d[PREDICTION_KEY]), reverse=True)
+        docs = docs[: policy.pool]
     docs.sort(key=lambda d: (-_score(d, policy), d[PREDICTION_KEY]))
     picked: list[dict[str, Any]] = []
     per_chemsys: dict[str, int] = {}
@@ -183,6 +194,21 @@ def select_candidates(store: Store, policy: SelectionPolicy) -> list[dict[str, A
     return picked
 
 
+def select_candidates(store: Store, policy: SelectionPolicy) -> list[dict[str, Any]]:
+    """The candidate documents the policy picks, best first (the store is connected here):
+    the ``pool`` best documents of the policy's query (never computed or in flight), ranked
+    by :func:`rank_candidates`."""
+    query = policy.selection_query()
+    docs, _ = ranked_documents(
+        store,
+        query,
+        full_documents=True,
+        extra={"dfpt_selected": {"$exists": False}},
+        with_total=False,
+    )
+    return rank_candidates(docs, policy)
+
+
 def _backend_code(maker: Maker) -> str:
     """'abinit' or 'vasp' for the project's DFPT Makers (their ``code`` attribute
     or their module), else the Maker's class name."""
@@ -196,8 +222,9 @@ def _backend_code(maker: Maker) -> str:
     return type(maker).__name__
 
 
-def _mark_selected(store: Store, docs: list[dict[str, Any]], mark: dict[str, Any]) -> None:
-    rows = [{**{k: v for k, v in d.items() if k != "_id"}, "dfpt_selected": mark} for d in docs]
+def _mark_selected(store: Store, docs: list[dict[str, Any]], mark: DFPTSelection) -> None:
+    value = mark.model_dump(exclude_none=True)
+    rows = [{**{k: v for k, v in d.items() if k != "_id"}, "dfpt_selected": value} for d in docs]
     if rows:
         store.update(rows, key=PREDICTION_KEY)
 
@@ -207,6 +234,8 @@ def carry_marks(store: Store, done_keys: Sequence[str] = ()) -> int:
     another document (earlier model version), or is in ``done_keys`` (the structures picked in
     earlier rounds: a re-screen under the same model-version label replaces the documents and
     their marks); returns how many were marked. Connects ``store``."""
+    from atomate2_gmt.schemas.prediction import DFPTSelection
+
     store.connect()
     done: dict[str, str] = {k: "earlier round" for k in done_keys}
     for d in store.query(
@@ -226,10 +255,9 @@ def carry_marks(store: Store, done_keys: Sequence[str] = ()) -> int:
         }
     ):
         row = {k: v for k, v in d.items() if k != "_id"}
-        row["dfpt_selected"] = {
-            "at": datetime.now(UTC).isoformat(),
-            "carried_from": done[d["structure_key"]],
-        }
+        row["dfpt_selected"] = DFPTSelection(
+            at=datetime.now(UTC).isoformat(), carried_from=done[d["structure_key"]]
+        ).model_dump(exclude_none=True)
         rows.append(row)
     if rows:
         store.update(rows, key=PREDICTION_KEY)
@@ -264,6 +292,7 @@ def select_for_dfpt(
     from pymatgen.core import Structure
 
     from atomate2_gmt.jobs.feedback import feedback_job
+    from atomate2_gmt.schemas.prediction import DFPTSelection
     from atomate2_gmt.stores import candidate_store
 
     if isinstance(policy, dict):
@@ -280,7 +309,7 @@ def select_for_dfpt(
     _mark_selected(
         store,
         picks,
-        {"at": datetime.now(UTC).isoformat(), "code": code, "policy": policy.summary()},
+        DFPTSelection(at=datetime.now(UTC).isoformat(), code=code, policy=policy.summary()),
     )
     store.close()
     jobs: list[Any] = []

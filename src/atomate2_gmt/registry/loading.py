@@ -56,9 +56,9 @@ def load_model_spec(
         from atomate2_gmt.registry.registry import ModelRegistry
 
         if settings is None:
-            from atomate2_gmt.settings import GMTSettings
+            from atomate2_gmt.settings import resolve_settings
 
-            settings = GMTSettings()
+            settings = resolve_settings()
         registry = ModelRegistry(settings=settings)
         try:
             path, registry_meta = registry.resolve(task)

@@ -34,7 +34,7 @@ from atomate2_gmt.registry.schema import (
     model_id_for,
     version_label,
 )
-from atomate2_gmt.settings import GMTSettings
+from atomate2_gmt.settings import GMTSettings, resolve_settings
 from atomate2_gmt.stores import (
     REGISTRY_INDEXES,
     EmbeddedStore,
@@ -133,7 +133,7 @@ class ModelRegistry:
         settings: GMTSettings | None = None,
         cache_dir: str | Path | None = None,
     ) -> None:
-        self.settings = settings or GMTSettings()
+        self.settings = settings or resolve_settings()
         self.store = store if store is not None else registry_store(self.settings)
         self.blob_store = (
             blob_store if blob_store is not None else registry_blob_store(self.settings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from atomate2_gmt.settings import GMTSettings
+from atomate2_gmt.settings import GMTSettings, resolve_settings
 
 __all__ = ["resolve_model_spec"]
 
@@ -21,7 +21,7 @@ def resolve_model_spec(
     Raises ``NoPromotedModelError`` (registry, nothing promoted) or ``FileNotFoundError``
     (a path that does not exist), each naming the task and the setting.
     """
-    settings = settings or GMTSettings()
+    settings = settings or resolve_settings()
     if spec is None:
         spec = settings.model_for(task)
     else:

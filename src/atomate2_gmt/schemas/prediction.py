@@ -45,6 +45,8 @@ from atomate2_gmt.tensors.symmetry.analysis import structure_key as compute_stru
 from atomate2_gmt.tensors.symmetry.policy import SYMPREC
 
 __all__ = [
+    "DFPTFeedback",
+    "DFPTSelection",
     "GMTPredictionDoc",
     "ModelInfo",
     "RelaxationInfo",
@@ -259,6 +261,48 @@ def _task_prediction(
     )
 
 
+class DFPTSelection(BaseModel):
+    """The ``dfpt_selected`` mark of a candidate: picked for DFPT (its result is not back yet),
+    or carried over from an earlier document of the same crystal; a marked candidate is never
+    picked again. Written by ``atomate2_gmt.jobs.select`` and ``flows.campaign.carry_marks``."""
+
+    at: str = Field(description="When it was marked (ISO 8601, UTC).")
+    code: str | None = Field(default=None, description="The DFPT backend it was sent to.")
+    policy: dict[str, Any] | None = Field(
+        default=None, description="The SelectionPolicy that picked it (its fields)."
+    )
+    carried_from: str | None = Field(
+        default=None,
+        description="The prediction id of the earlier document that was computed or selected, "
+        "or 'earlier round' (a campaign's earlier pick).",
+    )
+
+
+class DFPTFeedback(BaseModel):
+    """The ``dfpt`` field of a candidate: its DFPT result and what validation decided
+    (written by ``atomate2_gmt.jobs.feedback``); a candidate with it is never picked again."""
+
+    state: Literal["accepted", "rejected", "failed"] = Field(
+        description="accepted (training data), rejected (reasons) or failed (DFPT died)."
+    )
+    dfpt_state: str = Field(description="The DFPT result's own state.")
+    code: str | None = Field(default=None, description="DFPT backend (abinit, vasp).")
+    tensors: dict[str, Any] = Field(
+        default_factory=dict, description="Task → full Cartesian tensor (structure's frame)."
+    )
+    reasons: list[str] = Field(default_factory=list, description="Why it was rejected.")
+    training_record_ids: list[str] = Field(default_factory=list)
+    training_conflicts: list[str] = Field(
+        default_factory=list, description="Ids written as conflicting records (not trained on)."
+    )
+    job_uuid: str | None = Field(default=None, description="The DFPT job's uuid.")
+    last_updated: datetime = Field(default_factory=_utcnow)
+
+    def to_store_dict(self) -> dict[str, Any]:
+        """The stored form (``last_updated`` stays a datetime for MongoDB)."""
+        return self.model_dump()
+
+
 class GMTPredictionDoc(StructureMetadata):
     """GMTNet predictions for one structure with one model version (key ``prediction_id``)."""
 
@@ -383,6 +427,13 @@ class GMTPredictionDoc(StructureMetadata):
         default_factory=dict,
         description="Ensemble spread: derived field → standard deviation over the ensemble "
         "members (same units as the field); empty for single models.",
+    )
+
+    dfpt_selected: DFPTSelection | None = Field(
+        default=None, description="Picked for DFPT (absent from the store until then)."
+    )
+    dfpt: DFPTFeedback | None = Field(
+        default=None, description="The DFPT result and its validation (absent until then)."
     )
 
     device: str | None = Field(default=None, description="Device the predictions ran on.")
@@ -575,9 +626,16 @@ class GMTPredictionDoc(StructureMetadata):
 
     def to_store_dict(self) -> dict[str, Any]:
         """JSON-safe dict for a store (``last_updated`` stays a datetime for MongoDB), with its
-        ``content_hash`` (:func:`content_hash`)."""
+        ``content_hash`` (:func:`content_hash`). The ``dfpt`` and ``dfpt_selected``
+        sub-documents are left out while unset: selection finds the candidates without them by
+        ``$exists``."""
         out = self.model_dump(mode="json")
         out["last_updated"] = self.last_updated
+        for name in ("dfpt", "dfpt_selected"):
+            if out.get(name) is None:
+                out.pop(name, None)
+        if self.dfpt is not None:
+            out["dfpt"] = self.dfpt.to_store_dict()
         out["content_hash"] = content_hash(out)
         return out
 

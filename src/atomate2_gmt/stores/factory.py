@@ -17,7 +17,7 @@ from maggma.stores import MongoStore
 from monty.json import MontyDecoder
 
 from atomate2_gmt.schemas.fields import PREDICTION_KEY
-from atomate2_gmt.settings import GMTSettings
+from atomate2_gmt.settings import GMTSettings, resolve_settings
 from atomate2_gmt.stores.blobs import GridFSBlobStore, LocalBlobStore
 from atomate2_gmt.stores.embedded import EmbeddedStore
 
@@ -33,7 +33,7 @@ __all__ = [
 
 def embedded_store_path(settings: GMTSettings | None = None) -> Path:
     """The SQLite file of the embedded stores: ``PROJECT_DIR/stores/gmt_stores.sqlite``."""
-    settings = settings or GMTSettings()
+    settings = settings or resolve_settings()
     return Path(settings.PROJECT_DIR).expanduser() / "stores" / "gmt_stores.sqlite"
 
 
@@ -64,7 +64,7 @@ def _mongo_kwargs(settings: GMTSettings) -> dict[str, Any]:
 
 
 def _build(settings: GMTSettings | None, spec_field: str, collection_field: str, key: str) -> Store:
-    settings = settings or GMTSettings()
+    settings = settings or resolve_settings()
     spec = getattr(settings, spec_field)
     collection = getattr(settings, collection_field)
     if spec is not None:
@@ -103,7 +103,7 @@ def registry_store(settings: GMTSettings | None = None) -> Store:
 
 def registry_blob_store(settings: GMTSettings | None = None) -> Store:
     """Store of the registry's weight files: GridFS on MongoDB, files in the project folder."""
-    settings = settings or GMTSettings()
+    settings = settings or resolve_settings()
     if settings.REGISTRY_BLOB_STORE is not None:
         return store_from_spec(settings.REGISTRY_BLOB_STORE)
     uri = settings.mongo_uri

@@ -3,36 +3,25 @@ part and per predicted task. A tensor beyond them is a broken model, checkpoint 
 never a discovery: predictions beyond them fail, DFPT results beyond them never become training
 data, and a checkpoint whose output scale is beyond them is refused at load.
 
-- ε∞ eigenvalues ≤ 1000: the largest in the shipped Materials Project data is 381 (a small-gap
-  semiconductor, where semi-local DFT overestimates ε∞); the largest measured electronic
-  permittivities (PbTe, PbSe) are about 30–40.
-- ε0 and ionic eigenvalues ≤ 10⁴: the shipped MP maximum is 427; ferroelectrics and incipient
-  ferroelectrics reach a few thousand (BaTiO3, PMN-PT near their transitions).
-- piezo |e_ijk| ≤ 100 C/m² for every part: the shipped MP maximum is 48.6 C/m², the largest
-  measured values (PMN-PT, PZN-PT single crystals) are about 20–30 C/m².
-- elastic |C_ijkl| ≤ 2000 GPa: diamond, the stiffest known material, has C11 ≈ 1080 GPa; the
-  shipped MP maxima are 938 GPa (legacy) and 1191 GPa (newer release).
+The bounds, and the reasons for them, belong to the tensor kinds of the task registry
+(:class:`atomate2_gmt.tensors.tasks.TensorKind` ``bounded`` and ``part_bounds``); the tables
+here are derived from it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from atomate2_gmt.tensors.tasks import TASK_SPECS
+from atomate2_gmt.tensors.tasks import KIND_SPECS, TASK_SPECS
 
 __all__ = ["PHYSICAL_BOUNDS", "TASK_BOUNDS", "physical_bound_problem"]
 
 PHYSICAL_BOUNDS: dict[str, tuple[str, float, str]] = {
-    "dielectric_electronic": ("eigenvalue", 1e3, ""),
-    "dielectric_ionic": ("eigenvalue", 1e4, ""),
-    "dielectric_total": ("eigenvalue", 1e4, ""),
-    "piezo_electronic": ("component", 100.0, " C/m²"),
-    "piezo_ionic": ("component", 100.0, " C/m²"),
-    "piezo_total": ("component", 100.0, " C/m²"),
-    "elastic_clamped": ("component", 2000.0, " GPa"),
-    "elastic_relaxed": ("component", 2000.0, " GPa"),
+    part: (kind.bounded, bound, kind.unit_suffix)
+    for kind in KIND_SPECS.values()
+    for part, bound in kind.part_bounds.items()
 }
-"""DFPT part → (what is bounded, largest accepted value, units suffix); reasons above."""
+"""DFPT part → (what is bounded, largest accepted value, units suffix), from the registry."""
 
 TASK_BOUNDS: dict[str, str] = {task: s.dfpt_part for task, s in TASK_SPECS.items()}
 """Predicted task → the DFPT part whose bound applies to it (its training part)."""

@@ -131,7 +131,9 @@ def piezo_longitudinal_max(e: ArrayLike) -> tuple[float, np.ndarray]:
         proj = eye - n[:, :, None] * n[:, None, :]
         hess = 6.0 * np.einsum("ijk,nk->nij", sym, n) - (3.0 * f)[:, None, None] * eye
         system = proj @ hess @ proj + n[:, :, None] * n[:, None, :]
-        step = np.linalg.solve(system, -tangent[..., None])[..., 0]
+        # pinv: at a flat critical point (e.g. a 6mm tensor's polar axis) the system is
+        # singular; the least-norm step then moves along the curved directions only
+        step = (np.linalg.pinv(system) @ -tangent[..., None])[..., 0]
         newton = n + step
         newton /= np.linalg.norm(newton, axis=1, keepdims=True)
         climb = n + 0.1 * tangent

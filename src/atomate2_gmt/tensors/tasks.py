@@ -39,16 +39,34 @@ __all__ = [
 
 @dataclass(frozen=True)
 class TensorKind:
-    """A tensor kind: its Cartesian rank and its units.
+    """A tensor kind: its Cartesian rank, its units and what a believable tensor of it is.
 
     ``units`` is the unit string stored with every tensor of this kind; ``unit_label`` the form
     shown in tables and plot axes ("" for dimensionless).
+
+    ``residual_tolerance``: the largest accepted relative symmetry residual
+    ``|T − P T|_F / max(|T|_F, residual_floor)`` of a label (an MP record, a DFPT result); the
+    ``residual_floor`` (task units) keeps round-off on a tensor that should vanish (the piezo
+    tensor of a centrosymmetric crystal) from counting as a large relative error.
+
+    ``bounded`` (``eigenvalue`` or ``component``) and ``part_bounds`` (DFPT part → largest
+    accepted value): the physical bound of each DFPT part of this kind. A tensor beyond it is a
+    broken model, checkpoint or calculation, never a discovery (reasons at :data:`KIND_SPECS`).
     """
 
     name: str
     rank: int
     units: str
     unit_label: str
+    residual_tolerance: float
+    residual_floor: float
+    bounded: str
+    part_bounds: Mapping[str, float]
+
+    @property
+    def unit_suffix(self) -> str:
+        """`` C/m²``-style suffix of a value ("" for dimensionless)."""
+        return f" {self.unit_label}" if self.unit_label else ""
 
 
 @dataclass(frozen=True)
@@ -56,7 +74,9 @@ class DerivedField:
     """A scalar derived from a task's tensor and flattened to the top of a prediction document.
 
     ``unit_label``: its units as shown ("" for dimensionless); ``sortable``: numeric, so a query
-    may sort on it (booleans are filters, not sort keys); ``alias``: short sort name (or None).
+    may sort on it (booleans are filters, not sort keys); ``alias``: short sort name (or None);
+    ``quantity``: the quantity of the tensor kind it is (``atomate2_gmt.schemas.derived``
+    computes each kind's quantities; None: the field's own name, e.g. ``e_ij_max``).
     """
 
     name: str
@@ -64,6 +84,12 @@ class DerivedField:
     description: str
     sortable: bool = True
     alias: str | None = None
+    quantity: str | None = None
+
+    @property
+    def computes(self) -> str:
+        """The kind quantity this field holds (``quantity``, else the field's name)."""
+        return self.quantity or self.name
 
 
 @dataclass(frozen=True)
@@ -121,6 +147,16 @@ class TaskSpec:
         return f" ({self.unit_label})" if self.unit_label else ""
 
     @property
+    def residual_tolerance(self) -> float:
+        """The largest accepted relative symmetry residual of a label (its kind's)."""
+        return KIND_SPECS[self.kind].residual_tolerance
+
+    @property
+    def bound(self) -> float:
+        """The physical bound of the tensor (its training part's, :class:`TensorKind`)."""
+        return KIND_SPECS[self.kind].part_bounds[self.dfpt_part]
+
+    @property
     def derived_fields(self) -> tuple[str, ...]:
         """Names of the derived fields written when the prediction succeeded."""
         return tuple(f.name for f in self.derived)
@@ -138,36 +174,67 @@ class TaskSpec:
 
 KIND_SPECS: Mapping[str, TensorKind] = MappingProxyType(
     {
-        "dielectric": TensorKind("dielectric", 2, "dimensionless", ""),
-        "piezo": TensorKind("piezo", 3, "C/m^2", "C/m²"),
-        "elastic": TensorKind("elastic", 4, "GPa", "GPa"),
+        # ε∞ eigenvalues ≤ 1000: the largest in the shipped Materials Project data is 381 (a
+        # small-gap semiconductor, where semi-local DFT overestimates ε∞); the largest measured
+        # electronic permittivities (PbTe, PbSe) are about 30–40. ε0 and ionic eigenvalues
+        # ≤ 10⁴: the shipped MP maximum is 427; ferroelectrics and incipient ferroelectrics
+        # reach a few thousand (BaTiO3, PMN-PT near their transitions).
+        "dielectric": TensorKind(
+            "dielectric", 2, "dimensionless", "",
+            residual_tolerance=5e-2, residual_floor=1.0, bounded="eigenvalue",
+            part_bounds=MappingProxyType({
+                "dielectric_electronic": 1e3,  # ε∞, clamped ions
+                "dielectric_ionic": 1e4,  # lattice (phonon) contribution
+                "dielectric_total": 1e4,  # ε0 = ε∞ + ionic
+            }),
+        ),
+        # |e_ijk| ≤ 100 C/m² for every part: the shipped MP maximum is 48.6 C/m², the largest
+        # measured values (PMN-PT, PZN-PT single crystals) are about 20–30 C/m².
+        "piezo": TensorKind(
+            "piezo", 3, "C/m^2", "C/m²",
+            residual_tolerance=1e-2, residual_floor=1e-2, bounded="component",
+            part_bounds=MappingProxyType({
+                "piezo_electronic": 100.0,  # clamped-ion e_ijk
+                "piezo_ionic": 100.0,  # internal-strain part
+                "piezo_total": 100.0,  # relaxed-ion = electronic + ionic (what MP reports)
+            }),
+        ),
+        # |C_ijkl| ≤ 2000 GPa: diamond, the stiffest known material, has C11 ≈ 1080 GPa; the
+        # shipped MP maxima are 938 GPa (legacy) and 1191 GPa (newer release).
+        "elastic": TensorKind(
+            "elastic", 4, "GPa", "GPa",
+            residual_tolerance=5e-2, residual_floor=1.0, bounded="component",
+            part_bounds=MappingProxyType({
+                "elastic_clamped": 2000.0,  # clamped-ion C_ijkl
+                "elastic_relaxed": 2000.0,  # relaxed-ion C_ijkl
+            }),
+        ),
     }
-)
-"""Tensor kind → :class:`TensorKind`."""
+)  # fmt: skip
+"""Tensor kind → :class:`TensorKind`. The residual tolerances are those of the Materials
+Project label filter (5 % dielectric and elastic, 1 % piezo): a DFPT result passes where an
+equally clean MP record would."""
 
 KINDS: tuple[str, ...] = tuple(KIND_SPECS)
 KIND_RANK: Mapping[str, int] = MappingProxyType({k: s.rank for k, s in KIND_SPECS.items()})
 """Cartesian rank of each tensor kind."""
 
 DFPT_PART_KIND: Mapping[str, str] = MappingProxyType(
-    {
-        "dielectric_electronic": "dielectric",  # ε∞, clamped ions
-        "dielectric_ionic": "dielectric",  # lattice (phonon) contribution
-        "dielectric_total": "dielectric",  # ε0 = ε∞ + ionic
-        "piezo_electronic": "piezo",  # clamped-ion e_ijk
-        "piezo_ionic": "piezo",  # internal-strain part
-        "piezo_total": "piezo",  # relaxed-ion = electronic + ionic (what MP reports)
-        "elastic_clamped": "elastic",  # clamped-ion C_ijkl
-        "elastic_relaxed": "elastic",  # relaxed-ion C_ijkl
-    }
+    {part: kind for kind, spec in KIND_SPECS.items() for part in spec.part_bounds}
 )
 """DFPT part (what a DFPT backend reports) → tensor kind."""
 
 
 def _dielectric_fields(prefix: str, what: str) -> tuple[DerivedField, ...]:
     return (
-        DerivedField(f"{prefix}_mean", "", f"tr({what})/3", alias="mean"),
-        DerivedField(f"{prefix}_eig_max", "", f"largest eigenvalue of {what}", alias="eig_max"),
+        DerivedField(f"{prefix}_mean", "", f"tr({what})/3", alias="mean", quantity="mean"),
+        DerivedField(
+            f"{prefix}_eig_max",
+            "",
+            f"largest eigenvalue of {what}",
+            alias="eig_max",
+            quantity="eig_max",
+        ),
     )
 
 

@@ -41,9 +41,9 @@ TASK_MODEL_DEFAULTS: dict[str, dict[str, Any]] = {task: {} for task in TASKS}
 
 def shipped_data_source(task: str) -> str:
     """The data source of the shipped model of ``task``: every shipped MP source it has."""
-    from atomate2_gmt.data.mp import MP_NEWER_FILES
+    from atomate2_gmt.data.mp import MP_NEWER_SOURCES
 
-    return "mp_all" if task in MP_NEWER_FILES else "mp"
+    return "mp_all" if task in MP_NEWER_SOURCES else "mp"
 
 
 def load_records(

@@ -25,7 +25,7 @@ from atomate2_gmt.query import (
     ranked_documents,
 )
 from atomate2_gmt.schemas.fields import DERIVED_FIELDS, PREDICTION_KEY, SORT_FIELDS, TASKS
-from atomate2_gmt.settings import GMTSettings, mask_secrets
+from atomate2_gmt.settings import GMTSettings, mask_secrets, resolve_settings
 from atomate2_gmt.web.common import UNITS, NotFoundError
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class WebStores:
         ``PROJECT_DIR/web_cache``."""
         from atomate2_gmt.stores import candidate_store, registry_store, training_store
 
-        settings = settings or GMTSettings()
+        settings = settings or resolve_settings()
         return cls(
             candidates=candidate_store(settings),
             training=training_store(settings),
