@@ -36,13 +36,13 @@ from jobflow import run_locally
 
 from atomate2_gmt.flows.screen import GMTScreenMaker
 from atomate2_gmt.query import query_candidates
-from atomate2_gmt.settings import GMTSettings
+from atomate2_gmt.settings import resolve_settings
 from atomate2_gmt.stores import candidate_store, describe_store
 
 
 def main(argv: list[str]) -> None:
     """Screen ``argv[0]`` (a folder of structure files) or 24 generated candidates."""
-    settings = GMTSettings()
+    settings = resolve_settings()
     if settings.mongo_uri is None and settings.CANDIDATE_STORE is None:
         sys.exit(
             "set ATOMATE2_GMT_MONGO_URI (or ATOMATE2_GMT_CANDIDATE_STORE) first; to try it "

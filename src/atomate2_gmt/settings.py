@@ -403,5 +403,5 @@ def resolve_settings(project_dir: str | Path | None = None) -> GMTSettings:
     when a caller outside the package passes none.
     """
     if project_dir is not None:
-        return GMTSettings(PROJECT_DIR=str(project_dir))
+        return GMTSettings(PROJECT_DIR=Path(project_dir))
     return GMTSettings()

@@ -118,3 +118,40 @@ def test_the_cli_never_writes_the_environment():
         if (lines := _environment_writes(ast.parse(path.read_text())))
     }
     assert found == {}
+
+
+def test_the_screen_passes_its_settings_as_maker_fields(tmp_path, monkeypatch):
+    """The local screening maker is a plain GMTPredictMaker: the invocation's settings reach
+    it as fields (models, device, batch size, symprec, project folder), so its jobs resolve the
+    same settings where they run; no subclass carries them."""
+    from atomate2_gmt.cli.screen import _predict_maker
+    from atomate2_gmt.jobs.predict import GMTPredictMaker
+    from atomate2_gmt.settings import resolve_settings
+
+    monkeypatch.setenv("ATOMATE2_GMT_DEVICE", "cpu")
+    settings = resolve_settings(tmp_path / "proj")
+    maker = _predict_maker(settings, batch_size=7)
+    assert type(maker) is GMTPredictMaker
+    assert maker.project_dir == str(tmp_path / "proj")
+    assert (maker.device, maker.batch_size, maker.symprec) == ("cpu", 7, settings.SYMPREC)
+    assert maker.models == settings.MODELS
+    assert tmp_path / "proj" == maker.settings().PROJECT_DIR  # what its jobs resolve
+    assert maker.settings().DEVICE == "cpu"
+    assert "project_dir" in maker.as_dict()  # a path in the job document, no credentials
+
+
+def test_only_the_edges_build_settings():
+    """The package reads its settings in one function; no module builds GMTSettings itself."""
+    src = Path(cli_package.__file__).parents[1]
+    offenders = []
+    for path in sorted(src.rglob("*.py")):
+        if path.name == "settings.py" and path.parent == src:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "GMTSettings"
+            ):
+                offenders.append(f"{path.relative_to(src)}:{node.lineno}")
+    assert not offenders, offenders

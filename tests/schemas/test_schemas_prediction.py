@@ -251,6 +251,31 @@ def test_store_dict_round_trip_is_json_safe():
     assert d["predictions"]["piezo"]["time_s"] == 0.25
 
 
+def test_dfpt_sub_documents_are_declared():
+    """``dfpt_selected`` and ``dfpt`` are fields of the document: absent from the store until
+    set (selection finds candidates by ``$exists``), validated and kept on a round trip."""
+    from datetime import UTC, datetime
+
+    from atomate2_gmt.schemas.prediction import DFPTFeedback, DFPTSelection
+
+    doc = _doc()
+    d = doc.to_store_dict()
+    assert "dfpt" not in d
+    assert "dfpt_selected" not in d
+    mark = DFPTSelection(at=datetime.now(UTC).isoformat(), code="abinit", policy={"top_k": 1})
+    result = DFPTFeedback(state="accepted", dfpt_state="successful", code="abinit",
+                          tensors={"piezo": _zno_tensors()["piezo"].tolist()})  # fmt: skip
+    stored = {**d, "dfpt_selected": mark.model_dump(exclude_none=True),
+              "dfpt": result.to_store_dict()}  # fmt: skip
+    again = GMTPredictionDoc.model_validate(stored)
+    assert again.dfpt_selected == mark
+    assert again.dfpt is not None
+    assert again.dfpt.state == "accepted"
+    assert again.to_store_dict()["dfpt"]["last_updated"] == result.last_updated  # a datetime
+    with pytest.raises(ValueError, match="state"):
+        GMTPredictionDoc.model_validate({**stored, "dfpt": {**stored["dfpt"], "state": "maybe"}})
+
+
 def test_model_version_labels():
     same = {"piezo": {"version": "v3"}, "elastic": {"version": "v3"}}
     assert derive_model_version(same, ["piezo", "elastic"]) == "v3"
