@@ -51,6 +51,9 @@ def simulate(
     strategies: str = typer.Option(",".join(STRATEGIES), help="comma-separated subset"),
     ensemble: int = typer.Option(3, help="ucb ensemble members"),
     kappa: float = typer.Option(1.0, help="ucb exploration weight"),
+    max_per_chemsys: int = typer.Option(
+        1, "--max-per-chemsys", help="SelectionPolicy cap: picks per chemical system and round"
+    ),
     random_repeats: int = typer.Option(200, "--random-repeats", help="random draws averaged"),
     init_epochs: int = typer.Option(60, "--init-epochs"),
     finetune_epochs: int = typer.Option(20, "--finetune-epochs"),
@@ -87,7 +90,8 @@ def simulate(
     ),
 ) -> None:
     """Simulate an active-learning campaign: a seed set with labels, a pool whose labels the
-    oracle (the known DFT tensors) reveals per pick; count the true top-K found per strategy."""
+    oracle (the known DFT tensors) reveals per pick; count the true top-K found per strategy.
+    The picks are production's (SelectionPolicy on the documents' default sort field)."""
     from atomate2_gmt import progress
     from atomate2_gmt.active_learning.simulate import (
         SMALL_MODEL,
@@ -103,7 +107,8 @@ def simulate(
             task=task, rounds=rounds, per_round=per_round, seed_size=seed_size,
             heldout_size=heldout_size, top=top, seed=seed,
             strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
-            ensemble=ensemble, kappa=kappa, random_repeats=random_repeats,
+            ensemble=ensemble, kappa=kappa, max_per_chemsys=max_per_chemsys,
+            random_repeats=random_repeats,
             init_epochs=init_epochs, finetune_epochs=finetune_epochs, batch_size=batch_size,
             retrain=retrain, relative_loss=relative_loss,
             pretrain_task=pretrain_task, pretrain_epochs=pretrain_epochs,
