@@ -42,6 +42,7 @@ def test_prediction_job_that_dies_is_resumed_by_a_rerun(jf_project, tmp_path):
     from atomate2_gmt.model.checkpoint import save_checkpoint
     from atomate2_gmt.model.config import GMTNetConfig
     from atomate2_gmt.model.gmtnet import GMTNet
+    from atomate2_gmt.schemas.run import PredictionRunDoc
 
     torch.manual_seed(0)
     checkpoint = save_checkpoint(tmp_path / "tiny.pt", GMTNet(GMTNetConfig(task="piezo", **TINY)))
@@ -116,17 +117,17 @@ def test_prediction_job_that_dies_is_resumed_by_a_rerun(jf_project, tmp_path):
     job_store = jf_project.get_jobstore()
     job_store.connect()
     try:
-        summary = job_store.get_output(chunk0.uuid, load=True)
+        summary = PredictionRunDoc.model_validate(job_store.get_output(chunk0.uuid, load=True))
         ranking = job_store.get_output(flow.output.uuid, load=True)
     finally:
         job_store.close()
-    print(f"chunk 0 re-run summary: n={summary['n']} skipped={summary['n_skipped']} "
-          f"written={summary['written']}")  # fmt: skip
-    assert summary["n"] == CHUNK_SIZE
-    assert summary["n_skipped"] == PART_SIZE  # already in the store: not predicted again
-    assert summary["written"] == CHUNK_SIZE - PART_SIZE
-    assert summary["n_successful"] == CHUNK_SIZE
-    assert len(set(summary["prediction_ids"])) == CHUNK_SIZE
+    print(f"chunk 0 re-run summary: n={summary.n} skipped={summary.n_skipped} "
+          f"written={summary.written}")  # fmt: skip
+    assert summary.n == CHUNK_SIZE
+    assert summary.n_skipped == PART_SIZE  # already in the store: not predicted again
+    assert summary.written == CHUNK_SIZE - PART_SIZE
+    assert summary.n_successful == CHUNK_SIZE
+    assert len(set(summary.prediction_ids)) == CHUNK_SIZE
     assert ranking["n"] == N_STRUCTURES
     assert ranking["n_successful"] == N_STRUCTURES
     assert len(ranking["ranking"]["piezo"]) == N_STRUCTURES

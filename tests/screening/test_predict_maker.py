@@ -98,7 +98,7 @@ def test_summary_output_and_store_write(good_structures, project):
     store = candidate_store()
     store.connect()
     assert store.count() == 4
-    assert sorted(store.distinct("prediction_id")) == sorted(out["prediction_ids"])
+    assert sorted(store.distinct("prediction_id")) == sorted(out.prediction_ids)
 
 
 def test_unknown_task_and_missing_model_are_clear_errors(tmp_path):
