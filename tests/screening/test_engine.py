@@ -69,9 +69,7 @@ def test_engine_documents_equal_the_makers(shipped, checkpoints, tmp_path) -> No
         model_workers=0,
     )  # fmt: skip
     assert maker.engine_settings() == settings
-    expected = maker_documents(maker, inputs)
-    assert isinstance(docs, list)
-    assert isinstance(expected, list)
+    expected = maker_documents(maker, inputs).documents
     assert [d["source"] for d in docs] == [*(f"structure-{i}" for i in range(5)), "broken.cif"]
     assert [d["state"] for d in docs] == ["successful"] * 5 + ["failed"]
     assert "unreadable structure file" in docs[-1]["error"]
