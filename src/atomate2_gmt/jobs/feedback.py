@@ -35,7 +35,7 @@ import hashlib
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from jobflow import job
@@ -319,7 +319,9 @@ def feedback_field(doc: DFPTResultDoc, reasons: list[str], record_ids: list[str]
     :class:`~atomate2_gmt.schemas.prediction.DFPTFeedback` in its stored form."""
     from atomate2_gmt.schemas.prediction import DFPTFeedback
 
-    state = "failed" if doc.state == "failed" else ("rejected" if reasons else "accepted")
+    state: Literal["accepted", "rejected", "failed"] = (
+        "failed" if doc.state == "failed" else ("rejected" if reasons else "accepted")
+    )
     tensors = {task: doc.tensors[part] for part, task in PART_TASK.items() if part in doc.tensors}
     return DFPTFeedback(
         state=state,

@@ -51,6 +51,7 @@ _HILL = ("K_VRH", "G_VRH", "AU")
 
 def _elastic(tensor: np.ndarray, ieee_rotation: np.ndarray | None) -> Quantities:
     quantities: dict[str, Any] = {"born_stable": props.born_stable(tensor)}
+    moduli: dict[str, Any]
     try:
         moduli = props.elastic_moduli(tensor)
     except ValueError:  # singular tensor: no Reuss bounds, no VRH moduli
