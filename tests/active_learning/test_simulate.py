@@ -181,7 +181,7 @@ def test_ranking_is_the_production_policy_on_the_initial_model(result, records) 
          "structure_key": c.keys[i]}
         for i, v in zip(c.pool_idx, values, strict=True)
     ]  # fmt: skip
-    policy = SelectionPolicy(prop="piezo", top_k=CFG.per_round)
+    policy = SelectionPolicy(query="piezo", top_k=CFG.per_round)
     picked: list[str] = []
     for got in result.strategies["ranking"].selected:
         left = [d for d in docs if d["prediction_id"] not in picked]

@@ -504,7 +504,7 @@ def _document_of_file(path: Path, store: Any, settings: GMTSettings) -> dict[str
             pass
     maker = _predict_maker(settings, return_documents=True, workers=0, model_workers=0)
     try:
-        docs = predict_documents(maker, [cand])
+        docs = predict_documents(maker, [cand]).documents
     except (ValueError, OSError) as exc:
         typer.echo(f"Error: cannot predict {path}: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -512,7 +512,7 @@ def _document_of_file(path: Path, store: Any, settings: GMTSettings) -> dict[str
         f"{path.name} is not in the store: predicted on demand, not stored "
         "(`atomate2-gmt screen` stores it)"
     )
-    return dict(docs[0])  # type: ignore[index]
+    return dict(docs[0])
 
 
 def report(

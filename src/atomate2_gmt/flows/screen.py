@@ -112,9 +112,7 @@ class GMTScreenMaker(Maker):
     def _work_dir(self) -> Path:
         if self.work_dir is not None:
             return Path(self.work_dir)
-        from atomate2_gmt.settings import GMTSettings
-
-        return Path(GMTSettings().PROJECT_DIR).expanduser() / "sources"
+        return Path(self.predict_maker.settings().PROJECT_DIR).expanduser() / "sources"
 
     def _check_store(self) -> None:
         from atomate2_gmt.stores import candidate_store, check_store
