@@ -188,7 +188,7 @@ def test_progress_never_shows_more_done_than_the_total(tmp_path):
         docs = predict_documents(
             SmallModelPredictMaker(tasks=("dielectric",), workers=0, model_workers=0),
             [str(two), str(tmp_path / "NaCl.cif")],
-        )
+        ).documents
     assert len(docs) == 3
     counts = [
         tuple(int(x) for x in line.split(": ")[1].split()[0].split("/"))
