@@ -20,7 +20,7 @@ import inspect
 import logging
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from jobflow import Flow, Response, job
@@ -192,13 +192,12 @@ def relax_shortlist(
     output is the final ranking's."""
     from atomate2_gmt.jobs.rank import rank_predictions
     from atomate2_gmt.query import query_candidates
-    from atomate2_gmt.settings import GMTSettings
     from atomate2_gmt.stability import known_phases
     from atomate2_gmt.stores import candidate_store
 
     relax_maker = relax_maker if relax_maker is not None else default_relax_maker()
     phase_maker = phase_maker if phase_maker is not None else default_phase_maker()
-    own_store = store if store is not None else candidate_store(GMTSettings())
+    own_store = store if store is not None else candidate_store()
     own_store.connect()
     try:
         ids: list[str] = []
@@ -339,9 +338,7 @@ def predict_relaxed(
     maker = replace(
         predict_maker, write_to_store=False, return_documents=True, skip_existing=False, store=None
     )
-    docs = cast(
-        "list[dict[str, Any]]", predict_documents(maker, candidates) if candidates else []
-    )  # return_documents: the documents' store dicts
+    docs = predict_documents(maker, candidates).documents if candidates else []
     out_docs, superseded = [], {}
     for doc in docs:
         src_id = str((doc.get("provenance") or {}).get("relaxed_from") or "")
