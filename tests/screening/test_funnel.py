@@ -55,7 +55,7 @@ def test_chgnet_relaxation_of_stretched_zno_and_the_prediction_on_it():
 
     # the prediction is made on the relaxed structure and the document says how it got there
     predict = SmallModelPredictMaker(tasks=("piezo",), workers=0, model_workers=0)
-    [out] = predict_documents(predict, [Candidate(source="zno", structure=relaxed)])
+    [out] = predict_documents(predict, [Candidate(source="zno", structure=relaxed)]).documents
     out["relaxation"] = info
     pred = GMTPredictionDoc.model_validate(out)
     assert pred.relaxation is not None

@@ -287,6 +287,7 @@ def predict_relaxed(
     from atomate2_gmt.candidates import Candidate
     from atomate2_gmt.jobs.predict import predict_documents
     from atomate2_gmt.schemas.prediction import GMTPredictionDoc
+    from atomate2_gmt.schemas.run import PredictionRunDoc
     from atomate2_gmt.stability import energy_above_hull, mlip_stability_source
     from atomate2_gmt.stores import candidate_store, check_store, upsert_predictions
 
@@ -363,15 +364,15 @@ def predict_relaxed(
     ids = [d[PREDICTION_KEY] for d in out_docs]
     successful = [d for d in out_docs if d["state"] == "successful"]
     return {
-        "summary": {
-            "n": 0,  # the inputs were counted by the first screening
-            "n_successful": 0,
-            "n_failed": 0,
-            "prediction_ids": ids,
-            "failures": [],
-            "model_version": docs[0]["model_version"] if docs else model_version,
-            "tasks": sorted({t for d in out_docs for t in d["tasks"]}),
-        },
+        "summary": PredictionRunDoc(
+            n=0,  # the inputs were counted by the first screening
+            n_documents=len(set(ids)),
+            n_successful=0,
+            n_failed=0,
+            prediction_ids=ids,
+            model_version=docs[0]["model_version"] if docs else model_version,
+            tasks=sorted({t for d in out_docs for t in d["tasks"]}),
+        ),
         "funnel": {
             "potential": label,
             "n_shortlisted": len(entries),

@@ -42,7 +42,7 @@ class PredictionRunDoc(BaseModel):
     )
     model_version: str = Field(description="Version label of the models used.")
     tasks: list[str] = Field(description="Tasks predicted.")
-    device: str = Field(description="Device the forward passes ran on.")
+    device: str | None = Field(default=None, description="Device the forward passes ran on.")
     timings: dict[str, float] = Field(
         default_factory=dict, description="Seconds: total_s and per stage."
     )
