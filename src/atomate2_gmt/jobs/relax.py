@@ -370,7 +370,7 @@ def predict_relaxed(
             n_successful=0,
             n_failed=0,
             prediction_ids=ids,
-            model_version=docs[0]["model_version"] if docs else model_version,
+            model_version=str(docs[0]["model_version"] if docs else model_version),
             tasks=sorted({t for d in out_docs for t in d["tasks"]}),
         ),
         "funnel": {
