@@ -26,6 +26,7 @@ from atomate2_gmt.sources import (
     SourceRecord,
     SourceSlice,
     detect_collection,
+    plain_structure_dict,
     record_id,
     record_structure,
     source_properties_of,
@@ -258,7 +259,17 @@ def _read_one(path: Path, name: str, limits: InputLimits | None = None) -> list[
                 )
                 for label, block in blocks
             ]
+    if ".json" in path.name.lower():  # read as plain JSON: no class named in it is imported
+        return [_parse(lambda: _json_structure(text), name, provenance, limits)]
     return [_parse(lambda: Structure.from_file(str(path)), name, provenance, limits)]
+
+
+def _json_structure(text: str) -> Structure:
+    """A ``Structure.as_dict()`` JSON file's structure. pymatgen's ``Structure.from_file`` would
+    decode it with monty's decoder, which imports whatever ``@module`` the file names."""
+    import json
+
+    return Structure.from_dict(plain_structure_dict(json.loads(text)))
 
 
 def _cif_structure_blocks(text: str) -> list[tuple[str, str]]:
@@ -304,8 +315,9 @@ def _parse(read: Any, name: str, provenance: dict[str, Any], limits: InputLimits
 
 
 def candidates_from_files(paths: Iterable[str | os.PathLike[str]]) -> list[Candidate]:
-    """One candidate per file (CIF, POSCAR, pymatgen JSON, ... — anything
-    ``Structure.from_file`` reads); unreadable files become failed candidates."""
+    """One candidate per structure file (CIF, POSCAR, pymatgen JSON, ... — anything
+    ``Structure.from_file`` reads), one per record of a collection file
+    (:mod:`atomate2_gmt.sources`); unreadable files become failed candidates."""
     limits = InputLimits.from_settings()
     out = []
     for p in paths:
@@ -356,7 +368,7 @@ def _structure_candidate(item: Any, name: str, max_sites: int) -> Candidate:
     structure: Any = item
     if isinstance(item, dict):
         try:
-            structure = Structure.from_dict(item)
+            structure = Structure.from_dict(plain_structure_dict(item))
         except Exception as exc:
             return Candidate(source=name, error=f"not a Structure dict ({type(exc).__name__})")
     reason = check_structure(structure, max_sites)
@@ -390,9 +402,9 @@ def record_candidate(rec: SourceRecord, max_sites: int | None = None) -> Candida
     provenance: dict[str, Any] = {"file": rec.file, "record": rec.index}
     name = f"{file}#{rec.index}"
     if rec.error is None:
-        try:
+        try:  # anything wrong with one record fails that record alone
             structure, props = record_structure(rec, max_sites)
-        except (ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:
             rec.error = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
     if rec.error is not None:
         name = record_id(rec) or name
@@ -466,7 +478,11 @@ def candidates_from_store(
             )
             continue
         try:
-            structure = raw if isinstance(raw, Structure) else Structure.from_dict(raw)
+            structure = (
+                raw
+                if isinstance(raw, Structure)
+                else Structure.from_dict(plain_structure_dict(raw))
+            )
         except Exception as exc:
             out.append(
                 Candidate(

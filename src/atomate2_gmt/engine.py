@@ -306,10 +306,14 @@ class _Run:
         done, replaced = _already_predicted(self.store, facts, self.context.version)
         self.replaced.extend(replaced)
         names: dict[str, list[str]] = {}
+        props: dict[str, dict[str, Any]] = {}
         for cand, _ in facts:
             if id(cand) in done:
                 names.setdefault(done[id(cand)], []).append(cand.source)
-        add_sources(self.store, names)  # a skipped crystal keeps the name it has in this run
+                if cand.source_properties:
+                    props.setdefault(done[id(cand)], {}).update(cand.source_properties)
+        # a skipped crystal keeps the name it has in this run, and gains what its source knows
+        add_sources(self.store, names, props)
         self._add_time("store", time.perf_counter() - t0)
         self.skipped.extend(done.values())
         self.bar.advance(len(done))

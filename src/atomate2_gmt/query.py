@@ -687,7 +687,8 @@ def _latest_only(store: Store, query: CandidateQuery, criteria: dict[str, Any]) 
         stamp = str(doc.get("last_updated") or "")
         if key not in latest or stamp > latest[key][0]:
             latest[key] = (stamp, doc[PREDICTION_KEY])
-    return {**criteria, PREDICTION_KEY: {"$in": [v[1] for v in latest.values()]}}
+    latest_ids = {PREDICTION_KEY: {"$in": [v[1] for v in latest.values()]}}
+    return {"$and": [criteria, latest_ids]} if criteria else latest_ids
 
 
 def _figure_rank(

@@ -316,7 +316,9 @@ def _jsonl_records(fh: Any, file: str) -> Iterator[SourceRecord]:
         try:
             yield SourceRecord(index, json.loads(line), file=file, kind="jsonl")
         except ValueError as exc:
-            yield SourceRecord(index, error=f"not valid JSON ({_message(exc)})", file=file)
+            yield SourceRecord(
+                index, error=f"not valid JSON ({_message(exc)})", file=file, kind="jsonl"
+            )
         index += 1
 
 
@@ -463,10 +465,40 @@ def record_structure(rec: SourceRecord, max_sites: int) -> tuple[Structure, dict
             "(setting MAX_SITES)"
         )
     try:
-        structure = Structure.from_dict(raw)
+        structure = Structure.from_dict(plain_structure_dict(raw))
     except Exception as exc:
         raise ValueError(f"'structure' is not a Structure ({_message(exc)})") from None
     return structure, props
+
+
+def _holds_class_reference(value: Any) -> bool:
+    """Whether a JSON value is or holds a monty class reference (``@module``)."""
+    if isinstance(value, dict):
+        return "@module" in value or any(_holds_class_reference(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_class_reference(v) for v in value)
+    return False
+
+
+def plain_structure_dict(raw: Any) -> Any:
+    """``raw`` (a ``Structure.as_dict()`` from a file) without the site and structure
+    ``properties`` that name a class: pymatgen decodes properties with monty's decoder, which
+    imports the ``@module`` a value names, so a file could make it import any module. Other
+    properties are kept."""
+    if not isinstance(raw, dict):
+        return raw
+    out = dict(raw)
+    if _holds_class_reference(out.get("properties")):
+        out["properties"] = {}
+    sites = out.get("sites")
+    if isinstance(sites, list):
+        out["sites"] = [
+            {**site, "properties": {}}
+            if isinstance(site, dict) and _holds_class_reference(site.get("properties"))
+            else site
+            for site in sites
+        ]
+    return out
 
 
 def record_id(rec: SourceRecord) -> str | None:
@@ -505,12 +537,17 @@ def _optimade_structure(doc: dict[str, Any], max_sites: int) -> tuple[Structure,
     if not isinstance(nsites, int) or nsites > max_sites:
         raise ValueError(f"OPTIMADE 'nsites' is {nsites!r} (at most {max_sites} allowed)")
     symbols: dict[str, str] = {}
-    for sp in attrs.get("species") or []:
+    species, at_sites = attrs.get("species") or [], attrs.get("species_at_sites") or []
+    if not isinstance(species, list) or not all(isinstance(sp, dict) for sp in species):
+        raise ValueError("OPTIMADE 'species' is not a list of species objects")
+    if not isinstance(at_sites, list) or not all(isinstance(x, str) for x in at_sites):
+        raise ValueError("OPTIMADE 'species_at_sites' is not a list of species names")
+    for sp in species:
         chem = sp.get("chemical_symbols") or []
         if len(chem) != 1 or chem[0] == "vacancy" or list(sp.get("concentration") or [1]) != [1]:
             raise ValueError(f"OPTIMADE species {sp.get('name')!r} is disordered (not screened)")
         symbols[sp["name"]] = chem[0]
-    sites = [symbols.get(s, s) for s in attrs.get("species_at_sites") or []]
+    sites = [symbols.get(s, s) for s in at_sites]
     attrs = {**attrs, "species_at_sites": sites, "dimension_types": attrs.get("dimension_types")}
     if attrs["dimension_types"] is None:
         attrs["dimension_types"] = [1, 1, 1]

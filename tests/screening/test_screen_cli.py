@@ -95,6 +95,7 @@ def test_show_a_file_predicts_on_demand_or_finds_its_crystal(
     result = runner.invoke(app, ["show", str(copy), "--picture", str(tmp_path / "b.png")])
     assert result.exit_code == 0, result.output
     assert f"renamed.cif: the same crystal as the stored {cif.name}" in result.output
+    assert "not of renamed.cif" in " ".join(result.output.split())
     result = runner.invoke(app, ["show", str(cif_folder / "broken.cif")])
     assert result.exit_code == 1
     assert "cannot read" in result.output

@@ -311,3 +311,71 @@ def test_cli_screens_a_gzipped_summary_file(tmp_path, project, monkeypatch):
     for row in rows:
         assert row["band_gap"] == pytest.approx(gaps[row["material_id"]])
         assert row["energy_above_hull"] is None
+
+
+def test_a_malformed_optimade_record_fails_alone(tmp_path):
+    """Species given as a string (not species objects) fail that record, not the file."""
+    good = OptimadeStructureAdapter.get_optimade_structure(NACL)
+    good["id"] = "nacl-1"
+    bad = json.loads(json.dumps(good))
+    bad["id"] = "bad-species"
+    bad["attributes"]["species"] = "ab"
+    path = tmp_path / "optimade.json"
+    path.write_text(json.dumps({"data": [bad, good]}))
+    cands = by_source(as_candidates(path))
+    assert cands["nacl-1"].structure.matches(NACL)
+    assert cands["bad-species"].state == "failed"
+    assert "'species' is not a list of species objects" in cands["bad-species"].error
+
+
+def test_a_class_named_in_site_properties_is_never_imported(tmp_path):
+    """pymatgen decodes site properties with monty, which imports the ``@module`` a value names:
+    such properties are dropped before decoding, in collections and in single JSON files."""
+    import sys
+
+    module = "atomate2_gmt_never_imported_probe"
+    (tmp_path / f"{module}.py").write_text("raise SystemExit('imported')\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        raw = NACL.as_dict()
+        raw["sites"][0]["properties"] = {"x": {"@module": module, "@class": "Anything"}}
+        single = tmp_path / "nacl.json"
+        single.write_text(json.dumps(raw))
+        summary = tmp_path / "summary.json"
+        summary.write_text(json.dumps([{"material_id": "mp-22862", "structure": raw}]))
+        cands = by_source([*as_candidates(single), *as_candidates(summary)])
+        assert module not in sys.modules
+        assert cands["mp-22862"].structure.matches(NACL)
+        assert cands["nacl.json"].structure.matches(NACL)
+        assert cands["nacl.json"].structure[0].properties == {}
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def test_a_rescreen_from_a_summary_file_fills_in_the_source_values(tmp_path, project):
+    """Crystals first screened from plain structure files, then from an MP summary file of the
+    same crystals, are skipped (not predicted again) but gain the summary's band gap; a stored
+    value is never overwritten."""
+    docs = mp_summaries(3)
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for d in docs:
+        (folder / f"{d['material_id']}.json").write_text(json.dumps(d["structure"]))
+    maker = GMTScreenMaker(predict_maker=SmallModelPredictMaker(tasks=("dielectric",)), top=3)
+    run_locally(maker.make(str(folder)), ensure_success=True, log=False)
+    store = candidate_store()
+    store.connect()
+    assert {d["band_gap"] for d in store.query({})} == {None}
+    path = tmp_path / "mp.json"
+    docs[0]["energy_above_hull"] = 0.02
+    path.write_text(json.dumps(docs))
+    responses = run_locally(maker.make(str(path)), ensure_success=True, log=False)
+    assert all(r[1].output is not None for r in responses.values())
+    stored = list(store.query({}))
+    assert len(stored) == 3
+    by_file = {d["source"]: d for d in stored}
+    for d in docs:
+        again = by_file[f"{d['material_id']}.json"]
+        assert again["band_gap"] == pytest.approx(d["band_gap"])
+        assert f"{d['material_id']}" in again["sources"]
+    assert by_file[f"{docs[0]['material_id']}.json"]["energy_above_hull"] == pytest.approx(0.02)

@@ -498,7 +498,11 @@ def _document_of_file(path: Path, store: Any, settings: GMTSettings) -> dict[str
     if structure_key is not None:
         try:
             doc = find_document(store, structure_key)
-            typer.echo(f"{path.name}: the same crystal as the stored {doc.get('source')}")
+            typer.echo(
+                f"{path.name}: the same crystal as the stored {doc.get('source')}; its tensors "
+                f"are in the frame of {doc.get('source')}'s structure, not of {path.name} "
+                "(the IEEE-frame Voigt forms and the derived scalars do not depend on it)"
+            )
             return doc
         except KeyError:
             pass

@@ -25,7 +25,8 @@ result without them cannot be shown to be production quality and is refused as t
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, TypeGuard
 
 __all__ = [
     "MAX_KPT_SPACING",
@@ -74,6 +75,11 @@ REQUIRED_SETTINGS: dict[str, tuple[tuple[str, ...], ...]] = {
 """Code → the accuracy settings a DFPT result must record (one of each group)."""
 
 
+def _finite_number(value: Any) -> TypeGuard[float]:
+    """A real, finite number (not a bool, a string or NaN)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def missing_settings(settings: dict[str, Any] | None, code: str | None) -> list[str]:
     """Why ``settings`` of a ``code`` result are too incomplete to judge
     (:data:`REQUIRED_SETTINGS`); empty when every group has a value."""
@@ -90,7 +96,8 @@ def missing_settings(settings: dict[str, Any] | None, code: str | None) -> list[
 
 def vasp_kpoint_spacing(settings: dict[str, Any], structure: Any = None) -> float | None:
     """The k-point spacing (1/Å, 2π included) of VASP ``settings``: ``KSPACING``, else the largest
-    |b_i| / n_i of an automatic ``kpoints`` mesh of ``structure`` (None when neither is known)."""
+    |b_i| / n_i of a Gamma or Monkhorst-Pack ``kpoints`` mesh of ``structure`` (None when neither
+    is known)."""
     import numpy as np
 
     spacing = settings.get("KSPACING")
@@ -101,8 +108,9 @@ def vasp_kpoint_spacing(settings: dict[str, Any], structure: Any = None) -> floa
         if isinstance(settings.get("kpoints"), dict)
         else None
     )
-    if structure is None or not mesh:
-        return None
+    style = str((settings.get("kpoints") or {}).get("generation_style", "")) if mesh else ""
+    if structure is None or not mesh or style[:1].lower() not in ("g", "m"):
+        return None  # only a Gamma or Monkhorst-Pack mesh gives divisions along b_1, b_2, b_3
     try:
         divisions = np.asarray(mesh[0], dtype=float).reshape(3)
     except (TypeError, ValueError, IndexError):
@@ -138,15 +146,22 @@ def production_problems(
         if isinstance(tol, int | float) and tol > MAX_TOLVRS_RF:
             problems.append(f"tolvrs_rf {tol:g} is looser than the production {MAX_TOLVRS_RF:g}")
     if code == "vasp":
-        encut = settings.get("ENCUT")
-        if isinstance(encut, int | float) and encut < MIN_VASP_ENCUT_EV:
+        encut, ediff = settings.get("ENCUT"), settings.get("EDIFF")
+        for name, value in (("ENCUT", encut), ("EDIFF", ediff)):
+            if value is not None and not _finite_number(value):
+                problems.append(f"{name} {value!r} is not a number")
+        if _finite_number(encut) and encut < MIN_VASP_ENCUT_EV:
             problems.append(
                 f"ENCUT {encut:g} eV is below the production floor {MIN_VASP_ENCUT_EV:g} eV"
             )
-        ediff = settings.get("EDIFF")
-        if isinstance(ediff, int | float) and ediff > MAX_VASP_EDIFF:
+        if _finite_number(ediff) and ediff > MAX_VASP_EDIFF:
             problems.append(f"EDIFF {ediff:g} eV is looser than the production {MAX_VASP_EDIFF:g}")
         spacing = vasp_kpoint_spacing(settings, structure)
+        if spacing is None and not missing_settings(settings, "vasp"):
+            problems.append(
+                "k-point spacing cannot be determined from the recorded KSPACING or k-point mesh "
+                "(an automatic Gamma or Monkhorst-Pack mesh and the result's structure are needed)"
+            )
         if spacing is not None and spacing > MAX_VASP_KSPACING:
             problems.append(
                 f"k-point spacing {spacing:.3g} 1/Å is above the production {MAX_VASP_KSPACING:g}"

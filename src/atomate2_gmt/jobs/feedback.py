@@ -31,6 +31,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -91,6 +92,15 @@ def _structure_key_of(doc: DFPTResultDoc) -> str:
     from atomate2_gmt.tensors.symmetry.analysis import structure_key
 
     return structure_key(doc.get_structure(), symprec=KEY_SYMPREC)
+
+
+def _key_at_key_symprec(structure: dict[str, Any]) -> str:
+    """The key of a stored candidate's structure at the tolerance results are keyed at."""
+    from pymatgen.core import Structure
+
+    from atomate2_gmt.tensors.symmetry.analysis import structure_key
+
+    return structure_key(Structure.from_dict(structure), symprec=KEY_SYMPREC)
 
 
 def training_docs_for(
@@ -261,7 +271,8 @@ def structure_mismatch(store: Store, doc: DFPTResultDoc) -> str | None:
         return None
     found = list(
         store.query(
-            {PREDICTION_KEY: doc.candidate_id}, properties=["structure_key", "formula_pretty"]
+            {PREDICTION_KEY: doc.candidate_id},
+            properties=["structure_key", "formula_pretty", "structure"],
         )
     )
     if not found:
@@ -275,11 +286,15 @@ def structure_mismatch(store: Store, doc: DFPTResultDoc) -> str | None:
     except (ValueError, KeyError, TypeError) as exc:
         return f"the result's structure cannot be keyed ({exc}): it cannot be matched"
     cand = found[0]
-    if cand.get("structure_key") != key:
+    cand_key = cand.get("structure_key")
+    if cand.get("structure"):  # keyed at the same tolerance as the result, whatever the run's
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            cand_key = _key_at_key_symprec(cand["structure"])
+    if cand_key != key:
         formula = doc.get_structure().composition.reduced_formula
         return (
             f"the result's structure ({formula}, key {key}) is not the structure of candidate "
-            f"{doc.candidate_id} ({cand.get('formula_pretty')}, key {cand.get('structure_key')}): "
+            f"{doc.candidate_id} ({cand.get('formula_pretty')}, key {cand_key}): "
             "a result must be computed for its candidate's structure"
         )
     return None

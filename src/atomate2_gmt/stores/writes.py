@@ -228,18 +228,32 @@ def _keep_names(new: dict[str, Any], old: dict[str, Any]) -> None:
     new["sources"] = names
 
 
-def add_sources(store: Store, names: dict[str, list[str]]) -> int:
+def add_sources(
+    store: Store,
+    names: dict[str, list[str]],
+    properties: dict[str, dict[str, Any]] | None = None,
+) -> int:
     """Add input ``names`` (``prediction_id`` → names) to the ``sources`` of stored prediction
-    documents (e.g. a re-run that skips a crystal already predicted under another file name);
-    returns the number of documents changed."""
-    if not names:
+    documents (e.g. a re-run that skips a crystal already predicted under another file name),
+    and fill in what this run's source knows of the crystal (``properties``: ``prediction_id`` →
+    emmet-named source fields such as ``band_gap``) where the stored document has no value; a
+    stored value is never overwritten. Returns the number of documents changed."""
+    properties = properties or {}
+    if not names and not properties:
         return 0
     store.connect()
     changed = []
-    for doc in store.query({PREDICTION_KEY: {"$in": list(names)}}):
-        merged = list(dict.fromkeys([*_names(doc), *names[doc[PREDICTION_KEY]]]))
-        if merged != doc.get("sources"):
-            changed.append({**{k: v for k, v in doc.items() if k != "_id"}, "sources": merged})
+    ids = list(dict.fromkeys([*names, *properties]))
+    for doc in store.query({PREDICTION_KEY: {"$in": ids}}):
+        pid = doc[PREDICTION_KEY]
+        new = {k: v for k, v in doc.items() if k != "_id"}
+        merged = list(dict.fromkeys([*_names(doc), *names.get(pid, [])]))
+        new["sources"] = merged
+        for field, value in properties.get(pid, {}).items():
+            if new.get(field) is None and value is not None:
+                new[field] = value
+        if new != {k: v for k, v in doc.items() if k != "_id"}:
+            changed.append(new)
     if changed:
         store.update(changed, key=PREDICTION_KEY)
     return len(changed)
