@@ -632,6 +632,7 @@ def candidate_row(
             PREDICTION_KEY: doc.get(PREDICTION_KEY),
         }
     )
+    row["stability"] = stability_label(row)
     return row
 
 

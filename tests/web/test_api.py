@@ -465,6 +465,8 @@ def test_presets_and_source_values_in_the_api_and_the_table(web_project, tmp_pat
     gapped, plain = (dict(d) for d in web_project["docs"][-2:])
     gapped["band_gap"] = 2.5
     gapped["material_id"] = "mp-1"
+    gapped["energy_above_hull"] = 0.02
+    gapped["stability_source"] = "source: Materials Project"
     writer = candidate_store(settings)
     upsert_predictions(writer, [gapped, plain])
     writer.close()
@@ -474,11 +476,14 @@ def test_presets_and_source_values_in_the_api_and_the_table(web_project, tmp_pat
         row = answer["data"][0]
         assert row["band_gap"] == 2.5
         assert row["material_id"] == "mp-1"
-        assert row["energy_above_hull"] is None
+        assert row["energy_above_hull"] == 0.02
+        assert row["stability"] == "0.020 eV/atom (source: Materials Project)"
+        assert row["relaxed"] is None
         assert row["uncertainty_note"] == "σ n/a (single model)"
         assert answer["meta"]["left_out"] == {"the source's band gap": 1}
         html = c.get("/", params={"property": "elastic", "min_band_gap": "1"}).text
         assert "band gap (eV, source)" in html
+        assert "0.020 eV/atom (source: Materials Project)" in html
         assert "1 without the source&#39;s band gap" in html
         assert "σ n/a (single model)" in html
         assert 'value="1.0"' in html  # the form keeps the filter

@@ -254,6 +254,15 @@ class CandidateRow(BaseModel):
     energy_above_hull: float | None = Field(
         None, description="eV/atom, from the candidate source (never predicted)."
     )
+    mlip_energy_above_hull: float | None = Field(
+        None, description="eV/atom, an MLIP estimate against the known phases (see stability)."
+    )
+    stability_source: str | None = Field(None, description="Where the stability value is from.")
+    stability: str | None = Field(
+        None, description="The stability value and its source, or 'unknown' (with 'hypothetical')."
+    )
+    hypothetical: bool | None = Field(None, description="A generated (substitution) crystal.")
+    relaxed: str | None = Field(None, description="The potential that relaxed it, or None.")
     source: str | None = None
     nsites: int | None = None
     model_version: str | None = None
