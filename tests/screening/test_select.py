@@ -6,6 +6,7 @@ import pytest
 
 from atomate2_gmt.jobs.select import SelectionPolicy, _mark_selected, select_candidates
 from atomate2_gmt.query import CandidateQuery
+from atomate2_gmt.schemas.prediction import DFPTSelection
 from atomate2_gmt.stores import EmbeddedStore, upsert_predictions
 from tests.stores.gmt_store_docs import STRUCTURES, make_doc
 
@@ -61,7 +62,7 @@ def test_thresholds_and_filters(store):
 
 def test_never_picked_twice(store):
     first = select_candidates(store, SelectionPolicy(query="piezo", top_k=2))
-    _mark_selected(store, first, {"at": "now", "code": "abinit"})
+    _mark_selected(store, first, DFPTSelection(at="now", code="abinit"))
     second = select_candidates(store, SelectionPolicy(query="piezo", top_k=2))
     assert not {d["prediction_id"] for d in first} & {d["prediction_id"] for d in second}
     assert store.count({"dfpt_selected.code": "abinit"}) == 2
