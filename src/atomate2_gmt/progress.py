@@ -4,7 +4,12 @@ Library code reports through two calls and never prints by itself:
 
 - :func:`task` — a counted loop: ``with task("predicting", total=300, unit="structures") as t:``
   then ``t.advance(k)`` as parts are done;
-- :func:`phase` — one step of a longer run (e.g. "ABINIT dataset 2/3: DDK").
+- :func:`phase` — one step of a longer run (e.g. "ABINIT dataset 2/3: DDK");
+- :func:`overall` — a loop made of parts that report their own loops (a screening run's chunk
+  jobs): inside it every :func:`task` counts towards the overall total instead of being shown on
+  its own, and each one that ends is a *checkpoint* (one line off a terminal: the cumulative
+  count, the rate and the time left across all parts). Units a part finds already done (a
+  resumed run, :meth:`Task.skip`) count as done but not in the rate.
 
 Nothing is shown unless the caller installed a reporter with :func:`reporting` (the CLI does):
 a rich progress bar when the stream is a terminal, plain lines otherwise (CI, SLURM logs), nothing
@@ -35,6 +40,7 @@ __all__ = [
     "RichReporter",
     "Task",
     "active",
+    "overall",
     "phase",
     "polling",
     "reporting",
@@ -57,6 +63,18 @@ class Reporter:
         """Loop ``key`` has ``n`` more units than announced (one input file held several
         structures)."""
 
+    def skip(self, key: int, n: int) -> None:
+        """``n`` more of loop ``key`` were found already done (not worked on: not in the
+        rate)."""
+        self.advance(key, n)
+
+    def overall(self, key: int, status: Callable[[], str]) -> None:
+        """Loop ``key`` is made of parts (:func:`overall`); ``status()`` says its count, rate
+        and time left."""
+
+    def checkpoint(self, key: int, text: str) -> None:
+        """One part of loop ``key`` ended; ``text``: the loop's count, rate and time left."""
+
     def finish(self, key: int) -> None:
         """Loop ``key`` ended (completed or not)."""
 
@@ -68,7 +86,17 @@ class Reporter:
 
 
 class _State:
-    __slots__ = ("done", "info", "label", "last_line", "last_pct", "start", "total", "unit")
+    __slots__ = (
+        "done",
+        "info",
+        "label",
+        "last_line",
+        "last_pct",
+        "skipped",
+        "start",
+        "total",
+        "unit",
+    )
 
     def __init__(self, label: str, total: int | None, unit: str, done: int) -> None:
         self.label, self.total, self.unit, self.done = label, total, unit, done
@@ -76,6 +104,7 @@ class _State:
         self.last_line = self.start
         self.last_pct = -1
         self.info: str | None = None
+        self.skipped = 0
 
 
 class LineReporter(Reporter):
@@ -87,6 +116,7 @@ class LineReporter(Reporter):
         self.step_pct = max(1, int(step_pct))
         self.every_s = every_s
         self._states: dict[int, _State] = {}
+        self._overall: dict[int, Callable[[], str]] = {}
 
     def _write(self, text: str) -> None:
         self.stream.write(text + "\n")
@@ -109,6 +139,11 @@ class LineReporter(Reporter):
         s.done += n
         s.info = info or s.info
         now = time.perf_counter()
+        if key in self._overall:  # a line per part (checkpoint), or after every_s without one
+            if now - s.last_line >= self.every_s and (s.total is None or s.done < s.total):
+                s.last_line = now
+                self._write(self._overall[key]())
+            return
         if s.total:
             pct = 100 * s.done // s.total // self.step_pct * self.step_pct
             if s.done >= s.total:
@@ -129,8 +164,24 @@ class LineReporter(Reporter):
         if s is not None and s.total is not None:
             s.total += n
 
+    def skip(self, key: int, n: int) -> None:
+        s = self._states.get(key)
+        if s is not None:
+            s.skipped += n
+        self.advance(key, n)
+
+    def overall(self, key: int, status: Callable[[], str]) -> None:
+        self._overall[key] = status
+
+    def checkpoint(self, key: int, text: str) -> None:
+        s = self._states.get(key)
+        if s is not None:
+            s.last_line = time.perf_counter()
+        self._write(text)
+
     def finish(self, key: int) -> None:
         s = self._states.pop(key, None)
+        self._overall.pop(key, None)
         if s is None:
             return
         what = "done" if s.total is None or s.done >= s.total else "stopped"
@@ -195,6 +246,12 @@ class RichReporter(Reporter):
                 self.progress.update(task_id, total=total + n)
                 self.progress.refresh()
 
+    def checkpoint(self, key: int, text: str) -> None:
+        task_id = self._ids.get(key)
+        if task_id is not None:  # the bar shows the count: the rate and the chunks beside it
+            self.progress.update(task_id, info=text.partition("(")[2].rstrip(")"))
+            self.progress.refresh()
+
     def finish(self, key: int) -> None:
         task_id = self._ids.pop(key, None)
         if task_id is not None:
@@ -213,6 +270,9 @@ _REPORTER: contextvars.ContextVar[tuple[int, Reporter] | None] = contextvars.Con
     "atomate2_gmt_progress", default=None
 )
 _NEXT_KEY = [0]
+_OVERALL: contextvars.ContextVar[tuple[int, Task] | None] = contextvars.ContextVar(
+    "atomate2_gmt_progress_overall", default=None
+)
 
 
 def _current() -> Reporter | None:
@@ -237,17 +297,41 @@ class Task:
         self.reporter = _current()
         _NEXT_KEY[0] += 1
         self.key = _NEXT_KEY[0]
+        self.label, self.unit = label, unit
         self.done = done
         self.total = total
+        self.skipped = 0
+        self.parts_done = 0
+        self.parts: int | None = None
+        self.phases: set[str] = set()
+        self.start = time.perf_counter()
+        held = _OVERALL.get()
+        self.parent = held[1] if held is not None and held[0] == os.getpid() else None
         self._open = self.reporter is not None
+        if self.parent is not None:  # a part of an overall loop: counted there, not shown
+            self.reporter = None
+            if done:
+                self.parent.skip(done)
         if self.reporter is not None:
             self.reporter.start(self.key, label, total, unit, done)
 
     def advance(self, n: int = 1, info: str | None = None) -> None:
         """``n`` more units done; ``info`` a short status shown next to the count."""
         self.done += n
+        if self.parent is not None:
+            self.parent.advance(n)
         if self._open and n and self.reporter is not None:
             self.reporter.advance(self.key, n, info)
+
+    def skip(self, n: int) -> None:
+        """``n`` more units found already done (e.g. stored by an earlier run): counted as
+        done, but not in the rate of :func:`overall`."""
+        self.done += n
+        self.skipped += n
+        if self.parent is not None:
+            self.parent.skip(n)
+        if self._open and n and self.reporter is not None:
+            self.reporter.skip(self.key, n)
 
     def grow(self, n: int) -> None:
         """The loop has ``n`` more units than its total said (never shows more done than the
@@ -255,11 +339,42 @@ class Task:
         if n <= 0 or self.total is None:
             return
         self.total += n
+        if self.parent is not None:
+            self.parent.grow(n)
         if self._open and self.reporter is not None:
             self.reporter.grow(self.key, n)
 
+    def status(self) -> str:
+        """``label: done/total unit (pct, part k/K, rate, time left, elapsed)``: the rate
+        counts the units worked on since the loop began (not those skipped)."""
+        elapsed = time.perf_counter() - self.start
+        worked = self.done - self.skipped
+        rate = worked / elapsed if elapsed > 0 else 0.0
+        of = f"/{self.total}" if self.total is not None else ""
+        bits = []
+        if self.total:
+            bits.append(f"{100 * self.done / self.total:.0f} %")
+        if self.parts is not None:
+            bits.append(f"chunk {self.parts_done}/{self.parts}")
+        if self.skipped:
+            bits.append(f"{self.skipped} already done")
+        bits.append(f"{rate:.1f} {self.unit}/s")
+        if self.total is not None and rate > 0 and self.done < self.total:
+            bits.append(f"ETA {_clock((self.total - self.done) / rate)}")
+        bits.append(f"elapsed {_clock(elapsed)}")
+        return f"{self.label}: {self.done}{of} {self.unit} ({', '.join(bits)})"
+
+    def part_done(self) -> None:
+        """One part of this overall loop ended: report a checkpoint."""
+        self.parts_done += 1
+        if self._open and self.reporter is not None:
+            self.reporter.checkpoint(self.key, self.status())
+
     def close(self) -> None:
         """End the loop (idempotent)."""
+        if self.parent is not None:
+            parent, self.parent = self.parent, None
+            parent.part_done()
         if self._open and self.reporter is not None:
             self._open = False
             self.reporter.finish(self.key)
@@ -277,10 +392,43 @@ def task(label: str, total: int | None, unit: str = "items", done: int = 0) -> T
     return Task(label, total, unit, done)
 
 
+def _clock(seconds: float) -> str:
+    """``h:mm:ss`` (or ``m:ss``) of a duration."""
+    s = max(0, round(seconds))
+    h, rest = divmod(s, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+@contextmanager
+def overall(
+    label: str, total: int | None, unit: str = "items", parts: int | None = None
+) -> Iterator[Task]:
+    """A loop of ``total`` ``unit`` made of ``parts`` parts that each report their own
+    :func:`task` (e.g. the chunk jobs of a screening run): inside the block those tasks count
+    towards this one and are not shown on their own; each that ends reports a checkpoint (off a
+    terminal, a line with the cumulative count, the rate and the time left). Yields the overall
+    :class:`Task`; does nothing visible without a reporter."""
+    with Task(label, total, unit) as whole:
+        whole.parts = parts
+        if whole._open and whole.reporter is not None:
+            whole.reporter.overall(whole.key, whole.status)
+        token = _OVERALL.set((os.getpid(), whole))
+        try:
+            yield whole
+        finally:
+            _OVERALL.reset(token)
+
+
 def phase(text: str, logger: logging.Logger | None = None) -> None:
     """Report one phase of a longer run; without a reporter, ``logger`` (if given) logs it at
-    INFO level instead (what a jobflow-remote worker's log shows)."""
+    INFO level instead (what a jobflow-remote worker's log shows). Inside :func:`overall` a
+    phase already reported (each part loading the same models) is not repeated."""
     reporter = _current()
+    held = _OVERALL.get()
+    if reporter is not None and held is not None and held[0] == os.getpid():
+        if text in held[1].phases:
+            return
+        held[1].phases.add(text)
     if reporter is not None:
         reporter.message(text)
     elif logger is not None:

@@ -127,7 +127,7 @@ def test_prediction_job_that_dies_is_resumed_by_a_rerun(jf_project, tmp_path):
     assert summary.n_skipped == PART_SIZE  # already in the store: not predicted again
     assert summary.written == CHUNK_SIZE - PART_SIZE
     assert summary.n_successful == CHUNK_SIZE
-    assert len(set(summary.prediction_ids)) == CHUNK_SIZE
+    assert len(set(summary.all_prediction_ids())) == CHUNK_SIZE
     assert ranking["n"] == N_STRUCTURES
     assert ranking["n_successful"] == N_STRUCTURES
     assert len(ranking["ranking"]["piezo"]) == N_STRUCTURES

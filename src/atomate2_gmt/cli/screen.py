@@ -45,7 +45,9 @@ def run_screening(
     :class:`~atomate2_gmt.stores.StoreConnectionError` before anything is predicted."""
     from jobflow import run_locally
 
+    from atomate2_gmt import progress
     from atomate2_gmt.flows.screen import GMTScreenMaker
+    from atomate2_gmt.jobs.rank import distinct_documents
     from atomate2_gmt.known_warnings import known_warnings_ignored
     from atomate2_gmt.schemas.run import PredictionRunDoc
     from atomate2_gmt.settings import resolve_settings
@@ -67,7 +69,13 @@ def run_screening(
     if relax_top > 0:
         return _run_funnel(maker, candidates, relax_top)
     flow = maker.make(candidates)
-    with _JobFailureLog() as failure_log, known_warnings_ignored():
+    chunks = [j for j in flow.jobs[:-1] if getattr(j, "function_args", None)]
+    total = sum(n_inputs(list(j.function_args[0])) for j in chunks)
+    with (
+        _JobFailureLog() as failure_log,
+        known_warnings_ignored(),
+        progress.overall("screening", total, unit="structures", parts=len(chunks)),
+    ):
         responses = run_locally(flow, ensure_success=False, log=False)
     failed = [job for job in flow.jobs if job.uuid not in responses]
     job_failures = [[job.name, failure_log.reason(job.name)] for job in failed]
@@ -80,12 +88,14 @@ def run_screening(
         if j.uuid in responses
     ]
     lost = sum(n_inputs(getattr(j, "function_args", [[]])[0]) for j in failed if j is not rank_job)
+    n_documents, _ = distinct_documents(summaries)
     return {
         "ranking": {},
         "n": sum(s.n for s in summaries),
         "n_successful": sum(s.n_successful for s in summaries),
         "n_failed": sum(s.n_failed for s in summaries),
-        "n_documents": len({pid for s in summaries for pid in s.prediction_ids}),
+        "n_skipped": sum(s.n_skipped for s in summaries),
+        "n_documents": n_documents,
         "n_not_stored": lost,
         "failures": [list(f) for s in summaries for f in s.failures],
         "replaced": [list(r) for s in summaries for r in s.replaced],
@@ -221,8 +231,10 @@ def print_screening(output: dict[str, Any], elapsed: float | None = None) -> Non
 
     console = Console(width=160)
     rate = f", {output['n'] / elapsed:.0f} structures/s" if elapsed else ""
+    skipped = output.get("n_skipped") or 0
+    again = f" ({skipped} of them already in the store: not predicted again)" if skipped else ""
     console.print(
-        f"screened {output['n']} candidates: {output['n_successful']} predicted, "
+        f"screened {output['n']} candidates: {output['n_successful']} predicted{again}, "
         f"{output['n_failed']} failed (tasks: {', '.join(output['tasks'])}; model version "
         f"{output['model_version']}; store {output['store']}{rate})"
     )

@@ -40,7 +40,11 @@ class GMTScreenMaker(Maker):
     to the store itself (why: :class:`~atomate2_gmt.jobs.predict.GMTPredictMaker`) and outputs
     a :class:`~atomate2_gmt.schemas.run.PredictionRunDoc` without them. The upsert is
     idempotent on ``prediction_id`` (= structure key + model version), so a re-run after a
-    failure completes the missing documents without duplicates.
+    failure completes the missing documents without duplicates. A chunk job of files (a folder's
+    files or a part of a collection) that finished leaves a done marker in ``work_dir``/done
+    (``GMTPredictMaker.done_dir``): a re-run returns its summary without reading the chunk
+    again, and the job outputs carry the chunks' counts and failures, not their documents'
+    keys (those are in the markers), so they do not grow with the number of structures.
 
     Args:
         name: flow name.
@@ -52,8 +56,9 @@ class GMTScreenMaker(Maker):
         check_store: connect to the store when the flow is made, so that an unreachable store
             fails before any prediction runs.
         work_dir: where a collection file larger than one chunk is cut into part files (one
-            streaming pass; the parts are reused for the same file and chunk size); None → the
-            settings' ``PROJECT_DIR``/sources. Workers must see this folder.
+            streaming pass; the parts are reused for the same file and chunk size) and where
+            the chunk jobs keep their done markers (``done/``); None → the settings'
+            ``PROJECT_DIR``/sources. Workers must see this folder.
     """
 
     name: str = "gmt_screen"
@@ -77,6 +82,7 @@ class GMTScreenMaker(Maker):
             self._check_store()
         self.predict_maker.resolve_tasks()  # unknown tasks / missing models fail now
         jobs = []
+        done_dir = str(self._work_dir() / "done")
         for n, chunk in enumerate(self._chunks(items)):
             maker = replace(
                 self.predict_maker,
@@ -84,6 +90,7 @@ class GMTScreenMaker(Maker):
                 write_to_store=True,
                 store=self.store,
                 return_documents=False,
+                done_dir=done_dir,
             )
             jobs.append(maker.make(chunk))
         rank = rank_predictions(

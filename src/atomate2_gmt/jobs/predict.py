@@ -10,8 +10,12 @@ engine's :class:`~atomate2_gmt.engine.EngineSettings` from its fields and runs t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobflow import Maker, job
@@ -24,7 +28,7 @@ from atomate2_gmt.schemas.run import PredictionRunDoc
 from atomate2_gmt.tensors.tasks import TASK_SPECS
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from maggma.core import Store
 
@@ -33,7 +37,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_TASKS", "GMTPredictMaker", "predict_documents"]
+__all__ = [
+    "DEFAULT_TASKS",
+    "GMTPredictMaker",
+    "chunk_marker",
+    "finished_chunk",
+    "predict_documents",
+    "write_chunk_marker",
+]
+
+MARKER_FORMAT = 1
+"""Version of the done markers' naming and content (:func:`chunk_marker`)."""
 
 DEFAULT_TASKS: tuple[str, ...] = tuple(t for t, spec in TASK_SPECS.items() if spec.screen_default)
 """Tasks predicted when none are named (``TaskSpec.screen_default``): ε∞, e_ijk and C_ijkl."""
@@ -79,6 +93,16 @@ class GMTPredictMaker(Maker):
         ensemble_spread_scale: task → calibration factor of its ensemble's standard deviation
             (default 1, the raw spread; e.g. the ``calibrating_scale`` that ``atomate2-gmt
             evaluate --member`` fits on a validation split). Part of the ensemble's version.
+        done_dir: with ``write_to_store``, the folder of the jobs' done markers (a screening
+            flow sets it): a job whose inputs are files (paths or
+            :class:`~atomate2_gmt.sources.SourceSlice` parts) writes, when it ends, a marker
+            named by its inputs (paths, sizes, modification times), model version, symmetry
+            tolerance and document schema that holds its summary and its documents' keys; the
+            job's output then leaves the keys out (``ids_file``), so that a screening run's
+            job outputs do not grow with its inputs. A re-run of a job whose marker records no
+            failure and whose documents are all in the store (as successful documents of the
+            current schema) returns that summary without reading its inputs
+            (:func:`chunk_marker`, :func:`finished_chunk`). None → no markers.
         project_dir: the project folder whose settings file-backed defaults (embedded stores,
             registry, caches) the job uses; None → the worker's ``PROJECT_DIR``. The only part
             of the settings a job document names: the rest (credentials included) is resolved
@@ -108,6 +132,7 @@ class GMTPredictMaker(Maker):
     skip_existing: bool = True
     ensemble: dict[str, list[str]] = field(default_factory=dict)
     ensemble_spread_scale: dict[str, float] = field(default_factory=dict)
+    done_dir: str | None = None
     project_dir: str | None = None
 
     def settings(self) -> GMTSettings:
@@ -210,7 +235,7 @@ def predict_documents(
     built and checked (before any prediction), then :func:`atomate2_gmt.engine.
     predict_documents` runs with :meth:`GMTPredictMaker.engine_settings` and the maker's
     model loader."""
-    from atomate2_gmt import engine
+    from atomate2_gmt import engine, progress
     from atomate2_gmt.stores import candidate_store, check_store
 
     settings = maker.settings()
@@ -218,6 +243,130 @@ def predict_documents(
     if maker.write_to_store:  # fail before any prediction if the store is unreachable
         store = maker.store if maker.store is not None else candidate_store(settings)
         check_store(store, timeout_s=settings.STORE_TIMEOUT_S)
-    return engine.predict_documents(
-        maker.engine_settings(settings), candidates, store=store, load=maker.load_members
+    engine_settings = maker.engine_settings(settings)
+    loaded: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+    def load(task: str, specs: tuple[str, ...]) -> Any:  # each model loaded once per job
+        if (task, specs) not in loaded:
+            loaded[task, specs] = maker.load_members(task, specs)
+        return loaded[task, specs]
+
+    marker = None
+    if store is not None and maker.done_dir is not None:
+        version = model_version(engine_settings, load)
+        marker = chunk_marker(maker.done_dir, candidates, version, engine_settings)
+    if marker is not None and maker.skip_existing:
+        done = finished_chunk(marker, store, version)  # type: ignore[arg-type]
+        if done is not None:
+            logger.info("%d structures of a finished chunk (%s): not read again", done.n, marker)
+            with progress.task("predicting", done.n, unit="structures") as bar:
+                bar.skip(done.n)
+            return done
+    run = engine.predict_documents(engine_settings, candidates, store=store, load=load)
+    if marker is None:
+        return run
+    write_chunk_marker(marker, run)
+    return run.model_copy(update={"prediction_ids": [], "ids_file": str(marker)})
+
+
+def model_version(settings: EngineSettings, load: Callable[[str, tuple[str, ...]], Any]) -> str:
+    """The model version a run with ``settings`` gives its documents (the models loaded with
+    ``load``, as the engine loads them: cached, so the engine's own load is free)."""
+    from atomate2_gmt.model.ensemble import ensemble_info
+    from atomate2_gmt.schemas.prediction import derive_model_version
+
+    info = {
+        task: ensemble_info(
+            task,
+            load(task, tuple(settings.models.get(task) or ())),
+            settings.spread_scale.get(task, 1.0),
+        )
+        for task in settings.tasks
+    }
+    return derive_model_version(info, list(settings.tasks))
+
+
+def chunk_marker(
+    done_dir: str | os.PathLike[str],
+    candidates: Sequence[CandidateLike],
+    version: str,
+    settings: EngineSettings,
+) -> Path | None:
+    """The done marker of a job over ``candidates``: a file in ``done_dir`` named by a hash of
+    the inputs (each a file path or a :class:`~atomate2_gmt.sources.SourceSlice`: its resolved
+    path, size and modification time, and the slice's bounds), the model ``version``, the tasks,
+    the symmetry tolerance, the document schema and structure-key versions. None when an input
+    is no file (a structure in memory) or cannot be stat'ed."""
+    from atomate2_gmt.schemas.fields import PREDICTION_SCHEMA_VERSION
+    from atomate2_gmt.sources import SourceSlice
+    from atomate2_gmt.tensors.symmetry.keys import KEY_VERSION
+
+    ident: list[Any] = []
+    try:
+        for item in candidates:
+            if isinstance(item, SourceSlice):
+                st = Path(item.path).stat()
+                bounds = [item.kind, item.start, item.stop, item.origin, item.first_index]
+                ident.append([str(Path(item.path).resolve()), st.st_size, st.st_mtime_ns, bounds])
+            elif isinstance(item, str | os.PathLike):
+                st = Path(item).stat()
+                ident.append([str(Path(item).resolve()), st.st_size, st.st_mtime_ns])
+            else:
+                return None
+    except OSError:
+        return None
+    if not ident:
+        return None
+    tag = json.dumps(
+        [ident, version, list(settings.tasks), settings.symprec, PREDICTION_SCHEMA_VERSION,
+         KEY_VERSION, MARKER_FORMAT],
+        default=str,
+    )  # fmt: skip
+    return Path(done_dir) / f"chunk-{hashlib.sha256(tag.encode()).hexdigest()[:32]}.json"
+
+
+def finished_chunk(marker: Path, store: Store, version: str) -> PredictionRunDoc | None:
+    """The summary of the finished job that ``marker`` records, as a re-run's output (every
+    input counted as skipped, nothing written), or None when there is no such marker, it
+    records a failure (failed inputs are tried again), it is of another model version, or a
+    document it names is not in ``store`` as a successful document of the current schema."""
+    from atomate2_gmt.schemas.fields import PREDICTION_SCHEMA_VERSION
+
+    try:
+        done = PredictionRunDoc.model_validate_json(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    if done.model_version != version or done.n_failed or not done.prediction_ids:
+        return None
+    ids = sorted(set(done.prediction_ids))
+    store.connect()
+    found = 0
+    for a in range(0, len(ids), 500):
+        found += store.count(
+            {
+                "prediction_id": {"$in": ids[a : a + 500]},
+                "state": "successful",
+                "schema_version": PREDICTION_SCHEMA_VERSION,
+            }
+        )
+    if found != len(ids):
+        return None
+    return done.model_copy(
+        update={
+            "n_skipped": done.n,
+            "written": 0,
+            "replaced": [],
+            "timings": {"total_s": 0.0},
+            "prediction_ids": [],
+            "ids_file": str(marker),
+        }
     )
+
+
+def write_chunk_marker(marker: Path, run: PredictionRunDoc) -> None:
+    """Write the done marker ``marker`` of a finished job's ``run`` (its summary and keys,
+    without documents), atomically."""
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
+    tmp.write_text(run.model_dump_json(exclude={"documents"}))
+    tmp.replace(marker)

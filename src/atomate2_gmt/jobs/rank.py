@@ -13,7 +13,35 @@ from atomate2_gmt.schemas.run import PredictionRunDoc
 if TYPE_CHECKING:
     from maggma.core import Store
 
-__all__ = ["rank_predictions", "ranking"]
+__all__ = ["distinct_documents", "rank_predictions", "ranking"]
+
+
+def distinct_documents(runs: list[PredictionRunDoc], store: Store | None = None) -> tuple[int, int]:
+    """(distinct documents of ``runs``, how many of them ``store`` flags ``likely_metal``;
+    0 without a store). The keys (read from each run's ``ids_file`` when it holds them) are
+    collected in a temporary SQLite file, not in memory, and the store is asked in batches,
+    so a run of any size costs the same memory."""
+    import sqlite3
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="gmt_rank_") as tmp:
+        db = sqlite3.connect(Path(tmp) / "ids.sqlite")
+        try:
+            db.execute("CREATE TABLE ids (id TEXT PRIMARY KEY) WITHOUT ROWID")
+            for run in runs:
+                db.executemany(
+                    "INSERT OR IGNORE INTO ids VALUES (?)",
+                    ((pid,) for pid in run.all_prediction_ids()),
+                )
+            n_documents = db.execute("SELECT COUNT(*) FROM ids").fetchone()[0]
+            n_metal = 0
+            cursor = db.execute("SELECT id FROM ids")
+            while store is not None and (batch := [row[0] for row in cursor.fetchmany(500)]):
+                n_metal += store.count({"prediction_id": {"$in": batch}, "likely_metal": True})
+        finally:
+            db.close()
+    return int(n_documents), n_metal
 
 
 def ranking(
@@ -52,7 +80,8 @@ def rank_predictions(
     """Rank the predictions a screening run wrote (``summaries``: the chunk jobs' output
     documents).
 
-    Returns ``{"ranking": task → rows, "n", "n_successful", "n_failed", "n_documents" (distinct
+    Returns ``{"ranking": task → rows, "n", "n_successful", "n_failed", "n_skipped" (inputs
+    whose document was already stored: not predicted again), "n_documents" (distinct
     documents stored: inputs that are the same crystal share one), "failures", "replaced" (stored
     documents whose content disagreed with their identity, predicted again), "n_likely_metal"
     (stored crystals flagged ``likely_metal``), "model_version", "tasks", "store"}``; the rows
@@ -70,8 +99,7 @@ def rank_predictions(
     store.connect()
     try:
         rows = ranking(store, tasks, version, top=top, query=query)
-        ids = sorted({pid for r in runs for pid in r.prediction_ids})
-        n_metal = store.count({"prediction_id": {"$in": ids}, "likely_metal": True}) if ids else 0
+        n_documents, n_metal = distinct_documents(runs, store)
     finally:
         store.close()
     return {
@@ -79,7 +107,8 @@ def rank_predictions(
         "n": sum(r.n for r in runs),
         "n_successful": sum(r.n_successful for r in runs),
         "n_failed": sum(r.n_failed for r in runs),
-        "n_documents": len({pid for r in runs for pid in r.prediction_ids}),
+        "n_skipped": sum(r.n_skipped for r in runs),
+        "n_documents": n_documents,
         "failures": [list(f) for r in runs for f in r.failures],
         "replaced": [list(x) for r in runs for x in r.replaced],
         "n_likely_metal": n_metal,

@@ -30,7 +30,15 @@ class PredictionRunDoc(BaseModel):
         "the store (not predicted again).",
     )
     prediction_ids: list[str] = Field(
-        default_factory=list, description="Key of each input's document, in input order."
+        default_factory=list,
+        description="Key of each input's document, in input order (empty when ``ids_file`` "
+        "holds them).",
+    )
+    ids_file: str | None = Field(
+        default=None,
+        description="The JSON file (a PredictionRunDoc with the keys) that holds "
+        "``prediction_ids`` when this document leaves them out: a screening flow's chunk jobs "
+        "(their done markers), so that a run's job outputs do not grow with its inputs.",
     )
     failures: list[tuple[str, str]] = Field(
         default_factory=list, description="(source, reason) of every failed input."
@@ -51,3 +59,12 @@ class PredictionRunDoc(BaseModel):
         default_factory=list,
         description="Store dicts of the documents (GMTPredictionDoc.to_store_dict), when returned.",
     )
+
+    def all_prediction_ids(self) -> list[str]:
+        """``prediction_ids``, read from ``ids_file`` when they are kept there (a missing or
+        unreadable file raises ``OSError`` / ``ValueError``)."""
+        if self.ids_file is None:
+            return list(self.prediction_ids)
+        from pathlib import Path
+
+        return PredictionRunDoc.model_validate_json(Path(self.ids_file).read_text()).prediction_ids

@@ -1,0 +1,374 @@
+"""One ``atomate2-gmt screen`` of 1e4 to 1e5 distinct crystals: peak memory, time, resume.
+
+Each size N runs the real command (``python -m atomate2_gmt.cli.app screen``, a subprocess with
+its own project folder, embedded SQLite store) on an MP-style summary list (gzipped JSON,
+written as a stream) of N distinct crystals: the distinct real MP crystals of the shipped legacy
+sets (deduplicated by structure key), each repeated under isotropic strains of 0, +0.2 %,
+-0.2 %, +0.4 %, ... (crystal ``i`` is base crystal ``i mod B`` strained ``i div B`` steps), so
+every record is a different crystal (different structure key) and the set is reproducible. The
+resident memory of the whole process tree (the command, its file-reading worker and its forked
+model workers) is sampled with psutil every 0.5 s; the peak, the wall time, the rate and the
+documents stored (must equal N) are recorded. ``--kill-at F`` also runs the same command in a
+fresh project, kills its process group with SIGKILL once the job log reports F of the
+structures done, runs it again and records how many structures the re-run predicted again and
+whether every crystal is stored exactly once.
+
+    nice -n 10 python benchmarks/bench_scale.py --sizes 1e4 3e4 1e5 --kill-at 0.5
+
+Prints a table; writes benchmarks/results/bench_scale.json and docs/figures/bench_scale_rss.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ROOT / "src" / "atomate2_gmt" / "data" / "datasets"
+RESULTS = ROOT / "benchmarks" / "results" / "bench_scale.json"
+FIGURE = ROOT / "docs" / "figures" / "bench_scale_rss.png"
+STRAIN_STEP = 0.002  # isotropic strain between two copies of a crystal (0.2 %)
+_DONE = re.compile(r"screening: (\d+)/(\d+) structures")
+
+
+def base_records() -> list[dict[str, Any]]:
+    """The distinct crystals (by structure key) of the shipped legacy MP sets as summary
+    documents, in material-id order."""
+    from pymatgen.core import Structure
+
+    from atomate2_gmt.tensors.symmetry.analysis import structure_key
+
+    by_id: dict[str, dict[str, Any]] = {}
+    gaps: dict[str, float] = {}
+    for name in ("dielectric", "piezo", "elastic"):
+        with gzip.open(DATASETS / f"mp_legacy_{name}.json.gz", "rt") as fh:
+            for rec in json.load(fh):
+                if rec.get("band_gap_eV") is not None:
+                    gaps[rec["material_id"]] = float(rec["band_gap_eV"])
+                by_id.setdefault(
+                    rec["material_id"],
+                    {"formula_pretty": rec.get("formula"), "structure": rec["structure"]},
+                )
+    out, keys = [], set()
+    for mid, rec in sorted(by_id.items()):
+        key = structure_key(Structure.from_dict(rec["structure"]))
+        if key in keys:
+            continue
+        keys.add(key)
+        doc = {"material_id": mid, **rec}
+        if mid in gaps:
+            doc["band_gap"] = gaps[mid]
+        out.append(doc)
+    return out
+
+
+def strain_of(copy: int) -> float:
+    """Isotropic strain of copy 0, 1, 2, 3, 4, ... : 0, +s, -s, +2s, -2s, ..."""
+    steps = (copy + 1) // 2
+    return STRAIN_STEP * steps * (1 if copy % 2 else -1)
+
+
+def strained(structure: dict[str, Any], eps: float) -> dict[str, Any]:
+    """A ``Structure.as_dict()`` with its lattice scaled by ``1 + eps`` (fractional coordinates
+    kept; Cartesian ones, lengths and volume scaled to match)."""
+    f = 1.0 + eps
+    lat = structure["lattice"]
+    lattice = {
+        **lat,
+        "matrix": [[f * x for x in row] for row in lat["matrix"]],
+        **{k: f * lat[k] for k in ("a", "b", "c") if k in lat},
+    }
+    if "volume" in lat:
+        lattice["volume"] = f**3 * lat["volume"]
+    sites = [
+        {**site, "xyz": [f * x for x in site["xyz"]]} if "xyz" in site else site
+        for site in structure["sites"]
+    ]
+    return {**structure, "lattice": lattice, "sites": sites}
+
+
+def write_source(path: Path, n: int, base: list[dict[str, Any]]) -> None:
+    """``n`` distinct crystals as a gzipped MP-style summary list, written as a stream."""
+    tmp = path.with_suffix(".tmp")
+    with gzip.open(tmp, "wt", compresslevel=6) as fh:
+        fh.write("[")
+        for i in range(n):
+            rec = base[i % len(base)]
+            copy = i // len(base)
+            doc = {
+                **rec,
+                "material_id": f"scale-{i}-{rec['material_id']}",
+                "structure": strained(rec["structure"], strain_of(copy)),
+            }
+            fh.write(("," if i else "") + json.dumps(doc))
+        fh.write("]")
+    tmp.replace(path)
+
+
+def source_file(n: int, cache: Path, base: list[dict[str, Any]] | None) -> Path:
+    """The source of ``n`` crystals (written once into ``cache``)."""
+    path = cache / f"scale_{n}.json.gz"
+    if not path.is_file():
+        write_source(path, n, base if base is not None else base_records())
+    return path
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    """Resident bytes of ``proc`` and all its descendants."""
+    total = 0
+    try:
+        members = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for p in members:
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total
+
+
+def screen_command(source: Path, project: Path, chunk_size: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "atomate2_gmt.cli.app",
+        "screen",
+        str(source),
+        "--chunk-size",
+        str(chunk_size),
+        "--top",
+        "3",
+        "--project-dir",
+        str(project),
+    ]
+
+
+SRC = [ROOT / "src"]  # the code screened with (--src: another tree, e.g. for an A/B)
+
+
+def run_screen(
+    source: Path, project: Path, chunk_size: int, log: Path, kill_at: int | None = None
+) -> dict[str, Any]:
+    """Run the command once (stderr, the job log, into ``log``), sampling the tree's memory;
+    with ``kill_at``, SIGKILL its process group once the log reports that many done."""
+    env = {**os.environ, "PYTHONPATH": str(SRC[0]), "PYTHONUNBUFFERED": "1"}
+    samples: list[tuple[float, int]] = []
+    start = time.perf_counter()
+    with log.open("w") as err, (log.with_suffix(".out")).open("w") as out:
+        proc = subprocess.Popen(
+            screen_command(source, project, chunk_size),
+            stdout=out,
+            stderr=err,
+            env=env,
+            start_new_session=True,
+        )
+        ps = psutil.Process(proc.pid)
+        killed = False
+        while proc.poll() is None:
+            samples.append((time.perf_counter() - start, tree_rss(ps)))
+            if kill_at is not None and done_in_log(log) >= kill_at:
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed = True
+                proc.wait()
+                break
+            time.sleep(0.5)
+    wall = time.perf_counter() - start
+    return {
+        "returncode": proc.returncode,
+        "killed": killed,
+        "wall_s": wall,
+        "peak_rss_mb": max((r for _, r in samples), default=0) / 2**20,
+        "samples": [
+            (round(t, 1), round(r / 2**20, 1)) for t, r in samples[:: max(1, len(samples) // 400)]
+        ],
+        "done_at_kill": done_in_log(log) if killed else None,
+    }
+
+
+def done_in_log(log: Path) -> int:
+    """The last cumulative count of the ``screening: done/total`` lines in the job log."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return 0
+    found = _DONE.findall(text)
+    return int(found[-1][0]) if found else 0
+
+
+def stored(project: Path) -> dict[str, int]:
+    """Documents, distinct crystals and successful documents in the project's store."""
+    from atomate2_gmt.settings import resolve_settings
+    from atomate2_gmt.stores import candidate_store
+
+    store = candidate_store(resolve_settings(project))
+    store.connect()
+    try:
+        return {
+            "documents": store.count({}),
+            "crystals": len(store.distinct("structure_key")),
+            "successful": store.count({"state": "successful"}),
+        }
+    finally:
+        store.close()
+
+
+def predicted_again(log: Path) -> int | None:
+    """Structures the run predicted (not found in the store), from its summary line."""
+    text = log.with_suffix(".out").read_text(errors="replace")
+    m = re.search(r"screened (\d+) candidates.*?\((\d+) of them already in the store", text, re.S)
+    if m is None:
+        m2 = re.search(r"screened (\d+) candidates", text)
+        return int(m2.group(1)) if m2 else None
+    return int(m.group(1)) - int(m.group(2))
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    done = [r for r in rows if r.get("peak_rss_mb")]
+    ax1.plot([r["n"] for r in done], [r["peak_rss_mb"] for r in done], "o-")
+    ax1.set_xscale("log")
+    ax1.set_xlabel("crystals screened (N)")
+    ax1.set_ylabel("peak RSS of the process tree (MB)")
+    ax1.set_ylim(bottom=0)
+    ax1.set_title("atomate2-gmt screen: peak memory vs N")
+    for r in done:
+        t, m = zip(*r["samples"], strict=True) if r["samples"] else ((), ())
+        ax2.plot(t, m, label=f"N = {r['n']:,}")
+    ax2.set_xlabel("seconds")
+    ax2.set_ylabel("RSS of the process tree (MB)")
+    ax2.set_ylim(bottom=0)
+    ax2.legend()
+    ax2.set_title("memory over the run")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", nargs="+", type=float, default=[1e4, 3e4, 1e5])
+    parser.add_argument("--chunk-size", type=int, default=500)
+    parser.add_argument(
+        "--kill-at", type=float, default=None, help="also run a kill -9 + resume at this fraction"
+    )
+    parser.add_argument("--workdir", type=Path, default=None, help="sources and projects here")
+    parser.add_argument("--keep", action="store_true", help="keep the project folders")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--figure", type=Path, default=FIGURE)
+    parser.add_argument("--src", type=Path, default=None, help="screen with the code here")
+    args = parser.parse_args()
+    if args.src is not None:
+        SRC[0] = args.src.resolve()
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_scale_"))
+    work.mkdir(parents=True, exist_ok=True)
+    base = None
+    rows: list[dict[str, Any]] = []
+    for size in args.sizes:
+        n = int(size)
+        if not (work / f"scale_{n}.json.gz").is_file() and base is None:
+            base = base_records()
+        source = source_file(n, work, base)
+        row: dict[str, Any] = {"n": n, "chunk_size": args.chunk_size, "load_start": load_average()}
+        project = work / f"project_{n}"
+        shutil.rmtree(project, ignore_errors=True)
+        run = run_screen(source, project, args.chunk_size, work / f"screen_{n}.log")
+        row.update(run, load_end=load_average(), **stored(project))
+        row["structures_per_s"] = n / run["wall_s"]
+        row["ok"] = run["returncode"] == 0 and row["crystals"] == n and row["documents"] == n
+        if args.kill_at is not None:
+            row["resume"] = resume_run(source, work, n, args.chunk_size, args.kill_at)
+        if not args.keep:
+            shutil.rmtree(project, ignore_errors=True)
+        rows.append(row)
+        print_table(rows)
+        write(rows, args.out)
+    plot(rows, args.figure)
+    print(f"wrote {args.out} and {args.figure}")
+
+
+def resume_run(source: Path, work: Path, n: int, chunk_size: int, frac: float) -> dict[str, Any]:
+    """Kill -9 a fresh screen at ``frac`` of the structures done, then run it again."""
+    project = work / f"project_{n}_resume"
+    shutil.rmtree(project, ignore_errors=True)
+    first = run_screen(source, project, chunk_size, work / f"kill_{n}.log", kill_at=int(frac * n))
+    at_kill = stored(project)
+    again = run_screen(source, project, chunk_size, work / f"resume_{n}.log")
+    after = stored(project)
+    shutil.rmtree(project, ignore_errors=True)
+    return {
+        "killed_after_s": first["wall_s"],
+        "reported_done_at_kill": first["done_at_kill"],
+        "stored_at_kill": at_kill["documents"],
+        "rerun_wall_s": again["wall_s"],
+        "rerun_returncode": again["returncode"],
+        "rerun_peak_rss_mb": again["peak_rss_mb"],
+        "predicted_again": predicted_again(work / f"resume_{n}.log"),
+        "not_stored_at_kill": n - at_kill["documents"],
+        **{f"after_{k}": v for k, v in after.items()},
+        "ok": again["returncode"] == 0 and after["documents"] == n and after["crystals"] == n,
+    }
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print(
+        "| N | chunk | wall (s) | structures/s | peak RSS tree (MB) | documents | ok | load |"
+        "\n|---|---|---|---|---|---|---|---|"
+    )
+    for r in rows:
+        print(
+            f"| {r['n']:,} | {r['chunk_size']} | {r['wall_s']:.0f} | {r['structures_per_s']:.1f} "
+            f"| {r['peak_rss_mb']:.0f} | {r['documents']:,} | {r['ok']} "
+            f"| {r['load_start'][0]:.1f}→{r['load_end'][0]:.1f} |"
+        )
+    for r in rows:
+        res = r.get("resume")
+        if res:
+            print(
+                f"N = {r['n']:,}: killed (SIGKILL, process group) after {res['killed_after_s']:.0f} s "
+                f"with {res['stored_at_kill']:,} stored; the re-run took {res['rerun_wall_s']:.0f} s, "
+                f"predicted {res['predicted_again']} again (at most {res['not_stored_at_kill']:,} "
+                f"were missing), {res['after_documents']:,} documents, ok {res['ok']}"
+            )
+
+
+def write(rows: list[dict[str, Any]], out: Path) -> None:
+    import torch
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "command": "nice -n 10 python benchmarks/bench_scale.py " + " ".join(sys.argv[1:]),
+    }
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
