@@ -128,20 +128,27 @@ def source_file(n: int, cache: Path, base: list[dict[str, Any]] | None) -> Path:
     return path
 
 
-def tree_rss(proc: psutil.Process) -> int:
-    """Resident bytes of ``proc`` and all its descendants."""
-    total = 0
+def tree_memory(proc: psutil.Process) -> tuple[int, int, int]:
+    """(resident bytes summed over ``proc`` and all its descendants, their proportional set
+    size summed (PSS: a page shared by k forked processes counts 1/k in each, so the sum is
+    the memory the tree really holds), resident bytes of ``proc`` alone)."""
+    rss = pss = 0
     try:
         members = [proc, *proc.children(recursive=True)]
+        own = proc.memory_info().rss
     except psutil.Error:
-        return 0
+        return 0, 0, 0
     for p in members:
         with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
-    return total
+            full = p.memory_full_info()
+            rss += full.rss
+            pss += getattr(full, "pss", full.rss)
+    return rss, pss, own
 
 
 def screen_command(source: Path, project: Path, chunk_size: int) -> list[str]:
+    """The command screened: ``atomate2-gmt screen`` (as ``python -m atomate2_gmt.cli.app``,
+    so that ``--src`` picks the code) into its own project folder."""
     return [
         sys.executable,
         "-m",
@@ -166,7 +173,7 @@ def run_screen(
     """Run the command once (stderr, the job log, into ``log``), sampling the tree's memory;
     with ``kill_at``, SIGKILL its process group once the log reports that many done."""
     env = {**os.environ, "PYTHONPATH": str(SRC[0]), "PYTHONUNBUFFERED": "1"}
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[float, int, int, int]] = []
     start = time.perf_counter()
     with log.open("w") as err, (log.with_suffix(".out")).open("w") as out:
         proc = subprocess.Popen(
@@ -179,7 +186,7 @@ def run_screen(
         ps = psutil.Process(proc.pid)
         killed = False
         while proc.poll() is None:
-            samples.append((time.perf_counter() - start, tree_rss(ps)))
+            samples.append((time.perf_counter() - start, *tree_memory(ps)))
             if kill_at is not None and done_in_log(log) >= kill_at:
                 os.killpg(proc.pid, signal.SIGKILL)
                 killed = True
@@ -248,17 +255,21 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     done = [r for r in rows if r.get("peak_rss_mb")]
-    ax1.plot([r["n"] for r in done], [r["peak_rss_mb"] for r in done], "o-")
+    ns = [r["n"] for r in done]
+    ax1.plot(ns, [r["peak_rss_mb"] for r in done], "o-", label="process tree, RSS summed")
+    ax1.plot(ns, [r["peak_pss_mb"] for r in done], "s-", label="process tree, PSS summed")
+    ax1.plot(ns, [r["peak_parent_rss_mb"] for r in done], "^-", label="the command alone, RSS")
     ax1.set_xscale("log")
     ax1.set_xlabel("crystals screened (N)")
-    ax1.set_ylabel("peak RSS of the process tree (MB)")
+    ax1.set_ylabel("peak memory (MB)")
+    ax1.legend(fontsize=8)
     ax1.set_ylim(bottom=0)
     ax1.set_title("atomate2-gmt screen: peak memory vs N")
     for r in done:
-        t, m = zip(*r["samples"], strict=True) if r["samples"] else ((), ())
-        ax2.plot(t, m, label=f"N = {r['n']:,}")
+        t = [x[0] for x in r["samples"]]
+        ax2.plot(t, [x[2] for x in r["samples"]], label=f"N = {r['n']:,}, tree PSS")
     ax2.set_xlabel("seconds")
-    ax2.set_ylabel("RSS of the process tree (MB)")
+    ax2.set_ylabel("PSS of the process tree (MB)")
     ax2.set_ylim(bottom=0)
     ax2.legend()
     ax2.set_title("memory over the run")
@@ -335,13 +346,15 @@ def resume_run(source: Path, work: Path, n: int, chunk_size: int, frac: float) -
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     print(
-        "| N | chunk | wall (s) | structures/s | peak RSS tree (MB) | documents | ok | load |"
-        "\n|---|---|---|---|---|---|---|---|"
+        "| N | chunk | wall (s) | structures/s | peak tree RSS (MB) | peak tree PSS (MB) "
+        "| peak command RSS (MB) | documents | ok | load |"
+        "\n|---|---|---|---|---|---|---|---|---|---|"
     )
     for r in rows:
         print(
             f"| {r['n']:,} | {r['chunk_size']} | {r['wall_s']:.0f} | {r['structures_per_s']:.1f} "
-            f"| {r['peak_rss_mb']:.0f} | {r['documents']:,} | {r['ok']} "
+            f"| {r['peak_rss_mb']:.0f} | {r['peak_pss_mb']:.0f} | {r['peak_parent_rss_mb']:.0f} "
+            f"| {r['documents']:,} | {r['ok']} "
             f"| {r['load_start'][0]:.1f}→{r['load_end'][0]:.1f} |"
         )
     for r in rows:

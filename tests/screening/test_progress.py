@@ -242,15 +242,19 @@ def test_overall_counts_its_parts_with_a_line_per_part_and_an_eta():
                     part.grow(2)  # a file of several structures
                     for _ in range(12):
                         part.advance(1)
-        assert whole.done == 34 and whole.total == 34 and whole.skipped == 10
+        assert whole.done == 34
+        assert whole.total == 34
+        assert whole.skipped == 10
     text = stream.getvalue()
     assert "predicting" not in text  # the parts are counted in the whole, not shown
     assert text.count("loading the models") == 1
     lines = [ln for ln in text.splitlines() if ln.startswith("screening: ")]
     assert lines[0] == "screening: 0/30 structures"
     assert lines[1].startswith("screening: 10/30 structures (33 %, chunk 1/3, 10 already done")
-    assert "chunk 2/3" in lines[2] and lines[2].startswith("screening: 22/32 structures")
-    assert "ETA " in lines[2] and "structures/s" in lines[2]
+    assert "chunk 2/3" in lines[2]
+    assert lines[2].startswith("screening: 22/32 structures")
+    assert "ETA " in lines[2]
+    assert "structures/s" in lines[2]
     assert lines[3].startswith("screening: 34/34 structures (100 %, chunk 3/3")
     assert "ETA" not in lines[3]
     assert lines[-1].startswith("screening: 34/34 structures done in ")

@@ -69,8 +69,8 @@ def run_screening(
     if relax_top > 0:
         return _run_funnel(maker, candidates, relax_top)
     flow = maker.make(candidates)
-    chunks = [j for j in flow.jobs[:-1] if getattr(j, "function_args", None)]
-    total = sum(n_inputs(list(j.function_args[0])) for j in chunks)
+    chunks = [list(getattr(j, "function_args", [[]])[0]) for j in flow.jobs[:-1]]
+    total = sum(n_inputs(chunk) for chunk in chunks)
     with (
         _JobFailureLog() as failure_log,
         known_warnings_ignored(),
