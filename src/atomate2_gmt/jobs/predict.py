@@ -265,7 +265,11 @@ def predict_documents(
     run = engine.predict_documents(engine_settings, candidates, store=store, load=load)
     if marker is None:
         return run
-    write_chunk_marker(marker, run)
+    try:
+        write_chunk_marker(marker, run)
+    except OSError as exc:  # the documents are stored: only a re-run's shortcut is lost
+        logger.warning("no done marker written (%s): the output keeps the keys", exc)
+        return run
     return run.model_copy(update={"prediction_ids": [], "ids_file": str(marker)})
 
 
