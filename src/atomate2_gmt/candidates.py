@@ -314,11 +314,14 @@ def _parse(read: Any, name: str, provenance: dict[str, Any], limits: InputLimits
     return Candidate(source=name, structure=structure, provenance=provenance)
 
 
-def candidates_from_files(paths: Iterable[str | os.PathLike[str]]) -> list[Candidate]:
+def candidates_from_files(
+    paths: Iterable[str | os.PathLike[str]], limits: InputLimits | None = None
+) -> list[Candidate]:
     """One candidate per structure file (CIF, POSCAR, pymatgen JSON, ... — anything
     ``Structure.from_file`` reads), one per record of a collection file
-    (:mod:`atomate2_gmt.sources`); unreadable files become failed candidates."""
-    limits = InputLimits.from_settings()
+    (:mod:`atomate2_gmt.sources`); unreadable files become failed candidates. ``limits``:
+    None → the settings' (:meth:`InputLimits.from_settings`)."""
+    limits = limits or InputLimits.from_settings()
     out = []
     for p in paths:
         path = Path(p)
@@ -327,7 +330,10 @@ def candidates_from_files(paths: Iterable[str | os.PathLike[str]]) -> list[Candi
 
 
 def candidates_from_folder(
-    folder: str | os.PathLike[str], pattern: str = "*", recursive: bool = False
+    folder: str | os.PathLike[str],
+    pattern: str = "*",
+    recursive: bool = False,
+    limits: InputLimits | None = None,
 ) -> list[Candidate]:
     """Candidates from the files in ``folder`` matching ``pattern`` (hidden files skipped).
 
@@ -342,7 +348,7 @@ def candidates_from_folder(
         for p in files
         if _listed(p) and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
-    limits = InputLimits.from_settings()
+    limits = limits or InputLimits.from_settings()
     return [c for p in paths for c in _read_one(p, str(p.relative_to(root)), limits)]
 
 
@@ -510,15 +516,25 @@ CandidateLike = Candidate | Any  # Candidate, Structure, Structure dict, or a fi
 
 @overload
 def as_candidates(
-    source: Any, first_index: int = 0, read_files: Literal[True] = True
+    source: Any,
+    first_index: int = 0,
+    read_files: Literal[True] = True,
+    limits: InputLimits | None = None,
 ) -> list[Candidate]: ...
 
 
 @overload
-def as_candidates(source: Any, first_index: int = 0, *, read_files: bool) -> list[Any]: ...
+def as_candidates(
+    source: Any, first_index: int = 0, *, read_files: bool, limits: InputLimits | None = None
+) -> list[Any]: ...
 
 
-def as_candidates(source: Any, first_index: int = 0, read_files: bool = True) -> list[Any]:
+def as_candidates(
+    source: Any,
+    first_index: int = 0,
+    read_files: bool = True,
+    limits: InputLimits | None = None,
+) -> list[Any]:
     """The one normalisation of candidate inputs (the CLI, the screening flow and the
     prediction job all call it).
 
@@ -532,6 +548,8 @@ def as_candidates(source: Any, first_index: int = 0, read_files: bool = True) ->
     read here (unreadable ones become failed candidates with the reason); False → folders and
     files give their paths (a collection: its ``SourceSlice``) and list items other than
     structures pass through as they are, so the prediction jobs read them on the worker.
+    ``limits``: what a structure or file may be (None → the settings',
+    :meth:`InputLimits.from_settings`, read once per call).
     Raises a ``ValueError`` for any other ``source`` or a missing path.
     """
     from maggma.core import Store
@@ -542,7 +560,7 @@ def as_candidates(source: Any, first_index: int = 0, read_files: bool = True) ->
         path = Path(source)
         if path.is_dir():
             if read_files:
-                return candidates_from_folder(path)
+                return candidates_from_folder(path, limits=limits)
             # every entry but folders and hidden files: a FIFO or device fails alone, with a reason
             return [
                 _file_input(p)
@@ -551,14 +569,22 @@ def as_candidates(source: Any, first_index: int = 0, read_files: bool = True) ->
                 )
             ]
         if path.is_file():
-            return candidates_from_files([path]) if read_files else [_file_input(str(path))]
+            if read_files:
+                return candidates_from_files([path], limits)
+            return [_file_input(str(path))]
         raise ValueError(f"candidate source {str(path)!r} is neither a folder nor a file")
     if not isinstance(source, list | tuple):
         raise ValueError(
             "candidate source must be a folder/file path, a maggma Store or a list of "
             f"structures, got {type(source).__name__}"
         )
-    max_sites: int | None = None
+    if limits is None and any(
+        isinstance(item, SourceRecord | SourceSlice | Structure | dict)
+        or (read_files and isinstance(item, str | os.PathLike))
+        for item in source
+    ):
+        limits = InputLimits.from_settings()
+    max_sites = limits.max_sites if limits is not None else None
     out: list[Any] = []
     for i, item in enumerate(source, start=first_index):
         if isinstance(item, SourceRecord):
@@ -569,15 +595,14 @@ def as_candidates(source: Any, first_index: int = 0, read_files: bool = True) ->
             else:
                 out.append(item)
         elif isinstance(item, Structure | dict):
-            if max_sites is None:
-                max_sites = InputLimits.from_settings().max_sites
+            assert max_sites is not None
             out.append(_structure_candidate(item, f"structure-{i}", max_sites))
         elif not read_files and isinstance(item, str | os.PathLike):
             out.append(item if detect_collection(item) is None else _file_input(str(item)))
         elif not read_files or isinstance(item, Candidate):
             out.append(item)
         elif isinstance(item, str | os.PathLike):
-            out.extend(candidates_from_files([item]))
+            out.extend(candidates_from_files([item], limits))
         else:
             out.append(
                 Candidate(

@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from atomate2_gmt.candidates import Candidate, CandidateLike, as_candidates
+from atomate2_gmt.candidates import Candidate, CandidateLike, InputLimits, as_candidates
 from atomate2_gmt.model.ensemble import combine_members, ensemble_info
 
 if TYPE_CHECKING:
@@ -77,6 +77,8 @@ class EngineSettings:
             ``uncertainty`` is the members' standard deviation times it; default 1). Fit it
             with ``atomate2-gmt evaluate --member`` on a validation split (its
             ``calibrating_scale``, docs/active_learning.md).
+        limits: what an input file or structure may be (the settings' ``MAX_SITES`` and
+            ``MAX_FILE_MB``, resolved by the caller).
     """
 
     tasks: tuple[str, ...]
@@ -90,6 +92,7 @@ class EngineSettings:
     skip_existing: bool = True
     return_documents: bool = True
     spread_scale: dict[str, float] = field(default_factory=dict)
+    limits: InputLimits = field(default_factory=InputLimits)
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -109,7 +112,10 @@ class EngineSettings:
 
 
 def structure_facts(
-    items: Sequence[CandidateLike], first_index: int, symprec: float
+    items: Sequence[CandidateLike],
+    first_index: int,
+    symprec: float,
+    limits: InputLimits | None = None,
 ) -> list[tuple[Candidate, dict[str, Any]]]:
     """The model-free part of a document for each input: read files, check structures, structure
     key, IEEE rotation and metallicity flag (all from one spglib search per structure,
@@ -119,7 +125,7 @@ def structure_facts(
     from atomate2_gmt.schemas.prediction import symmetry_facts
 
     out = []
-    for cand in as_candidates(list(items), first_index=first_index):
+    for cand in as_candidates(list(items), first_index=first_index, limits=limits):
         facts: dict[str, Any] = {}
         if cand.state == "successful" and cand.structure is not None:
             facts = symmetry_facts(cand.structure, symprec)
@@ -191,7 +197,10 @@ def predict_documents(
             initializer=_init_worker,
             initargs=(1, os.getpid()),
         )
-        futures = [pool.submit(structure_facts, part, i, settings.symprec) for i, part in parts]
+        futures = [
+            pool.submit(structure_facts, part, i, settings.symprec, settings.limits)
+            for i, part in parts
+        ]
     try:
         return _Run(settings, store, load or _load_members).predict(parts, futures)
     finally:
@@ -248,7 +257,7 @@ class _Run:
                 facts = (
                     futures[n].result()
                     if futures
-                    else structure_facts(part, i, self.settings.symprec)
+                    else structure_facts(part, i, self.settings.symprec, self.settings.limits)
                 )
                 self.bar.grow(len(facts) - len(part))  # a file of several structures
                 self.run_part(facts)

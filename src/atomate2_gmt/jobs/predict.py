@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobflow import Maker, job
 
-from atomate2_gmt.candidates import CandidateLike
+from atomate2_gmt.candidates import CandidateLike, InputLimits
 from atomate2_gmt.data.records import TASKS
 from atomate2_gmt.engine import EngineSettings
 from atomate2_gmt.routing import job_role
@@ -216,6 +216,7 @@ class GMTPredictMaker(Maker):
             skip_existing=self.skip_existing,
             return_documents=self.return_documents,
             spread_scale=dict(self.ensemble_spread_scale),
+            limits=InputLimits.from_settings(settings),
         )
 
     @job(output_schema=PredictionRunDoc, **job_role("gmt"))
