@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
     from maggma.core import Store
 
+    from atomate2_gmt.stores.counting import MatchCount
+
 __all__ = [
     "ALLOWED_OPERATORS",
     "CRYSTAL_SYSTEMS",
@@ -109,8 +111,13 @@ class Preset:
     """A named selection rule from a screening study (the citation is in docs/screening.md).
 
     ``options``: the :class:`CandidateQuery` fields it sets; ``requires``: the values it needs
-    (each with its rule); ``figure``: a figure of merit computed per document (None: rank on the
-    sort field); ``min_figure``: hits have a figure strictly above it.
+    (each with its rule); ``figure``: the stored document field of its figure of merit (None:
+    rank on the sort field), written with the document from the tensor and the source's values
+    (:mod:`atomate2_gmt.schemas.fields`), so that the store filters and sorts on it with an
+    index; ``rank_field``: the stored field ranked on (None: the figure); ``min_figure``: hits
+    have a figure strictly above it (``figure_inclusive``: or equal); ``hint``: a stored field
+    whose index finds the hits (a selective threshold), which are then ranked, instead of
+    walking the rank's index until the page is full.
     """
 
     name: str
@@ -119,9 +126,16 @@ class Preset:
     options: dict[str, Any]
     requires: tuple[Requirement, ...] = ()
     figure: str | None = None
+    rank_field: str | None = None
     min_figure: float | None = None
     figure_inclusive: bool = False
-    extra_properties: tuple[str, ...] = ()
+    hint: str | None = None
+
+    def figure_rule(self) -> dict[str, Any]:
+        """The threshold of the figure of merit as a filter ({} without a figure)."""
+        if self.figure is None or self.min_figure is None:
+            return {}
+        return {self.figure: {"$gte" if self.figure_inclusive else "$gt": self.min_figure}}
 
 
 PRESETS: dict[str, Preset] = {
@@ -140,16 +154,11 @@ PRESETS: dict[str, Preset] = {
             study="Choudhary et al., npj Comput. Mater. 6, 64 (2020)",
             description="JARVIS-DFT high piezoelectric: max|e_ij| >= 0.5 C/m² (largest "
             "component of the standard Voigt e_iJ in the IEEE frame)",
-            # no |e_iJ| exceeds the largest singular value e_ij_max: e_ij_max >= 0.5 is a
-            # necessary condition the store applies on its index before the figure is computed
-            options={"prop": "piezo", "sort": "e_ij_max", "min_value": 0.5},
-            requires=(
-                Requirement("predictions.piezo.voigt_ieee", "the IEEE-frame e_iJ", {"$ne": None}),
-            ),
+            options={"prop": "piezo", "sort": "e_ij_abs_max"},
+            requires=(Requirement("e_ij_abs_max", "the IEEE-frame e_iJ", {"$ne": None}),),
             figure="e_ij_abs_max",
             min_figure=0.5,
             figure_inclusive=True,
-            extra_properties=("predictions.piezo.voigt_ieee",),
         ),
         Preset(
             name="jarvis-dielectric",
@@ -170,7 +179,11 @@ PRESETS: dict[str, Preset] = {
                 Requirement("dielectric_mean", "the predicted ε∞ (task dielectric)", {"$lte": 100}),
             ),
             figure="phi",
+            rank_field="phi_minus_sigma",
             min_figure=240.0,
+            # Φ > 240 eV is selective (a few % of a screen at most): the hits are found on Φ's
+            # index and ranked, rather than walking Φ − σ_Φ through every crystal below it
+            hint="phi",
         ),
     )
 }
@@ -178,27 +191,29 @@ PRESETS: dict[str, Preset] = {
 
 
 FIGURE_INPUTS: dict[str, tuple[str, ...]] = {
-    "phi": ("band_gap", "dielectric_total_mean", "uncertainty"),
-    "e_ij_abs_max": ("predictions.piezo.voigt_ieee",),
+    "phi": ("band_gap", "dielectric_total_mean"),
+    "e_ij_abs_max": ("e_ij_abs_max",),
 }
-"""The document fields each figure of merit is computed from."""
+"""The document fields each stored figure of merit is derived from: a query counting the
+documents that lack one of them drops the figure's threshold."""
 
 
 def figure_of_merit(preset: Preset, doc: dict[str, Any]) -> tuple[float | None, float | None]:
-    """(value, ensemble σ or None) of the preset's figure for one document."""
+    """(value, ensemble σ or None) of the preset's figure for one document: the stored figure
+    (``phi``, ``e_ij_abs_max``); σ_Φ = Eg·σ(ε̄) (the band gap is the source's DFT value, without
+    an ensemble σ)."""
+    if preset.figure is None:
+        raise ValueError(f"preset {preset.name!r} has no figure")
+    value = doc.get(preset.figure)
+    if value is None:
+        return None, None
+    sigma = None
     if preset.figure == "phi":
-        gap, eps = doc.get("band_gap"), doc.get("dielectric_total_mean")
-        if gap is None or eps is None:
-            return None, None
+        gap = doc.get("band_gap")
         spread = (doc.get("uncertainty") or {}).get("dielectric_total_mean")
-        # the band gap is the source's DFT value (no ensemble σ): σ_Φ = Eg·σ(ε̄)
-        return float(gap) * float(eps), None if spread is None else float(gap) * float(spread)
-    if preset.figure == "e_ij_abs_max":
-        voigt = ((doc.get("predictions") or {}).get("piezo") or {}).get("voigt_ieee")
-        if not voigt:
-            return None, None
-        return max(abs(float(v)) for row in voigt for v in row), None
-    raise ValueError(f"preset {preset.name!r} has no figure")
+        if gap is not None and spread is not None:
+            sigma = float(gap) * float(spread)
+    return float(value), sigma
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,9 +437,14 @@ class CandidateQuery(BaseModel):
         return PRESETS[self.preset] if self.preset else None
 
     def sort_field(self) -> str:
-        """The field the ranking is sorted on (``source`` for failed predictions)."""
-        field_ = resolve_sort_field(self.task, self.sort)
-        return field_ if self.state == "successful" else "source"
+        """The field the ranking is sorted on: a preset's stored rank field (Φ − σ_Φ, max|e_ij|)
+        or the sort field (``source`` for failed predictions)."""
+        if self.state != "successful":
+            return "source"
+        preset = self.preset_rule
+        if preset is not None and preset.figure is not None:
+            return preset.rank_field or preset.figure
+        return resolve_sort_field(self.task, self.sort)
 
     def requirements(self) -> tuple[Requirement, ...]:
         """The values this query needs, each with its rule (preset's and source filters)."""
@@ -460,7 +480,16 @@ class CandidateQuery(BaseModel):
                 bounds["$gte"] = self.min_value
             if self.max_value is not None:
                 bounds["$lte"] = self.max_value
-            criteria[resolve_sort_field(prop, self.sort)] = bounds
+            value_field = resolve_sort_field(prop, self.sort)
+            if value_field != without:
+                criteria[value_field] = bounds
+            preset = self.preset_rule
+            figure = preset.figure if preset is not None else None
+            if preset is not None and figure is not None and without not in FIGURE_INPUTS[figure]:
+                rank = self.sort_field()
+                if rank != value_field:
+                    criteria[rank] = {"$ne": None}
+                and_.append(preset.figure_rule())
         if self.crystal_system is not None:
             criteria["symmetry.crystal_system"] = self.crystal_system.capitalize()
         if self.exclude_elements:
@@ -509,6 +538,13 @@ class CandidateQuery(BaseModel):
             criteria["$and"] = and_
         return criteria
 
+    def store_hint(self) -> dict[str, Any] | None:
+        """The index the store should use when it is not the sort's (a preset's ``hint``)."""
+        preset = self.preset_rule
+        if preset is None or preset.hint is None or self.state != "successful":
+            return None
+        return {preset.hint: 1, PREDICTION_KEY: 1}
+
     def store_sort(self) -> dict[str, Any]:
         """The store's sort: the sort field, ties by key, one direction (index-friendly)."""
         direction = 1 if self.ascending else -1
@@ -533,7 +569,8 @@ class CandidateQuery(BaseModel):
         preset = self.preset_rule
         if preset is not None:
             out += [r.field for r in preset.requires if r.field not in out]
-            out += [p for p in preset.extra_properties if p not in out]
+            if preset.figure is not None:
+                out += [f for f in (preset.figure, preset.rank_field) if f and f not in out]
         if include_tensors:
             out += [f"predictions.{prop}.{f}" for f in ("tensor", "voigt", "voigt_ieee")]
         return out
@@ -692,24 +729,21 @@ def _latest_only(store: Store, query: CandidateQuery, criteria: dict[str, Any]) 
     return {"$and": [criteria, latest_ids]} if criteria else latest_ids
 
 
-def _figure_rank(
-    docs: list[dict[str, Any]], query: CandidateQuery, preset: Preset
-) -> list[dict[str, Any]]:
-    """The documents whose figure passes the preset's threshold, best first: by the figure
-    less its ensemble σ where the ensemble gave one (a risk-aware rank), else by the figure."""
-    scored = []
-    for doc in docs:
-        value, sigma = figure_of_merit(preset, doc)
-        if value is None or preset.min_figure is None:
-            continue
-        passes = (
-            value >= preset.min_figure if preset.figure_inclusive else value > preset.min_figure
-        )
-        if passes:
-            scored.append((value - (sigma or 0.0), value, doc))
-    sign = 1.0 if query.ascending else -1.0
-    scored.sort(key=lambda t: (sign * t[0], sign * t[1], t[2][PREDICTION_KEY]))
-    return [d for _, _, d in scored]
+def _after(criteria: dict[str, Any], query: CandidateQuery, after: tuple[Any, str]) -> dict:
+    """``criteria`` restricted to the rows ranked after ``after`` = (sort value, key): a range
+    on the sort field (which its index serves) less the ties up to the key."""
+    value, key = after
+    if isinstance(value, dict | list) or not isinstance(key, str):
+        raise ValueError("a cursor is a plain sort value and a prediction_id")
+    field_ = query.sort_field()
+    past, upto = ("$gte", "$lte") if query.ascending else ("$lte", "$gte")
+    return {
+        "$and": [
+            criteria,
+            {field_: {past: value}},
+            {"$nor": [{field_: value, PREDICTION_KEY: {upto: key}}]},
+        ]
+    }
 
 
 def ranked_documents(
@@ -718,53 +752,50 @@ def ranked_documents(
     skip: int = 0,
     limit: int | None = None,
     include_tensors: bool = False,
-    count: Callable[[Store, dict[str, Any]], int] | None = None,
+    count: Callable[[Store, dict[str, Any]], MatchCount] | None = None,
     full_documents: bool = False,
     extra: dict[str, Any] | None = None,
     with_total: bool = True,
-) -> tuple[list[dict[str, Any]], int | None]:
+    after: tuple[Any, str] | None = None,
+) -> tuple[list[dict[str, Any]], MatchCount | None]:
     """(documents ``skip`` … ``skip + limit`` of the ranking, number of matches); ``limit``
-    None → ``query.top``. A preset with a figure of merit (Φ, max|e_ij|) is ranked here on the
-    figure computed from every matching document; the other queries walk the store's sort
-    index. ``count``: how to count the matches (default ``store.count``); ``full_documents``:
-    whole documents instead of a row's fields; ``extra``: criteria the caller's code adds
-    (e.g. the selection's "not in flight"), never request values; ``with_total=False``: no
-    count (None; counting scans every match of an embedded store)."""
+    None → ``query.top``. Every query, a preset's figure of merit (Φ − σ_Φ, max|e_ij|)
+    included, walks the store's index of its sort field (a stored field). ``count``: how to
+    count the matches (default :func:`~atomate2_gmt.stores.count_matches`: exact within a time
+    budget, else estimated and marked); ``full_documents``: whole documents instead of a row's
+    fields; ``extra``: criteria the caller's code adds (e.g. the selection's "not in
+    flight"), never request values; ``with_total=False``: no count (None). ``after``: the
+    (sort value, ``prediction_id``) of the row just before the page (a cursor: the store starts
+    its index walk there instead of walking ``skip`` rows; ``skip`` then only numbers the
+    rows)."""
+    from atomate2_gmt.stores.counting import MatchCount, count_matches
+    from atomate2_gmt.stores.embedded import EmbeddedStore
+
     if skip < 0 or (limit is not None and limit <= 0):
         raise ValueError(f"skip must be >= 0 and limit > 0, got skip={skip}, limit={limit}")
     limit = query.top if limit is None else limit
     store.connect()
     criteria = _latest_only(store, query, {**query.criteria(), **(extra or {})})
     properties = None if full_documents else query.properties(include_tensors)
-    preset = query.preset_rule
-    if preset is not None and preset.figure is not None and query.state == "successful":
-        # rank on the figure's inputs alone, then read the page's documents
-        inputs = [PREDICTION_KEY, *FIGURE_INPUTS[preset.figure]]
-        ranked = _figure_rank(
-            list(store.query(criteria=criteria, properties=inputs)), query, preset
-        )
-        keys = [d[PREDICTION_KEY] for d in ranked[skip : skip + limit]]
-        found = {
-            d[PREDICTION_KEY]: d
-            for d in store.query(criteria={PREDICTION_KEY: {"$in": keys}}, properties=properties)
-        }
-        return [found[k] for k in keys if k in found], len(ranked)
+    page_criteria = criteria if after is None else _after(criteria, query, after)
+    hint = query.store_hint() if isinstance(store, EmbeddedStore) else None
     docs = list(
         store.query(
-            criteria=criteria,
+            criteria=page_criteria,
             properties=properties,
             sort=query.store_sort(),
-            skip=skip,
+            skip=skip if after is None else 0,
             limit=limit,
+            **({"hint": hint} if hint else {}),
         )
     )
-    total: int | None
+    total: MatchCount | None
     if len(docs) < limit and (docs or skip == 0):  # the last page: no count needed
-        total = skip + len(docs)
+        total = MatchCount(skip + len(docs))
     elif not with_total:
         total = None
     else:
-        total = count(store, criteria) if count is not None else int(store.count(criteria))
+        total = (count or count_matches)(store, criteria)
     return docs, total
 
 
@@ -802,13 +833,16 @@ def query_candidates(
 def missing_values(
     store: Store,
     query: CandidateQuery,
-    count: Callable[[Store, dict[str, Any]], int] | None = None,
-) -> dict[str, int]:
+    count: Callable[[Store, dict[str, Any]], MatchCount] | None = None,
+) -> dict[str, MatchCount]:
     """How many candidates that match everything else are left out because they lack a value
-    the query needs: ``{"<what>": n}`` (only reasons with n > 0), e.g. ``{"the source's band
-    gap": 12}``. One count per needed value (a scan of an embedded store: ≈ 2.5 s at 20 000
-    documents); ``count``: how to count (the web app's cache)."""
-    out: dict[str, int] = {}
+    the query needs: ``{"<what>": count}`` (only reasons with a count above 0), e.g.
+    ``{"the source's band gap": MatchCount(12)}``. One count per needed value, exact within a
+    time budget, else estimated and marked (:func:`~atomate2_gmt.stores.count_matches`);
+    ``count``: how to count (the web app's cache)."""
+    from atomate2_gmt.stores.counting import count_matches
+
+    out: dict[str, MatchCount] = {}
     store.connect()
     seen: set[str] = set()
     for req in query.requirements():
@@ -817,8 +851,8 @@ def missing_values(
         seen.add(req.field)
         criteria = query.criteria(without=req.field)
         criteria.setdefault("$and", []).append({req.field: None})
-        n = count(store, criteria) if count is not None else int(store.count(criteria))
-        if n:
+        n = (count or count_matches)(store, criteria)
+        if n.n or (n.estimated and n.hits == 0):
             out[req.what] = n
     return out
 

@@ -88,7 +88,7 @@ def test_explicit_project_dir(app, project, monkeypatch, tmp_path):
     ("args", "code", "message"),
     [
         (["-p", "bandgap"], 2, "unknown property 'bandgap'"),
-        (["-p", "piezo", "--sort", "K_VRH"], 2, "valid sort keys: e_ij_max"),
+        (["-p", "piezo", "--sort", "K_VRH"], 2, "valid sort keys: abs_max, e_ij_abs_max, e_ij_max"),
         (["-p", "piezo", "--crystal-system", "cubik"], 2, "unknown crystal system"),
         (["-p", "piezo", "--format", "xml"], 2, "unknown format 'xml'"),
     ],

@@ -134,7 +134,7 @@ def test_latest_model_version_wins(store):
     ("kwargs", "message"),
     [
         ({"prop": "bandgap"}, "unknown property 'bandgap'"),
-        ({"prop": "piezo", "sort": "K_VRH"}, "valid sort keys: e_ij_max"),
+        ({"prop": "piezo", "sort": "K_VRH"}, "valid sort keys: abs_max, e_ij_abs_max, e_ij_max"),
         ({"prop": "piezo", "exclude_elements": "Pb,Xx"}, "unknown element symbol 'Xx'"),
         ({"prop": "piezo", "crystal_system": "cubicc"}, "unknown crystal system 'cubicc'"),
         ({"prop": "piezo", "top": 0}, "top must be an integer from 1 to"),

@@ -260,7 +260,7 @@ def query_command(
         raise typer.Exit(1) from None
     _echo_rows(rows, query, fmt)
     if missing:
-        left_out = "; ".join(f"{n} without {what}" for what, n in missing.items())
+        left_out = "; ".join(f"{n.label()} without {what}" for what, n in missing.items())
         typer.echo(
             f"left out, lacking a value this query needs: {left_out}",
             err=fmt != "table",

@@ -34,13 +34,16 @@ def _piezo(tensor: np.ndarray, ieee_rotation: np.ndarray | None) -> Quantities:
     e_long, direction = props.piezo_longitudinal_max(tensor)
     quantities: dict[str, Any] = {
         "e_ij_max": None,
+        "e_ij_abs_max": None,
         "e_long_max": e_long,
         "e_norm": props.piezo_norm(tensor),
     }
     extra: dict[str, Any] = {"e_long_direction": [float(x) for x in direction]}
     if ieee_rotation is not None:
-        value, field_dir, strain = props.piezo_principal(rotate(tensor, ieee_rotation))
+        ieee = rotate(tensor, ieee_rotation)
+        value, field_dir, strain = props.piezo_principal(ieee)
         quantities["e_ij_max"] = value
+        quantities["e_ij_abs_max"] = props.piezo_max_eij(ieee)[0]
         extra["max_direction_ieee"] = [float(x) for x in field_dir]
         extra["strain_for_max_ieee"] = [float(x) for x in strain]
     return quantities, extra
@@ -76,7 +79,7 @@ def derived_quantities(
 
     Every scalar depends on the crystal alone, not on the orientation of the input: eigenvalues
     and rotation invariants, or (``e_ij_max``, emmet's definition) the tensor rotated to the IEEE
-    frame by ``ieee_rotation``; without that rotation ``e_ij_max`` is None.
+    frame by ``ieee_rotation``; without that rotation ``e_ij_max`` and ``e_ij_abs_max`` are None.
     """
     spec = task_spec(task)
     quantities, extra = KIND_QUANTITIES[spec.kind](tensor, ieee_rotation)

@@ -38,7 +38,7 @@ from pymatgen.core import Element, Structure
 from atomate2_gmt import __version__
 from atomate2_gmt.data.records import TASK_RANK, TASK_UNITS, TASKS
 from atomate2_gmt.schemas.derived import derived_quantities
-from atomate2_gmt.schemas.fields import DERIVED_FIELDS, PREDICTION_SCHEMA_VERSION
+from atomate2_gmt.schemas.fields import DERIVED_FIELDS, FIGURE_FIELDS, PREDICTION_SCHEMA_VERSION
 from atomate2_gmt.schemas.metallicity import likely_metal
 from atomate2_gmt.tensors.symmetry.analysis import SymmetryAnalysis
 from atomate2_gmt.tensors.symmetry.analysis import structure_key as compute_structure_key
@@ -54,6 +54,7 @@ __all__ = [
     "TaskPrediction",
     "compute_ieee_rotation",
     "derive_model_version",
+    "figure_fields",
     "key_and_ieee_rotation",
     "metal_fields",
     "migrate_prediction_dict",
@@ -413,10 +414,25 @@ class GMTPredictionDoc(StructureMetadata):
     e_norm: float | None = Field(
         default=None, description="Frobenius norm of the full Cartesian e_ijk (C/m²), frame-free."
     )
+    e_ij_abs_max: float | None = Field(
+        default=None,
+        description="Largest |e_iJ| of the IEEE-frame standard Voigt e_iJ (C/m²): JARVIS-DFT's "
+        "max|e_ij|; None when the IEEE frame could not be found.",
+    )
     K_VRH: float | None = Field(default=None, description="Hill bulk modulus (GPa).")
     G_VRH: float | None = Field(default=None, description="Hill shear modulus (GPa).")
     AU: float | None = Field(default=None, description="Universal elastic anisotropy index.")
     born_stable: bool | None = Field(default=None, description="Elastic tensor positive definite.")
+    phi: float | None = Field(
+        default=None,
+        description="Dielectric figure of merit Φ = Eg·ε̄_total (eV; Riebesell et al. 2024): the "
+        "source's band gap times the predicted dielectric_total_mean; None without either.",
+    )
+    phi_minus_sigma: float | None = Field(
+        default=None,
+        description="Φ − σ_Φ with σ_Φ = Eg·σ(ε̄_total) the ensemble spread (Φ for a single model): "
+        "the risk-aware rank of the riebesell-dielectric preset (eV).",
+    )
     domain_distance: dict[str, float] = Field(
         default_factory=dict,
         description="Task → distance of the crystal from the task's shipped training data "
@@ -536,6 +552,9 @@ class GMTPredictionDoc(StructureMetadata):
                     value = None
                 flat[f] = value
         failed = any(d.state == "failed" for d in task_docs.values())
+        spread = {k: float(v) for k, v in (uncertainty or {}).items()}
+        gap = source_properties.band_gap if source_properties is not None else None
+        flat.update(figure_fields(gap, flat.get("dielectric_total_mean"), spread))
         return cls(
             **_structure_metadata(structure),
             symmetry=symmetry,
@@ -556,7 +575,7 @@ class GMTPredictionDoc(StructureMetadata):
             predictions=task_docs,
             device=device,
             timings=timings,
-            uncertainty={k: float(v) for k, v in (uncertainty or {}).items()},
+            uncertainty=spread,
             domain_distance=(
                 _domain_distance(structure, tasks)
                 if domain_distance is None
@@ -658,6 +677,7 @@ CONTENT_FIELDS: tuple[str, ...] = (
     "domain_distance",
     "uncertainty",
     *sorted({f for fields in DERIVED_FIELDS.values() for f in fields}),
+    *FIGURE_FIELDS,
 )
 
 
@@ -739,6 +759,9 @@ def migrate_prediction_dict(doc: dict[str, Any]) -> dict[str, Any]:
     out["uncertainty"] = {
         k: v for k, v in (doc.get("uncertainty") or {}).items() if k not in changed
     }
+    out.update(  # schema 6: the stored figures of merit
+        figure_fields(out.get("band_gap"), out.get("dielectric_total_mean"), out["uncertainty"])
+    )
     if "e_above_hull" in out:  # schema 4 names the source's hull energy as emmet does
         out["energy_above_hull"] = out.pop("e_above_hull")
     if "likely_metal" not in out:  # schema 3 added the likely-metal flag
@@ -751,6 +774,23 @@ def migrate_prediction_dict(doc: dict[str, Any]) -> dict[str, Any]:
     out["schema_version"] = PREDICTION_SCHEMA_VERSION
     out["content_hash"] = content_hash(out)
     return out
+
+
+def figure_fields(
+    band_gap: float | None, dielectric_total_mean: float | None, uncertainty: dict[str, float]
+) -> dict[str, float | None]:
+    """The stored figures of merit (:data:`~atomate2_gmt.schemas.fields.FIGURE_FIELDS`):
+    ``phi`` = Eg·ε̄_total and ``phi_minus_sigma`` = Φ − Eg·σ(ε̄_total) (Φ without an ensemble
+    σ); both None without the source's band gap or the predicted ε̄_total. Eg is the source's
+    DFT value, which has no ensemble σ."""
+    if band_gap is None or dielectric_total_mean is None:
+        return {"phi": None, "phi_minus_sigma": None}
+    phi = float(band_gap) * float(dielectric_total_mean)
+    spread = uncertainty.get("dielectric_total_mean")
+    sigma = 0.0 if spread is None else float(band_gap) * float(spread)
+    if not math.isfinite(phi) or not math.isfinite(sigma):
+        return {"phi": None, "phi_minus_sigma": None}
+    return {"phi": phi, "phi_minus_sigma": phi - sigma}
 
 
 def _domain_distance(structure: Structure, tasks: list[str]) -> dict[str, float]:

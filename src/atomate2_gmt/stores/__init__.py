@@ -32,6 +32,7 @@ must honour a test's replacement of :func:`upsert_predictions` looks it up here 
 """
 
 from atomate2_gmt.stores.blobs import GridFSBlobStore, LocalBlobStore
+from atomate2_gmt.stores.counting import MatchCount, count_matches
 from atomate2_gmt.stores.embedded import EmbeddedStore
 from atomate2_gmt.stores.errors import StoreConnectionError, StoreIndexError, StoreWriteError
 from atomate2_gmt.stores.factory import (
@@ -58,12 +59,14 @@ __all__ = [
     "EmbeddedStore",
     "GridFSBlobStore",
     "LocalBlobStore",
+    "MatchCount",
     "StoreConnectionError",
     "StoreIndexError",
     "StoreWriteError",
     "add_sources",
     "candidate_store",
     "check_store",
+    "count_matches",
     "describe_store",
     "embedded_store_path",
     "ensure_indexes",

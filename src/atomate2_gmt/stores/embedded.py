@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import random
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from itertools import groupby as _itergroupby
@@ -124,8 +126,11 @@ class EmbeddedStore(FileStoreIdentity, Store):
     the file as it was. Indexes are SQLite indexes on ``json_extract`` expressions. Queries
     support equality, ``$eq $ne $gt $gte $lt $lte $in $nin $exists $all $and $or $nor`` on
     dotted fields (array fields with MongoDB's "any element" semantics) in SQL; other queries are
-    answered by scanning in Python. Datetimes are stored as ISO text; the ``last_updated_field``
-    is returned as a ``datetime``. Sorting follows SQLite's order (null < numbers < text); booleans
+    answered by scanning in Python. A query with a sort and a limit (a page of a ranking) walks
+    the index of its sort fields (``INDEXED BY``) where there is one, whatever else the filter
+    has an index for: it stops once the page is full (a ``hint``, MongoDB-style, names another
+    index to use). Datetimes are stored as ISO text; the ``last_updated_field`` is returned as a
+    ``datetime``. Sorting follows SQLite's order (null < numbers < text); booleans
     sort as 0/1.
     """
 
@@ -154,7 +159,9 @@ class EmbeddedStore(FileStoreIdentity, Store):
         self.timeout_s = float(timeout_s)
         self.kwargs = kwargs
         self._conn: sqlite3.Connection | None = None
+        self._count_conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
+        self._count_lock = threading.Lock()
         self._sql = MongoSQLTranslator(column="doc", id_column="id")
         super().__init__(**kwargs)
 
@@ -231,6 +238,9 @@ class EmbeddedStore(FileStoreIdentity, Store):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self._count_conn is not None:
+            self._count_conn.close()
+            self._count_conn = None
 
     @property
     def location(self) -> str:
@@ -311,6 +321,7 @@ class EmbeddedStore(FileStoreIdentity, Store):
         skip: int = 0,
         limit: int = 0,
         properties: dict | list | None = None,
+        hint: dict[str, Any] | None = None,
     ) -> Iterator[tuple[int, dict[str, Any]]]:
         """(row id, doc) of the matches; docs are already projected when ``properties`` can be
         projected in SQL (then fields holding null are left out, as if missing)."""
@@ -329,7 +340,10 @@ class EmbeddedStore(FileStoreIdentity, Store):
             if len(paths) == 1:
                 paths = paths * 2
             column = "json_extract(doc, " + ", ".join(f"'{p}'" for p in paths) + ")"
-        sql = f'SELECT id, {column} FROM "{self.collection_name}" WHERE {where} ORDER BY {order}'
+        sql = (
+            f"SELECT id, {column} FROM {self._source(sort, limit, hint)} WHERE {where} "
+            f"ORDER BY {order}"
+        )
         if limit or skip:
             sql += " LIMIT ? OFFSET ?"
             params = [*params, limit if limit else -1, skip]
@@ -380,6 +394,87 @@ class EmbeddedStore(FileStoreIdentity, Store):
         ).fetchone()
         return int(row[0])
 
+    def query_plan(
+        self,
+        criteria: dict | None = None,
+        sort: dict | None = None,
+        limit: int = 0,
+        hint: dict | None = None,
+    ) -> list[str]:
+        """SQLite's ``EXPLAIN QUERY PLAN`` lines of the query ``self.query`` runs for
+        ``criteria``, ``sort``, ``limit`` and ``hint`` (``UntranslatableError`` for a query
+        answered in Python)."""
+        where, params = self._where(criteria)
+        sql = (
+            f"SELECT id, doc FROM {self._source(sort, limit, hint)} WHERE {where} "
+            f"ORDER BY {self._sql.order_by(sort)}"
+        )
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        rows = self._collection.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+        return [str(r[-1]) for r in rows]
+
+    def count_within(self, criteria: dict | None, budget_s: float) -> int | None:
+        """The exact number of documents matching ``criteria`` if SQLite counts them within
+        ``budget_s`` seconds, else None (also None for a filter outside the SQL subset). The
+        count runs on a connection of its own, which a progress handler interrupts."""
+        try:
+            where, params = self._where(criteria)
+        except UntranslatableError:
+            return None
+        _ = self._collection  # connected
+        deadline = time.monotonic() + budget_s
+        with self._count_lock:
+            if self._count_conn is None:
+                self._count_conn = sqlite3.connect(
+                    self.path, timeout=self.timeout_s, isolation_level=None,
+                    check_same_thread=False,
+                )  # fmt: skip
+            conn = self._count_conn
+            conn.set_progress_handler(lambda: time.monotonic() > deadline, 2000)
+            try:
+                row = conn.execute(
+                    f'SELECT COUNT(*) FROM "{self.collection_name}" WHERE {where}', params
+                ).fetchone()
+            except sqlite3.OperationalError as exc:
+                if "interrupt" in str(exc).lower():
+                    return None
+                raise
+            finally:
+                conn.set_progress_handler(None, 0)
+        return int(row[0])
+
+    def estimate_count(
+        self, criteria: dict | None, sample: int = 400, seed: int = 0
+    ) -> tuple[int, int, int]:
+        """(estimated number of matches, rows sampled, matches among them): ``sample`` row ids
+        drawn at random (``seed``: the same draw for the same table) below the largest one,
+        the matches among the rows that exist scaled to the whole id range. Rows read: at most
+        ``sample``, by primary key."""
+        row = self._collection.execute(f'SELECT MAX(id) FROM "{self.collection_name}"').fetchone()
+        max_id = int(row[0] or 0)
+        if max_id == 0:
+            return 0, 0, 0
+        draw = min(sample, max_id)
+        ids = random.Random(seed).sample(range(1, max_id + 1), draw)
+        marks = ", ".join("?" * len(ids))
+        try:
+            where, params = self._where(criteria)
+            found, hits = self._collection.execute(
+                f"SELECT COUNT(*), TOTAL(CASE WHEN {where} THEN 1 ELSE 0 END) "
+                f'FROM "{self.collection_name}" WHERE id IN ({marks})',
+                [*params, *ids],
+            ).fetchone()
+        except UntranslatableError:
+            from mongomock_ng.filtering import filter_applies
+
+            rows = self._collection.execute(
+                f'SELECT doc FROM "{self.collection_name}" WHERE id IN ({marks})', ids
+            ).fetchall()
+            found = len(rows)
+            hits = sum(1 for (text,) in rows if filter_applies(criteria or {}, self._decode(text)))
+        return round(max_id * int(hits) / draw), int(found), int(hits)
+
     def query(  # type: ignore[override]
         self,
         criteria: dict | None = None,
@@ -387,10 +482,12 @@ class EmbeddedStore(FileStoreIdentity, Store):
         sort: dict | None = None,
         skip: int = 0,
         limit: int = 0,
+        hint: dict | None = None,
         **kwargs: Any,
     ) -> Iterator[dict]:
-        """Documents matching ``criteria``, sorted (field → 1/-1), projected to ``properties``."""
-        for _, doc in self._select_ids_and_docs(criteria, sort, skip, limit, properties):
+        """Documents matching ``criteria``, sorted (field → 1/-1), projected to ``properties``;
+        ``hint``: the fields of the index to walk (as MongoDB's hint)."""
+        for _, doc in self._select_ids_and_docs(criteria, sort, skip, limit, properties, hint):
             yield doc
 
     def _record_array_paths(self, doc: dict[str, Any], prefix: str = "") -> set[str]:
@@ -492,9 +589,7 @@ class EmbeddedStore(FileStoreIdentity, Store):
             exprs = [self._sql.value_sql(k) for k in keys]
         except UntranslatableError:
             return False
-        digest = hashlib.sha1("|".join(keys).encode()).hexdigest()[:10]
-        label = re.sub(r"[^A-Za-z0-9_]", "_", "_".join(keys))[:40]
-        name = f"ix_{self.collection_name}_{label}_{'u' if unique else 'n'}_{digest}"
+        name = self._index_name(keys, unique)
         try:
             with self._lock:
                 self._collection.execute(
@@ -504,6 +599,30 @@ class EmbeddedStore(FileStoreIdentity, Store):
         except sqlite3.IntegrityError:
             return False
         return True
+
+    def _source(self, sort: dict | None, limit: int, hint: dict | None) -> str:
+        """The table, with the index to walk: the ``hint``'s, else (a page of a ranking) the
+        sort's, when it exists."""
+        index = self._sort_index(hint) if hint else (self._sort_index(sort) if limit else None)
+        source = f'"{self.collection_name}"'
+        return source if index is None else f'{source} INDEXED BY "{index}"'
+
+    def _index_name(self, keys: list[str] | tuple[str, ...], unique: bool) -> str:
+        digest = hashlib.sha1("|".join(keys).encode()).hexdigest()[:10]
+        label = re.sub(r"[^A-Za-z0-9_]", "_", "_".join(keys))[:40]
+        return f"ix_{self.collection_name}_{label}_{'u' if unique else 'n'}_{digest}"
+
+    def _sort_index(self, sort: dict[str, Any] | None) -> str | None:
+        """The index whose fields are the sort's fields in order (None if there is none)."""
+        if not sort:
+            return None
+        keys = list(sort)
+        existing = set(self.index_names())
+        for unique in (False, True):
+            name = self._index_name(keys, unique)
+            if name in existing:
+                return name
+        return None
 
     def index_names(self) -> list[str]:
         """Names of this store's SQLite indexes."""

@@ -188,6 +188,10 @@ class MongoSQLTranslator:
         if op in ("$eq", "$ne"):
             if _is_composite(operand):
                 raise UntranslatableError(field)
+            if op == "$ne" and operand is None and field not in self.array_paths:
+                # present and not null: a range an index on the field serves (nulls skipped)
+                self.check_prefixes(field)
+                return f"{self.value_sql(field)} IS NOT NULL", []
             sql, params = self.atom(field, "=", operand)
             return (f"NOT IFNULL({sql}, 0)" if op == "$ne" else sql), params
         if op in _COMPARISONS:

@@ -272,6 +272,13 @@ _SPECS = (
                 "e_long_max", "C/m²", "largest longitudinal response max_n e_ijk n_i n_j n_k"
             ),
             DerivedField("e_norm", "C/m²", "Frobenius norm of the full Cartesian e_ijk"),
+            DerivedField(
+                "e_ij_abs_max",
+                "C/m²",
+                "largest |e_iJ| of the standard Voigt e_iJ in the IEEE 176 frame (JARVIS-DFT's "
+                "max|e_ij|)",
+                alias="abs_max",
+            ),
         ),
         default_sort="e_ij_max",
         excludes_metals=True,

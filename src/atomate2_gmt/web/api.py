@@ -371,8 +371,12 @@ class CandidateResource(_ReadResource):
                 left_out = missing_values(store, query["filters"], self.stores.counts.count)
             except ValueError as exc:
                 raise _bad_value(exc) from None
-            page = _page(rows, total, skip, limit)
-            page["meta"]["left_out"] = left_out  # lacking a value the query needs: {what: n}
+            page = _page(rows, total.n, skip, limit)
+            page["meta"]["estimated"] = total.estimated  # total_doc estimated from a sample
+            page["meta"]["total_label"] = total.label()
+            # lacking a value the query needs: {what: n}, and which of those are estimated
+            page["meta"]["left_out"] = {what: n.n for what, n in left_out.items()}
+            page["meta"]["left_out_estimated"] = {what: n.estimated for what, n in left_out.items()}
             return page
 
         self.router.get(

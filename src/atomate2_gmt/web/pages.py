@@ -24,7 +24,7 @@ from atomate2_gmt.query import (
     CandidateQuery,
     missing_values,
 )
-from atomate2_gmt.schemas.fields import DERIVED_FIELDS, TASKS
+from atomate2_gmt.schemas.fields import DERIVED_FIELDS, PREDICTION_KEY, TASKS
 from atomate2_gmt.web import records, service
 from atomate2_gmt.web.common import NotFoundError
 from atomate2_gmt.web.service import WebStores
@@ -112,6 +112,35 @@ def _parity_svg(rows: list[dict[str, Any]], size: int = 320) -> dict[str, Any]:
     }
 
 
+CURSOR_PARAMS: tuple[str, str] = ("after", "after_key")
+"""The "next" link's cursor: the sort value (JSON) and prediction_id of the page's last row."""
+
+
+def _cursor(params: Any) -> tuple[Any, str] | None:
+    """(sort value, prediction_id) of the ``after``/``after_key`` parameters, or None."""
+    import json
+
+    raw, key = params.get("after"), params.get("after_key")
+    if raw is None or key is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ValueError(f"after must be a JSON number or string, got {raw!r}") from None
+    if isinstance(value, dict | list):
+        raise ValueError(f"after must be a JSON number or string, got {raw!r}")
+    return value, key
+
+
+def _next_cursor(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """The ``after``/``after_key`` parameters of the page after ``rows``."""
+    import json
+
+    if not rows or rows[-1].get("sort_value") is None:
+        return {}
+    return {"after": json.dumps(rows[-1]["sort_value"]), "after_key": rows[-1][PREDICTION_KEY]}
+
+
 def build_router(stores: WebStores) -> APIRouter:
     """The page routes (``/``, ``/candidate/{key}``, ``/parity``, ``/registry``).
 
@@ -130,7 +159,9 @@ def build_router(stores: WebStores) -> APIRouter:
 
     @router.get("/", response_class=HTMLResponse)
     def table(request: Request, page: int = Query(1, ge=1)) -> HTMLResponse:
-        options = {k: v for k, v in request.query_params.items() if k != "page"}
+        options = {
+            k: v for k, v in request.query_params.items() if k not in ("page", *CURSOR_PARAMS)
+        }
         unknown = sorted(set(options) - set(TABLE_OPTIONS))
         if unknown:
             return error(
@@ -144,14 +175,21 @@ def build_router(stores: WebStores) -> APIRouter:
         try:
             filters = CandidateQuery.build(prop=prop, **options)
             rows, total = service.candidate_page(
-                stores.candidates, filters, (page - 1) * PER_PAGE, PER_PAGE, stores.counts
+                stores.candidates,
+                filters,
+                (page - 1) * PER_PAGE,
+                PER_PAGE,
+                stores.counts,
+                after=_cursor(request.query_params),
             )
             sort_field = filters.sort_field()
             missing = missing_values(stores.candidates, filters, stores.counts.count)
         except ValueError as exc:
             return error(422, str(exc))
         params = filters.as_params()
-        n_pages = max(1, -(-total // PER_PAGE))
+        n_pages = max(1, -(-total.n // PER_PAGE))
+
+        next_cursor = _next_cursor(rows)
 
         def link(**change: Any) -> str:
             merged = {**params, **{k: v for k, v in change.items() if v is not None}}
@@ -176,6 +214,7 @@ def build_router(stores: WebStores) -> APIRouter:
             crystal_systems=CRYSTAL_SYSTEMS,
             dfpt_filters=DFPT_FILTERS,
             link=link,
+            next_cursor=next_cursor,
         )
 
     @router.get("/candidate/{key}", response_class=HTMLResponse)

@@ -31,6 +31,7 @@ from atomate2_gmt.web.common import UNITS, NotFoundError
 if TYPE_CHECKING:
     from maggma.core import Store
 
+    from atomate2_gmt.stores import MatchCount
     from atomate2_gmt.web.records import DFPTComparisons
 
 __all__ = [
@@ -97,16 +98,18 @@ def _comparisons() -> DFPTComparisons:
 
 
 class MatchCounts:
-    """Numbers of matches per query, kept while an embedded store is unchanged.
+    """Numbers of matches per query (:func:`~atomate2_gmt.stores.count_matches`: exact within a
+    time budget, else estimated from a random sample and marked), kept while an embedded store
+    is unchanged.
 
-    Counting matches scans every document of an embedded store (≈ 17 ms per 1000 documents),
-    while a page walks one index. SQLite's ``PRAGMA data_version`` on the app's own (read-only)
-    connection changes whenever another connection commits, so a kept count is used only while
-    nothing was written. Other stores (MongoDB counts on its indexes) are counted every time.
+    SQLite's ``PRAGMA data_version`` on the app's own (read-only) connection changes whenever
+    another connection commits, so a kept count is used only while nothing was written. Other
+    stores (MongoDB: ``maxTimeMS``-bounded counts, else ``$sample`` estimates) are counted every
+    time.
     """
 
     def __init__(self) -> None:
-        self._counts: dict[tuple[int, str], tuple[int, int]] = {}
+        self._counts: dict[tuple[int, str], tuple[int, MatchCount]] = {}
         self._lock = threading.Lock()
 
     @staticmethod
@@ -117,19 +120,22 @@ class MatchCounts:
             return None
         return int(store._collection.execute("PRAGMA data_version").fetchone()[0])
 
-    def count(self, store: Store, criteria: dict[str, Any]) -> int:
-        """``store.count(criteria)``, from memory while the store is unchanged."""
+    def count(self, store: Store, criteria: dict[str, Any]) -> MatchCount:
+        """:func:`~atomate2_gmt.stores.count_matches`, from memory while the store is
+        unchanged."""
         import orjson
+
+        from atomate2_gmt.stores import count_matches
 
         version = self._data_version(store)
         if version is None:
-            return int(store.count(criteria))
+            return count_matches(store, criteria)
         key = (id(store), orjson.dumps(criteria, option=orjson.OPT_SORT_KEYS).decode())
         with self._lock:
             hit = self._counts.get(key)
         if hit is not None and hit[0] == version:
             return hit[1]
-        n = int(store.count(criteria))
+        n = count_matches(store, criteria)
         with self._lock:
             if len(self._counts) > 4096:
                 self._counts.clear()
@@ -143,8 +149,10 @@ def candidate_page(
     skip: int = 0,
     limit: int = 20,
     counts: MatchCounts | None = None,
-) -> tuple[list[dict[str, Any]], int]:
-    """(rows ``skip`` … ``skip + limit`` of the ranked table, number of matches).
+    after: tuple[Any, str] | None = None,
+) -> tuple[list[dict[str, Any]], MatchCount]:
+    """(rows ``skip`` … ``skip + limit`` of the ranked table, number of matches: exact, or
+    estimated and marked so when the store cannot count them within its time budget).
 
     Rows are :func:`atomate2_gmt.query.candidate_row`: rank, prediction_id, structure_key,
     formula, material_id, space group (symbol, number), crystal system, point group,
@@ -153,14 +161,19 @@ def candidate_page(
     ``uncertainty_note`` when a single model predicted), a
     preset's figure of merit, the source's band_gap and energy_above_hull, state, error,
     source, nsites, model_version, likely_metal (+ reason), domain_distance and
-    out_of_domain, dfpt_state.
+    out_of_domain, dfpt_state. ``after``: the (sort value, prediction_id) of row ``skip``
+    (the previous page's last row), so that a deep page walks no more of the index than
+    page 1 (:func:`atomate2_gmt.query.ranked_documents`).
     """
     docs, total = ranked_documents(
-        store, query, skip, limit, count=counts.count if counts is not None else None
+        store, query, skip, limit, count=counts.count if counts is not None else None, after=after
     )
     rows = [
         candidate_row(d, query.task, skip + i + 1, query.preset_rule) for i, d in enumerate(docs)
     ]
+    sort_field = query.sort_field()
+    for row, doc in zip(rows, docs, strict=True):
+        row["sort_value"] = doc.get(sort_field)  # with the prediction_id: the page's cursor
     assert total is not None  # counted (or the last page)
     return mask_secrets(rows), total
 
