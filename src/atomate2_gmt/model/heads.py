@@ -14,6 +14,8 @@ All tensors are full Cartesian in the frame of the input structure.
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 from e3nn import o3
 from torch import nn
@@ -33,6 +35,12 @@ _RESPONSE = {"dielectric": "1o", "piezo": "1o", "elastic": "0e + 2e"}
 
 def strain_change_of_basis() -> torch.Tensor:
     """Q (6, 3, 3): symmetric 3x3 Cartesian → irreps 0e + 2e, orthonormal (Q_flat Q_flatᵀ = I)."""
+    return _strain_change_of_basis().clone()
+
+
+@cache
+def _strain_change_of_basis() -> torch.Tensor:
+    """Q, computed once per process (e3nn's reduction takes ~0.1 s; every head needs it)."""
     with default_dtype(torch.float64):  # exact to float64, cast down where used
         return o3.ReducedTensorProducts("ij=ji", i="1o").change_of_basis.detach().clone()
 

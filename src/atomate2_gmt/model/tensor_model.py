@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from atomate2_gmt.model.config import GMTNetConfig
+from atomate2_gmt.model.e3nn_build import fast_e3nn_build
 from atomate2_gmt.model.embedding import AtomEmbedding, EdgeEmbedding
 from atomate2_gmt.model.equivariant_symmetry import default_dtype
 from atomate2_gmt.model.layers import ComformerNodeLayer
@@ -45,7 +46,9 @@ class TensorModel(nn.Module, ABC):
         self.config = config = config or GMTNetConfig()
         # e3nn computes its Clebsch-Gordan and change-of-basis constants in the default dtype:
         # build under float64 when asked, so a float64 model is exact to float64 precision.
-        with default_dtype(torch.float64 if config.dtype == "float64" else torch.float32):
+        # fast_e3nn_build: e3nn's generated code, compiled once (model/e3nn_build.py)
+        dtype = torch.float64 if config.dtype == "float64" else torch.float32
+        with default_dtype(dtype), fast_e3nn_build():
             self._build(config)
         # target normalisation, set by the trainer and stored in checkpoints: the output is
         # raw · target_scale + iso(target_offset); iso() keeps only the O(3)-invariant part of

@@ -4,8 +4,10 @@ rotation equivariance.
 Loading a checkpoint only loads (:func:`~atomate2_gmt.model.checkpoint.load_checkpoint`); these
 checks run where models enter use: when a checkpoint is registered (the output scale) or
 promoted (the output scale and equivariance, :mod:`atomate2_gmt.registry.registry`), and once
-per file a prediction process loads (:func:`load_validated`, the model cache of
-:mod:`atomate2_gmt.registry.loading`).
+per checkpoint file given by path to a prediction process (the model cache of
+:mod:`atomate2_gmt.registry.loading`); the shipped checkpoints are checked by the test suite
+(``tests/model/test_shipped_equivariance.py``), so loading them (or a registry version) runs no
+forward pass.
 """
 
 from __future__ import annotations
@@ -29,9 +31,16 @@ if TYPE_CHECKING:
 
     from atomate2_gmt.model.tensor_model import TensorModel
 
-__all__ = ["check_output_scale", "equivariance_problem", "load_validated"]
+__all__ = ["build_lock", "check_output_scale", "equivariance_problem", "load_validated"]
 
 _LOCK = threading.Lock()
+
+
+def build_lock() -> threading.Lock:
+    """The lock :func:`load_validated` holds (building a model and its forward pass set torch's
+    default dtype, global to the process): take it to build a model, or to run
+    :func:`check_output_scale` on one, outside :func:`load_validated`."""
+    return _LOCK
 
 
 def load_validated(path: str | Path, task: str | None = None) -> tuple[TensorModel, dict[str, Any]]:

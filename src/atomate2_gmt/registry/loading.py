@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from atomate2_gmt.model.validate import load_validated
+from atomate2_gmt.model.checkpoint import load_checkpoint
+from atomate2_gmt.model.validate import build_lock, check_output_scale, load_validated
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -21,20 +22,36 @@ if TYPE_CHECKING:
 __all__ = ["load_members", "load_model_spec"]
 
 _MODEL_CACHE: dict[tuple[str, str, int, int], tuple[Any, dict[str, Any]]] = {}
+_VALIDATED: set[tuple[str, str, int, int]] = set()
 
 
-def _load_cached(path: Path, task: str) -> tuple[TensorModel, dict[str, Any]]:
-    """The model of a checkpoint file, loaded and validated
-    (:func:`~atomate2_gmt.model.validate.load_validated`: its outputs are physical) once per
-    process and file version (path, size, mtime): the chunk jobs of a flow run in one process
-    by ``run_locally`` build each model once (building the e3nn layers takes seconds). A
-    changed file is loaded and validated again."""
+def _load_cached(
+    path: Path, task: str, validate: bool = True
+) -> tuple[TensorModel, dict[str, Any]]:
+    """The model of a checkpoint file, loaded once per process and file version (path, size,
+    mtime): the chunk jobs of a flow run in one process by ``run_locally`` build each model once.
+    A changed file is loaded again.
+
+    ``validate``: check its outputs (:func:`~atomate2_gmt.model.validate.check_output_scale`,
+    one forward pass) once per file version before it is used. Off for the shipped checkpoints
+    and for registry versions, whose files were checked where they entered use (the test suite;
+    registration and promotion, with the registry's sha256 checked on every fetch)."""
     stat = path.stat()
     key = (str(path.resolve()), task, stat.st_size, stat.st_mtime_ns)
     if key not in _MODEL_CACHE:
         if len(_MODEL_CACHE) >= 8:
+            _VALIDATED.discard(next(iter(_MODEL_CACHE)))
             _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
-        _MODEL_CACHE[key] = load_validated(path, task=task)
+        if validate:
+            _MODEL_CACHE[key] = load_validated(path, task=task)
+            _VALIDATED.add(key)
+        else:
+            with build_lock():  # building sets torch's default dtype, global to the process
+                _MODEL_CACHE[key] = load_checkpoint(path, task=task)
+    elif validate and key not in _VALIDATED:
+        with build_lock():  # a forward pass also sets the default dtype
+            check_output_scale(_MODEL_CACHE[key][0], path)
+        _VALIDATED.add(key)
     return _MODEL_CACHE[key]
 
 
@@ -68,7 +85,7 @@ def load_model_spec(
         path = Path(spec).expanduser()
         if not path.is_file():
             raise ValueError(f"model for task {task!r}: checkpoint {str(path)!r} not found")
-    net, meta = _load_cached(Path(path), task)
+    net, meta = _load_cached(Path(path), task, validate=spec not in ("pretrained", "registry"))
     info = {
         "name": meta.get("name") or f"gmtnet-{task}",
         "version": registry_meta.get("version") or meta.get("version"),
