@@ -40,6 +40,7 @@ __all__ = [
     "RichReporter",
     "Task",
     "active",
+    "heartbeat",
     "overall",
     "phase",
     "polling",
@@ -466,7 +467,29 @@ def polling(
             poll()
 
 
-def _choose(mode: Mode, stream: IO[str]) -> Reporter | None:
+@contextmanager
+def heartbeat(label: str, every_s: float = 2.0) -> Iterator[None]:
+    """While the block runs, report "``label`` (N s)" every ``every_s`` seconds after the first
+    ``every_s``: one step that takes long (building a model, relaxing one crystal) without a
+    count to advance. Nothing without a reporter; a block shorter than ``every_s`` says nothing."""
+    if not active():
+        yield
+        return
+    start = time.perf_counter()
+    last = [start]
+
+    def beat() -> None:
+        now = time.perf_counter()
+        if now - last[0] >= every_s * 0.99:
+            last[0] = now
+            phase(f"{label} ({now - start:.0f} s)")
+
+    with polling(beat, interval_s=every_s):
+        yield
+        last[0] = time.perf_counter()  # the final poll says nothing
+
+
+def _choose(mode: Mode, stream: IO[str], every_s: float | None = None) -> Reporter | None:
     if mode == "quiet":
         return None
     if mode == "auto":
@@ -475,19 +498,23 @@ def _choose(mode: Mode, stream: IO[str]) -> Reporter | None:
     if mode == "bar":
         return RichReporter(stream)
     if mode == "lines":
-        return LineReporter(stream)
+        return LineReporter(stream) if every_s is None else LineReporter(stream, every_s=every_s)
     raise ValueError(f"progress mode must be auto, bar, lines or quiet, got {mode!r}")
 
 
 @contextmanager
 def reporting(
-    mode: Mode | None = None, quiet: bool = False, stream: IO[str] | None = None
+    mode: Mode | None = None,
+    quiet: bool = False,
+    stream: IO[str] | None = None,
+    every_s: float | None = None,
 ) -> Iterator[Reporter | None]:
     """Install a reporter for the ``with`` block: ``quiet`` → none; else ``mode`` (default
     ``auto``: a bar when ``stream`` — default ``sys.stderr`` — is a terminal, plain lines
-    otherwise). Yields the reporter (None when quiet)."""
+    otherwise; ``every_s``: the longest a counted loop that advances goes without a line,
+    default 30 s). Yields the reporter (None when quiet)."""
     out = stream if stream is not None else sys.stderr
-    reporter = _choose("quiet" if quiet else (mode or "auto"), out)
+    reporter = _choose("quiet" if quiet else (mode or "auto"), out, every_s)
     token = _REPORTER.set(None if reporter is None else (os.getpid(), reporter))
     try:
         yield reporter

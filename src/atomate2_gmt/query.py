@@ -281,6 +281,9 @@ class CandidateQuery(BaseModel):
             their unrelaxed, guessed structure (the relaxation funnel's ranking sets False).
         include_superseded: keep documents whose crystal was relaxed and predicted again
             (``relaxed_prediction_id``); by default its relaxed document stands for it.
+        relaxed: only documents of structures the funnel relaxed (True: those with a
+            ``relaxation`` record), only the others (False: e.g. the funnel's shortlist, which
+            is drawn from the first screening's predictions), or both (None).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -308,6 +311,7 @@ class CandidateQuery(BaseModel):
     latest_only: bool = True
     include_unrelaxed_hypothetical: bool = True
     include_superseded: bool = False
+    relaxed: bool | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -532,6 +536,8 @@ class CandidateQuery(BaseModel):
             criteria["dfpt.state"] = self.dfpt
         if not self.include_superseded:  # a relaxed, re-predicted crystal: its relaxed document
             criteria["relaxed_prediction_id"] = None
+        if self.relaxed is not None:
+            criteria["relaxation"] = {"$ne": None} if self.relaxed else None
         if not self.include_unrelaxed_hypothetical:  # a generated crystal counts once relaxed
             and_.append({"$nor": [{"hypothetical": True, "relaxation": None}]})
         if and_:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pymatgen.core import Composition, Element, Species, Structure
 
+from atomate2_gmt import progress
 from atomate2_gmt.candidates import (
     _DATASETS,
     DEFAULT_EXCLUDED_ELEMENTS,
@@ -238,8 +239,9 @@ def generate_substitution_candidates(
     if n == 0:
         return []
     rng = np.random.default_rng(seed)
-    known = known_formula_space_groups()
-    prototypes = substitution_prototypes(max_sites, max_prototypes, excluded)
+    with progress.heartbeat("reading the prototypes and the known crystals"):
+        known = known_formula_space_groups()
+        prototypes = substitution_prototypes(max_sites, max_prototypes, excluded)
     queues: list[list[tuple[_Prototype, dict[str, str], float]]] = []
     for proto in prototypes:
         elements = sorted(proto.oxidation_states)
@@ -265,17 +267,19 @@ def generate_substitution_candidates(
     out: list[Candidate] = []
     seen: set[tuple[str, int]] = set()
     positions = [0] * len(queues)
-    while len(out) < n and any(p < len(q) for p, q in zip(positions, queues, strict=True)):
-        for qi, queue in enumerate(queues):
-            if len(out) >= n:
-                break
-            while positions[qi] < len(queue):
-                proto, mapping, logw_value = queue[positions[qi]]
-                positions[qi] += 1
-                cand = _build_candidate(proto, mapping, logw_value, seed, known, seen, symprec)
-                if cand is not None:
-                    out.append(cand)
+    with progress.task("generating candidates", n, unit="crystals") as bar:
+        while len(out) < n and any(p < len(q) for p, q in zip(positions, queues, strict=True)):
+            for qi, queue in enumerate(queues):
+                if len(out) >= n:
                     break
+                while positions[qi] < len(queue):
+                    proto, mapping, logw_value = queue[positions[qi]]
+                    positions[qi] += 1
+                    cand = _build_candidate(proto, mapping, logw_value, seed, known, seen, symprec)
+                    if cand is not None:
+                        out.append(cand)
+                        bar.advance()
+                        break
     return out
 
 

@@ -136,3 +136,74 @@ def test_funnel_flow_relaxes_the_shortlist_and_ranks_only_relaxed_generated_crys
     assert {r["prediction_id"] for r in rows} == {d["prediction_id"] for d in relaxed}
     rows = query_candidates(store, "elastic", top=10, include_superseded=True)
     assert len(rows) == 6
+
+
+def _run_funnel(maker: GMTFunnelMaker, candidates: list[Candidate]) -> tuple[dict, list[str]]:
+    """The funnel's final output and the names of the relaxation jobs that ran."""
+    import logging
+
+    started: list[str] = []
+
+    class _Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            if message.startswith("Starting job - gmt_relax "):
+                started.append(message.removeprefix("Starting job - ").rsplit(" (", 1)[0])
+
+    log = logging.getLogger("jobflow.core.job")
+    handler, level = _Handler(), log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        flow = maker.make(candidates)
+        job_store = JobStore(MemoryStore(), additional_stores={"data": MemoryStore()})
+        run_locally(flow, ensure_success=True, log=False, store=job_store)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+    return job_store.get_output(flow.jobs[-1].uuid, which="last", load=True), started
+
+
+def test_a_rerun_reuses_the_stored_relaxations(project):
+    """Run twice on the same store: the second run shortlists the same crystals, relaxes none
+    of them again (their stored relaxations have the same input, potential and settings) and
+    ranks the same documents; a different potential setting relaxes again."""
+    rocksalt_zno = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(4.4), ["Zn", "O"], [[0, 0, 0], [0.5] * 3]
+    )
+    candidates = [
+        Candidate(source="gen:ZnO-rs", structure=rocksalt_zno, provenance={"generator": "t"}),
+        Candidate(source="nacl", structure=_stretched(NACL, 1.15)),
+    ]
+    screen = GMTScreenMaker(
+        predict_maker=SmallModelPredictMaker(tasks=("elastic",), workers=0, model_workers=0),
+        top=5,
+    )
+    maker = GMTFunnelMaker(screen_maker=screen, shortlist=2, stability=False)
+    first, ran_first = _run_funnel(maker, candidates)
+    assert sorted(name.split()[-1] for name in ran_first) == ["gen:ZnO-rs", "nacl"]
+    assert {name.split()[1] for name in ran_first} == {"1/2", "2/2"}  # numbered for progress
+    assert first["funnel"]["n_relaxed"] == 2
+    assert first["funnel"]["n_reused"] == 0
+
+    second, ran_second = _run_funnel(maker, candidates)
+    assert ran_second == []  # nothing relaxed again
+    assert second["funnel"]["n_reused"] == 2
+    assert second["funnel"]["n_relaxed"] == 2
+    assert second["funnel"]["n_predicted"] == 2
+    assert second["funnel"]["relaxation_time_s"] == 0
+    ids = {t: [r["prediction_id"] for r in rows] for t, rows in first["ranking"].items()}
+    assert {t: [r["prediction_id"] for r in rows] for t, rows in second["ranking"].items()} == ids
+    store = candidate_store()
+    store.connect()
+    assert store.count({}) == 4  # two inputs, two relaxed: nothing new stored
+
+    # another force criterion is another relaxation: run again
+    other = default_relax_maker()
+    other.relax_kwargs = {**other.relax_kwargs, "fmax": 0.1}
+    third, ran_third = _run_funnel(
+        GMTFunnelMaker(screen_maker=screen, shortlist=2, stability=False, relax_maker=other),
+        candidates,
+    )
+    assert len(ran_third) == 2
+    assert third["funnel"]["n_reused"] == 0

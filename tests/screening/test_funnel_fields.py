@@ -121,3 +121,12 @@ def test_queries_leave_out_unrelaxed_generated_and_superseded_documents(tmp_path
         relaxed_doc.prediction_id
     ]
     assert len(query_candidates(store, "elastic", top=10, include_superseded=True)) == 4
+    # the funnel's shortlist: the first screening's predictions, superseded ones included
+    rows = query_candidates(store, "elastic", top=10, include_superseded=True, relaxed=False)
+    assert [r["prediction_id"] for r in rows] == [
+        other.prediction_id,
+        unrelaxed.prediction_id,
+        known.prediction_id,
+    ]
+    rows = query_candidates(store, "elastic", top=10, relaxed=True)
+    assert [r["prediction_id"] for r in rows] == [relaxed_doc.prediction_id]

@@ -258,3 +258,51 @@ def test_overall_counts_its_parts_with_a_line_per_part_and_an_eta():
     assert lines[3].startswith("screening: 34/34 structures (100 %, chunk 3/3")
     assert "ETA" not in lines[3]
     assert lines[-1].startswith("screening: 34/34 structures done in ")
+
+
+def test_heartbeat_reports_a_long_step_and_not_a_short_one():
+    import time
+
+    stream = io.StringIO()
+    with progress.reporting(stream=stream):
+        with progress.heartbeat("short step", every_s=5.0):
+            pass
+        with progress.heartbeat("long step", every_s=0.1):
+            time.sleep(0.45)  # a step with nothing to count, e.g. building one model
+    lines = stream.getvalue().splitlines()
+    assert not any(line.startswith("short step") for line in lines)
+    beats = [line for line in lines if line.startswith("long step (")]
+    assert 2 <= len(beats) <= 5  # about every 0.1 s while it ran, nothing after it ended
+
+
+def test_every_s_bounds_the_silence_of_a_slowly_advancing_loop():
+    import time
+
+    stream = io.StringIO()
+    with progress.reporting(stream=stream, every_s=0.05), progress.task("slow", 100) as bar:
+        for _ in range(3):  # 3 % of the loop: no 10 % step reached
+            time.sleep(0.08)
+            bar.advance(1)
+    lines = [line for line in stream.getvalue().splitlines() if line.startswith("slow: ")]
+    assert [c for c in _counts("\n".join(lines), "slow")][:4] == [
+        (0, 100),
+        (1, 100),
+        (2, 100),
+        (3, 100),
+    ]
+
+
+def test_model_loading_reports_each_model(monkeypatch):
+    from atomate2_gmt.registry import loading
+
+    monkeypatch.setattr(loading, "_MODEL_CACHE", {})
+    monkeypatch.setattr(loading, "_VALIDATED", set())
+    stream = io.StringIO()
+    with progress.reporting(stream=stream):
+        loading.load_model_spec("dielectric", "pretrained")
+        loading.load_model_spec("dielectric", "pretrained")  # cached: no second line
+    lines = [line for line in stream.getvalue().splitlines() if line.startswith("loaded the ")]
+    assert len(lines) == 1
+    assert re.fullmatch(
+        r"loaded the dielectric model gmtnet_dielectric\.pt \(\d+\.\d s\)", lines[0]
+    )

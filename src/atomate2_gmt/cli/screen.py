@@ -43,29 +43,34 @@ def run_screening(
     ``settings`` (default: built from the environment) give the store (unless ``store`` is
     given), the models, device and batch size of the run; an unreachable store raises
     :class:`~atomate2_gmt.stores.StoreConnectionError` before anything is predicted."""
-    from jobflow import run_locally
-
     from atomate2_gmt import progress
-    from atomate2_gmt.flows.screen import GMTScreenMaker
-    from atomate2_gmt.jobs.rank import distinct_documents
-    from atomate2_gmt.known_warnings import known_warnings_ignored
-    from atomate2_gmt.schemas.run import PredictionRunDoc
-    from atomate2_gmt.settings import resolve_settings
-    from atomate2_gmt.sources import n_inputs
-    from atomate2_gmt.stores import candidate_store, check_store
 
-    settings = settings if settings is not None else resolve_settings()
-    store = store if store is not None else candidate_store(settings)
-    check_store(store, timeout_s=settings.STORE_TIMEOUT_S)
-    store.close()
-    maker = GMTScreenMaker(
-        predict_maker=_predict_maker(settings, tasks=tasks, device=device, batch_size=batch_size),
-        chunk_size=chunk_size,
-        top=top,
-        store=store,
-        check_store=False,
-        work_dir=str(Path(settings.PROJECT_DIR).expanduser() / "sources"),
-    )
+    progress.phase("setting up the screening flow (jobflow, the candidate store)")
+    with progress.heartbeat("setting up the screening flow"):
+        from jobflow import run_locally
+
+        from atomate2_gmt.flows.screen import GMTScreenMaker
+        from atomate2_gmt.jobs.rank import distinct_documents
+        from atomate2_gmt.known_warnings import known_warnings_ignored
+        from atomate2_gmt.schemas.run import PredictionRunDoc
+        from atomate2_gmt.settings import resolve_settings
+        from atomate2_gmt.sources import n_inputs
+        from atomate2_gmt.stores import candidate_store, check_store
+
+        settings = settings if settings is not None else resolve_settings()
+        store = store if store is not None else candidate_store(settings)
+        check_store(store, timeout_s=settings.STORE_TIMEOUT_S)
+        store.close()
+        maker = GMTScreenMaker(
+            predict_maker=_predict_maker(
+                settings, tasks=tasks, device=device, batch_size=batch_size
+            ),
+            chunk_size=chunk_size,
+            top=top,
+            store=store,
+            check_store=False,
+            work_dir=str(Path(settings.PROJECT_DIR).expanduser() / "sources"),
+        )
     if relax_top > 0:
         return _run_funnel(maker, candidates, relax_top)
     flow = maker.make(candidates)
@@ -112,13 +117,16 @@ def _run_funnel(screen_maker: Any, candidates: Any, shortlist: int) -> dict[str,
     import contextlib
     import io
 
-    from jobflow import JobStore, run_locally
-    from maggma.stores import MemoryStore
+    from atomate2_gmt import progress
 
-    from atomate2_gmt.flows.funnel import GMTFunnelMaker
-    from atomate2_gmt.known_warnings import known_warnings_ignored
+    with progress.heartbeat("setting up the relaxation funnel (atomate2)"):
+        from jobflow import JobStore, run_locally
+        from maggma.stores import MemoryStore
 
-    flow = GMTFunnelMaker(screen_maker=screen_maker, shortlist=shortlist).make(candidates)
+        from atomate2_gmt.flows.funnel import GMTFunnelMaker
+        from atomate2_gmt.known_warnings import known_warnings_ignored
+
+        flow = GMTFunnelMaker(screen_maker=screen_maker, shortlist=shortlist).make(candidates)
     # the jobs' outputs: the final ranking is a reference resolved through the job store, and
     # atomate2's force-field jobs keep their (optional) trajectories in its "data" store
     job_store = JobStore(MemoryStore(), additional_stores={"data": MemoryStore()})
@@ -126,6 +134,7 @@ def _run_funnel(screen_maker: Any, candidates: Any, shortlist: int) -> dict[str,
     # summary line names the potential instead. Progress and errors go to stderr.
     with (
         _JobFailureLog() as failure_log,
+        _JobProgress(),
         known_warnings_ignored(),
         contextlib.redirect_stdout(io.StringIO()),
     ):
@@ -222,6 +231,84 @@ class _JobFailureLog:
         return self.records.get(job_name, "not run: a job it depends on failed")
 
 
+class _JobProgress:
+    """Progress lines for the jobs ``run_locally`` runs, read from jobflow's "Starting job" /
+    "Finished job" log records: each relaxation (``gmt_relax i/n <source>``, one atomate2 job
+    that can take seconds) and each other job of the funnel but the prediction chunks (which
+    report their own count) gets a start line, a line every 2 s while it runs
+    (:func:`~atomate2_gmt.progress.heartbeat`) and, for relaxations, a line with its time."""
+
+    QUIET_JOBS = ("gmt_predict", "gmt_rank")
+
+    def __init__(self) -> None:
+        import logging
+
+        self.logger = logging.getLogger("jobflow.core.job")
+        self.current: tuple[str, float] | None = None
+        outer = self
+
+        class _Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                outer.on_record(record.getMessage())
+
+        self.handler = _Handler()
+
+    def on_record(self, message: str) -> None:
+        from atomate2_gmt import progress
+
+        what, sep, rest = message.partition(" job - ")
+        if not sep:
+            return
+        name = rest.rsplit(" (", 1)[0]
+        if what == "Starting":
+            self.current = (name, time.perf_counter())
+            if name.startswith("gmt_relax "):
+                count, _, source = name.removeprefix("gmt_relax ").partition(" ")
+                progress.phase(f"relaxing {count}: {source}")
+            elif not name.startswith(self.QUIET_JOBS):
+                progress.phase(f"running {name}")
+        elif what == "Finished" and self.current is not None:
+            started = self.current[1]
+            self.current = None
+            if name.startswith("gmt_relax "):
+                source = name.removeprefix("gmt_relax ").partition(" ")[2]
+                progress.phase(f"relaxed {source} in {time.perf_counter() - started:.1f} s")
+
+    def _beat(self) -> None:
+        from atomate2_gmt import progress
+
+        current = self.current
+        if current is None or current[0].startswith(self.QUIET_JOBS):
+            return
+        elapsed = time.perf_counter() - current[1]
+        if elapsed >= 2.0:
+            label = current[0].removeprefix("gmt_relax ").partition(" ")[2] or current[0]
+            verb = "relaxing" if current[0].startswith("gmt_relax ") else "running"
+            progress.phase(f"{verb} {label} ({elapsed:.0f} s)")
+
+    def __enter__(self) -> _JobProgress:
+        import contextlib
+        import logging
+
+        from atomate2_gmt import progress
+
+        self._saved = (self.logger.level, self.logger.propagate, self.logger.disabled)
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False
+        self.logger.disabled = False
+        self.logger.addHandler(self.handler)
+        self._stack = contextlib.ExitStack()
+        self._stack.enter_context(progress.polling(self._beat, interval_s=2.0))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self._saved[0])
+        self.logger.propagate = self._saved[1]
+        self.logger.disabled = self._saved[2]
+
+
 def print_screening(output: dict[str, Any], elapsed: float | None = None) -> None:
     """Print the ranking tables and the failures of a screening run."""
     from rich.console import Console
@@ -257,7 +344,13 @@ def print_screening(output: dict[str, Any], elapsed: float | None = None) -> Non
             f"relaxation funnel ({funnel['potential']} through atomate2's ForceFieldRelaxMaker): "
             f"{funnel['n_shortlisted']} shortlisted, {funnel['n_relaxed']} relaxed "
             f"({funnel['n_converged']} converged, {funnel['relaxation_time_s']:.0f} s of "
-            f"relaxation), {funnel['n_predicted']} predicted again, {funnel['n_mlip_hull']} with "
+            f"relaxation"
+            + (
+                f"; {funnel['n_reused']} relaxed in an earlier run, reused"
+                if funnel.get("n_reused")
+                else ""
+            )
+            + f"), {funnel['n_predicted']} predicted again, {funnel['n_mlip_hull']} with "
             f"an MLIP energy above the hull of {funnel['n_known_phases']} known phases; generated "
             "crystals that were not relaxed are left out of the ranking"
         )

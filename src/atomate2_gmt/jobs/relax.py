@@ -46,6 +46,7 @@ __all__ = [
     "predict_relaxed",
     "relax_shortlist",
     "relaxation_record",
+    "relaxation_settings",
 ]
 
 DEFAULT_FMAX = 0.05
@@ -115,6 +116,39 @@ def _field(obj: Any, name: str) -> Any:
     return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
+def relaxation_settings(maker: Any) -> dict[str, Any]:
+    """What decides the result of a relaxation by ``maker``, as its
+    :class:`~atomate2_gmt.schemas.prediction.RelaxationInfo` records it: potential and version,
+    cell relaxed, optimizer, force criterion, most steps. A stored relaxation with the same
+    settings, of the same input document, is reused instead of run again
+    (:func:`relax_shortlist`)."""
+    name, version = potential_identity(maker)
+    return {
+        "potential": name,
+        "potential_version": version,
+        "relax_cell": bool(getattr(maker, "relax_cell", True)),
+        "optimizer": str((getattr(maker, "optimizer_kwargs", None) or {}).get("optimizer", "FIRE")),
+        "fmax": float((getattr(maker, "relax_kwargs", None) or {}).get("fmax", 0.1)),
+        "max_steps": getattr(maker, "steps", None),
+    }
+
+
+def _reusable(
+    input_doc: dict[str, Any], relaxed_doc: dict[str, Any] | None, settings: dict[str, Any]
+) -> bool:
+    """Whether ``relaxed_doc`` (the document ``input_doc`` points to by
+    ``relaxed_prediction_id``) is a relaxation of that document with ``settings``, predicted by
+    the same model version."""
+    if relaxed_doc is None:
+        return False
+    record = relaxed_doc.get("relaxation") or {}
+    return (
+        record.get("input_prediction_id") == input_doc[PREDICTION_KEY]
+        and all(record.get(k) == v for k, v in settings.items())
+        and relaxed_doc.get("model_version") == input_doc.get("model_version")
+    )
+
+
 def relaxation_record(
     task_doc: Any, maker: Any, input_structure: Any, input_prediction_id: str | None = None
 ) -> tuple[Any, dict[str, Any]]:
@@ -134,20 +168,19 @@ def relaxation_record(
     steps = _field(output, "ionic_steps") or []
     initial = _field(steps[0], "energy") if steps else None
     energy = _field(output, "energy")
-    name, version = potential_identity(maker)
-    fmax = float((getattr(maker, "relax_kwargs", None) or {}).get("fmax", 0.1))
     converged = _field(task_doc, "is_force_converged")
+    settings = relaxation_settings(maker)
     info = {
-        "potential": name,
-        "potential_version": version,
+        "potential": settings["potential"],
+        "potential_version": settings["potential_version"],
         "package_version": _field(task_doc, "forcefield_version"),
-        "relax_cell": bool(getattr(maker, "relax_cell", True)),
-        "optimizer": str((getattr(maker, "optimizer_kwargs", None) or {}).get("optimizer", "FIRE")),
+        "relax_cell": settings["relax_cell"],
+        "optimizer": settings["optimizer"],
         "energy_per_atom": None if energy is None else float(energy) / n_atoms,
         "initial_energy_per_atom": None if initial is None else float(initial) / n_atoms,
         "n_steps": _field(output, "n_steps"),
-        "max_steps": getattr(maker, "steps", None),
-        "fmax": fmax,
+        "max_steps": settings["max_steps"],
+        "fmax": settings["fmax"],
         "max_force": max_force,
         "converged": None if converged is None else bool(converged),
         "volume_change": float(structure.volume / input_structure.volume - 1.0),
@@ -190,6 +223,7 @@ def relax_shortlist(
     prediction on the relaxed structures (:func:`predict_relaxed`) and the final ranking, which
     leaves out generated crystals that were not relaxed. Replaces itself with that flow; its
     output is the final ranking's."""
+    from atomate2_gmt import progress
     from atomate2_gmt.jobs.rank import rank_predictions
     from atomate2_gmt.query import query_candidates
     from atomate2_gmt.stability import known_phases
@@ -199,6 +233,9 @@ def relax_shortlist(
     phase_maker = phase_maker if phase_maker is not None else default_phase_maker()
     own_store = store if store is not None else candidate_store()
     own_store.connect()
+    # drawn from the first screening's predictions: those of unrelaxed structures, also when an
+    # earlier run relaxed them (superseded), so that a re-run shortlists the same crystals
+    shortlist_query = {**(query or {}), "include_superseded": True, "relaxed": False}
     try:
         ids: list[str] = []
         for task in screening["tasks"]:
@@ -208,19 +245,44 @@ def relax_shortlist(
                 sort=DEFAULT_SORT[task],
                 top=shortlist,
                 model_version=screening.get("model_version"),
-                **(query or {}),
+                **shortlist_query,
             )
             ids += [r[PREDICTION_KEY] for r in rows if r[PREDICTION_KEY] not in ids]
         docs = {d[PREDICTION_KEY]: d for d in own_store.query({PREDICTION_KEY: {"$in": ids}})}
+        earlier = [
+            d["relaxed_prediction_id"] for d in docs.values() if d.get("relaxed_prediction_id")
+        ]
+        stored = (
+            {d[PREDICTION_KEY]: d for d in own_store.query({PREDICTION_KEY: {"$in": earlier}})}
+            if earlier
+            else {}
+        )
     finally:
         if store is None:
             own_store.close()
     entries = [_entry(docs[i]) for i in ids if i in docs and docs[i].get("structure")]
+    settings = relaxation_settings(relax_maker)
+    reused: list[str] = []  # stored relaxed documents of shortlisted crystals
+    to_relax = []
+    for entry in entries:
+        doc = docs[entry[PREDICTION_KEY]]
+        earlier_id = doc.get("relaxed_prediction_id")
+        if earlier_id and _reusable(doc, stored.get(earlier_id), settings):
+            reused.append(earlier_id)
+        else:
+            to_relax.append(entry)
+    entries = to_relax
+    label = " ".join(str(p) for p in (settings["potential"], settings["potential_version"]) if p)
+    progress.phase(
+        f"shortlist: {len(entries) + len(reused)} crystals; {len(entries)} to relax with {label}"
+        + (f", {len(reused)} relaxed in an earlier run (reused)" if reused else ""),
+        logger,
+    )
 
     relax_jobs = []
-    for entry in entries:
+    for k, entry in enumerate(entries, 1):
         relax = relax_maker.make(_structure(entry["structure"]))
-        relax.name = f"gmt_relax {entry['source']}"[:200]
+        relax.name = f"gmt_relax {k}/{len(entries)} {entry['source']}"[:200]
         relax_jobs.append(relax)
     phases = []
     if stability:
@@ -249,6 +311,7 @@ def relax_shortlist(
         relax_maker=relax_maker,
         store=store,
         model_version=screening.get("model_version"),
+        reused=reused,
     )
     repredict.config.on_missing_references = OnMissing.NONE
     rank = rank_predictions(
@@ -273,6 +336,7 @@ def predict_relaxed(
     relax_maker: Any = None,
     store: Store | None = None,
     model_version: str | None = None,
+    reused: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Predict on the relaxed structures and store their documents.
 
@@ -282,7 +346,9 @@ def predict_relaxed(
     job failed). Each relaxed structure becomes a document with its ``relaxation`` record, the
     input document's source properties and, when the source gave no ``energy_above_hull``, the
     MLIP energy above the hull of the known phases of its chemical system; the input document
-    gets ``relaxed_prediction_id``. Returns ``{"summary"`` (as a prediction chunk job's),
+    gets ``relaxed_prediction_id``. ``reused``: ids of stored documents of earlier relaxations
+    of shortlisted crystals (same input, potential and settings, same model), counted and
+    ranked as they are. Returns ``{"summary"`` (as a prediction chunk job's),
     ``"funnel"`` (counts, failures, relaxation time)``}``."""
     from atomate2_gmt.candidates import Candidate
     from atomate2_gmt.jobs.predict import predict_documents
@@ -358,9 +424,13 @@ def predict_relaxed(
             old["relaxed_prediction_id"] = superseded[old[PREDICTION_KEY]]
         if olds:
             upsert_predictions(own_store, olds)
+        earlier = list(own_store.query({PREDICTION_KEY: {"$in": list(reused)}})) if reused else []
     finally:
         if store is None:
             own_store.close()
+    for doc in earlier:
+        records[doc[PREDICTION_KEY]] = {"relaxation": doc.get("relaxation") or {}}
+    out_docs = [*out_docs, *earlier]
     ids = [d[PREDICTION_KEY] for d in out_docs]
     successful = [d for d in out_docs if d["state"] == "successful"]
     return {
@@ -375,9 +445,10 @@ def predict_relaxed(
         ),
         "funnel": {
             "potential": label,
-            "n_shortlisted": len(entries),
-            "n_relaxed": len(candidates),
-            "n_converged": sum(1 for r in records.values() if r["relaxation"]["converged"]),
+            "n_shortlisted": len(entries) + len(earlier),
+            "n_relaxed": len(candidates) + len(earlier),
+            "n_reused": len(earlier),
+            "n_converged": sum(1 for r in records.values() if r["relaxation"].get("converged")),
             "n_predicted": len(successful),
             "n_mlip_hull": sum(
                 1 for d in successful if d.get("mlip_energy_above_hull") is not None

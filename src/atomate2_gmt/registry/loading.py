@@ -7,9 +7,12 @@ ensemble (:mod:`atomate2_gmt.model.ensemble`).
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from atomate2_gmt import progress
 from atomate2_gmt.model.checkpoint import load_checkpoint
 from atomate2_gmt.model.validate import build_lock, check_output_scale, load_validated
 
@@ -20,6 +23,8 @@ if TYPE_CHECKING:
     from atomate2_gmt.settings import GMTSettings
 
 __all__ = ["load_members", "load_model_spec"]
+
+logger = logging.getLogger(__name__)
 
 _MODEL_CACHE: dict[tuple[str, str, int, int], tuple[Any, dict[str, Any]]] = {}
 _VALIDATED: set[tuple[str, str, int, int]] = set()
@@ -42,12 +47,17 @@ def _load_cached(
         if len(_MODEL_CACHE) >= 8:
             _VALIDATED.discard(next(iter(_MODEL_CACHE)))
             _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
-        if validate:
-            _MODEL_CACHE[key] = load_validated(path, task=task)
-            _VALIDATED.add(key)
-        else:
-            with build_lock():  # building sets torch's default dtype, global to the process
-                _MODEL_CACHE[key] = load_checkpoint(path, task=task)
+        start = time.perf_counter()
+        with progress.heartbeat(f"loading the {task} model"):
+            if validate:
+                _MODEL_CACHE[key] = load_validated(path, task=task)
+                _VALIDATED.add(key)
+            else:
+                with build_lock():  # building sets torch's default dtype, global to the process
+                    _MODEL_CACHE[key] = load_checkpoint(path, task=task)
+        progress.phase(
+            f"loaded the {task} model {path.name} ({time.perf_counter() - start:.1f} s)", logger
+        )
     elif validate and key not in _VALIDATED:
         with build_lock():  # a forward pass also sets the default dtype
             check_output_scale(_MODEL_CACHE[key][0], path)
