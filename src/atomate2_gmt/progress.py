@@ -41,6 +41,7 @@ __all__ = [
     "Task",
     "active",
     "heartbeat",
+    "idle_s",
     "overall",
     "phase",
     "polling",
@@ -85,6 +86,10 @@ class Reporter:
     def close(self) -> None:
         """The reporting context ends."""
 
+    def idle_s(self) -> float:
+        """Seconds since the reporter last wrote a line (0 where it shows a live display)."""
+        return 0.0
+
 
 class _State:
     __slots__ = (
@@ -118,10 +123,12 @@ class LineReporter(Reporter):
         self.every_s = every_s
         self._states: dict[int, _State] = {}
         self._overall: dict[int, Callable[[], str]] = {}
+        self.last_write = time.perf_counter()
 
     def _write(self, text: str) -> None:
         self.stream.write(text + "\n")
         self.stream.flush()
+        self.last_write = time.perf_counter()
 
     def _count(self, s: _State) -> str:
         of = f"/{s.total}" if s.total is not None else ""
@@ -191,6 +198,9 @@ class LineReporter(Reporter):
 
     def message(self, text: str) -> None:
         self._write(text)
+
+    def idle_s(self) -> float:
+        return time.perf_counter() - self.last_write
 
 
 class RichReporter(Reporter):
@@ -287,6 +297,13 @@ def _current() -> Reporter | None:
 def active() -> bool:
     """Whether a reporter is installed in this context (and this process)."""
     return _current() is not None
+
+
+def idle_s() -> float:
+    """Seconds since the installed reporter last wrote a line (0 without one, or with a live
+    display such as a progress bar)."""
+    reporter = _current()
+    return 0.0 if reporter is None else reporter.idle_s()
 
 
 class Task:
@@ -469,24 +486,23 @@ def polling(
 
 @contextmanager
 def heartbeat(label: str, every_s: float = 2.0) -> Iterator[None]:
-    """While the block runs, report "``label`` (N s)" every ``every_s`` seconds after the first
-    ``every_s``: one step that takes long (building a model, relaxing one crystal) without a
-    count to advance. Nothing without a reporter; a block shorter than ``every_s`` says nothing."""
+    """While the block runs, report "``label`` (N s)" whenever the reporter has written nothing
+    for ``every_s`` seconds: one step that takes long (building a model, relaxing one crystal)
+    without a count to advance. Nothing without a reporter; a block shorter than ``every_s``
+    says nothing."""
     if not active():
         yield
         return
     start = time.perf_counter()
-    last = [start]
+    running = [True]
 
     def beat() -> None:
-        now = time.perf_counter()
-        if now - last[0] >= every_s * 0.99:
-            last[0] = now
-            phase(f"{label} ({now - start:.0f} s)")
+        if running[0] and idle_s() >= every_s * 0.95:
+            phase(f"{label} ({time.perf_counter() - start:.0f} s)")
 
-    with polling(beat, interval_s=every_s):
+    with polling(beat, interval_s=every_s / 4):
         yield
-        last[0] = time.perf_counter()  # the final poll says nothing
+        running[0] = False  # the final poll says nothing
 
 
 def _choose(mode: Mode, stream: IO[str], every_s: float | None = None) -> Reporter | None:

@@ -235,8 +235,9 @@ class _JobProgress:
     """Progress lines for the jobs ``run_locally`` runs, read from jobflow's "Starting job" /
     "Finished job" log records: each relaxation (``gmt_relax i/n <source>``, one atomate2 job
     that can take seconds) and each other job of the funnel but the prediction chunks (which
-    report their own count) gets a start line, a line every 2 s while it runs
-    (:func:`~atomate2_gmt.progress.heartbeat`) and, for relaxations, a line with its time."""
+    report their own count) gets a start line, and every job a line whenever nothing was
+    written for 2 s while it runs (a prediction chunk between two counts, a relaxation);
+    a relaxation also gets a line with its time."""
 
     QUIET_JOBS = ("gmt_predict", "gmt_rank")
 
@@ -278,13 +279,15 @@ class _JobProgress:
         from atomate2_gmt import progress
 
         current = self.current
-        if current is None or current[0].startswith(self.QUIET_JOBS):
+        if current is None or progress.idle_s() < 2.0:  # other lines are flowing
             return
         elapsed = time.perf_counter() - current[1]
         if elapsed >= 2.0:
-            label = current[0].removeprefix("gmt_relax ").partition(" ")[2] or current[0]
-            verb = "relaxing" if current[0].startswith("gmt_relax ") else "running"
-            progress.phase(f"{verb} {label} ({elapsed:.0f} s)")
+            if current[0].startswith("gmt_relax "):
+                source = current[0].removeprefix("gmt_relax ").partition(" ")[2]
+                progress.phase(f"relaxing {source} ({elapsed:.0f} s)")
+            else:
+                progress.phase(f"running {current[0]} ({elapsed:.0f} s)")
 
     def __enter__(self) -> _JobProgress:
         import contextlib
@@ -298,7 +301,7 @@ class _JobProgress:
         self.logger.disabled = False
         self.logger.addHandler(self.handler)
         self._stack = contextlib.ExitStack()
-        self._stack.enter_context(progress.polling(self._beat, interval_s=2.0))
+        self._stack.enter_context(progress.polling(self._beat, interval_s=0.5))
         return self
 
     def __exit__(self, *exc: object) -> None:
