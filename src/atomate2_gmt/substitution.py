@@ -267,7 +267,10 @@ def generate_substitution_candidates(
     out: list[Candidate] = []
     seen: set[tuple[str, int]] = set()
     positions = [0] * len(queues)
-    with progress.task("generating candidates", n, unit="crystals") as bar:
+    with (
+        progress.task("generating candidates", n, unit="crystals") as bar,
+        progress.heartbeat("generating candidates"),  # the first one imports pymatgen's tables
+    ):
         while len(out) < n and any(p < len(q) for p, q in zip(positions, queues, strict=True)):
             for qi, queue in enumerate(queues):
                 if len(out) >= n:

@@ -282,12 +282,11 @@ class _JobProgress:
         if current is None or progress.idle_s() < 2.0:  # other lines are flowing
             return
         elapsed = time.perf_counter() - current[1]
-        if elapsed >= 2.0:
-            if current[0].startswith("gmt_relax "):
-                source = current[0].removeprefix("gmt_relax ").partition(" ")[2]
-                progress.phase(f"relaxing {source} ({elapsed:.0f} s)")
-            else:
-                progress.phase(f"running {current[0]} ({elapsed:.0f} s)")
+        if current[0].startswith("gmt_relax "):
+            source = current[0].removeprefix("gmt_relax ").partition(" ")[2]
+            progress.phase(f"relaxing {source} ({elapsed:.0f} s)")
+        else:
+            progress.phase(f"running {current[0]} ({elapsed:.0f} s)")
 
     def __enter__(self) -> _JobProgress:
         import contextlib
