@@ -10,6 +10,8 @@ from e3nn.nn import Gate
 from torch import nn
 from torch.nn import functional as F
 
+from atomate2_gmt.model.channelwise import ChannelwiseTensorProduct
+
 
 def scatter_sum(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
     """Sum rows of ``src`` into ``n`` bins given by ``index``."""
@@ -156,6 +158,8 @@ class TFNLayer(nn.Module):
             shared_weights=False,
             internal_weights=False,
         )
+        # the same product in fewer, larger operations (model/channelwise.py)
+        self.product = ChannelwiseTensorProduct(self.tp)
         self.radial = nn.Sequential(
             nn.Linear(edge_dim, radial_hidden),
             nn.SiLU(),
@@ -173,8 +177,7 @@ class TFNLayer(nn.Module):
         dst: torch.Tensor,
     ) -> torch.Tensor:
         """x: (N, irreps_in.dim); sh: (E, irreps_sh.dim); e: (E, edge_dim)."""
-        msg = self.tp(x[src], sh, self.radial(e))
-        out = self.mix(scatter_mean(msg, dst, x.shape[0]))
+        out = self.mix(self.product.scatter_mean(x[src], sh, self.radial(e), dst, x.shape[0]))
         if self.gate is not None:
             out = self.gate(out)
         if self.residual is not None:
