@@ -38,6 +38,8 @@ class ChannelwiseTensorProduct(nn.Module):
     built in the default dtype (non-persistent buffers: checkpoints are unchanged).
     """
 
+    order: torch.Tensor  # column of the concatenated outputs for each output index (e3nn's)
+
     def __init__(self, tp: o3.TensorProduct) -> None:
         super().__init__()
         if tp.internal_weights or tp.shared_weights:
