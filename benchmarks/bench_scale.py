@@ -198,9 +198,13 @@ def run_screen(
         "returncode": proc.returncode,
         "killed": killed,
         "wall_s": wall,
-        "peak_rss_mb": max((r for _, r in samples), default=0) / 2**20,
+        "peak_rss_mb": max((s[1] for s in samples), default=0) / 2**20,
+        "peak_pss_mb": max((s[2] for s in samples), default=0) / 2**20,
+        "peak_parent_rss_mb": max((s[3] for s in samples), default=0) / 2**20,
+        # (seconds, tree RSS, tree PSS, the command's RSS) in MB, at most ~400 of them
         "samples": [
-            (round(t, 1), round(r / 2**20, 1)) for t, r in samples[:: max(1, len(samples) // 400)]
+            (round(t, 1), *(round(x / 2**20, 1) for x in rest))
+            for t, *rest in samples[:: max(1, len(samples) // 400)]
         ],
         "done_at_kill": done_in_log(log) if killed else None,
     }
@@ -290,6 +294,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--figure", type=Path, default=FIGURE)
     parser.add_argument("--src", type=Path, default=None, help="screen with the code here")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the rows of --out of other sizes (e.g. add 1e5 to earlier 1e4, 3e4 rows)",
+    )
     args = parser.parse_args()
     if args.src is not None:
         SRC[0] = args.src.resolve()
@@ -298,6 +307,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     base = None
     rows: list[dict[str, Any]] = []
+    sizes = {int(x) for x in args.sizes}
+    if args.append and args.out.is_file():
+        rows = [r for r in json.loads(args.out.read_text())["rows"] if r["n"] not in sizes]
     for size in args.sizes:
         n = int(size)
         if not (work / f"scale_{n}.json.gz").is_file() and base is None:
@@ -315,6 +327,7 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(project, ignore_errors=True)
         rows.append(row)
+        rows.sort(key=lambda r: r["n"])
         print_table(rows)
         write(rows, args.out)
     plot(rows, args.figure)
