@@ -333,12 +333,18 @@ def cli_process(env: dict[str, str], repeat: int) -> dict[str, Any]:
     args = [sys.executable, "-c", launcher, "query", "--property", "piezo", "--sort", "e_ij_max",
             "--top", "20"]  # fmt: skip
     full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT / "src")}
+    import resource
+
     times = []
+    cpu = []
     out = ""
     for _ in range(repeat + 1):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         proc = subprocess.run(args, env=full_env, capture_output=True, text=True)
         times.append((time.perf_counter() - t) * 1000)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(1000 * (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime))
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr[-2000:])
         out = proc.stdout
@@ -348,6 +354,7 @@ def cli_process(env: dict[str, str], repeat: int) -> dict[str, Any]:
         "first_ms": round(times[0], 1),
         "median_ms": round(statistics.median(times[1:]), 1),
         "max_ms": round(max(times[1:]), 1),
+        "cpu_median_ms": round(statistics.median(cpu[1:]), 1),
         "rows": len(lines),
     }
 
@@ -463,7 +470,8 @@ def run_size(
         shutil.rmtree(tmp / f"mongo-{n}", ignore_errors=True)
     for r in rows:
         print(f"  {r['case']:<62} first {r['first_ms']:>9.1f}  median {r['median_ms']:>8.1f}  "
-              f"worst {r['max_ms']:>8.1f} ms  {r.get('total') or r.get('rows', '')}",
+              f"worst {r['max_ms']:>8.1f} ms  {r.get('total') or r.get('rows', '')}"
+              + (f"  (CPU {r['cpu_median_ms']:.0f} ms)" if "cpu_median_ms" in r else ""),
               flush=True)  # fmt: skip
     return {"store": kind, "n_requested": n, "fill": fill, "rows": rows}
 
@@ -471,7 +479,7 @@ def run_size(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--stores", nargs="+", default=["embedded", "mongo"])
+    parser.add_argument("--stores", nargs="*", default=["embedded", "mongo"])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--base-cache", type=Path, default=None)
     parser.add_argument("--mongo-max-s", type=float, default=900.0)

@@ -577,8 +577,9 @@ class CandidateQuery(BaseModel):
             out += [r.field for r in preset.requires if r.field not in out]
             if preset.figure is not None:
                 out += [f for f in (preset.figure, preset.rank_field) if f and f not in out]
-        if include_tensors:
+        if include_tensors:  # the stored form; the others are computed on read
             out += [f"predictions.{prop}.{f}" for f in ("tensor", "voigt", "voigt_ieee")]
+            out += ["ieee_rotation", "timings"]
         return out
 
     def as_params(self) -> dict[str, str]:
@@ -785,6 +786,7 @@ def ranked_documents(
     properties = None if full_documents else query.properties(include_tensors)
     page_criteria = criteria if after is None else _after(criteria, query, after)
     hint = query.store_hint() if isinstance(store, EmbeddedStore) else None
+    expand = full_documents or include_tensors
     docs = list(
         store.query(
             criteria=page_criteria,
@@ -795,6 +797,10 @@ def ranked_documents(
             **({"hint": hint} if hint else {}),
         )
     )
+    if expand:  # the tensor forms the store does not keep (schemas.stored)
+        from atomate2_gmt.schemas.stored import expand_prediction_dict
+
+        docs = [expand_prediction_dict(d) for d in docs]
     total: MatchCount | None
     if len(docs) < limit and (docs or skip == 0):  # the last page: no count needed
         total = MatchCount(skip + len(docs))
@@ -865,16 +871,19 @@ def missing_values(
 
 def find_document(store: Store, key: str) -> dict[str, Any]:
     """One prediction document by ``prediction_id``, ``structure_key`` or any of its input names
-    (``source``, ``sources``; the latest when several match). ``KeyError`` naming ``key`` if
-    nothing matches."""
+    (``source``, ``sources``; the latest when several match), in its read form (every tensor
+    form, :func:`atomate2_gmt.schemas.stored.expand_prediction_dict`). ``KeyError`` naming
+    ``key`` if nothing matches."""
     if not isinstance(key, str) or not key.strip():
         raise ValueError("key must be a non-empty string")
     store.connect()
     for field_name in (PREDICTION_KEY, "structure_key", "source", "sources"):
         docs = list(store.query({field_name: key}))
         if docs:
+            from atomate2_gmt.schemas.stored import expand_prediction_dict
+
             docs.sort(key=lambda d: str(d.get("last_updated") or ""))
-            return docs[-1]
+            return expand_prediction_dict(docs[-1])
     raise KeyError(
         f"no prediction document with prediction_id, structure_key or input name {key!r}"
     )

@@ -54,7 +54,10 @@ def dfpt_comparison(
     rows = []
     criteria = {"dfpt.state": {"$in": list(states)}}
     maker = predict_maker
-    for doc in store.query(criteria=criteria):
+    from atomate2_gmt.schemas.stored import expand_prediction_dict
+
+    for stored in store.query(criteria=criteria):
+        doc = expand_prediction_dict(stored)  # the tensors as computed on read
         gaps = missing_parts(doc)
         if predict_missing and gaps:
             if maker is None:

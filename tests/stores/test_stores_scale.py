@@ -8,10 +8,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gmt_store_docs import STRUCTURES, make_doc
+from pymatgen.core import Structure
 
 from atomate2_gmt.query import CandidateQuery, query_candidates, ranked_documents
 from atomate2_gmt.schemas.fields import PREDICTION_SCHEMA_VERSION
-from atomate2_gmt.schemas.prediction import migrate_prediction_dict
+from atomate2_gmt.schemas.prediction import (
+    content_hash,
+    identity_problem,
+    migrate_prediction_dict,
+)
+from atomate2_gmt.schemas.stored import expand_prediction_dict
 from atomate2_gmt.stores import EmbeddedStore, MatchCount, count_matches, upsert_predictions
 
 NAMES = ("ZnO", "CdS", "GaAs", "NaCl", "PbTiO3", "TiO2")
@@ -55,7 +61,8 @@ def varied(tmp_path_factory):
 
 
 def _all(store) -> list[dict]:
-    return list(store.query({}))
+    """Every document in its read form (tensor forms computed from the stored Voigt form)."""
+    return [expand_prediction_dict(d) for d in store.query({})]
 
 
 def _not_metal(doc: dict) -> bool:
@@ -250,3 +257,47 @@ def test_a_schema_5_document_gains_the_stored_figures(tmp_path):
     assert query_candidates(store, CandidateQuery(preset="jarvis-piezo")) == []  # never mixed
     store.update([migrated], key="prediction_id")
     assert len(query_candidates(store, CandidateQuery(preset="jarvis-piezo"))) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# the compact stored form
+# --------------------------------------------------------------------------------------------
+
+
+def test_documents_are_stored_compact_and_read_in_full(tmp_path):
+    from atomate2_gmt.query import find_document
+    from atomate2_gmt.stores.embedded import _dumps
+
+    doc = make_doc("PbTiO3", e_max=1.0, band_gap=3.0)
+    full = doc.to_store_dict()
+    store = EmbeddedStore(str(tmp_path / "c.sqlite"), "p", key="prediction_id")
+    store.connect()
+    upsert_predictions(store, [doc])
+    (text,) = store._collection.execute("SELECT doc FROM p").fetchone()
+    assert len(text.encode()) < 0.65 * len(_dumps(full).encode())
+    stored = next(store.query({}))
+    for pred in stored["predictions"].values():
+        assert set(pred) & {"tensor", "voigt_ieee", "derived", "time_s"} == set()
+    assert "xyz" not in stored["structure"]["sites"][0]
+    read = find_document(store, full["prediction_id"])
+    for task, pred in full["predictions"].items():
+        for form in ("tensor", "voigt", "voigt_ieee"):
+            assert np.allclose(read["predictions"][task][form], pred[form], rtol=1e-12, atol=1e-12)
+        assert read["predictions"][task]["derived"].keys() == pred["derived"].keys()
+        assert read["predictions"][task]["time_s"] == pred["time_s"]
+    assert Structure.from_dict(read["structure"]) == Structure.from_dict(full["structure"])
+    assert identity_problem(stored, full["model_version"]) is None  # its hash holds stored
+
+
+def test_a_schema_6_document_keeps_its_hash_and_migrates_to_the_compact_form():
+    full = make_doc("ZnO", e_max=1.0, band_gap=3.0).to_store_dict()
+    v6 = {k: v for k, v in full.items() if k != "ieee_rotation"}
+    v6["schema_version"] = 6
+    v6["content_hash"] = content_hash(v6)  # as schema 6 wrote it (full form)
+    assert identity_problem(v6, full["model_version"]) is None
+    migrated = migrate_prediction_dict(v6)
+    assert migrated["schema_version"] == PREDICTION_SCHEMA_VERSION
+    assert "tensor" not in migrated["predictions"]["piezo"]
+    assert np.allclose(migrated["ieee_rotation"], full["ieee_rotation"])
+    assert identity_problem(migrated, full["model_version"]) is None
+    assert migrated["content_hash"] == full["content_hash"]  # the same content, either form

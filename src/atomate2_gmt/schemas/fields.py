@@ -40,7 +40,7 @@ __all__ = [
     "resolve_sort_field",
 ]
 
-PREDICTION_SCHEMA_VERSION = 6
+PREDICTION_SCHEMA_VERSION = 7
 """Version of the prediction document's field definitions. Documents of another version are
 migrated in place by screening jobs (``schemas.prediction.migrate_prediction_dict``) and left out
 of queries until then, so older definitions (e.g. the frame-dependent ``e_ij_max`` of version 1)
@@ -50,7 +50,8 @@ version 4 carries the candidate source's ``material_id``, ``energy_above_hull``,
 ``hypothetical``, ``stability_source`` (both derived from what was stored), and the relaxation
 funnel's ``relaxation``, ``relaxed_prediction_id`` and ``mlip_energy_above_hull``; version 6
 stores the figures the presets filter and rank on (``e_ij_abs_max``, ``phi``,
-``phi_minus_sigma``)."""
+``phi_minus_sigma``); version 7 is stored compact (``schemas.stored``: one tensor form per
+task, ``voigt``, with the document's ``ieee_rotation``; the other forms computed on read)."""
 
 PREDICTION_KEY = "prediction_id"
 """Unique key of a prediction document: ``"<structure_key>:<model_version>"``."""

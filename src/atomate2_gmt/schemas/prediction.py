@@ -40,6 +40,8 @@ from atomate2_gmt.data.records import TASK_RANK, TASK_UNITS, TASKS
 from atomate2_gmt.schemas.derived import derived_quantities
 from atomate2_gmt.schemas.fields import DERIVED_FIELDS, FIGURE_FIELDS, PREDICTION_SCHEMA_VERSION
 from atomate2_gmt.schemas.metallicity import likely_metal
+from atomate2_gmt.schemas.stored import compact_prediction_dict
+from atomate2_gmt.tensors.conventions import kind_of, voigt_to_full
 from atomate2_gmt.tensors.symmetry.analysis import SymmetryAnalysis
 from atomate2_gmt.tensors.symmetry.analysis import structure_key as compute_structure_key
 from atomate2_gmt.tensors.symmetry.policy import SYMPREC
@@ -219,7 +221,7 @@ def _task_prediction(
     time_s: float | None,
 ) -> TaskPrediction:
     """One task's sub-document; ``ieee`` is the rotation to the IEEE frame or why it is missing."""
-    from atomate2_gmt.tensors.conventions import full_to_voigt, kind_of, rotate
+    from atomate2_gmt.tensors.conventions import full_to_voigt, rotate
 
     base: dict[str, Any] = {
         "task": task,
@@ -327,7 +329,15 @@ class GMTPredictionDoc(StructureMetadata):
     )
     provenance: dict[str, Any] = Field(default_factory=dict)
     structure: dict[str, Any] | None = Field(
-        default=None, description="pymatgen Structure.as_dict()."
+        default=None,
+        description="pymatgen Structure.as_dict() (stored without what Structure.from_dict "
+        "recomputes: Cartesian coordinates, lattice parameters; schemas.stored).",
+    )
+    ieee_rotation: list[list[float]] | None = Field(
+        default=None,
+        description="Rotation from the structure's Cartesian frame to its IEEE 176 frame "
+        "(pymatgen's convert_to_ieee), from which each task's voigt_ieee is computed on read; "
+        "None when the IEEE frame could not be found.",
     )
     is_centrosymmetric: bool | None = Field(
         default=None, description="Point group contains inversion."
@@ -565,6 +575,7 @@ class GMTPredictionDoc(StructureMetadata):
             sources=[source],
             provenance=dict(provenance or {}),
             structure=_structure_dict(structure),
+            ieee_rotation=None if isinstance(ieee, str) else np.asarray(ieee, float).tolist(),
             is_centrosymmetric=centro,
             **(source_properties or SourceProperties()).model_dump(),
             **_origin_fields(provenance, source_properties),
@@ -662,7 +673,7 @@ class GMTPredictionDoc(StructureMetadata):
 #: The fields a stored prediction document's ``content_hash`` covers: what the structure and
 #: the model version determine. Names (``source``, ``sources``, ``provenance``), annotations a
 #: later step adds (``dfpt``) and run details (timings, device, dates) are left out.
-CONTENT_FIELDS: tuple[str, ...] = (
+_CONTENT_FIELDS_BEFORE_6: tuple[str, ...] = (
     "prediction_id",
     "structure_key",
     "model_version",
@@ -676,18 +687,35 @@ CONTENT_FIELDS: tuple[str, ...] = (
     "likely_metal",
     "domain_distance",
     "uncertainty",
+    *sorted({f for fields in DERIVED_FIELDS.values() for f in fields} - {"e_ij_abs_max"}),
+)
+_CONTENT_FIELDS_6: tuple[str, ...] = (
+    *_CONTENT_FIELDS_BEFORE_6[:13],
     *sorted({f for fields in DERIVED_FIELDS.values() for f in fields}),
     *FIGURE_FIELDS,
 )
+CONTENT_FIELDS: tuple[str, ...] = (*_CONTENT_FIELDS_6, "ieee_rotation")
+"""The fields of the current schema's hash (schema 7: of the compact stored form)."""
 
 
 def content_hash(doc: dict[str, Any]) -> str:
-    """SHA-256 of the :data:`CONTENT_FIELDS` of a prediction document's store dict (canonical
-    JSON): a re-screen skips a stored document only when its content still has this hash."""
+    """SHA-256 of the content fields of a prediction document's store dict (canonical JSON): a
+    re-screen skips a stored document only when its content still has this hash. The fields are
+    those of the document's ``schema_version`` (:data:`CONTENT_FIELDS` for the current one,
+    hashed on the compact stored form, so a document hashes the same in memory and stored;
+    an older document is checked on the fields it was hashed on)."""
     import hashlib
     import json
 
-    content = {k: doc.get(k) for k in CONTENT_FIELDS}
+    version = doc.get("schema_version")
+    if version is None or version < 6:
+        fields = _CONTENT_FIELDS_BEFORE_6
+    elif version == 6:
+        fields = _CONTENT_FIELDS_6
+    else:
+        fields = CONTENT_FIELDS
+        doc = compact_prediction_dict(doc)
+    content = {k: doc.get(k) for k in fields}
     predictions = content.get("predictions")
     if isinstance(predictions, dict):  # a task's wall time is a run detail, not content
         content["predictions"] = {
@@ -727,9 +755,10 @@ def identity_problem(doc: dict[str, Any], model_version: str) -> str | None:
 
 def migrate_prediction_dict(doc: dict[str, Any]) -> dict[str, Any]:
     """A stored prediction document (dict) of an older ``schema_version`` at the current one: the
-    derived fields recomputed from its stored tensors and structure (no model is run), every other
-    field kept (e.g. the DFPT results a selection wrote onto it). Ensemble spreads of the fields
-    whose definition changed cannot be recomputed without the members and are dropped."""
+    derived fields recomputed from its stored tensors and structure (no model is run), in the
+    compact stored form (:mod:`atomate2_gmt.schemas.stored`), every other field kept (e.g. the
+    DFPT results a selection wrote onto it). Ensemble spreads of the fields whose definition
+    changed cannot be recomputed without the members and are dropped."""
     out = {k: v for k, v in doc.items() if k != "_id"}
     if out.get("schema_version") == PREDICTION_SCHEMA_VERSION:
         if "content_hash" not in out:  # written before documents carried their hash
@@ -738,12 +767,19 @@ def migrate_prediction_dict(doc: dict[str, Any]) -> dict[str, Any]:
     structure = Structure.from_dict(doc["structure"])
     ieee = compute_ieee_rotation(structure)
     rotation = None if isinstance(ieee, str) else ieee
+    out["ieee_rotation"] = None if rotation is None else np.asarray(rotation, float).tolist()
     predictions = {k: dict(v) for k, v in (doc.get("predictions") or {}).items()}
     changed: set[str] = set()
     for task, pred in predictions.items():
-        if pred.get("state") != "successful" or pred.get("tensor") is None:
+        if pred.get("state") != "successful":
             continue
-        derived = derived_quantities(task, np.asarray(pred["tensor"], dtype=float), rotation)
+        if pred.get("tensor") is not None:
+            tensor = np.asarray(pred["tensor"], dtype=float)
+        elif pred.get("voigt") is not None:  # a compact document
+            tensor = voigt_to_full(np.asarray(pred["voigt"], dtype=float), kind_of(task))
+        else:
+            continue
+        derived = derived_quantities(task, tensor, rotation)
         pred["derived"] = derived
         for name in DERIVED_FIELDS.get(task, ()):
             value = derived.get(name)
@@ -772,6 +808,7 @@ def migrate_prediction_dict(doc: dict[str, Any]) -> dict[str, Any]:
         )
         out.update(_origin_fields(out.get("provenance"), props))
     out["schema_version"] = PREDICTION_SCHEMA_VERSION
+    out = compact_prediction_dict(out)  # schema 7: the compact stored form
     out["content_hash"] = content_hash(out)
     return out
 

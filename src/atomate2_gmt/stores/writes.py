@@ -18,7 +18,11 @@ from typing import Any
 from maggma.core import Store, StoreError
 from maggma.stores import GridFSStore, MongoStore, MontyStore
 
-from atomate2_gmt.schemas.fields import PREDICTION_INDEXES, PREDICTION_KEY
+from atomate2_gmt.schemas.fields import (
+    PREDICTION_INDEXES,
+    PREDICTION_KEY,
+    PREDICTION_SCHEMA_VERSION,
+)
 from atomate2_gmt.settings import mask_uri, remember_uri_secrets
 from atomate2_gmt.stores.embedded import EmbeddedStore
 from atomate2_gmt.stores.errors import StoreConnectionError, StoreIndexError, StoreWriteError
@@ -186,6 +190,10 @@ def _as_store_doc(doc: Any, index: int) -> dict[str, Any]:
         )
     if not out.get(PREDICTION_KEY):
         raise ValueError(f"document {index} has no {PREDICTION_KEY!r}")
+    if out.get("schema_version") == PREDICTION_SCHEMA_VERSION:  # stored compact (its hash too)
+        from atomate2_gmt.schemas.stored import compact_prediction_dict
+
+        out = compact_prediction_dict(out)
     return out
 
 
