@@ -241,13 +241,12 @@ def test_show_says_a_document_is_a_likely_metal(store, tmp_path, monkeypatch):
     # d = e·S from the document's own e and C (pC/N), frame-free: the longitudinal maximum
     import numpy as np
 
+    from atomate2_gmt.schemas.stored import expand_prediction_dict
     from atomate2_gmt.tensors.properties import (
         compliance_from_elastic,
         piezo_d_from_e,
         piezo_longitudinal_max,
     )
-
-    from atomate2_gmt.schemas.stored import expand_prediction_dict
 
     doc = expand_prediction_dict(next(store.query({"source": "ZnO.cif"})))  # the read form
     e = np.asarray(doc["predictions"]["piezo"]["tensor"])
