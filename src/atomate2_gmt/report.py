@@ -134,9 +134,12 @@ def document_comparison(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """
     from pymatgen.core import Structure
 
+    from atomate2_gmt.schemas.stored import expand_prediction_dict
+
     dfpt = doc.get("dfpt") or {}
     if not dfpt.get("tensors"):
         return []
+    doc = expand_prediction_dict(doc)  # a stored document keeps the Voigt form only
     structure = Structure.from_dict(doc["structure"])
     ops = point_group_operations(structure)
     rows = []
