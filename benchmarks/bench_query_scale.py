@@ -40,7 +40,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -50,6 +49,9 @@ from typing import Any
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_web import Server  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results" / "bench_query_scale.json"
 TARGET_MS = 300.0
 PER_PAGE = 25
@@ -61,7 +63,7 @@ def predict_base(project: Path) -> list[dict[str, Any]]:
     stored."""
     from atomate2_gmt.data.mp import structures_by_crystal_system
     from atomate2_gmt.jobs.predict import GMTPredictMaker, predict_documents
-    from atomate2_gmt.settings import GMTSettings
+    from atomate2_gmt.settings import resolve_settings
     from atomate2_gmt.stores import candidate_store, upsert_predictions
 
     groups = structures_by_crystal_system(6)
@@ -70,7 +72,7 @@ def predict_base(project: Path) -> list[dict[str, Any]]:
     maker = GMTPredictMaker(tasks=tasks, workers=0, model_workers=0)
     docs = predict_documents(maker, structures).documents
     assert isinstance(docs, list)
-    store = candidate_store(GMTSettings(PROJECT_DIR=project))
+    store = candidate_store(resolve_settings(project))
     upsert_predictions(store, docs)
     store.connect()
     out = [{k: v for k, v in d.items() if k != "_id"} for d in store.query()]
@@ -266,41 +268,6 @@ def measure(store: Any, repeat: int) -> list[dict[str, Any]]:
     return rows
 
 
-class Server:
-    """The app in a uvicorn server thread on a free port."""
-
-    def __init__(self, settings: Any) -> None:
-        import uvicorn
-
-        from atomate2_gmt.web.app import create_app
-
-        sys.path.insert(0, str(ROOT))
-        from tests.web.browser import free_port
-
-        self.port = free_port()
-        config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning",
-            access_log=False,
-        )  # fmt: skip
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        url = f"http://127.0.0.1:{self.port}"
-        for _ in range(400):
-            try:
-                with urllib.request.urlopen(url + "/heartbeat", timeout=5):
-                    return url
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("the server did not start")
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 def measure_http(settings: Any, repeat: int) -> list[dict[str, Any]]:
     def get(url: str) -> dict[str, Any]:
         with urllib.request.urlopen(url, timeout=300) as r:
@@ -436,7 +403,7 @@ def mongo_scaling(base: list[dict[str, Any]], sizes: list[int], tmp: Path) -> li
 def run_size(
     kind: str, n: int, base: list[dict[str, Any]], tmp: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
-    from atomate2_gmt.settings import GMTSettings
+    from atomate2_gmt.settings import GMTSettings, resolve_settings
     from atomate2_gmt.stores import candidate_store
 
     project = tmp / f"{kind}-{n}"
@@ -447,7 +414,7 @@ def run_size(
         env["ATOMATE2_GMT_MONGO_URI"] = uri
         settings = GMTSettings(PROJECT_DIR=project, MONGO_URI=uri)
     else:
-        settings = GMTSettings(PROJECT_DIR=project)
+        settings = resolve_settings(project)
     try:
         store = candidate_store(settings)
         if kind == "mongo":

@@ -148,10 +148,9 @@ def fill_training(project: Path, n: int) -> int:
 class Server:
     """The app in a uvicorn server thread on a free port."""
 
-    def __init__(self, project: Path) -> None:
+    def __init__(self, settings: Any) -> None:
         import uvicorn
 
-        from atomate2_gmt.settings import GMTSettings
         from atomate2_gmt.web.app import create_app
 
         sys.path.insert(0, str(ROOT))
@@ -159,7 +158,7 @@ class Server:
 
         self.port = free_port()
         config = uvicorn.Config(
-            create_app(GMTSettings(PROJECT_DIR=project)),
+            create_app(settings),
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
@@ -265,7 +264,9 @@ def main() -> None:
             ("model registry (API)", "/models/", False),
         ]  # fmt: skip
         rows = []
-        with Server(project) as url:
+        from atomate2_gmt.settings import resolve_settings
+
+        with Server(resolve_settings(project)) as url:
             t = time.perf_counter()
             get(url + f"/candidates/{urllib.request.quote(some)}/picture.png?task=elastic")
             first_picture_ms = (time.perf_counter() - t) * 1000
