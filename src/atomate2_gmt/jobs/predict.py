@@ -334,8 +334,12 @@ def finished_chunk(marker: Path, store: Store, version: str) -> PredictionRunDoc
     """The summary of the finished job that ``marker`` records, as a re-run's output (every
     input counted as skipped, nothing written), or None when there is no such marker, it
     records a failure (failed inputs are tried again), it is of another model version, or a
-    document it names is not in ``store`` as a successful document of the current schema."""
+    document it names is not in ``store`` as a successful document of the current schema that
+    can be trusted (:func:`~atomate2_gmt.schemas.prediction.identity_problem`: identity fields,
+    formula and ``content_hash`` checked, as the engine checks what it skips). Then the chunk
+    runs, and the engine replaces and reports what it cannot trust."""
     from atomate2_gmt.schemas.fields import PREDICTION_SCHEMA_VERSION
+    from atomate2_gmt.schemas.prediction import identity_problem
 
     try:
         done = PredictionRunDoc.model_validate_json(marker.read_text())
@@ -347,13 +351,16 @@ def finished_chunk(marker: Path, store: Store, version: str) -> PredictionRunDoc
     store.connect()
     found = 0
     for a in range(0, len(ids), 500):
-        found += store.count(
+        for doc in store.query(
             {
                 "prediction_id": {"$in": ids[a : a + 500]},
                 "state": "successful",
                 "schema_version": PREDICTION_SCHEMA_VERSION,
             }
-        )
+        ):
+            if identity_problem(doc, version) is not None:
+                return None
+            found += 1
     if found != len(ids):
         return None
     return done.model_copy(
