@@ -139,29 +139,16 @@ def test_funnel_flow_relaxes_the_shortlist_and_ranks_only_relaxed_generated_crys
 
 
 def _run_funnel(maker: GMTFunnelMaker, candidates: list[Candidate]) -> tuple[dict, list[str]]:
-    """The funnel's final output and the names of the relaxation jobs that ran."""
-    import logging
-
-    started: list[str] = []
-
-    class _Handler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            message = record.getMessage()
-            if message.startswith("Starting job - gmt_relax "):
-                started.append(message.removeprefix("Starting job - ").rsplit(" (", 1)[0])
-
-    log = logging.getLogger("jobflow.core.job")
-    handler, level = _Handler(), log.level
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    try:
-        flow = maker.make(candidates)
-        job_store = JobStore(MemoryStore(), additional_stores={"data": MemoryStore()})
-        run_locally(flow, ensure_success=True, log=False, store=job_store)
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(level)
-    return job_store.get_output(flow.jobs[-1].uuid, which="last", load=True), started
+    """The funnel's final output and the names of the relaxation jobs that ran, selected in the
+    job store by the metadata the funnel sets on them (``gmt_job: relax``)."""
+    flow = maker.make(candidates)
+    job_store = JobStore(MemoryStore(), additional_stores={"data": MemoryStore()})
+    run_locally(flow, ensure_success=True, log=False, store=job_store)
+    relaxed = [
+        doc["name"]
+        for doc in job_store.query({"metadata.gmt_job": "relax"}, properties=["name", "metadata"])
+    ]
+    return job_store.get_output(flow.jobs[-1].uuid, which="last", load=True), relaxed
 
 
 def test_a_rerun_reuses_the_stored_relaxations(project):

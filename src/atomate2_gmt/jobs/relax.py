@@ -283,6 +283,8 @@ def relax_shortlist(
     for k, entry in enumerate(entries, 1):
         relax = relax_maker.make(_structure(entry["structure"]))
         relax.name = f"gmt_relax {k}/{len(entries)} {entry['source']}"[:200]
+        # what the job is, for whoever selects jobs (job store queries, tests): not its name
+        relax.metadata = {**(relax.metadata or {}), "gmt_job": "relax", "source": entry["source"]}
         relax_jobs.append(relax)
     phases = []
     if stability:
