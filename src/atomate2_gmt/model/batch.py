@@ -70,7 +70,13 @@ def prepare_structure(
     info = point_group_info(structure, config.symprec, config.angle_tolerance)
     if config.refine_structure:
         structure = refined_structure(structure, config.symprec)
-    graph = build_graph(structure, config.k_neighbors, config.max_radius, config.max_sites)
+    graph = build_graph(
+        structure,
+        config.k_neighbors,
+        config.max_radius,
+        config.max_sites,
+        checked=not config.refine_structure,  # a refined structure is checked again
+    )
     return graph, info
 
 

@@ -107,7 +107,12 @@ class ChannelwiseTensorProduct(nn.Module):
             x = x1[:, start:stop].reshape(n, mul, d1)
             out = torch.bmm(x, m) if d1 > 1 else x * m
             w = weight.index_select(1, getattr(self, f"weight_index_{g}"))
-            parts.append(out.reshape(n, -1) * w)
+            # in place: the product's result is a fresh tensor, and no edge-sized copy is
+            # allocated for the weighted one (the same values as ``*``)
+            if torch.is_grad_enabled() and (out.requires_grad or w.requires_grad):
+                parts.append(out.reshape(n, -1) * w)
+            else:
+                parts.append(out.reshape(n, -1).mul_(w))
         return parts
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -197,14 +197,22 @@ def check_structure(structure: object, max_sites: int = 2000) -> Structure:
 
 
 def build_graph(
-    structure: Structure, k: int = 16, max_radius: float = 12.0, max_sites: int = 2000
+    structure: Structure,
+    k: int = 16,
+    max_radius: float = 12.0,
+    max_sites: int = 2000,
+    *,
+    checked: bool = False,
 ) -> CrystalGraph:
     """Build the k-NN periodic graph of ``structure`` (see module docstring).
 
     Raises ValueError for bad input, or when an atom has fewer than ``k`` neighbours within
     ``max_radius`` Å (an isolated atom in vacuum, a slab or molecule in a huge box).
+    ``checked=True``: the caller has just run :func:`check_structure` with ``max_sites``
+    (it is not run again: a neighbour search per call).
     """
-    structure = check_structure(structure, max_sites=max_sites)
+    if not checked:
+        structure = check_structure(structure, max_sites=max_sites)
     n = len(structure)
     # first guess: the radius holding ~1.5 k atoms at the mean density, grown until all have k
     vol_per_atom = structure.volume / n
