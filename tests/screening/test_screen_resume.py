@@ -63,6 +63,33 @@ def _store_docs(project: Path) -> list[dict]:
         store.close()
 
 
+def _open_files_under(folder: Path) -> list[str]:
+    """The files under ``folder`` this process holds open (Linux: ``/proc/self/fd``)."""
+    out = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed while listed (the listing's own descriptor)
+            continue
+        if target.startswith(str(folder)):
+            out.append(target)
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc (Linux)")
+def test_chunk_jobs_close_their_store(tmp_path, project, small_models, good_structures):
+    """Each chunk job closes the store connection it opened: a screen of N chunks does not end
+    holding N SQLite connections (each with its page cache and a file descriptor)."""
+    from atomate2_gmt.cli.screen import run_screening
+
+    source = _write_collection(tmp_path / "c.json.gz", _distinct_crystals(good_structures, 24))
+    before = _open_files_under(project)
+    out = run_screening(source, ("dielectric",), chunk_size=4, top=3)
+    assert out["n_documents"] == 24
+    assert len(list((project / "sources" / "done").glob("chunk-*.json"))) == 6
+    assert _open_files_under(project) == before == []
+
+
 def test_rerun_reads_no_finished_chunk_and_outputs_hold_no_keys(
     tmp_path, project, small_models, good_structures
 ):

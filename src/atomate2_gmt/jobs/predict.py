@@ -235,8 +235,7 @@ def predict_documents(
     """The body of :meth:`GMTPredictMaker.make`, callable without jobflow: the store is
     built and checked (before any prediction), then :func:`atomate2_gmt.engine.
     predict_documents` runs with :meth:`GMTPredictMaker.engine_settings` and the maker's
-    model loader."""
-    from atomate2_gmt import engine, progress
+    model loader. The job closes the store when it is done (its own connection)."""
     from atomate2_gmt.stores import candidate_store, check_store
 
     settings = maker.settings()
@@ -244,6 +243,25 @@ def predict_documents(
     if maker.write_to_store:  # fail before any prediction if the store is unreachable
         store = maker.store if maker.store is not None else candidate_store(settings)
         check_store(store, timeout_s=settings.STORE_TIMEOUT_S)
+    try:
+        return _predict_chunk(maker, candidates, settings, store)
+    finally:
+        # the job's own connection: closed, or a screen of many chunks holds one per chunk
+        # (an SQLite connection and its page cache of up to 2 MB, a file descriptor each)
+        if store is not None:
+            store.close()
+
+
+def _predict_chunk(
+    maker: GMTPredictMaker,
+    candidates: Sequence[CandidateLike],
+    settings: GMTSettings,
+    store: Store | None,
+) -> PredictionRunDoc:
+    """The body of :func:`predict_documents` once its store (if any) is connected and
+    checked: the done marker of a finished chunk, or the engine's run."""
+    from atomate2_gmt import engine, progress
+
     engine_settings = maker.engine_settings(settings)
     loaded: dict[tuple[str, tuple[str, ...]], Any] = {}
 
