@@ -476,10 +476,10 @@ def keep_freed_memory() -> bool:
 
     A forward pass allocates and frees the same edge-sized tensors (1-10 MB) batch after batch.
     With glibc's defaults each comes from a fresh ``mmap`` (or a heap grown again after a trim),
-    and the kernel zeroes its pages on first touch: 5.6-7.2 ms of system time per structure
-    on top of 24-27 ms of user time for the three shipped models (batches of 32, one thread;
-    ``benchmarks/bench_screen.py``, docs/benchmarks.md). With freed memory kept that system
-    time is 0.01 ms. The process keeps its peak heap (the largest batch's tensors) until exit.
+    and the kernel zeroes its pages on first touch: 1-7 ms of system time per structure (up to
+    2,800 page faults) on top of 20-27 ms of user time for the three shipped models (batches
+    of 32, one thread; ``benchmarks/bench_alloc.py``, docs/benchmarks.md). With freed memory
+    kept that system time is 0.01 ms (one page fault per structure). The process keeps its peak heap (the largest batch's tensors) until exit.
     """
     import ctypes
     import ctypes.util

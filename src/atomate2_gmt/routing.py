@@ -27,6 +27,7 @@ from typing import Any, Literal, get_args
 from jobflow import Flow, Job
 
 __all__ = [
+    "KIND_KEY",
     "ROLES",
     "ROLE_KEY",
     "ROUTING_KEY",
@@ -45,6 +46,11 @@ ROLES: tuple[str, ...] = get_args(Role)
 
 ROLE_KEY = "atomate2_gmt_role"
 """Job metadata key of the job's role (one of :data:`ROLES`)."""
+
+KIND_KEY = "atomate2_gmt_kind"
+"""Job metadata key of what a job does where its role does not say it (``"relax"``: one
+relaxation of the funnel's shortlist, an atomate2 force-field job), for selecting jobs in a
+job store or a flow without reading their names."""
 
 ROUTING_KEY = "atomate2_gmt_routing"
 """Job metadata key of the routing table :func:`route` applied, carried to the jobs created at

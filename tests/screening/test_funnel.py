@@ -18,6 +18,7 @@ from atomate2_gmt.flows.screen import GMTScreenMaker
 from atomate2_gmt.jobs.predict import predict_documents
 from atomate2_gmt.jobs.relax import DEFAULT_FMAX, default_relax_maker, relaxation_record
 from atomate2_gmt.query import query_candidates
+from atomate2_gmt.routing import KIND_KEY
 from atomate2_gmt.schemas.prediction import GMTPredictionDoc, RelaxationInfo
 from atomate2_gmt.stores import candidate_store
 from tests.screening.conftest import SmallModelPredictMaker
@@ -140,14 +141,12 @@ def test_funnel_flow_relaxes_the_shortlist_and_ranks_only_relaxed_generated_crys
 
 def _run_funnel(maker: GMTFunnelMaker, candidates: list[Candidate]) -> tuple[dict, list[str]]:
     """The funnel's final output and the names of the relaxation jobs that ran, selected in the
-    job store by the metadata the funnel sets on them (``gmt_job: relax``)."""
+    job store by the metadata the funnel sets on them (``KIND_KEY: relax``)."""
     flow = maker.make(candidates)
     job_store = JobStore(MemoryStore(), additional_stores={"data": MemoryStore()})
     run_locally(flow, ensure_success=True, log=False, store=job_store)
-    relaxed = [
-        doc["name"]
-        for doc in job_store.query({"metadata.gmt_job": "relax"}, properties=["name", "metadata"])
-    ]
+    kind = {f"metadata.{KIND_KEY}": "relax"}
+    relaxed = [doc["name"] for doc in job_store.query(kind, properties=["name", "metadata"])]
     return job_store.get_output(flow.jobs[-1].uuid, which="last", load=True), relaxed
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from jobflow import Flow, Response, job
 from jobflow.core.reference import OnMissing
 
-from atomate2_gmt.routing import declare_role, job_role, route_new_jobs
+from atomate2_gmt.routing import KIND_KEY, declare_role, job_role, route_new_jobs
 from atomate2_gmt.schemas.fields import DEFAULT_SORT, PREDICTION_KEY
 
 if TYPE_CHECKING:
@@ -283,8 +283,7 @@ def relax_shortlist(
     for k, entry in enumerate(entries, 1):
         relax = relax_maker.make(_structure(entry["structure"]))
         relax.name = f"gmt_relax {k}/{len(entries)} {entry['source']}"[:200]
-        # what the job is, for whoever selects jobs (job store queries, tests): not its name
-        relax.metadata = {**(relax.metadata or {}), "gmt_job": "relax", "source": entry["source"]}
+        relax.metadata = {**(relax.metadata or {}), KIND_KEY: "relax", "source": entry["source"]}
         relax_jobs.append(relax)
     phases = []
     if stability:

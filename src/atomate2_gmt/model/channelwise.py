@@ -109,7 +109,7 @@ class ChannelwiseTensorProduct(nn.Module):
             w = weight.index_select(1, getattr(self, f"weight_index_{g}"))
             # in place: the product's result is a fresh tensor, and no edge-sized copy is
             # allocated for the weighted one (the same values as ``*``)
-            if torch.is_grad_enabled() and (out.requires_grad or w.requires_grad):
+            if out.requires_grad or w.requires_grad:  # autograd needs both factors
                 parts.append(out.reshape(n, -1) * w)
             else:
                 parts.append(out.reshape(n, -1).mul_(w))
