@@ -479,7 +479,8 @@ def keep_freed_memory() -> bool:
     and the kernel zeroes its pages on first touch: 1-7 ms of system time per structure (up to
     2,800 page faults) on top of 20-27 ms of user time for the three shipped models (batches
     of 32, one thread; ``benchmarks/bench_alloc.py``, docs/benchmarks.md). With freed memory
-    kept that system time is 0.01 ms (one page fault per structure). The process keeps its peak heap (the largest batch's tensors) until exit.
+    kept that system time is 0.01 ms (one page fault per structure). The process keeps its
+    peak heap (the largest batch's tensors) until exit.
     """
     import ctypes
     import ctypes.util
