@@ -48,9 +48,11 @@ ROLE_KEY = "atomate2_gmt_role"
 """Job metadata key of the job's role (one of :data:`ROLES`)."""
 
 KIND_KEY = "atomate2_gmt_kind"
-"""Job metadata key of what a job does where its role does not say it (``"relax"``: one
-relaxation of the funnel's shortlist, an atomate2 force-field job), for selecting jobs in a
-job store or a flow without reading their names."""
+"""Job metadata key of what a job does where its role does not say it, for selecting jobs in a
+job store, a flow or a progress display without reading their names: ``"predict"`` (a
+prediction job: a screening chunk, the funnel's relaxed structures), ``"rank"`` (a screening
+ranking), ``"relax"`` (one relaxation of the funnel's shortlist, an atomate2 force-field job;
+its metadata also carry ``"source"`` and ``"position"``, ``[k, n]`` in the shortlist)."""
 
 ROUTING_KEY = "atomate2_gmt_routing"
 """Job metadata key of the routing table :func:`route` applied, carried to the jobs created at
@@ -79,11 +81,16 @@ def _check(role: str) -> str:
     return role
 
 
-def job_role(role: Role) -> dict[str, Any]:
-    """Keyword arguments of ``jobflow.job`` that declare the role of every job it makes, e.g.
-    ``@job(name="gmt_rank", **job_role("gmt"))`` (jobflow copies them for each job)."""
+def job_role(role: Role, kind: str | None = None) -> dict[str, Any]:
+    """Keyword arguments of ``jobflow.job`` that declare the role (and ``kind``, under
+    :data:`KIND_KEY`) of every job it makes, e.g. ``@job(name="gmt_rank", **job_role("gmt",
+    "rank"))`` (jobflow copies them for each job). Jobs it creates at run time inherit the role,
+    not the kind."""
     _check(role)
-    return {"metadata": {ROLE_KEY: role}, "metadata_updates": [_inherit(role)]}
+    metadata: dict[str, Any] = {ROLE_KEY: role}
+    if kind is not None:
+        metadata[KIND_KEY] = kind
+    return {"metadata": metadata, "metadata_updates": [_inherit(role)]}
 
 
 def declare_role(obj: Any, role: Role) -> Any:

@@ -83,7 +83,7 @@ def run_screening(
     ):
         responses = run_locally(flow, ensure_success=False, log=False)
     failed = [job for job in flow.jobs if job.uuid not in responses]
-    job_failures = [[job.name, failure_log.reason(job.name)] for job in failed]
+    job_failures = [[job.name, failure_log.reason(job.uuid)] for job in failed]
     rank_job = flow.jobs[-1]
     if rank_job.uuid in responses:
         return {**dict(responses[rank_job.uuid][1].output), "job_failures": job_failures}
@@ -142,12 +142,8 @@ def _run_funnel(screen_maker: Any, candidates: Any, shortlist: int) -> dict[str,
     funnel_job = flow.jobs[-1]
     if funnel_job.uuid in responses and len(responses[funnel_job.uuid]) > 1:
         output = job_store.get_output(funnel_job.uuid, which="last", load=True)
-        failures = [
-            [name, reason]
-            for name, reason in failure_log.records.items()
-            if not name.startswith("gmt_relax ")
-        ]
-        return {**dict(output), "job_failures": failures}
+        # a failed relaxation is in the funnel's own failures
+        return {**dict(output), "job_failures": failure_log.failures(except_kind="relax")}
     return {
         "ranking": {},
         "n": 0,
@@ -158,8 +154,8 @@ def _run_funnel(screen_maker: Any, candidates: Any, shortlist: int) -> dict[str,
         "tasks": [],
         "store": _store_name(screen_maker.store),
         "funnel": None,
-        "job_failures": [[name, reason] for name, reason in failure_log.records.items()]
-        or [[funnel_job.name, failure_log.reason(funnel_job.name)]],
+        "job_failures": failure_log.failures()
+        or [[funnel_job.name, failure_log.reason(funnel_job.uuid)]],
     }
 
 
@@ -186,14 +182,46 @@ def _store_name(store: Any) -> str:
     return str(describe_store(store))
 
 
+def _logging_job() -> Any:
+    """The jobflow job a jobflow log record being handled is about, or None.
+
+    jobflow's records ("Starting job - <name> (<uuid>)", "<name> failed with exception")
+    carry the job's name only, and jobs are told apart by their metadata (``routing.KIND_KEY``,
+    set where each job is made), never by their names. The job is a local of the frame that
+    logs the record: ``self`` of ``Job.run``, ``job`` of ``run_locally``'s job runner; a
+    handler finds it a few frames above its ``emit``."""
+    import sys
+    from types import FrameType
+
+    from jobflow import Job
+
+    frame: FrameType | None = sys._getframe(1)
+    for _ in range(24):
+        if frame is None:
+            return None
+        for local in ("self", "job"):
+            candidate = frame.f_locals.get(local)
+            if isinstance(candidate, Job):
+                return candidate
+        frame = frame.f_back
+    return None
+
+
+def _kind(job: Any) -> str | None:
+    from atomate2_gmt.routing import KIND_KEY
+
+    return (getattr(job, "metadata", None) or {}).get(KIND_KEY)
+
+
 class _JobFailureLog:
     """Collects the exceptions jobflow's ``run_locally`` logs for failed jobs (it reports them
-    only as log records) without printing jobflow's other log lines."""
+    only as log records) without printing jobflow's other log lines: ``records`` maps each
+    failed job's uuid to ``(name, kind, exception)``."""
 
     def __init__(self) -> None:
         import logging
 
-        self.records: dict[str, str] = {}
+        self.records: dict[str, tuple[str, str | None, str]] = {}
         self.logger = logging.getLogger("jobflow.managers.local")
         outer = self
 
@@ -203,7 +231,10 @@ class _JobFailureLog:
                 name, sep, trace = message.partition(" failed with exception:")
                 if sep:
                     lines = [ln for ln in trace.strip().splitlines() if ln.strip()]
-                    outer.records[name] = lines[-1].strip() if lines else "unknown error"
+                    job = _logging_job()
+                    uuid = job.uuid if job is not None else name
+                    reason = lines[-1].strip() if lines else "unknown error"
+                    outer.records[uuid] = (name, _kind(job), reason)
 
         self.handler = _Handler()
 
@@ -226,53 +257,71 @@ class _JobFailureLog:
         self.logger.propagate = self._saved[1]
         self.logger.disabled = self._saved[2]
 
-    def reason(self, job_name: str) -> str:
+    def reason(self, uuid: str) -> str:
         """The failed job's exception (``Type: message``), or why it did not run."""
-        return self.records.get(job_name, "not run: a job it depends on failed")
+        record = self.records.get(uuid)
+        return record[2] if record else "not run: a job it depends on failed"
+
+    def failures(self, *, except_kind: str | None = None) -> list[list[str]]:
+        """``[job name, exception]`` of each failed job (but those of ``except_kind``)."""
+        return [
+            [name, reason]
+            for name, kind, reason in self.records.values()
+            if except_kind is None or kind != except_kind
+        ]
 
 
 class _JobProgress:
     """Progress lines for the jobs ``run_locally`` runs, read from jobflow's "Starting job" /
-    "Finished job" log records: each relaxation (``gmt_relax i/n <source>``, one atomate2 job
-    that can take seconds) and each other job of the funnel but the prediction chunks (which
-    report their own count) gets a start line, and every job a line whenever nothing was
-    written for 2 s while it runs (a prediction chunk between two counts, a relaxation);
-    a relaxation also gets a line with its time."""
+    "Finished job" log records and told apart by their metadata (``routing.KIND_KEY``): each
+    relaxation (one atomate2 job that can take seconds) and each other job of the funnel but
+    the prediction and ranking jobs (which report their own counts) gets a start line, and
+    every job a line whenever nothing was written for 2 s while it runs (a prediction between
+    two counts, a relaxation); a relaxation also gets a line with its time."""
 
-    QUIET_JOBS = ("gmt_predict", "gmt_rank")
+    QUIET_KINDS = ("predict", "rank")
 
     def __init__(self) -> None:
         import logging
 
         self.logger = logging.getLogger("jobflow.core.job")
-        self.current: tuple[str, float] | None = None
+        self.current: tuple[str, float, str | None, str] | None = None
         outer = self
 
         class _Handler(logging.Handler):
             def emit(self, record: logging.LogRecord) -> None:
-                outer.on_record(record.getMessage())
+                outer.on_record(record.getMessage(), _logging_job())
 
         self.handler = _Handler()
 
-    def on_record(self, message: str) -> None:
+    @staticmethod
+    def _label(job: Any, name: str) -> str:
+        """What a line calls the job: a relaxation by its position and source."""
+        if _kind(job) == "relax":
+            k, n = (job.metadata.get("position") or ["?", "?"])[:2]
+            return f"{k}/{n}: {job.metadata.get('source', name)}"
+        return name
+
+    def on_record(self, message: str, job: Any) -> None:
+        """Print the line of one jobflow record (``job``: the job it is about)."""
         from atomate2_gmt import progress
 
         what, sep, rest = message.partition(" job - ")
         if not sep:
             return
         name = rest.rsplit(" (", 1)[0]
+        kind = _kind(job)
         if what == "Starting":
-            self.current = (name, time.perf_counter())
-            if name.startswith("gmt_relax "):
-                count, _, source = name.removeprefix("gmt_relax ").partition(" ")
-                progress.phase(f"relaxing {count}: {source}")
-            elif not name.startswith(self.QUIET_JOBS):
+            self.current = (name, time.perf_counter(), kind, self._label(job, name))
+            if kind == "relax":
+                progress.phase(f"relaxing {self.current[3]}")
+            elif kind not in self.QUIET_KINDS:
                 progress.phase(f"running {name}")
         elif what == "Finished" and self.current is not None:
             started = self.current[1]
             self.current = None
-            if name.startswith("gmt_relax "):
-                source = name.removeprefix("gmt_relax ").partition(" ")[2]
+            if kind == "relax":
+                source = job.metadata.get("source", name)
                 progress.phase(f"relaxed {source} in {time.perf_counter() - started:.1f} s")
 
     def _beat(self) -> None:
@@ -281,12 +330,12 @@ class _JobProgress:
         current = self.current
         if current is None or progress.idle_s() < 2.0:  # other lines are flowing
             return
-        elapsed = time.perf_counter() - current[1]
-        if current[0].startswith("gmt_relax "):
-            source = current[0].removeprefix("gmt_relax ").partition(" ")[2]
-            progress.phase(f"relaxing {source} ({elapsed:.0f} s)")
+        name, started, kind, label = current
+        elapsed = time.perf_counter() - started
+        if kind == "relax":
+            progress.phase(f"relaxing {label} ({elapsed:.0f} s)")
         else:
-            progress.phase(f"running {current[0]} ({elapsed:.0f} s)")
+            progress.phase(f"running {name} ({elapsed:.0f} s)")
 
     def __enter__(self) -> _JobProgress:
         import contextlib

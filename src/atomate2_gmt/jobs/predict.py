@@ -219,7 +219,7 @@ class GMTPredictMaker(Maker):
             limits=InputLimits.from_settings(settings),
         )
 
-    @job(output_schema=PredictionRunDoc, **job_role("gmt"))
+    @job(output_schema=PredictionRunDoc, **job_role("gmt", "predict"))
     def make(self, candidates: Sequence[CandidateLike]) -> PredictionRunDoc:
         """Predict every candidate (Candidate, Structure, Structure dict or file path).
 

@@ -69,7 +69,7 @@ def ranking(
     return out
 
 
-@job(name="gmt_rank", **job_role("gmt"))
+@job(name="gmt_rank", **job_role("gmt", "rank"))
 def rank_predictions(
     summaries: list[PredictionRunDoc | dict[str, Any]],
     top: int = 20,

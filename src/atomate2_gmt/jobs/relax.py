@@ -283,7 +283,12 @@ def relax_shortlist(
     for k, entry in enumerate(entries, 1):
         relax = relax_maker.make(_structure(entry["structure"]))
         relax.name = f"gmt_relax {k}/{len(entries)} {entry['source']}"[:200]
-        relax.metadata = {**(relax.metadata or {}), KIND_KEY: "relax", "source": entry["source"]}
+        relax.metadata = {
+            **(relax.metadata or {}),
+            KIND_KEY: "relax",
+            "source": entry["source"],
+            "position": [k, len(entries)],
+        }
         relax_jobs.append(relax)
     phases = []
     if stability:
@@ -327,7 +332,7 @@ def relax_shortlist(
     return Response(replace=route_new_jobs(flow))
 
 
-@job(name="gmt_predict_relaxed", **job_role("gmt"))
+@job(name="gmt_predict_relaxed", **job_role("gmt", "predict"))
 def predict_relaxed(
     entries: list[dict[str, Any]],
     relaxations: Sequence[Any],
