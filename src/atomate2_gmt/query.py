@@ -845,28 +845,32 @@ def query_candidates(
 def missing_values(
     store: Store,
     query: CandidateQuery,
-    count: Callable[[Store, dict[str, Any]], MatchCount] | None = None,
+    count_each: Callable[[Store, list[dict[str, Any]]], list[MatchCount]] | None = None,
 ) -> dict[str, MatchCount]:
     """How many candidates that match everything else are left out because they lack a value
     the query needs: ``{"<what>": count}`` (only reasons with a count above 0), e.g.
-    ``{"the source's band gap": MatchCount(12)}``. One count per needed value, exact within a
-    time budget, else estimated and marked (:func:`~atomate2_gmt.stores.count_matches`);
-    ``count``: how to count (the web app's cache)."""
-    from atomate2_gmt.stores.counting import count_matches
+    ``{"the source's band gap": MatchCount(12)}``. One count per needed value, exact within one
+    time budget for them all, else estimated from one random sample and marked
+    (:func:`~atomate2_gmt.stores.counting.count_matches_each`); ``count_each``: how to count
+    (the web app's cache)."""
+    from atomate2_gmt.stores.counting import count_matches_each
 
-    out: dict[str, MatchCount] = {}
     store.connect()
-    seen: set[str] = set()
+    needed: dict[str, tuple[str, dict[str, Any]]] = {}
     for req in query.requirements():
-        if req.field in seen:
+        if req.field in needed:
             continue
-        seen.add(req.field)
         criteria = query.criteria(without=req.field)
         criteria.setdefault("$and", []).append({req.field: None})
-        n = (count or count_matches)(store, criteria)
-        if n.n or (n.estimated and n.hits == 0):
-            out[req.what] = n
-    return out
+        needed[req.field] = (req.what, criteria)
+    if not needed:
+        return {}
+    counts = (count_each or count_matches_each)(store, [c for _, c in needed.values()])
+    return {
+        what: n
+        for (what, _), n in zip(needed.values(), counts, strict=True)
+        if n.n or (n.estimated and n.hits == 0)
+    }
 
 
 def find_document(store: Store, key: str) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from atomate2_gmt.registry import (
     PromotionRefusedError,
     WeightsIntegrityError,
 )
-from atomate2_gmt.stores import GridFSBlobStore, LocalBlobStore
+from atomate2_gmt.stores import LocalBlobStore
+from atomate2_gmt.stores.gridfs import GridFSBlobStore
 
 
 def _blob_count(registry: ModelRegistry, model_id: str) -> int:

@@ -126,3 +126,30 @@ def test_a_huge_top_is_a_clear_error_not_an_overflow(app, project, top):
     assert "OverflowError" not in result.output
     ok = CliRunner().invoke(app, ["query", "-p", "piezo", "--top", str(MAX_TOP)])
     assert ok.exit_code == 0, ok.output
+
+
+def test_a_query_process_loads_no_model_or_structure_stack(project):
+    """``atomate2-gmt query`` on the embedded store, as a fresh process, answers without loading
+    torch, jobflow, pymatgen's structures or ``maggma.stores`` (its S3/SSH modules): the
+    imports are most of the command's time (docs/benchmarks.md, Command-line start-up)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from atomate2_gmt.cli.app import main\n"
+        "sys.argv = ['atomate2-gmt', 'query', '-p', 'piezo', '--top', '2', '-f', 'json']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "heavy = ('torch', 'e3nn', 'jobflow', 'pymatgen.core', 'maggma.stores', 'boto3')\n"
+        "print('loaded:' + ','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ)
+    )
+    assert out.returncode == 0, out.stderr
+    assert '"TiPbO3"' in out.stdout  # the query ran
+    assert out.stdout.strip().splitlines()[-1] == "loaded:"

@@ -19,7 +19,6 @@ from atomate2_gmt.schemas.stored import expand_prediction_dict
 from atomate2_gmt.settings import GMTSettings
 from atomate2_gmt.stores import (
     EmbeddedStore,
-    GridFSBlobStore,
     StoreConnectionError,
     StoreWriteError,
     candidate_store,
@@ -27,6 +26,7 @@ from atomate2_gmt.stores import (
     registry_blob_store,
     upsert_predictions,
 )
+from atomate2_gmt.stores.gridfs import GridFSBlobStore
 
 pytestmark = pytest.mark.slow
 

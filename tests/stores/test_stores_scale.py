@@ -212,6 +212,38 @@ def test_counts_are_exact_within_the_budget_and_estimated_past_it(varied):
     assert varied.count_within(criteria, 0.0) is None  # the budget really stops SQLite
 
 
+def test_several_counts_share_one_budget_and_one_sample(varied):
+    """A query's left-out counts: exact where the one budget allows, else estimated together
+    from one draw of rows (read once), each as its own count would be; a filter SQL cannot
+    express (``$regex``) is estimated from the documents of the same draw."""
+    from atomate2_gmt.stores.counting import count_matches_each
+
+    criteria = [
+        CandidateQuery.build(prop="piezo", exclude_elements="Pb").criteria(),
+        CandidateQuery.build(prop="elastic").criteria(),
+        {"source": {"$regex": "^Zn"}},
+    ]
+    exact = [varied.count(c) for c in criteria]
+    assert 0 < exact[2] < 36
+    in_time = count_matches_each(varied, criteria, budget_s=10.0)
+    assert in_time[:2] == [MatchCount(n) for n in exact[:2]]
+    assert in_time[2].estimated  # SQL cannot count it: estimated, as count_matches does
+    statements: list[str] = []
+    varied._collection.set_trace_callback(statements.append)  # every SQL statement it runs
+    try:
+        shared = count_matches_each(varied, criteria, budget_s=0.0, sample=36)
+    finally:
+        varied._collection.set_trace_callback(None)
+    assert all(n.estimated and n.sampled == 36 for n in shared)
+    assert [n.n for n in shared] == exact  # a sample of every row: the exact numbers, marked
+    assert [n.n for n in shared] == [
+        count_matches(varied, c, budget_s=0.0, sample=36).n for c in criteria
+    ]
+    # for all three counts: one read of the drawn rows for the translated filters (and the
+    # number of documents), one of their documents for the untranslatable one
+    assert len([sql for sql in statements if "WHERE id IN" in sql]) == 2
+
+
 def test_estimate_labels():
     assert MatchCount(1_020_000, estimated=True, sampled=400, hits=201).label() == "about 1.0e6"
     assert MatchCount(480, estimated=True, sampled=400, hits=3).label() == "about 480"

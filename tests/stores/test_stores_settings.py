@@ -12,7 +12,6 @@ from atomate2_gmt.data.records import TASKS
 from atomate2_gmt.settings import GMTSettings, mask_secrets, mask_uri
 from atomate2_gmt.stores import (
     EmbeddedStore,
-    GridFSBlobStore,
     LocalBlobStore,
     candidate_store,
     describe_store,
@@ -22,6 +21,7 @@ from atomate2_gmt.stores import (
     store_from_spec,
     training_store,
 )
+from atomate2_gmt.stores.gridfs import GridFSBlobStore
 
 
 @pytest.fixture(autouse=True)

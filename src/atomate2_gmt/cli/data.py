@@ -8,17 +8,7 @@ from typing import Annotated
 
 import typer
 
-from atomate2_gmt.data.jarvis import (
-    DEFAULT_URL_BASE,
-    GMTNET_JARVIS_FILES,
-    JARVIS_TASK_FILES,
-    default_jarvis_dir,
-    fetch_gmtnet_jarvis,
-    load_gmtnet_jarvis,
-    verify_file_bytes,
-)
-from atomate2_gmt.data.mp import MP_SOURCES, load_mp
-from atomate2_gmt.data.records import TASK_UNITS, TASKS, records_hash
+from atomate2_gmt.tensors.tasks import TASK_SPECS, TASKS
 
 app = typer.Typer(
     help="Datasets: the shipped Materials Project tensors and the GMTNet JARVIS benchmark.",
@@ -43,19 +33,30 @@ def fetch(
         Path | None,
         typer.Option(help="Target folder (default: $ATOMATE2_GMT_DATA_DIR/gmtnet_jarvis)."),
     ] = None,
-    url_base: Annotated[str, typer.Option(help="Folder URL the file names are appended to.")] = (
-        DEFAULT_URL_BASE
-    ),
+    url_base: Annotated[
+        str | None,
+        typer.Option(
+            help="Folder URL the file names are appended to (default: the GMTNet authors' "
+            "release, atomate2_gmt.data.jarvis.DEFAULT_URL_BASE)."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Download even if a verified copy exists.")] = (
         False
     ),
 ) -> None:
     """Download a dataset and verify its published hashes (nothing is unpickled)."""
+    from atomate2_gmt.data.jarvis import (
+        DEFAULT_URL_BASE,
+        GMTNET_JARVIS_FILES,
+        default_jarvis_dir,
+        fetch_gmtnet_jarvis,
+    )
+
     if dataset not in FETCHABLE:
         raise _fail(f"unknown dataset {dataset!r}; fetchable: {', '.join(FETCHABLE)}")
     target = dest if dest is not None else default_jarvis_dir()
     try:
-        paths = fetch_gmtnet_jarvis(target, url_base, overwrite=overwrite)
+        paths = fetch_gmtnet_jarvis(target, url_base or DEFAULT_URL_BASE, overwrite=overwrite)
     except ValueError as exc:
         raise _fail(str(exc)) from None
     except (urllib.error.URLError, OSError) as exc:
@@ -67,19 +68,29 @@ def fetch(
 
 
 def _mp_info(tasks: list[str]) -> None:
+    from atomate2_gmt.data.mp import MP_SOURCES, load_mp
+    from atomate2_gmt.data.records import records_hash
+
     typer.echo("Materials Project (shipped; CC BY 4.0; see data/datasets/README.md)")
     header = f"{'task':<17}{'field':<22}{'units':<14}{'shipped':>8}{'kept':>6}{'excl.':>6}"
     typer.echo(header + "  threshold  records hash (kept)")
     for task in tasks:
         ds = load_mp(task)
         typer.echo(
-            f"{task:<17}{MP_SOURCES[task].field:<22}{TASK_UNITS[task]:<14}{ds.n_total:>8}"
+            f"{task:<17}{MP_SOURCES[task].field:<22}{TASK_SPECS[task].units:<14}{ds.n_total:>8}"
             f"{ds.n_kept:>6}{ds.n_excluded:>6}  {ds.threshold:<9.0e}  "
             f"{records_hash(ds.records)[:16]}"
         )
 
 
 def _jarvis_info(tasks: list[str], folder: Path) -> None:
+    from atomate2_gmt.data.jarvis import (
+        GMTNET_JARVIS_FILES,
+        JARVIS_TASK_FILES,
+        load_gmtnet_jarvis,
+        verify_file_bytes,
+    )
+
     typer.echo(f"GMTNet JARVIS benchmark in {folder}")
     present: dict[str, bool] = {}
     for name, hashes in GMTNET_JARVIS_FILES.items():
@@ -122,6 +133,8 @@ def info(
         raise _fail(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     if source not in SOURCES:
         raise _fail(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+    from atomate2_gmt.data.jarvis import JARVIS_TASK_FILES, default_jarvis_dir
+
     tasks = [task] if task is not None else list(TASKS)
     if source == "mp":
         _mp_info(tasks)

@@ -7,8 +7,8 @@ that subset is evaluated in Python with mongomock's matcher. Registry weights go
 ``PROJECT_DIR/stores/<blob collection>/`` (:class:`LocalBlobStore`).
 
 With ``MONGO_URI`` the stores are maggma ``MongoStore`` collections and the weights a GridFS
-bucket (:class:`GridFSBlobStore`). A per-store spec in the settings (a ``Store.as_dict()``)
-overrides both.
+bucket (:class:`~atomate2_gmt.stores.gridfs.GridFSBlobStore`). A per-store spec in the settings
+(a ``Store.as_dict()``) overrides both.
 
 Writes of prediction documents go through :func:`upsert_predictions` (bulk, idempotent on the
 ``prediction_id`` = ``structure_key:model_version``); :func:`check_store` fails fast, naming the
@@ -20,18 +20,21 @@ Modules:
 - :mod:`~atomate2_gmt.stores.sql`: the MongoDB-filter → SQLite translator (no maggma in it);
 - :mod:`~atomate2_gmt.stores.embedded`: :class:`EmbeddedStore`;
 - :mod:`~atomate2_gmt.stores.writes`: indexes, health check, descriptions, bulk upserts;
-- :mod:`~atomate2_gmt.stores.blobs`: :class:`LocalBlobStore`, :class:`GridFSBlobStore`;
+- :mod:`~atomate2_gmt.stores.blobs`: :class:`LocalBlobStore`;
+- :mod:`~atomate2_gmt.stores.gridfs`: ``GridFSBlobStore`` (not imported here: it needs
+  ``maggma.stores``, ≈ 0.3 s of imports that an embedded-store command never pays);
 - :mod:`~atomate2_gmt.stores.factory`: settings → stores.
 
 The translator stays rather than maggma's ``MontyStore(storage="sqlite")``: montydb builds no
 indexes, and on ``benchmarks/bench_store.py`` it wrote 110-360x slower and queried 160x slower
 (docs/benchmarks.md, Stores).
 
-Import from ``atomate2_gmt.stores``: the public classes report it as their module. Code that
+Import from ``atomate2_gmt.stores`` (``GridFSBlobStore`` from its module): the public classes
+report it as their module. Code that
 must honour a test's replacement of :func:`upsert_predictions` looks it up here at call time.
 """
 
-from atomate2_gmt.stores.blobs import GridFSBlobStore, LocalBlobStore
+from atomate2_gmt.stores.blobs import LocalBlobStore
 from atomate2_gmt.stores.counting import MatchCount, count_matches
 from atomate2_gmt.stores.embedded import EmbeddedStore
 from atomate2_gmt.stores.errors import StoreConnectionError, StoreIndexError, StoreWriteError
@@ -57,7 +60,6 @@ from atomate2_gmt.stores.writes import (
 __all__ = [
     "REGISTRY_INDEXES",
     "EmbeddedStore",
-    "GridFSBlobStore",
     "LocalBlobStore",
     "MatchCount",
     "StoreConnectionError",

@@ -1,9 +1,10 @@
 """Blob stores for the registry's weight files: raw bytes under a ``blob_id``, hash-checked.
 
-Both classes offer ``put_bytes`` / ``get_bytes`` / ``remove_blob`` on top of the maggma ``Store``
-API of their metadata (key ``blob_id``): :class:`LocalBlobStore` keeps files in a folder with an
-:class:`~atomate2_gmt.stores.embedded.EmbeddedStore` index, :class:`GridFSBlobStore` a GridFS
-bucket on MongoDB.
+Both blob stores offer ``put_bytes`` / ``get_bytes`` / ``remove_blob`` on top of the maggma
+``Store`` API of their metadata (key ``blob_id``): :class:`LocalBlobStore` (here) keeps files in a
+folder with an :class:`~atomate2_gmt.stores.embedded.EmbeddedStore` index,
+:class:`~atomate2_gmt.stores.gridfs.GridFSBlobStore` a GridFS bucket on MongoDB (its own module:
+it needs ``maggma.stores``, which the embedded stores do not import).
 """
 
 from __future__ import annotations
@@ -19,31 +20,31 @@ from pathlib import Path
 from typing import Any
 
 from maggma.core import Store
-from maggma.stores import GridFSStore
 
 from atomate2_gmt.stores.embedded import EmbeddedStore, FileStoreIdentity
-from atomate2_gmt.stores.writes import describe_store
 
-__all__ = ["GridFSBlobStore", "LocalBlobStore"]
+__all__ = ["LocalBlobStore", "check_blob_id", "checked_blob", "sha256_of"]
 
 
-def _sha256(data: bytes) -> str:
+def sha256_of(data: bytes) -> str:
+    """The hex sha256 of a blob's bytes."""
     return hashlib.sha256(data).hexdigest()
 
 
-def _check_blob_id(blob_id: str) -> str:
+def check_blob_id(blob_id: str) -> str:
+    """``blob_id`` itself; ``ValueError`` unless it is a non-empty string."""
     if not isinstance(blob_id, str) or not blob_id:
         raise ValueError(f"blob_id must be a non-empty string, got {blob_id!r}")
     return blob_id
 
 
-def _checked(blob_id: str, data: bytes) -> tuple[bytes, str]:
+def checked_blob(blob_id: str, data: bytes) -> tuple[bytes, str]:
     """``(bytes, sha256)`` of a blob to store; ``ValueError`` for a bad id or non-bytes data."""
-    _check_blob_id(blob_id)
+    check_blob_id(blob_id)
     if not isinstance(data, bytes | bytearray):
         raise ValueError(f"blob data must be bytes, got {type(data).__name__}")
     raw = bytes(data)
-    return raw, _sha256(raw)
+    return raw, sha256_of(raw)
 
 
 class LocalBlobStore(FileStoreIdentity, Store):
@@ -155,7 +156,7 @@ class LocalBlobStore(FileStoreIdentity, Store):
     # ---- blobs --------------------------------------------------------------------------------
     def put_bytes(self, blob_id: str, data: bytes, metadata: dict[str, Any] | None = None) -> str:
         """Store ``data`` under ``blob_id`` (replacing any older version); returns its sha256."""
-        raw, digest = _checked(blob_id, data)
+        raw, digest = checked_blob(blob_id, data)
         folder = Path(self.directory)
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{digest}.bin"
@@ -184,7 +185,7 @@ class LocalBlobStore(FileStoreIdentity, Store):
 
     def get_bytes(self, blob_id: str) -> bytes:
         """The bytes stored under ``blob_id``; ``KeyError`` if absent, ``ValueError`` if corrupt."""
-        _check_blob_id(blob_id)
+        check_blob_id(blob_id)
         doc = self.query_one({"blob_id": blob_id})
         if doc is None:
             raise KeyError(f"no blob {blob_id!r} in {self.name}")
@@ -193,64 +194,16 @@ class LocalBlobStore(FileStoreIdentity, Store):
             data = path.read_bytes()
         except FileNotFoundError:
             raise ValueError(f"blob {blob_id!r}: file {path} is missing") from None
-        if _sha256(data) != doc["sha256"]:
+        if sha256_of(data) != doc["sha256"]:
             raise ValueError(f"blob {blob_id!r}: file {path} does not match its sha256")
         return data
 
     def remove_blob(self, blob_id: str) -> None:
         """Forget ``blob_id`` (its file is deleted when no other blob shares the content)."""
-        doc = self.query_one({"blob_id": _check_blob_id(blob_id)})
+        doc = self.query_one({"blob_id": check_blob_id(blob_id)})
         if doc is None:
             return
         self.remove_docs({"blob_id": blob_id})
         if self.count({"sha256": doc["sha256"]}) == 0:
             with contextlib.suppress(FileNotFoundError):
                 (Path(self.directory) / doc["file"]).unlink()
-
-
-class GridFSBlobStore(GridFSStore):
-    """maggma ``GridFSStore`` with raw-bytes access (``put_bytes``/``get_bytes``) on ``blob_id``.
-
-    A subclass, not a wrapper: it is a ``GridFSStore`` in every other respect (its settings,
-    ``as_dict`` spec, the files collection that the index and health-check helpers and the
-    registry's integrity checks reach), so composing would re-expose that whole API to add three
-    methods.
-    """
-
-    __module__ = "atomate2_gmt.stores"  # the public path: stable in as_dict() specs and pickles
-
-    def put_bytes(self, blob_id: str, data: bytes, metadata: dict[str, Any] | None = None) -> str:
-        """Store ``data`` under ``blob_id`` (older versions are removed); returns its sha256."""
-        raw, digest = _checked(blob_id, data)
-        meta = {
-            "blob_id": blob_id,
-            "sha256": digest,
-            "size": len(raw),
-            "metadata": dict(metadata or {}),
-            self.last_updated_field: datetime.now().astimezone(),
-        }
-        new_id = self._collection.put(raw, filename=blob_id, metadata=meta)
-        for old in self._files_collection.find({"metadata.blob_id": blob_id}, ["_id"]):
-            if old["_id"] != new_id:
-                self._collection.delete(old["_id"])
-        return digest
-
-    def get_bytes(self, blob_id: str) -> bytes:
-        """The bytes stored under ``blob_id``; ``KeyError`` if absent, ``ValueError`` if corrupt."""
-        _check_blob_id(blob_id)
-        files = list(
-            self._files_collection.find({"metadata.blob_id": blob_id})
-            .sort("uploadDate", -1)
-            .limit(1)
-        )
-        if not files:
-            raise KeyError(f"no blob {blob_id!r} in {describe_store(self)}")
-        data = self._collection.get(files[0]["_id"]).read()
-        if _sha256(data) != files[0]["metadata"]["sha256"]:
-            raise ValueError(f"blob {blob_id!r} does not match its sha256")
-        return bytes(data)
-
-    def remove_blob(self, blob_id: str) -> None:
-        """Delete every version of ``blob_id``."""
-        for old in self._files_collection.find({"metadata.blob_id": _check_blob_id(blob_id)}):
-            self._collection.delete(old["_id"])

@@ -13,6 +13,7 @@ estimate is a :class:`MatchCount` with ``estimated=True`` and reads "about 2.5e5
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,14 @@ from atomate2_gmt.stores.embedded import EmbeddedStore
 if TYPE_CHECKING:
     from maggma.core import Store
 
-__all__ = ["COUNT_BUDGET_S", "COUNT_SAMPLE", "MatchCount", "count_matches", "mongo_estimate"]
+__all__ = [
+    "COUNT_BUDGET_S",
+    "COUNT_SAMPLE",
+    "MatchCount",
+    "count_matches",
+    "count_matches_each",
+    "mongo_estimate",
+]
 
 COUNT_BUDGET_S = 0.06
 """Seconds an exact count may take before the number is estimated instead."""
@@ -103,6 +111,45 @@ def count_matches(
         )
     except ExecutionTimeout:
         return mongo_estimate(coll, criteria, sample)
+
+
+def count_matches_each(
+    store: Store,
+    criteria: list[dict[str, Any]],
+    budget_s: float | None = None,
+    sample: int | None = None,
+) -> list[MatchCount]:
+    """:func:`count_matches` of each filter of ``criteria`` (a query's left-out counts) within
+    one time budget for them all: each exact count gets an equal share of what is left of
+    ``budget_s`` (a slow count does not starve a quick one), and the filters not counted in
+    time are estimated together, from one draw of ``sample`` documents on the embedded store
+    (its rows read once). So three counts past the budget cost one budget and one sample read,
+    not three of each."""
+    budget_s = COUNT_BUDGET_S if budget_s is None else budget_s
+    sample = COUNT_SAMPLE if sample is None else sample
+    if not isinstance(store, EmbeddedStore):
+        deadline = time.monotonic() + budget_s
+        return [
+            count_matches(
+                store, crit, max((deadline - time.monotonic()) / (len(criteria) - k), 0.001), sample
+            )
+            for k, crit in enumerate(criteria)
+        ]
+    deadline = time.monotonic() + budget_s
+    counts: list[MatchCount | None] = []
+    for k, crit in enumerate(criteria):
+        share = (deadline - time.monotonic()) / (len(criteria) - k)
+        exact = store.count_within(crit, share) if share > 0 else None
+        counts.append(None if exact is None else MatchCount(exact))
+    missing = [i for i, c in enumerate(counts) if c is None]
+    if missing:
+        estimates = store.estimate_counts([{}, *(criteria[i] for i in missing)], sample)
+        documents = estimates[0][0]
+        for i, (n, sampled, hits) in zip(missing, estimates[1:], strict=True):
+            if hits == 0:  # no match in the sample: the bound the sample gives
+                n = documents // max(sampled, 1)
+            counts[i] = MatchCount(n, estimated=True, sampled=sampled, hits=hits)
+    return [c for c in counts if c is not None]
 
 
 def mongo_estimate(coll: Any, criteria: dict[str, Any], sample: int) -> MatchCount:

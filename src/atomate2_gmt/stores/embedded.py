@@ -451,29 +451,49 @@ class EmbeddedStore(FileStoreIdentity, Store):
         drawn at random (``seed``: the same draw for the same table) below the largest one,
         the matches among the rows that exist scaled to the whole id range. Rows read: at most
         ``sample``, by primary key."""
+        return self.estimate_counts([criteria], sample, seed)[0]
+
+    def estimate_counts(
+        self, criteria: list[dict | None], sample: int = 400, seed: int = 0
+    ) -> list[tuple[int, int, int]]:
+        """:meth:`estimate_count` of each filter of ``criteria``, all from one draw of rows
+        (read once: one query for the filters SQL translates, one read of the documents for
+        the others)."""
         row = self._collection.execute(f'SELECT MAX(id) FROM "{self.collection_name}"').fetchone()
         max_id = int(row[0] or 0)
-        if max_id == 0:
-            return 0, 0, 0
+        if max_id == 0 or not criteria:
+            return [(0, 0, 0)] * len(criteria)
         draw = min(sample, max_id)
         ids = random.Random(seed).sample(range(1, max_id + 1), draw)
         marks = ", ".join("?" * len(ids))
-        try:
-            where, params = self._where(criteria)
-            found, hits = self._collection.execute(
-                f"SELECT COUNT(*), TOTAL(CASE WHEN {where} THEN 1 ELSE 0 END) "
-                f'FROM "{self.collection_name}" WHERE id IN ({marks})',
-                [*params, *ids],
-            ).fetchone()
-        except UntranslatableError:
+        translated: dict[int, tuple[str, list[Any]]] = {}
+        for i, crit in enumerate(criteria):
+            with contextlib.suppress(UntranslatableError):
+                translated[i] = self._where(crit)
+        hits: dict[int, int] = {}
+        columns = "".join(
+            f", TOTAL(CASE WHEN {where} THEN 1 ELSE 0 END)" for where, _ in translated.values()
+        )
+        params = [p for _, ps in translated.values() for p in ps]
+        result = self._collection.execute(
+            f'SELECT COUNT(*){columns} FROM "{self.collection_name}" WHERE id IN ({marks})',
+            [*params, *ids],
+        ).fetchone()
+        found = int(result[0])
+        hits.update({i: int(h) for i, h in zip(translated, result[1:], strict=True)})
+        others = [i for i in range(len(criteria)) if i not in translated]
+        if others:
             from mongomock_ng.filtering import filter_applies
 
-            rows = self._collection.execute(
-                f'SELECT doc FROM "{self.collection_name}" WHERE id IN ({marks})', ids
-            ).fetchall()
-            found = len(rows)
-            hits = sum(1 for (text,) in rows if filter_applies(criteria or {}, self._decode(text)))
-        return round(max_id * int(hits) / draw), int(found), int(hits)
+            docs = [
+                self._decode(text)
+                for (text,) in self._collection.execute(
+                    f'SELECT doc FROM "{self.collection_name}" WHERE id IN ({marks})', ids
+                )
+            ]
+            for i in others:
+                hits[i] = sum(1 for doc in docs if filter_applies(criteria[i] or {}, doc))
+        return [(round(max_id * hits[i] / draw), found, hits[i]) for i in range(len(criteria))]
 
     def query(  # type: ignore[override]
         self,

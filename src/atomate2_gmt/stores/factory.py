@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from maggma.core import Store
-from maggma.stores import MongoStore
 from monty.json import MontyDecoder
 
 from atomate2_gmt.schemas.fields import PREDICTION_KEY
 from atomate2_gmt.settings import GMTSettings, resolve_settings
-from atomate2_gmt.stores.blobs import GridFSBlobStore, LocalBlobStore
+from atomate2_gmt.stores.blobs import LocalBlobStore
 from atomate2_gmt.stores.embedded import EmbeddedStore
 
 __all__ = [
@@ -71,6 +70,9 @@ def _build(settings: GMTSettings | None, spec_field: str, collection_field: str,
         return store_from_spec(spec)
     uri = settings.mongo_uri
     if uri is not None:
+        # maggma.stores only here: an embedded-store command never loads it (see stores.gridfs)
+        from maggma.stores import MongoStore
+
         return MongoStore(
             database=settings.MONGO_DATABASE,
             collection_name=collection,
@@ -108,6 +110,8 @@ def registry_blob_store(settings: GMTSettings | None = None) -> Store:
         return store_from_spec(settings.REGISTRY_BLOB_STORE)
     uri = settings.mongo_uri
     if uri is not None:
+        from atomate2_gmt.stores.gridfs import GridFSBlobStore
+
         return GridFSBlobStore(
             database=settings.MONGO_DATABASE,
             collection_name=settings.REGISTRY_BLOB_COLLECTION,

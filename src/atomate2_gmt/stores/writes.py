@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from maggma.core import Store, StoreError
-from maggma.stores import GridFSStore, MongoStore, MontyStore
 
 from atomate2_gmt.schemas.fields import (
     PREDICTION_INDEXES,
@@ -58,6 +58,18 @@ def _embedded(store: Store) -> EmbeddedStore | None:
     return index if isinstance(index, EmbeddedStore) else None
 
 
+def _is_maggma(store: Store, *names: str) -> bool:
+    """Whether ``store`` is an instance of one of ``maggma.stores``' classes ``names``.
+
+    Read from ``sys.modules``, not imported: an instance of one of them means its module, and so
+    ``maggma.stores``, was imported already, and an embedded-store command never loads that
+    package (≈ 0.3 s of CPU for boto3 and paramiko; see :mod:`atomate2_gmt.stores.gridfs`)."""
+    module = sys.modules.get("maggma.stores")
+    if module is None:
+        return False
+    return isinstance(store, tuple(getattr(module, name) for name in names))
+
+
 def _pymongo_collection(store: Store) -> Any | None:
     """The pymongo(-like) collection behind a Mongo-like store, or None.
 
@@ -65,12 +77,12 @@ def _pymongo_collection(store: Store) -> Any | None:
     insert-first write (which relies on the unique ``prediction_id`` index to refuse a second
     copy) would duplicate documents; maggma's ``update`` (replace-or-insert per key) is used.
     """
-    if isinstance(store, MontyStore):
+    if _is_maggma(store, "MontyStore"):
         return None
-    if isinstance(store, GridFSStore):
+    if _is_maggma(store, "GridFSStore"):
         return getattr(store, "_files_collection", None)
-    if isinstance(store, MongoStore):
-        return store._collection
+    if _is_maggma(store, "MongoStore"):
+        return store._collection  # type: ignore[attr-defined]
     return None
 
 
@@ -82,7 +94,7 @@ def ensure_indexes(store: Store, specs: Iterable[tuple[tuple[str, ...], bool]]) 
     builds no indexes): 0 and a warning.
     """
     specs = list(specs)
-    if isinstance(store, MontyStore):
+    if _is_maggma(store, "MontyStore"):
         logger.warning("%s has no indexes (montydb): every query scans", describe_store(store))
         return 0
     coll = _pymongo_collection(store)
@@ -118,7 +130,7 @@ def ensure_prediction_indexes(store: Store) -> int:
 
 def describe_store(store: Store) -> str:
     """A one-line description of ``store`` that names its host/path but never a password."""
-    if isinstance(store, MongoStore | GridFSStore) and not isinstance(store, EmbeddedStore):
+    if _is_maggma(store, "MongoStore", "GridFSStore") and not isinstance(store, EmbeddedStore):
         uri = getattr(store, "uri", None)
         coll = getattr(store, "collection_name", "?")
         db = getattr(store, "database", None)
@@ -128,7 +140,8 @@ def describe_store(store: Store) -> str:
         if hasattr(store, "host"):
             user = getattr(store, "username", "") or ""
             cred = f"{user}:***@" if user else ""
-            return f"mongodb://{cred}{store.host}:{store.port}/{db}/{coll}"
+            host, port = getattr(store, "host", "?"), getattr(store, "port", "?")
+            return f"mongodb://{cred}{host}:{port}/{db}/{coll}"
     try:
         return mask_uri(str(store.name))
     except Exception:

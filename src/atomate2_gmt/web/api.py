@@ -368,7 +368,7 @@ class CandidateResource(_ReadResource):
                 rows, total = service.candidate_page(
                     store, query["filters"], skip, limit, self.stores.counts
                 )
-                left_out = missing_values(store, query["filters"], self.stores.counts.count)
+                left_out = missing_values(store, query["filters"], self.stores.counts.count_each)
             except ValueError as exc:
                 raise _bad_value(exc) from None
             page = _page(rows, total.n, skip, limit)

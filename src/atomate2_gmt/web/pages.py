@@ -183,7 +183,7 @@ def build_router(stores: WebStores) -> APIRouter:
                 after=_cursor(request.query_params),
             )
             sort_field = filters.sort_field()
-            missing = missing_values(stores.candidates, filters, stores.counts.count)
+            missing = missing_values(stores.candidates, filters, stores.counts.count_each)
         except ValueError as exc:
             return error(422, str(exc))
         params = filters.as_params()

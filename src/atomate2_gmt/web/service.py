@@ -120,27 +120,53 @@ class MatchCounts:
             return None
         return int(store._collection.execute("PRAGMA data_version").fetchone()[0])
 
+    def _key(self, store: Store, criteria: dict[str, Any]) -> tuple[int, str]:
+        import orjson
+
+        return (id(store), orjson.dumps(criteria, option=orjson.OPT_SORT_KEYS).decode())
+
+    def _kept(self, key: tuple[int, str], version: int) -> MatchCount | None:
+        with self._lock:
+            hit = self._counts.get(key)
+        return hit[1] if hit is not None and hit[0] == version else None
+
+    def _keep(self, key: tuple[int, str], version: int, n: MatchCount) -> None:
+        with self._lock:
+            if len(self._counts) > 4096:
+                self._counts.clear()
+            self._counts[key] = (version, n)
+
     def count(self, store: Store, criteria: dict[str, Any]) -> MatchCount:
         """:func:`~atomate2_gmt.stores.count_matches`, from memory while the store is
         unchanged."""
-        import orjson
-
         from atomate2_gmt.stores import count_matches
 
         version = self._data_version(store)
         if version is None:
             return count_matches(store, criteria)
-        key = (id(store), orjson.dumps(criteria, option=orjson.OPT_SORT_KEYS).decode())
-        with self._lock:
-            hit = self._counts.get(key)
-        if hit is not None and hit[0] == version:
-            return hit[1]
+        key = self._key(store, criteria)
+        kept = self._kept(key, version)
+        if kept is not None:
+            return kept
         n = count_matches(store, criteria)
-        with self._lock:
-            if len(self._counts) > 4096:
-                self._counts.clear()
-            self._counts[key] = (version, n)
+        self._keep(key, version, n)
         return n
+
+    def count_each(self, store: Store, criteria: list[dict[str, Any]]) -> list[MatchCount]:
+        """:func:`~atomate2_gmt.stores.counting.count_matches_each` (one budget, one sample for
+        the counts not kept), each count from memory while the store is unchanged."""
+        from atomate2_gmt.stores.counting import count_matches_each
+
+        version = self._data_version(store)
+        if version is None:
+            return count_matches_each(store, criteria)
+        keys = [self._key(store, c) for c in criteria]
+        counts = [self._kept(k, version) for k in keys]
+        todo = [i for i, n in enumerate(counts) if n is None]
+        for i, n in zip(todo, count_matches_each(store, [criteria[i] for i in todo]), strict=True):
+            self._keep(keys[i], version, n)
+            counts[i] = n
+        return [n for n in counts if n is not None]
 
 
 def candidate_page(
