@@ -84,8 +84,10 @@ def _check(role: str) -> str:
 def job_role(role: Role, kind: str | None = None) -> dict[str, Any]:
     """Keyword arguments of ``jobflow.job`` that declare the role (and ``kind``, under
     :data:`KIND_KEY`) of every job it makes, e.g. ``@job(name="gmt_rank", **job_role("gmt",
-    "rank"))`` (jobflow copies them for each job). Jobs it creates at run time inherit the role,
-    not the kind."""
+    "rank"))`` (jobflow copies them for each job). Jobs it adds at run time (``addition``,
+    ``detour``) inherit the role, not the kind; a job that *replaces* itself passes its whole
+    metadata, kind included, to its replacement (jobflow), so no job that replaces itself
+    declares a kind."""
     _check(role)
     metadata: dict[str, Any] = {ROLE_KEY: role}
     if kind is not None:

@@ -227,14 +227,17 @@ class _JobFailureLog:
 
         class _Handler(logging.Handler):
             def emit(self, record: logging.LogRecord) -> None:
-                message = record.getMessage()
-                name, sep, trace = message.partition(" failed with exception:")
-                if sep:
-                    lines = [ln for ln in trace.strip().splitlines() if ln.strip()]
-                    job = _logging_job()
-                    uuid = job.uuid if job is not None else name
-                    reason = lines[-1].strip() if lines else "unknown error"
-                    outer.records[uuid] = (name, _kind(job), reason)
+                try:  # a display error must never fail a job or the run (logging's contract)
+                    message = record.getMessage()
+                    name, sep, trace = message.partition(" failed with exception:")
+                    if sep:
+                        lines = [ln for ln in trace.strip().splitlines() if ln.strip()]
+                        job = _logging_job()
+                        uuid = job.uuid if job is not None else name
+                        reason = lines[-1].strip() if lines else "unknown error"
+                        outer.records[uuid] = (name, _kind(job), reason)
+                except Exception:
+                    self.handleError(record)
 
         self.handler = _Handler()
 
@@ -290,7 +293,10 @@ class _JobProgress:
 
         class _Handler(logging.Handler):
             def emit(self, record: logging.LogRecord) -> None:
-                outer.on_record(record.getMessage(), _logging_job())
+                try:  # a display error must never fail a job (logging's contract)
+                    outer.on_record(record.getMessage(), _logging_job())
+                except Exception:
+                    self.handleError(record)
 
         self.handler = _Handler()
 
@@ -298,8 +304,9 @@ class _JobProgress:
     def _label(job: Any, name: str) -> str:
         """What a line calls the job: a relaxation by its position and source."""
         if _kind(job) == "relax":
-            k, n = (job.metadata.get("position") or ["?", "?"])[:2]
-            return f"{k}/{n}: {job.metadata.get('source', name)}"
+            position = job.metadata.get("position") or ()
+            where = "/".join(str(p) for p in position) or "?"
+            return f"{where}: {job.metadata.get('source', name)}"
         return name
 
     def on_record(self, message: str, job: Any) -> None:

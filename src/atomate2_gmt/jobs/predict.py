@@ -58,7 +58,7 @@ class GMTPredictMaker(Maker):
     """Predict crystal tensors for many structures in ONE job (batched, on one device).
 
     Args:
-        name: job name (jobflow-remote workers are chosen by it: ``gmt_predict*``).
+        name: job name (shown in logs; workers are chosen by the job's role, ``routing``).
         tasks: tasks to predict; None → :data:`DEFAULT_TASKS` that have a model (a default task
             without a model is skipped with a warning; a named task without one is an error).
         models: task → ``"pretrained"``, ``"registry"`` or a checkpoint path; tasks not given

@@ -123,8 +123,9 @@ def count_matches_each(
     one time budget for them all: each exact count gets an equal share of what is left of
     ``budget_s`` (a slow count does not starve a quick one), and the filters not counted in
     time are estimated together, from one draw of ``sample`` documents on the embedded store
-    (its rows read once). So three counts past the budget cost one budget and one sample read,
-    not three of each."""
+    (its rows read once: three counts past the budget cost one budget and one sample read,
+    not three of each); on MongoDB each is estimated from its own ``$sample``. With a shared
+    budget, more of several counts are estimates than each would be alone."""
     budget_s = COUNT_BUDGET_S if budget_s is None else budget_s
     sample = COUNT_SAMPLE if sample is None else sample
     if not isinstance(store, EmbeddedStore):
