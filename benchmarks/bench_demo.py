@@ -102,7 +102,8 @@ def run_demo(
         r"generated \d+ charge-balanced substitution candidates \(([\d.]+) s", out
     )
     loading = first("^loading the")
-    start, done = first(r"^predicting: 0/"), first("done in")
+    # the first screening's count (the candidate generation's own line also ends "done in")
+    start, done = first(r"^predicting: 0/"), first(r"^predicting: \d+/\d+ structures done in")
     generation = float(generated.group(1)) if generated else None
     phases = {
         # Python start-up, imports, candidate generation and the flow's set-up
