@@ -249,8 +249,11 @@ class _Run:
         progress.phase(f"loading the {', '.join(self.settings.tasks)} models", logger)
         self.context = self._context()
         start = time.perf_counter()
-        n_items = sum(len(p) for _, p in parts)
-        self.model_pool = _model_pool(self.settings, self.context, n_items)
+        self.n_items = n_items = sum(len(p) for _, p in parts)
+        # the model workers start with the first part that has something to predict: a run
+        # whose every structure is stored (a re-run) never prepares them (≈ 2 s on 2 cores:
+        # docs/benchmarks.md, the demo's re-run)
+        self.model_pool: Any = _NOT_STARTED
         self.bar = progress.task("predicting", n_items, unit="structures")
         try:
             for n, (i, part) in enumerate(parts):
@@ -263,7 +266,7 @@ class _Run:
                 self.run_part(facts)
             self.collect(block=True)
         except BaseException:
-            if self.model_pool is not None:  # workers may still be busy with this run's parts
+            if self.model_pool is not None and self.model_pool is not _NOT_STARTED:  # busy workers
                 close_model_pool()
             raise
         finally:
@@ -297,6 +300,8 @@ class _Run:
             facts = self._skip_stored(facts)
         if not facts:
             return
+        if self.model_pool is _NOT_STARTED:
+            self.model_pool = _model_pool(self.settings, self.context, self.n_items)
         if self.model_pool is None:
             self.keep(_documents(self.context, facts, self.timings))
             return
@@ -553,6 +558,10 @@ def close_model_pool() -> None:
 
 
 atexit.register(close_model_pool)
+
+
+_NOT_STARTED = object()
+"""The model pool of a run before its first part with something to predict."""
 
 
 def _model_pool(settings: EngineSettings, ctx: _Context, n_items: int) -> Any:

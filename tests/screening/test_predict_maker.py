@@ -235,6 +235,34 @@ def test_model_workers_equal_in_process_and_keep_input_order(good_structures, tm
         np.testing.assert_allclose(u, t, rtol=0, atol=1e-5 * np.abs(t).max())
 
 
+def test_a_run_with_every_structure_stored_starts_no_model_workers(good_structures, monkeypatch):
+    """The model workers start with the first part that has something to predict: a re-run of
+    stored structures skips them all without preparing the workers (a new one does start)."""
+    from atomate2_gmt import engine
+    from atomate2_gmt.jobs.predict import predict_documents
+
+    started: list[int] = []
+    real = engine._model_pool
+
+    def counted(*args, **kwargs):
+        started.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_model_pool", counted)
+    maker = SmallModelPredictMaker(
+        tasks=("dielectric",), write_to_store=True, model_workers=2, batch_size=2, workers=0
+    )
+    try:
+        first = predict_documents(maker, good_structures[:5])
+        assert (first.n_successful, first.n_skipped, len(started)) == (5, 0, 1)
+        again = predict_documents(maker, good_structures[:5])
+        assert (again.n, again.n_skipped, again.written, len(started)) == (5, 5, 0, 1)
+        more = predict_documents(maker, good_structures[:6])
+        assert (more.n_skipped, more.written, len(started)) == (5, 1, 2)
+    finally:
+        engine.close_model_pool()
+
+
 def test_structure_facts_equal_the_separate_key_and_ieee_computations(good_structures, tmp_path):
     files = []
     for i, s in enumerate(good_structures):
