@@ -137,20 +137,9 @@ class MatchCounts:
             self._counts[key] = (version, n)
 
     def count(self, store: Store, criteria: dict[str, Any]) -> MatchCount:
-        """:func:`~atomate2_gmt.stores.count_matches`, from memory while the store is
-        unchanged."""
-        from atomate2_gmt.stores import count_matches
-
-        version = self._data_version(store)
-        if version is None:
-            return count_matches(store, criteria)
-        key = self._key(store, criteria)
-        kept = self._kept(key, version)
-        if kept is not None:
-            return kept
-        n = count_matches(store, criteria)
-        self._keep(key, version, n)
-        return n
+        """One count of :meth:`count_each` (exact within the budget, else estimated), from
+        memory while the store is unchanged."""
+        return self.count_each(store, [criteria])[0]
 
     def count_each(self, store: Store, criteria: list[dict[str, Any]]) -> list[MatchCount]:
         """:func:`~atomate2_gmt.stores.counting.count_matches_each` (one budget, one sample for
