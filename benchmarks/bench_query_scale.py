@@ -1,5 +1,6 @@
 """Queries, web table pages and counts at 10⁵ and 10⁶ stored prediction documents, on the
-embedded SQLite store and on a MongoDB wire-protocol server (SecantusDB's ``secantusd-py``).
+embedded SQLite store and on MongoDB: a real ``mongod`` given by ``--mongod PATH``, else the test
+suite's wire-protocol server (SecantusDB's ``secantusd-py``).
 
 Documents: the shipped models (all four tasks) run on 42 shipped MP structures (six of each
 crystal system); the benchmark stores copies of these real prediction documents under distinct
@@ -24,6 +25,7 @@ inserting, whichever comes first (the documents reached and the insert rate are 
 
     python benchmarks/bench_query_scale.py --n 100000 1000000 --base-cache /tmp/base.json
     python benchmarks/bench_query_scale.py --n 100000 --stores embedded
+    python benchmarks/bench_query_scale.py --n 1000000 --stores mongo --mongod /opt/mongod/bin/mongod
 
 Prints a table and writes benchmarks/results/bench_query_scale.json. The SQLite file of 10⁶
 documents takes several GB in a temporary folder (deleted at the end).
@@ -326,11 +328,46 @@ def cli_process(env: dict[str, str], repeat: int) -> dict[str, Any]:
     }
 
 
-def start_mongo(storage: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_mongo(storage: Path, mongod: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """The test suite's wire-protocol server, or with ``mongod`` (a path) a real MongoDB server
+    with its defaults (WiredTiger, its own cache size), listening on localhost only."""
     sys.path.insert(0, str(Path(__file__).parent))
+    from bench_store import _free_port
     from bench_store import start_mongo as start
 
-    return start(storage)
+    if mongod is None:
+        return start(storage)
+    storage.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [mongod, "--dbpath", str(storage), "--port", str(port), "--bind_ip", "127.0.0.1",
+         "--quiet", "--logpath", str(storage / "mongod.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    import pymongo
+
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise RuntimeError(f"mongod exited with code {proc.returncode} ({storage}/mongod.log)")
+        try:
+            pymongo.MongoClient(f"mongodb://127.0.0.1:{port}/", serverSelectionTimeoutMS=200)[
+                "admin"
+            ].command("ping")
+            return proc, f"mongodb://127.0.0.1:{port}/"
+        except pymongo.errors.PyMongoError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("mongod did not start")
+
+
+def server_version(uri: str) -> str:
+    import pymongo
+
+    client = pymongo.MongoClient(uri)
+    try:
+        return str(client.server_info().get("version"))
+    finally:
+        client.close()
 
 
 def rss_mb(pid: int) -> float | None:
@@ -343,7 +380,9 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def mongo_scaling(base: list[dict[str, Any]], sizes: list[int], tmp: Path) -> list[dict]:
+def mongo_scaling(
+    base: list[dict[str, Any]], sizes: list[int], tmp: Path, mongod: str | None = None
+) -> list[dict]:
     """Why the MongoDB wire-protocol server cannot hold 10⁶ documents here: at each size, the
     insert rate, a sorted top-20 without a filter (its plan walks the sort index), the
     filtered top-20 (its plan), a lookup by key, and the server's resident memory."""
@@ -351,7 +390,7 @@ def mongo_scaling(base: list[dict[str, Any]], sizes: list[int], tmp: Path) -> li
 
     from atomate2_gmt.query import CandidateQuery
 
-    proc, uri = start_mongo(tmp / "mongo-scaling")
+    proc, uri = start_mongo(tmp / "mongo-scaling", mongod)
     rows = []
     try:
         coll = pymongo.MongoClient(uri)["bench"]["predictions"]
@@ -410,11 +449,13 @@ def run_size(
     env = {"ATOMATE2_GMT_PROJECT_DIR": str(project)}
     proc = None
     if kind == "mongo":
-        proc, uri = start_mongo(tmp / f"mongo-{n}")
+        proc, uri = start_mongo(tmp / f"mongo-{n}", args.mongod)
         env["ATOMATE2_GMT_MONGO_URI"] = uri
+        server = ("mongod " if args.mongod else "secantusd-py ") + server_version(uri)
         settings = GMTSettings(PROJECT_DIR=project, MONGO_URI=uri)
     else:
         settings = resolve_settings(project)
+        server = "embedded SQLite"
     try:
         store = candidate_store(settings)
         if kind == "mongo":
@@ -440,7 +481,7 @@ def run_size(
               f"worst {r['max_ms']:>8.1f} ms  {r.get('total') or r.get('rows', '')}"
               + (f"  (CPU {r['cpu_median_ms']:.0f} ms)" if "cpu_median_ms" in r else ""),
               flush=True)  # fmt: skip
-    return {"store": kind, "n_requested": n, "fill": fill, "rows": rows}
+    return {"store": kind, "server": server, "n_requested": n, "fill": fill, "rows": rows}
 
 
 def main() -> None:
@@ -459,6 +500,11 @@ def main() -> None:
         default=[],
         help="sizes of the MongoDB server probe (e.g. 500 1000 2000 4000)",
     )
+    parser.add_argument(
+        "--mongod",
+        default=None,
+        help="path of a MongoDB server executable (mongod) to run instead of secantusd-py",
+    )
     args = parser.parse_args()
     os.environ.setdefault("ATOMATE2_GMT_DEVICE", "cpu")
     for name in ("ATOMATE2_GMT_MONGO_URI", "ATOMATE2_GMT_CANDIDATE_STORE"):
@@ -470,7 +516,9 @@ def main() -> None:
         footprint = round(mean_bytes(list(copies(base, 0, len(base)))))
         print(f"{len(base)} base documents, {footprint} bytes per stored document", flush=True)
         results: list[dict[str, Any]] = []
-        scaling = mongo_scaling(base, args.mongo_scaling, tmp) if args.mongo_scaling else []
+        scaling = (
+            mongo_scaling(base, args.mongo_scaling, tmp, args.mongod) if args.mongo_scaling else []
+        )
         for kind in args.stores:
             for n in args.n:
                 results.append(run_size(kind, n, base, tmp, args))

@@ -5,11 +5,17 @@ restart a server (mid-write failures) take their own from ``mongo_server_factory
 The server is the ``secantusd-py`` daemon of the ``secantusdb`` package (dev/mongo extras), run
 as a subprocess on a free local port with its WiredTiger files in a temporary folder, so that
 stopping it is a real server going away and restarting it reopens the same data.
+
+With ``ATOMATE2_GMT_TEST_MONGOD`` set to the path of a ``mongod`` executable the same fixtures
+run a real MongoDB server instead (docs/benchmarks.md says where one comes from), so the store
+tests can be run against the production server: ``ATOMATE2_GMT_TEST_MONGOD=/opt/mongod/bin/mongod
+pytest tests/stores``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -37,16 +43,24 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 
 
 class MongoServer:
-    """A SecantusDB server subprocess with ``start``/``stop``/``kill``/``restart``.
+    """A SecantusDB (or ``mongod``) server subprocess with ``start``/``stop``/``kill``/``restart``.
 
     ``host``, ``port`` and ``uri`` stay the same across restarts; the data folder persists.
     """
 
     def __init__(self, storage: Path, port: int | None = None) -> None:
-        exe = shutil.which("secantusd-py") or str(Path(sys.executable).parent / "secantusd-py")
+        mongod = os.environ.get("ATOMATE2_GMT_TEST_MONGOD")
+        exe = (
+            mongod
+            or shutil.which("secantusd-py")
+            or str(Path(sys.executable).parent / "secantusd-py")
+        )
         if not Path(exe).exists():
+            if mongod:
+                raise FileNotFoundError(f"ATOMATE2_GMT_TEST_MONGOD: {mongod} does not exist")
             pytest.skip("secantusdb is not installed (pip install -e '.[dev]')")
         self.executable = exe
+        self.real_mongod = bool(mongod)
         self.storage = storage
         self.host = "127.0.0.1"
         self.port = port or _free_port()
@@ -63,19 +77,15 @@ class MongoServer:
     def start(self, timeout_s: float = 20.0) -> None:
         if self.running:
             return
+        if self.real_mongod:
+            self.storage.mkdir(parents=True, exist_ok=True)
+            args = ["--bind_ip", self.host, "--port", str(self.port), "--dbpath", str(self.storage)]
+            args += ["--quiet", "--logpath", str(self.storage / "mongod.log"), "--logappend"]
+        else:
+            args = ["--host", self.host, "--port", str(self.port)]
+            args += ["--storage-path", str(self.storage), "--standalone", "--log-level", "WARNING"]
         self._proc = subprocess.Popen(
-            [
-                self.executable,
-                "--host",
-                self.host,
-                "--port",
-                str(self.port),
-                "--storage-path",
-                str(self.storage),
-                "--standalone",
-                "--log-level",
-                "WARNING",
-            ],
+            [self.executable, *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
@@ -83,14 +93,16 @@ class MongoServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"secantusd-py exited with code {self._proc.returncode}")
+                name = Path(self.executable).name
+                raise RuntimeError(f"{name} exited with code {self._proc.returncode}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
                     return
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"secantusd-py did not listen on port {self.port} in {timeout_s} s")
+        name = Path(self.executable).name
+        raise RuntimeError(f"{name} did not listen on port {self.port} in {timeout_s} s")
 
     def stop(self) -> None:
         """Graceful shutdown (SIGTERM), as an administrator stopping the server would."""
