@@ -90,3 +90,28 @@ def test_checkpoints_carry_no_new_state() -> None:
     """The product's coefficients are rebuilt, never saved: state dicts are unchanged."""
     model = GMTNet(GMTNetConfig(task="dielectric"))
     assert not any("product" in key for key in model.state_dict())
+
+
+def test_inference_and_autograd_paths_give_the_same_values() -> None:
+    """Without autograd each path's weights multiply its columns in place; with autograd the
+    weights are expanded to every column first. The products are the same numbers (bitwise),
+    and gradients reach both inputs of the training path."""
+    config = GMTNetConfig(task="elastic", hidden_lmax=2)
+    torch.manual_seed(1)
+    for tp in _layers_of(config):
+        with default_dtype(torch.float64):
+            product = ChannelwiseTensorProduct(tp)
+        x1 = torch.randn(64, tp.irreps_in1.dim, dtype=torch.float64)
+        x2 = torch.randn(64, tp.irreps_in2.dim, dtype=torch.float64)
+        w = torch.randn(64, tp.weight_numel, dtype=torch.float64)
+        with torch.no_grad():
+            inference = product(x1, x2, w)
+        w_grad = w.clone().requires_grad_(True)
+        x1_grad = x1.clone().requires_grad_(True)
+        training = product(x1_grad, x2, w_grad)
+        assert torch.equal(training.detach(), inference)
+        training.square().sum().backward()
+        assert w_grad.grad is not None
+        assert torch.count_nonzero(w_grad.grad) > 0
+        assert x1_grad.grad is not None
+        assert torch.count_nonzero(x1_grad.grad) > 0
