@@ -391,7 +391,9 @@ def write(rows: list[dict[str, Any]], out: Path) -> None:
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "command": "nice -n 10 python benchmarks/bench_scale.py " + " ".join(sys.argv[1:]),
+        "command": (f"nice -n {os.nice(0)} " if os.nice(0) else "")  # the niceness it ran at
+        + "python benchmarks/bench_scale.py "
+        + " ".join(sys.argv[1:]),
     }
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
 
