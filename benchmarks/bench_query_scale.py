@@ -330,44 +330,19 @@ def cli_process(env: dict[str, str], repeat: int) -> dict[str, Any]:
 
 def start_mongo(storage: Path, mongod: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """The test suite's wire-protocol server, or with ``mongod`` (a path) a real MongoDB server
-    with its defaults (WiredTiger, its own cache size), listening on localhost only."""
+    (``bench_store.start_mongod``)."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from bench_store import _free_port
     from bench_store import start_mongo as start
+    from bench_store import start_mongod
 
-    if mongod is None:
-        return start(storage)
-    storage.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [mongod, "--dbpath", str(storage), "--port", str(port), "--bind_ip", "127.0.0.1",
-         "--quiet", "--logpath", str(storage / "mongod.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    import pymongo
-
-    for _ in range(600):
-        if proc.poll() is not None:
-            raise RuntimeError(f"mongod exited with code {proc.returncode} ({storage}/mongod.log)")
-        try:
-            pymongo.MongoClient(f"mongodb://127.0.0.1:{port}/", serverSelectionTimeoutMS=200)[
-                "admin"
-            ].command("ping")
-            return proc, f"mongodb://127.0.0.1:{port}/"
-        except pymongo.errors.PyMongoError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("mongod did not start")
+    return start(storage) if mongod is None else start_mongod(storage, mongod)
 
 
 def server_version(uri: str) -> str:
-    import pymongo
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_store import server_version as version
 
-    client = pymongo.MongoClient(uri)
-    try:
-        return str(client.server_info().get("version"))
-    finally:
-        client.close()
+    return version(uri)
 
 
 def rss_mb(pid: int) -> float | None:

@@ -1,7 +1,7 @@
 """Write and query throughput of the prediction stores, with every index in place.
 
-Backends: a MongoDB wire-protocol server (SecantusDB's ``secantusd-py``, a local subprocess; a
-production ``mongod`` is faster), the embedded SQLite store (the default), maggma's writable
+Backends: a MongoDB server (SecantusDB's ``secantusd-py``, the test suite's wire-protocol server,
+a local subprocess; or with ``--mongod PATH`` a real ``mongod``), the embedded SQLite store (the default), maggma's writable
 ``JSONStore`` (the alternative embedded store that needs no new dependency; it rewrites its whole
 file on every update) and maggma's ``MontyStore(storage="sqlite")`` (montydb, when installed; it
 builds no indexes, so it gets fewer documents and its rankings are checked against the embedded
@@ -11,6 +11,7 @@ structures with symmetry-consistent tensors and replicated under distinct keys.
 
     python benchmarks/bench_store.py            # 5000 documents, batches of 500
     python benchmarks/bench_store.py --n 2000 --skip-json --skip-monty
+    python benchmarks/bench_store.py --n 20000 --skip-json --skip-monty --mongod /opt/mongod/bin/mongod
 
 Prints a table and writes benchmarks/results/bench_store.json.
 """
@@ -121,6 +122,44 @@ def start_mongo(storage: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("secantusd-py did not start")
 
 
+def start_mongod(storage: Path, mongod: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A real MongoDB server (the ``mongod`` executable at that path) with its defaults
+    (WiredTiger, its own cache size), listening on localhost only, its files in ``storage``."""
+    import pymongo
+
+    storage.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [mongod, "--dbpath", str(storage), "--port", str(port), "--bind_ip", "127.0.0.1",
+         "--quiet", "--logpath", str(storage / "mongod.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    uri = f"mongodb://127.0.0.1:{port}/"
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise RuntimeError(f"mongod exited with code {proc.returncode} ({storage}/mongod.log)")
+        client: Any = pymongo.MongoClient(uri, serverSelectionTimeoutMS=200)
+        try:
+            client["admin"].command("ping")
+            return proc, uri
+        except pymongo.errors.PyMongoError:
+            time.sleep(0.1)
+        finally:
+            client.close()
+    proc.kill()
+    raise RuntimeError("mongod did not start")
+
+
+def server_version(uri: str) -> str:
+    import pymongo
+
+    client: Any = pymongo.MongoClient(uri)
+    try:
+        return str(client.server_info().get("version"))
+    finally:
+        client.close()
+
+
 def measure(store: Any, docs: list[dict[str, Any]], batch_size: int) -> dict[str, float]:
     """Seconds for: first write (inserts), second write (replacing upserts), queries."""
     t0 = time.perf_counter()
@@ -186,6 +225,12 @@ def main() -> None:
     parser.add_argument("--skip-mongo", action="store_true")
     parser.add_argument("--skip-json", action="store_true")
     parser.add_argument("--skip-monty", action="store_true", help="also skipped without montydb")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="the JSON written")
+    parser.add_argument(
+        "--mongod",
+        default=None,
+        help="path of a MongoDB server executable (mongod): run it instead of secantusd-py",
+    )
     args = parser.parse_args()
 
     t = time.perf_counter()
@@ -213,12 +258,15 @@ def main() -> None:
         if not args.skip_mongo:
             from maggma.stores import MongoStore
 
-            proc, uri = start_mongo(tmp / "mongo")
+            if args.mongod:
+                proc, uri = start_mongod(tmp / "mongo", args.mongod)
+                name = f"MongoDB {server_version(uri)} (mongod)"
+            else:
+                proc, uri = start_mongo(tmp / "mongo")
+                name = "MongoDB wire (secantusd-py)"
             try:
                 store = MongoStore("bench", "gmt_predictions", uri=uri, key="prediction_id")
-                results["backends"]["MongoDB wire (secantusd-py)"] = measure(
-                    store, docs, args.batch_size
-                )
+                results["backends"][name] = measure(store, docs, args.batch_size)
                 store.close()
             finally:
                 proc.terminate()
@@ -249,9 +297,10 @@ def main() -> None:
         if "rankings_equal_embedded" in r:
             print(f"  {name}: top-20 rankings equal the embedded store's on the same documents: "
                   f"{r['rankings_equal_embedded']}")  # fmt: skip
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    results["command"] = " ".join(["python", "benchmarks/bench_store.py", *sys.argv[1:]])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
