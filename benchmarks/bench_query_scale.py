@@ -52,6 +52,7 @@ import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_store import server_name, start_mongo_server  # noqa: E402
 from bench_web import Server  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "bench_query_scale.json"
@@ -328,23 +329,6 @@ def cli_process(env: dict[str, str], repeat: int) -> dict[str, Any]:
     }
 
 
-def start_mongo(storage: Path, mongod: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    """The test suite's wire-protocol server, or with ``mongod`` (a path) a real MongoDB server
-    (``bench_store.start_mongod``)."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from bench_store import start_mongo as start
-    from bench_store import start_mongod
-
-    return start(storage) if mongod is None else start_mongod(storage, mongod)
-
-
-def server_version(uri: str) -> str:
-    sys.path.insert(0, str(Path(__file__).parent))
-    from bench_store import server_version as version
-
-    return version(uri)
-
-
 def rss_mb(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -358,17 +342,20 @@ def rss_mb(pid: int) -> float | None:
 def mongo_scaling(
     base: list[dict[str, Any]], sizes: list[int], tmp: Path, mongod: str | None = None
 ) -> list[dict]:
-    """Why the MongoDB wire-protocol server cannot hold 10⁶ documents here: at each size, the
-    insert rate, a sorted top-20 without a filter (its plan walks the sort index), the
-    filtered top-20 (its plan), a lookup by key, and the server's resident memory."""
+    """How a MongoDB server scales, without the store layer: at each size, the insert rate, a
+    sorted top-20 without a filter, the filtered top-20, the plans of both, a lookup by key,
+    and the server's resident memory (SecantusDB: why it cannot hold 10⁶ documents here)."""
     import pymongo
 
     from atomate2_gmt.query import CandidateQuery
 
-    proc, uri = start_mongo(tmp / "mongo-scaling", mongod)
+    proc, uri = start_mongo_server(tmp / "mongo-scaling", mongod)
     rows = []
+    client: Any = None
     try:
-        coll = pymongo.MongoClient(uri)["bench"]["predictions"]
+        server = server_name(uri, mongod)
+        client = pymongo.MongoClient(uri)
+        coll = client["bench"]["predictions"]
         coll.create_index([("e_ij_max", 1), ("prediction_id", 1)])
         coll.create_index([("prediction_id", 1)], unique=True)
         query = CandidateQuery.build(prop="piezo", sort="e_ij_max", exclude_elements="Pb,Cd")
@@ -400,7 +387,7 @@ def mongo_scaling(
             explain = coll.find({}).sort(order).limit(20).explain()["queryPlanner"]
             explain_f = coll.find(query.criteria()).sort(order).limit(20).explain()
             rows.append({
-                "n": n, "insert_docs_per_s": round(rate),
+                "server": server, "n": n, "insert_docs_per_s": round(rate),
                 "top20_no_filter_ms": round(plain, 1),
                 "plan_no_filter": stages(explain["winningPlan"]),
                 "top20_piezo_filter_ms": round(filtered, 1),
@@ -409,6 +396,8 @@ def mongo_scaling(
             })  # fmt: skip
             print(rows[-1], flush=True)
     finally:
+        if client is not None:
+            client.close()
         proc.terminate()
         proc.wait(timeout=60)
     return rows
@@ -424,14 +413,15 @@ def run_size(
     env = {"ATOMATE2_GMT_PROJECT_DIR": str(project)}
     proc = None
     if kind == "mongo":
-        proc, uri = start_mongo(tmp / f"mongo-{n}", args.mongod)
+        proc, uri = start_mongo_server(tmp / f"mongo-{n}", args.mongod)
         env["ATOMATE2_GMT_MONGO_URI"] = uri
-        server = ("mongod " if args.mongod else "secantusd-py ") + server_version(uri)
         settings = GMTSettings(PROJECT_DIR=project, MONGO_URI=uri)
     else:
         settings = resolve_settings(project)
         server = "embedded SQLite"
     try:
+        if kind == "mongo":
+            server = server_name(uri, args.mongod)
         store = candidate_store(settings)
         if kind == "mongo":
             fill = fill_mongo(store, base, n, args.mongo_max_s)

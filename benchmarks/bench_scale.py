@@ -282,6 +282,12 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def command_line() -> str:
+    """This run's command, with the niceness it ran at."""
+    nice = f"nice -n {os.nice(0)} " if os.nice(0) else ""
+    return nice + "python benchmarks/bench_scale.py " + " ".join(sys.argv[1:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="+", type=float, default=[1e4, 3e4, 1e5])
@@ -316,6 +322,7 @@ def main() -> None:
             base = base_records()
         source = source_file(n, work, base)
         row: dict[str, Any] = {"n": n, "chunk_size": args.chunk_size, "load_start": load_average()}
+        row["command"] = command_line()  # rows of other sizes may come from other runs
         project = work / f"project_{n}"
         shutil.rmtree(project, ignore_errors=True)
         run = run_screen(source, project, args.chunk_size, work / f"screen_{n}.log")
@@ -391,9 +398,7 @@ def write(rows: list[dict[str, Any]], out: Path) -> None:
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "command": (f"nice -n {os.nice(0)} " if os.nice(0) else "")  # the niceness it ran at
-        + "python benchmarks/bench_scale.py "
-        + " ".join(sys.argv[1:]),
+        "command": command_line(),
     }
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
 

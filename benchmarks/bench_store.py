@@ -1,19 +1,21 @@
 """Write and query throughput of the prediction stores, with every index in place.
 
-Backends: a MongoDB server (SecantusDB's ``secantusd-py``, the test suite's wire-protocol server,
-a local subprocess; or with ``--mongod PATH`` a real ``mongod``), the embedded SQLite store (the default), maggma's writable
-``JSONStore`` (the alternative embedded store that needs no new dependency; it rewrites its whole
-file on every update) and maggma's ``MontyStore(storage="sqlite")`` (montydb, when installed; it
-builds no indexes, so it gets fewer documents and its rankings are checked against the embedded
-store's on the same documents). Documents are real ``GMTPredictionDoc``s with all four tasks (dielectric,
+Backends: a MongoDB server (SecantusDB's ``secantusd-py``, the test suite's wire-protocol
+server, a local subprocess; or with ``--mongod PATH`` a real ``mongod``), the embedded SQLite
+store (the default), maggma's writable ``JSONStore`` (the alternative embedded store that needs
+no new dependency; it rewrites its whole file on every update) and maggma's
+``MontyStore(storage="sqlite")`` (montydb, when installed; it builds no indexes, so it gets
+fewer documents and its rankings are checked against the embedded store's on the same
+documents). Documents are real ``GMTPredictionDoc``s with all four tasks (dielectric,
 dielectric_total, piezo, elastic tensors in three forms + structure), built from shipped MP
 structures with symmetry-consistent tensors and replicated under distinct keys.
 
     python benchmarks/bench_store.py            # 5000 documents, batches of 500
     python benchmarks/bench_store.py --n 2000 --skip-json --skip-monty
-    python benchmarks/bench_store.py --n 20000 --skip-json --skip-monty --mongod /opt/mongod/bin/mongod
+    python benchmarks/bench_store.py --n 20000 --skip-json --skip-monty \
+        --mongod /opt/mongod/bin/mongod --out benchmarks/results/bench_store_mongod.json
 
-Prints a table and writes benchmarks/results/bench_store.json.
+Prints a table and writes benchmarks/results/bench_store.json (or ``--out``).
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ def start_mongod(storage: Path, mongod: str) -> tuple[subprocess.Popen[bytes], s
     port = _free_port()
     proc = subprocess.Popen(
         [mongod, "--dbpath", str(storage), "--port", str(port), "--bind_ip", "127.0.0.1",
-         "--quiet", "--logpath", str(storage / "mongod.log")],
+         "--nounixsocket", "--quiet", "--logpath", str(storage / "mongod.log")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     uri = f"mongodb://127.0.0.1:{port}/"
@@ -147,7 +149,25 @@ def start_mongod(storage: Path, mongod: str) -> tuple[subprocess.Popen[bytes], s
         finally:
             client.close()
     proc.kill()
+    proc.wait()
     raise RuntimeError("mongod did not start")
+
+
+def start_mongo_server(
+    storage: Path, mongod: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The test suite's wire-protocol server, or with ``mongod`` (a path) a real MongoDB."""
+    return start_mongo(storage) if mongod is None else start_mongod(storage, mongod)
+
+
+def server_name(uri: str, mongod: str | None) -> str:
+    """What answers at ``uri``: "mongod <its version>" or "secantusd-py <SecantusDB's
+    version>" (SecantusDB reports the MongoDB version it emulates, not its own)."""
+    if mongod is None:
+        from importlib.metadata import version
+
+        return f"secantusd-py {version('secantusdb')}"
+    return f"mongod {server_version(uri)}"
 
 
 def server_version(uri: str) -> str:
@@ -258,13 +278,9 @@ def main() -> None:
         if not args.skip_mongo:
             from maggma.stores import MongoStore
 
-            if args.mongod:
-                proc, uri = start_mongod(tmp / "mongo", args.mongod)
-                name = f"MongoDB {server_version(uri)} (mongod)"
-            else:
-                proc, uri = start_mongo(tmp / "mongo")
-                name = "MongoDB wire (secantusd-py)"
+            proc, uri = start_mongo_server(tmp / "mongo", args.mongod)
             try:
+                name = f"MongoDB ({server_name(uri, args.mongod)})"
                 store = MongoStore("bench", "gmt_predictions", uri=uri, key="prediction_id")
                 results["backends"][name] = measure(store, docs, args.batch_size)
                 store.close()
@@ -298,6 +314,7 @@ def main() -> None:
             print(f"  {name}: top-20 rankings equal the embedded store's on the same documents: "
                   f"{r['rankings_equal_embedded']}")  # fmt: skip
     results["command"] = " ".join(["python", "benchmarks/bench_store.py", *sys.argv[1:]])
+    results["load_average_1min_end"] = round(__import__("os").getloadavg()[0], 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -50,6 +50,8 @@ class MongoServer:
 
     def __init__(self, storage: Path, port: int | None = None) -> None:
         mongod = os.environ.get("ATOMATE2_GMT_TEST_MONGOD")
+        if mongod:  # a path, or a name on PATH
+            mongod = shutil.which(mongod) or mongod
         exe = (
             mongod
             or shutil.which("secantusd-py")
@@ -80,7 +82,8 @@ class MongoServer:
         if self.real_mongod:
             self.storage.mkdir(parents=True, exist_ok=True)
             args = ["--bind_ip", self.host, "--port", str(self.port), "--dbpath", str(self.storage)]
-            args += ["--quiet", "--logpath", str(self.storage / "mongod.log"), "--logappend"]
+            args += ["--nounixsocket", "--quiet", "--logappend"]
+            args += ["--logpath", str(self.storage / "mongod.log")]
         else:
             args = ["--host", self.host, "--port", str(self.port)]
             args += ["--storage-path", str(self.storage), "--standalone", "--log-level", "WARNING"]

@@ -115,3 +115,63 @@ def test_inference_and_autograd_paths_give_the_same_values() -> None:
         assert torch.count_nonzero(w_grad.grad) > 0
         assert x1_grad.grad is not None
         assert torch.count_nonzero(x1_grad.grad) > 0
+
+
+@pytest.mark.parametrize("task", SHIPPED)
+def test_mixing_on_the_edges_is_the_mix_of_the_mean(task: str) -> None:
+    """The inference path mixes the scalar inputs' paths on the edges, before the mean: the same
+    function as mixing the mean (float64, 1e-12), on every layer of the shipped architectures,
+    with an empty bin; and the plan follows the mix's weights when they change."""
+    from atomate2_gmt.model.checkpoint import load_checkpoint
+
+    config = load_checkpoint(pretrained_path(task))[0].config
+    model = GMTNet(dataclasses.replace(config, dtype="float64"))
+    torch.manual_seed(3)
+    for layer in model.equivariant_layers:
+        tp, product, mix = layer.tp, layer.product, layer.mix
+        with torch.no_grad():
+            for param in mix.parameters():
+                param.normal_()  # not the initial weights: every entry matters
+        n = 300
+        x1 = torch.randn(n, tp.irreps_in1.dim, dtype=torch.float64)
+        x2 = torch.randn(n, tp.irreps_in2.dim, dtype=torch.float64)
+        w = torch.randn(n, tp.weight_numel, dtype=torch.float64)
+        index = torch.randint(0, 23, (n,))
+        index[index == 7] = 6  # an empty bin
+        with torch.no_grad():
+            want = mix(product.scatter_mean(x1, x2, w, index, 23))
+            got = product.mixed_scatter_mean(x1, x2, w, index, 23, mix)
+            assert got.shape == want.shape
+            assert torch.allclose(got, want, rtol=0, atol=1e-12 * want.abs().max().item())
+            plan = product.mix_plan(mix)
+            assert plan.paths, "the scalar inputs' paths are mixed on the edges"
+            mix.weight.mul_(-2.0)  # new weights: a new plan, the mix of the new map
+            again = product.mixed_scatter_mean(x1, x2, w, index, 23, mix)
+            assert product.mix_plan(mix) is not plan
+            want_again = mix(product.scatter_mean(x1, x2, w, index, 23))
+            assert torch.allclose(again, want_again, rtol=0, atol=1e-12 * want.abs().max().item())
+            assert not torch.allclose(again, got)
+
+
+def test_shipped_model_inference_path_equals_its_training_path() -> None:
+    """A shipped model gives the same tensors (float32 round-off) with and without autograd,
+    i.e. through the mixing on the edges and through the mix of the mean."""
+    from pymatgen.core import Lattice, Structure
+
+    from atomate2_gmt.model.batch import collate_crystals, prepare_crystal
+    from atomate2_gmt.model.checkpoint import load_checkpoint
+
+    model = load_checkpoint(pretrained_path("piezo"))[0].prepare_inference()
+    structure = Structure(  # wurtzite ZnO: polar, piezoelectric
+        Lattice.hexagonal(3.25, 5.21),
+        ["Zn", "Zn", "O", "O"],
+        [[1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, 0.382], [2 / 3, 1 / 3, 0.882]],
+    )
+    batch = collate_crystals([prepare_crystal(structure, model.config)])
+    with torch.no_grad():
+        inference = model(batch)
+    with torch.enable_grad():
+        training = model(batch).detach()
+    scale = training.abs().max().item()
+    assert scale > 0.1  # C/m², a real response
+    assert torch.allclose(inference, training, rtol=0, atol=1e-5 * scale)

@@ -168,6 +168,10 @@ class TFNLayer(nn.Module):
         self.mix = o3.Linear(irreps_mid, target)
         self.residual = o3.Linear(self.irreps_in, self.irreps_out) if residual else None
 
+    def prepare_inference(self) -> None:
+        """Build the inference path's mixing matrices now (before worker processes fork)."""
+        self.product.mix_plan(self.mix)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -176,8 +180,16 @@ class TFNLayer(nn.Module):
         src: torch.Tensor,
         dst: torch.Tensor,
     ) -> torch.Tensor:
-        """x: (N, irreps_in.dim); sh: (E, irreps_sh.dim); e: (E, edge_dim)."""
-        out = self.mix(self.product.scatter_mean(x[src], sh, self.radial(e), dst, x.shape[0]))
+        """x: (N, irreps_in.dim); sh: (E, irreps_sh.dim); e: (E, edge_dim).
+
+        In inference (eval mode, no autograd) the channel mixing of the scalar inputs' paths is
+        done on the edges, before the mean (``ChannelwiseTensorProduct.mixed_scatter_mean``):
+        the same function up to float round-off, with fewer edge columns."""
+        weights = self.radial(e)
+        if self.training or torch.is_grad_enabled():
+            out = self.mix(self.product.scatter_mean(x[src], sh, weights, dst, x.shape[0]))
+        else:
+            out = self.product.mixed_scatter_mean(x[src], sh, weights, dst, x.shape[0], self.mix)
         if self.gate is not None:
             out = self.gate(out)
         if self.residual is not None:

@@ -20,7 +20,7 @@ from atomate2_gmt.model.config import GMTNetConfig
 from atomate2_gmt.model.e3nn_build import fast_e3nn_build
 from atomate2_gmt.model.embedding import AtomEmbedding, EdgeEmbedding
 from atomate2_gmt.model.equivariant_symmetry import default_dtype
-from atomate2_gmt.model.layers import ComformerNodeLayer
+from atomate2_gmt.model.layers import ComformerNodeLayer, TFNLayer
 from atomate2_gmt.tensors.isotropic import isotropic_projector
 
 if TYPE_CHECKING:
@@ -113,10 +113,14 @@ class TensorModel(nn.Module, ABC):
         return flat.reshape(self.target_offset.shape)
 
     def prepare_inference(self) -> TensorModel:
-        """Eval mode and the edge embedding's inference table built now (call before forking
-        worker processes so they inherit it); returns the model."""
+        """Eval mode, and the edge embedding's inference table and the TFN layers' mixing
+        matrices built now (call before forking worker processes so they inherit them);
+        returns the model."""
         self.eval()
         self.edge_embedding.build_table()
+        for module in self.modules():
+            if isinstance(module, TFNLayer):
+                module.prepare_inference()
         return self
 
     def n_parameters(self) -> int:
