@@ -180,8 +180,8 @@ class ChannelwiseTensorProduct(nn.Module):
         (Σ_u x_u w_u W_uv) M_k, one (E, mul) × (mul, mul_out) product per path, gives the
         mixed result on the edges with mul_out × d3 columns, and only those are averaged. On
         the shipped models the scalar paths are more than half of the columns (elastic: 2,184
-        of 3,840, which become 648) and ``mix`` reduces 64 channels to 8–40; the function is
-        the same up to float round-off (docs/model.md, with the measured speed-up).
+        of 3,840, which become 648: 64 input channels, 8 or 16 output channels for l ≥ 1); the
+        function is the same up to float round-off (docs/model.md, with the measured speed-up).
         """
         plan = self.mix_plan(mix)
         e = x1.shape[0]
