@@ -5,11 +5,11 @@ alternated in one process (the same function each, up to float round-off):
 - ``channel-wise``: ``ChannelwiseTensorProduct.scatter_mean`` (``model/channelwise.py``), then
   the mix (what training runs);
 - ``mixed on edges``: ``ChannelwiseTensorProduct.mixed_scatter_mean``, the scalar inputs' paths
-  mixed on the edges before the mean (what inference runs: ``TFNLayer.forward``).
+  mixed on the edges before the mean (what inference runs: ``TFNLayer.aggregate``).
 
 For each shipped screening model (dielectric ε∞, piezo, elastic): the first N structures of the
 shipped MP elastic set, prepared once, batches of 32, one torch thread, float32, no grad. The
-forward functions of ``TFNLayer`` are swapped in turn ``--rounds`` times; each figure is the
+aggregation functions of ``TFNLayer`` are swapped in turn ``--rounds`` times; each figure is the
 median over rounds of the process CPU time per structure (CPU time, not wall time, so that other
 jobs on the machine disturb it less), first round dropped. Also reports the largest difference
 of each output from e3nn's relative to each crystal's largest component.
@@ -45,7 +45,7 @@ OUT = Path(__file__).parent / "results" / "bench_product.json"
 TASKS = ("dielectric", "piezo", "elastic")
 
 
-def channelwise_forward(
+def channelwise_aggregate(
     self: TFNLayer,
     x: torch.Tensor,
     sh: torch.Tensor,
@@ -53,16 +53,11 @@ def channelwise_forward(
     src: torch.Tensor,
     dst: torch.Tensor,
 ) -> torch.Tensor:
-    """TFNLayer.forward with the channel-wise product's mean, then the mix."""
-    out = self.mix(self.product.scatter_mean(x[src], sh, self.radial(e), dst, x.shape[0]))
-    if self.gate is not None:
-        out = self.gate(out)
-    if self.residual is not None:
-        out = out + self.residual(x)
-    return out
+    """TFNLayer.aggregate with the channel-wise product's mean, then the mix."""
+    return self.mix(self.product.scatter_mean(x[src], sh, self.radial(e), dst, x.shape[0]))
 
 
-def e3nn_forward(
+def e3nn_aggregate(
     self: TFNLayer,
     x: torch.Tensor,
     sh: torch.Tensor,
@@ -70,14 +65,8 @@ def e3nn_forward(
     src: torch.Tensor,
     dst: torch.Tensor,
 ) -> torch.Tensor:
-    """TFNLayer.forward with e3nn's generated product (``self.tp``) and an edge-level mean."""
-    msg = self.tp(x[src], sh, self.radial(e))
-    out = self.mix(scatter_mean(msg, dst, x.shape[0]))
-    if self.gate is not None:
-        out = self.gate(out)
-    if self.residual is not None:
-        out = out + self.residual(x)
-    return out
+    """TFNLayer.aggregate with e3nn's generated product (``self.tp``) and an edge-level mean."""
+    return self.mix(scatter_mean(self.tp(x[src], sh, self.radial(e)), dst, x.shape[0]))
 
 
 def main() -> None:
@@ -89,10 +78,10 @@ def main() -> None:
     path = resources.files("atomate2_gmt.data") / "datasets" / "mp_legacy_elastic.json.gz"
     with path.open("rb") as fh, gzip.open(fh, "rt") as gz:
         structures = [Structure.from_dict(r["structure"]) for r in json.load(gz)[: args.n]]
-    shipped = TFNLayer.forward
+    shipped = TFNLayer.aggregate
     forwards = {
-        "e3nn": e3nn_forward,
-        "channel-wise": channelwise_forward,
+        "e3nn": e3nn_aggregate,
+        "channel-wise": channelwise_aggregate,
         "mixed on edges": shipped,
     }
     rows: list[dict[str, Any]] = []
@@ -107,13 +96,13 @@ def main() -> None:
             with torch.no_grad():
                 for _ in range(args.rounds):
                     for name, forward in forwards.items():
-                        TFNLayer.forward = forward  # type: ignore[method-assign]
+                        TFNLayer.aggregate = forward  # type: ignore[method-assign]
                         start = time.process_time()
                         out = [model(b) for b in batches]
                         times[name].append(1000 * (time.process_time() - start) / len(structures))
                         outputs[name] = torch.cat([o.reshape(o.shape[0], -1) for o in out])
         finally:
-            TFNLayer.forward = shipped  # type: ignore[method-assign]
+            TFNLayer.aggregate = shipped  # type: ignore[method-assign]
         ref = outputs["e3nn"]
         # relative to each crystal's largest component (a symmetry-zero tensor: to the set's)
         scale = ref.abs().amax(dim=1).clamp(min=1e-6 * ref.abs().max().item())

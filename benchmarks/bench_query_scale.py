@@ -418,10 +418,8 @@ def run_size(
         settings = GMTSettings(PROJECT_DIR=project, MONGO_URI=uri)
     else:
         settings = resolve_settings(project)
-        server = "embedded SQLite"
     try:
-        if kind == "mongo":
-            server = server_name(uri, args.mongod)
+        server = server_name(uri, args.mongod) if kind == "mongo" else "embedded SQLite"
         store = candidate_store(settings)
         if kind == "mongo":
             fill = fill_mongo(store, base, n, args.mongo_max_s)

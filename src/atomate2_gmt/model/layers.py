@@ -172,6 +172,24 @@ class TFNLayer(nn.Module):
         """Build the inference path's mixing matrices now (before worker processes fork)."""
         self.product.mix_plan(self.mix)
 
+    def aggregate(
+        self,
+        x: torch.Tensor,
+        sh: torch.Tensor,
+        e: torch.Tensor,
+        src: torch.Tensor,
+        dst: torch.Tensor,
+    ) -> torch.Tensor:
+        """Linear( mean_j TP_uvu(x_j, Y(r̂_ij); w(e_ij)) ): the layer before its gate and
+        residual. In inference (eval mode, no autograd) the channel mixing of the scalar
+        inputs' paths is done on the edges, before the mean
+        (``ChannelwiseTensorProduct.mixed_scatter_mean``): the same function up to float
+        round-off, with fewer edge columns."""
+        weights = self.radial(e)
+        if self.training or torch.is_grad_enabled():
+            return self.mix(self.product.scatter_mean(x[src], sh, weights, dst, x.shape[0]))
+        return self.product.mixed_scatter_mean(x[src], sh, weights, dst, x.shape[0], self.mix)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -180,16 +198,8 @@ class TFNLayer(nn.Module):
         src: torch.Tensor,
         dst: torch.Tensor,
     ) -> torch.Tensor:
-        """x: (N, irreps_in.dim); sh: (E, irreps_sh.dim); e: (E, edge_dim).
-
-        In inference (eval mode, no autograd) the channel mixing of the scalar inputs' paths is
-        done on the edges, before the mean (``ChannelwiseTensorProduct.mixed_scatter_mean``):
-        the same function up to float round-off, with fewer edge columns."""
-        weights = self.radial(e)
-        if self.training or torch.is_grad_enabled():
-            out = self.mix(self.product.scatter_mean(x[src], sh, weights, dst, x.shape[0]))
-        else:
-            out = self.product.mixed_scatter_mean(x[src], sh, weights, dst, x.shape[0], self.mix)
+        """x: (N, irreps_in.dim); sh: (E, irreps_sh.dim); e: (E, edge_dim)."""
+        out = self.aggregate(x, sh, e, src, dst)
         if self.gate is not None:
             out = self.gate(out)
         if self.residual is not None:
