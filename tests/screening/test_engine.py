@@ -236,3 +236,55 @@ def test_engine_reads_inputs_with_its_limits_and_no_settings(
             assert f"at most {limit}" in doc["error"]
         else:
             assert doc["state"] == "successful", doc["error"]
+
+
+def test_runs_collect_cycles_less_often_and_restore_the_collector(
+    shipped, checkpoints, monkeypatch
+) -> None:
+    """A prediction run freezes the objects alive at its start and raises the collector's
+    first threshold (engine.fewer_gc_passes); both are restored after it, also when it fails,
+    and cyclic garbage made during the block is still collected."""
+    import gc
+    import weakref
+
+    from atomate2_gmt import engine
+
+    before = gc.get_threshold()
+    seen: list[tuple[tuple[int, int, int], int]] = []
+    real = engine._Run.predict
+
+    def spy(self, parts, futures):  # type: ignore[no-untyped-def]
+        seen.append((gc.get_threshold(), gc.get_freeze_count()))
+        return real(self, parts, futures)
+
+    monkeypatch.setattr(engine._Run, "predict", spy)
+    settings = EngineSettings(
+        tasks=("dielectric",), models={"dielectric": (checkpoints["dielectric"],)}
+    )
+    run = predict_documents(settings, shipped[:2])
+    assert run.n_successful == 2
+    [(threshold, frozen)] = seen
+    assert threshold[0] == engine.GC_THRESHOLD > before[0]
+    assert frozen > 1000  # the modules and models alive when the run started
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+    refs: list[Any] = []
+
+    def failing_block() -> None:
+        with engine.fewer_gc_passes():
+            refs.append(weakref.ref(_Cyclic([])))  # a cycle made in the block
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        failing_block()
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert refs[0]() is None
+
+
+class _Cyclic:
+    def __init__(self, other: Any) -> None:
+        self.me = self
+        self.other = other
