@@ -126,11 +126,15 @@ def structure_facts(
     previous part (top-level and picklable for that reason)."""
     from atomate2_gmt.schemas.prediction import symmetry_facts
 
+    limits = limits or InputLimits.from_settings()
+    given = {id(item) for item in items if isinstance(item, Candidate)}  # passed through unchecked
     out = []
     for cand in as_candidates(list(items), first_index=first_index, limits=limits):
         facts: dict[str, Any] = {}
         if cand.state == "successful" and cand.structure is not None:
             facts = symmetry_facts(cand.structure, symprec)
+            if id(cand) not in given:  # made here, so checked (candidates.check_structure)
+                facts["checked_sites"] = limits.max_sites
         out.append((cand, facts))
     return out
 
@@ -250,7 +254,14 @@ class _Run:
         }
         version = derive_model_version(model_info, list(s.tasks))
         return _Context(
-            s.tasks, loaded, model_info, version, s.symprec, s.device, s.batch_size, s.spread_scale
+            s.tasks,
+            loaded,
+            model_info,
+            version,
+            s.symprec,
+            s.device,
+            s.batch_size,
+            s.spread_scale,
         )
 
     def predict(self, parts: list[tuple[int, list[Any]]], futures: list[Any]) -> PredictionRunDoc:
@@ -663,6 +674,7 @@ def _documents(
         models,
         device=ctx.device,
         batch_size=ctx.batch_size,
+        checked_sites=[f.get("checked_sites") for _, f in usable],
     )
     structures = [c.structure for c, _ in usable if c.structure is not None]
     domain = {task: domain_distances(structures, task) for task in ctx.tasks}

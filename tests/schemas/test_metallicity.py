@@ -294,3 +294,29 @@ def test_a_document_costs_one_spglib_search_metallicity_included(monkeypatch):
         doc.likely_metal_reason
         == "odd number of electrons (101) per primitive cell, no magnetic ion"
     )
+
+
+def test_oxidation_states_are_searched_once_per_composition(monkeypatch):
+    """pymatgen's oxidation-state search runs once per reduced composition: a supercell or
+    another polymorph reuses it, another composition (or oxidation-decorated species) does
+    not."""
+    from pymatgen.core import Composition
+
+    from atomate2_gmt.schemas import metallicity
+
+    metallicity._guess.cache_clear()
+    calls: list[str] = []
+    real = Composition.oxi_state_guesses
+
+    def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(self.reduced_formula)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Composition, "oxi_state_guesses", counting)
+    first = metallicity._oxidation_states(Composition("Fe2O3"))
+    first["Fe"] = 99.0  # a caller's change never reaches the cache
+    assert metallicity._oxidation_states(Composition("Fe4O6")) == {"Fe": 3.0, "O": -2.0}
+    assert metallicity._oxidation_states(Composition("FeO")) == {"Fe": 2.0, "O": -2.0}
+    decorated = Composition({"Fe3+": 2, "O2-": 3})
+    metallicity._oxidation_states(decorated)
+    assert calls == ["Fe2O3", "FeO", decorated.reduced_formula]

@@ -288,3 +288,41 @@ class _Cyclic:
     def __init__(self, other: Any) -> None:
         self.me = self
         self.other = other
+
+
+def test_each_structure_is_checked_once_and_given_candidates_still_are(
+    shipped, checkpoints, monkeypatch
+) -> None:
+    """Structures the engine reads are checked once (as_candidates), not again before the
+    graph is built; a Candidate handed in as it is was never checked, so the model checks it."""
+    from pymatgen.core import Lattice, Structure
+
+    from atomate2_gmt.candidates import Candidate
+    from atomate2_gmt.model import graph
+
+    loaded = {(t, (p,)): load_members(t, (p,)) for t, p in checkpoints.items()}  # validated
+    calls: list[int] = []
+    real = graph.structure_problem
+
+    def counting(structure, max_sites=2000):  # type: ignore[no-untyped-def]
+        calls.append(len(structure))
+        return real(structure, max_sites)
+
+    monkeypatch.setattr(graph, "structure_problem", counting)
+    settings = EngineSettings(
+        tasks=("dielectric", "piezo"),
+        models={task: (path,) for task, path in checkpoints.items()},
+        workers=0,
+        model_workers=0,
+    )
+    run = predict_documents(settings, shipped[:3], load=lambda t, specs: loaded[t, specs])
+    assert run.n_successful == 3
+    assert len(calls) == 3  # one check per structure, shared by both models
+
+    crushed = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.01, 0, 0]])
+    calls.clear()
+    given = [Candidate(source="given", structure=crushed)]
+    run = predict_documents(settings, given, load=lambda t, specs: loaded[t, specs])
+    assert run.n_failed == 1
+    assert "apart" in run.failures[0][1]
+    assert len(calls) == 1  # the model's own check

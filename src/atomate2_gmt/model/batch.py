@@ -62,11 +62,14 @@ def graph_key(config: GMTNetConfig) -> tuple[object, ...]:
 
 
 def prepare_structure(
-    structure: Structure, config: GMTNetConfig
+    structure: Structure, config: GMTNetConfig, *, checked: bool = False
 ) -> tuple[CrystalGraph, PointGroupInfo]:
     """Validate ``structure``, find its point group and build its graph (task-independent part
-    of :func:`prepare_crystal`; ValueError on bad input)."""
-    structure = check_structure(structure, max_sites=config.max_sites)
+    of :func:`prepare_crystal`; ValueError on bad input). ``checked=True``: the caller has run
+    :func:`~atomate2_gmt.model.graph.check_structure` with at most ``config.max_sites`` (it is
+    not run again: a neighbour search)."""
+    if not checked:
+        structure = check_structure(structure, max_sites=config.max_sites)
     info = point_group_info(structure, config.symprec, config.angle_tolerance)
     if config.refine_structure:
         structure = refined_structure(structure, config.symprec)

@@ -105,6 +105,7 @@ def predict_many(
     models: Mapping[str, ModelLike],
     device: str | torch.device | None = None,
     batch_size: int = 64,
+    checked_sites: Sequence[int | None] | None = None,
 ) -> MultiTaskPrediction:
     """Predict several tasks for the same structures, building each graph and point group once.
 
@@ -113,12 +114,17 @@ def predict_many(
     timings are keyed like ``models``. Models whose graph settings agree (:func:`graph_key`)
     share one preparation of each structure, so three tasks cost one symmetry search and one
     neighbour list per structure. One bad structure never fails the batch: it gets a failed
-    result (with its reason) for every task.
+    result (with its reason) for every task. ``checked_sites``: per structure, the
+    ``max_sites`` with which it has passed :func:`~atomate2_gmt.model.graph.structure_problem`
+    already (the engine's candidates), or None; a model whose ``max_sites`` is at least that
+    does not check it again.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     if not models:
         raise ValueError("models must name at least one task")
+    if checked_sites is not None and len(checked_sites) != len(structures):
+        raise ValueError("checked_sites must give one entry per structure")
     nets: dict[str, TensorModel] = {}
     for name, model in models.items():
         nets[name], _meta = resolve_model(model, check_task(name.split("@", 1)[0]))
@@ -131,10 +137,12 @@ def predict_many(
         if key in shared:
             continue
         start = time.perf_counter()
+        limit = net.config.max_sites
+        checked = [c is not None and c <= limit for c in (checked_sites or [None] * n)]
         prepared: list[tuple[Any, PointGroupInfo] | Exception] = []
-        for structure in structures:
+        for structure, done in zip(structures, checked, strict=True):
             try:
-                prepared.append(prepare_structure(structure, net.config))
+                prepared.append(prepare_structure(structure, net.config, checked=done))
             except Exception as exc:  # one bad structure never sinks the batch
                 prepared.append(exc)
         shared[key] = prepared

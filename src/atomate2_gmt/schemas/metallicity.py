@@ -25,6 +25,7 @@ records are insulators with a DFT band gap, so any flag there is a false positiv
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -55,7 +56,15 @@ class MetalCheck:
 
 def _oxidation_states(composition: Composition) -> dict[str, float] | None:
     """The most probable charge-balanced assignment (element → state), {} if there is none."""
-    reduced = composition.reduced_composition
+    return dict(_guess(composition.reduced_composition))
+
+
+@lru_cache(maxsize=4096)
+def _guess(reduced: Composition) -> tuple[tuple[str, float], ...]:
+    """:func:`_oxidation_states` of a reduced composition, kept per composition: pymatgen's
+    search costs about 0.8 ms, and candidates of a screen often share a composition (polymorphs,
+    strained or substituted copies). pymatgen's ``Composition`` hashes and compares by its
+    amounts (to 1e-8), so only equal compositions share an entry."""
     try:
         if reduced.num_atoms > MAX_SITES:
             guesses = reduced.oxi_state_guesses(max_sites=-MAX_SITES)
@@ -63,7 +72,7 @@ def _oxidation_states(composition: Composition) -> dict[str, float] | None:
             guesses = reduced.oxi_state_guesses()
     except ValueError:  # pymatgen: the composition cannot be reduced to max_sites
         guesses = reduced.oxi_state_guesses()
-    return dict(guesses[0]) if guesses else {}
+    return tuple(guesses[0].items()) if guesses else ()
 
 
 def _open_d(symbol: str, state: float) -> float | None:
