@@ -675,6 +675,7 @@ def _documents(
         device=ctx.device,
         batch_size=ctx.batch_size,
         checked_sites=[f.get("checked_sites") for _, f in usable],
+        found_point_groups=[f.get("point_group") for _, f in usable],
     )
     structures = [c.structure for c, _ in usable if c.structure is not None]
     domain = {task: domain_distances(structures, task) for task in ctx.tasks}

@@ -326,3 +326,49 @@ def test_each_structure_is_checked_once_and_given_candidates_still_are(
     assert run.n_failed == 1
     assert "apart" in run.failures[0][1]
     assert len(calls) == 1  # the model's own check
+
+
+def test_models_reuse_the_point_group_of_the_readers_symmetry_search(
+    shipped, checkpoints, monkeypatch
+) -> None:
+    """The reader's spglib search (structure key) gives the models the point group, so the
+    model side searches no more where that dataset is the one its search would find; the
+    documents carry the same point groups as a search of their own."""
+    from atomate2_gmt.model import batch
+
+    loaded = {(t, (p,)): load_members(t, (p,)) for t, p in checkpoints.items()}
+    settings = EngineSettings(
+        tasks=("dielectric", "piezo"),
+        models={task: (path,) for task, path in checkpoints.items()},
+        workers=0,
+        model_workers=0,
+    )
+    searches: list[int] = []
+    real = batch.point_group_info
+
+    def counting(structure, *args, **kwargs):  # type: ignore[no-untyped-def]
+        searches.append(len(structure))
+        return real(structure, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "point_group_info", counting)
+    run = predict_documents(settings, shipped, load=lambda t, specs: loaded[t, specs])
+    assert run.n_successful == len(shipped)
+    assert searches == []
+    for doc, structure in zip(run.documents, shipped, strict=True):
+        own = real(structure, 0.01, 5.0)
+        assert doc["symmetry"]["point_group"] == own.point_group
+        assert doc["symmetry"]["number"] == own.space_group_number
+
+
+def test_a_point_group_found_at_other_tolerances_is_refused(shipped) -> None:
+    from atomate2_gmt.model.batch import prepare_structure
+    from atomate2_gmt.model.config import GMTNetConfig
+    from atomate2_gmt.tensors.symmetry import point_group_info
+
+    config = GMTNetConfig()
+    loose = point_group_info(shipped[0], 0.1, 5.0)
+    with pytest.raises(ValueError, match=r"symprec 0\.1.*the model needs 0\.01"):
+        prepare_structure(shipped[0], config, point_group=loose)
+    same = point_group_info(shipped[0], config.symprec, config.angle_tolerance)
+    _, info = prepare_structure(shipped[0], config, point_group=same)
+    assert info is same

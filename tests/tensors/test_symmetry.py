@@ -460,3 +460,48 @@ def test_refined_structure_is_exactly_symmetric_in_the_same_frame(
     assert info.point_group == "6mm"
     assert info.lattice_defect < 1e-10
     assert info.space_group_number == 186
+
+
+def test_point_group_read_from_the_key_dataset_is_the_searched_one(mp_records) -> None:
+    """SymmetryAnalysis.point_group_of_dataset (what the screening reader hands the models, so
+    that they do not search again) is point_group_info's group at the same tolerances: the
+    spglib backend's exactly, the native search's up to round-off, on shipped structures and
+    on the same lattices sheared by up to 4 degrees; where the angle tolerance could change the
+    lattice operations it is None (the model then searches itself)."""
+    from atomate2_gmt.tensors.symmetry.analysis import SymmetryAnalysis
+
+    rng = np.random.default_rng(11)
+    used = {False: 0, True: 0}  # sheared → crystals whose dataset gave the point group
+    refused = {False: 0, True: 0}
+    for kind in ("dielectric", "piezo", "elastic"):
+        for rec in mp_records(kind)[::20]:
+            s = Structure.from_dict(rec["structure"])
+            shear = np.eye(3)
+            i, j = rng.choice(3, 2, replace=False)
+            shear[i, j] = np.tan(np.radians(rng.uniform(0.0, 4.0)))
+            sheared = Structure(Lattice(s.lattice.matrix @ shear.T), s.species, s.frac_coords)
+            for is_sheared, structure in ((False, s), (True, sheared)):
+                found = SymmetryAnalysis(structure, 0.01).point_group_of_dataset
+                if found is None:
+                    refused[is_sheared] += 1
+                    continue
+                used[is_sheared] += 1
+                native = point_group_info(structure, backend="native")
+                spg = point_group_info(structure, backend="spglib")
+                assert found.point_group == native.point_group, rec["material_id"]
+                assert _same_op_set(found.ops, native.ops, atol=1e-9), rec["material_id"]
+                np.testing.assert_array_equal(found.ops, spg.ops)
+                assert (found.symprec, found.angle_tolerance) == (0.01, 5.0)
+                assert found.space_group_number == spg.space_group_number
+    total = used[False] + refused[False]
+    assert used[False] >= 0.9 * total  # nearly every shipped crystal needs no second search
+    assert refused[True] > 0  # some sheared lattices do
+
+    # two oxidation states of one element: spglib's cell (by element) and the search (by
+    # species) type the sites differently, so the dataset is not used
+    mixed = Structure(
+        Lattice.cubic(4.2),
+        ["Fe2+", "Fe3+", "O2-", "O2-"],
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0.5]],
+    )
+    assert SymmetryAnalysis(mixed, 0.01).point_group_of_dataset is None

@@ -62,15 +62,33 @@ def graph_key(config: GMTNetConfig) -> tuple[object, ...]:
 
 
 def prepare_structure(
-    structure: Structure, config: GMTNetConfig, *, checked: bool = False
+    structure: Structure,
+    config: GMTNetConfig,
+    *,
+    checked: bool = False,
+    point_group: PointGroupInfo | None = None,
 ) -> tuple[CrystalGraph, PointGroupInfo]:
     """Validate ``structure``, find its point group and build its graph (task-independent part
     of :func:`prepare_crystal`; ValueError on bad input). ``checked=True``: the caller has run
     :func:`~atomate2_gmt.model.graph.check_structure` with at most ``config.max_sites`` (it is
-    not run again: a neighbour search)."""
+    not run again: a neighbour search). ``point_group``: the structure's point group already
+    found at ``config.symprec`` and ``config.angle_tolerance`` (used instead of searching
+    again; ValueError if its tolerances are others)."""
     if not checked:
         structure = check_structure(structure, max_sites=config.max_sites)
-    info = point_group_info(structure, config.symprec, config.angle_tolerance)
+    if point_group is None:
+        info = point_group_info(structure, config.symprec, config.angle_tolerance)
+    elif (point_group.symprec, point_group.angle_tolerance) != (
+        config.symprec,
+        config.angle_tolerance,
+    ):
+        raise ValueError(
+            f"point group found at symprec {point_group.symprec}, angle tolerance "
+            f"{point_group.angle_tolerance}; the model needs {config.symprec}, "
+            f"{config.angle_tolerance}"
+        )
+    else:
+        info = point_group
     if config.refine_structure:
         structure = refined_structure(structure, config.symprec)
     graph = build_graph(

@@ -106,6 +106,7 @@ def predict_many(
     device: str | torch.device | None = None,
     batch_size: int = 64,
     checked_sites: Sequence[int | None] | None = None,
+    found_point_groups: Sequence[PointGroupInfo | None] | None = None,
 ) -> MultiTaskPrediction:
     """Predict several tasks for the same structures, building each graph and point group once.
 
@@ -117,14 +118,20 @@ def predict_many(
     result (with its reason) for every task. ``checked_sites``: per structure, the
     ``max_sites`` with which it has passed :func:`~atomate2_gmt.model.graph.structure_problem`
     already (the engine's candidates), or None; a model whose ``max_sites`` is at least that
-    does not check it again.
+    does not check it again. ``found_point_groups``: per structure, its point group already found
+    (``SymmetryAnalysis.point_group_of_dataset``), or None; a model whose ``symprec`` and
+    ``angle_tolerance`` are those it was found at uses it instead of searching again.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     if not models:
         raise ValueError("models must name at least one task")
-    if checked_sites is not None and len(checked_sites) != len(structures):
-        raise ValueError("checked_sites must give one entry per structure")
+    for name, given in (
+        ("checked_sites", checked_sites),
+        ("found_point_groups", found_point_groups),
+    ):
+        if given is not None and len(given) != len(structures):
+            raise ValueError(f"{name} must give one entry per structure")
     nets: dict[str, TensorModel] = {}
     for name, model in models.items():
         nets[name], _meta = resolve_model(model, check_task(name.split("@", 1)[0]))
@@ -137,12 +144,19 @@ def predict_many(
         if key in shared:
             continue
         start = time.perf_counter()
-        limit = net.config.max_sites
-        checked = [c is not None and c <= limit for c in (checked_sites or [None] * n)]
+        config = net.config
+        checked = [c is not None and c <= config.max_sites for c in (checked_sites or [None] * n)]
+        tolerances = (config.symprec, config.angle_tolerance)
+        found = [
+            g if g is not None and (g.symprec, g.angle_tolerance) == tolerances else None
+            for g in (found_point_groups or [None] * n)
+        ]
         prepared: list[tuple[Any, PointGroupInfo] | Exception] = []
-        for structure, done in zip(structures, checked, strict=True):
+        for structure, done, group in zip(structures, checked, found, strict=True):
             try:
-                prepared.append(prepare_structure(structure, net.config, checked=done))
+                prepared.append(
+                    prepare_structure(structure, config, checked=done, point_group=group)
+                )
             except Exception as exc:  # one bad structure never sinks the batch
                 prepared.append(exc)
         shared[key] = prepared

@@ -872,10 +872,17 @@ def symmetry_facts(structure: Structure, symprec: float = SYMPREC) -> dict[str, 
     """What a document needs of the structure's symmetry beyond its point group, from one
     :class:`~atomate2_gmt.tensors.symmetry.analysis.SymmetryAnalysis` (one spglib search):
     ``structure_key`` and ``ieee_rotation`` (:func:`key_and_ieee_rotation`) and the
-    ``metallicity`` fields (:func:`metal_fields`). Never raises."""
+    ``metallicity`` fields (:func:`metal_fields`), and the ``point_group`` read from that search
+    where it is the one the point-group search would find (``SymmetryAnalysis.
+    point_group_of_dataset``, else None). Never raises."""
     analysis = SymmetryAnalysis(structure, symprec)
     key, ieee = _key_and_ieee(analysis)
-    return {"structure_key": key, "ieee_rotation": ieee, "metallicity": metal_fields(analysis)}
+    return {
+        "structure_key": key,
+        "ieee_rotation": ieee,
+        "metallicity": metal_fields(analysis),
+        "point_group": analysis.point_group_of_dataset,
+    }
 
 
 def key_and_ieee_rotation(

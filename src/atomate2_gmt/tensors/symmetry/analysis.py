@@ -27,9 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from atomate2_gmt.tensors.symmetry.groups import PointGroupInfo, point_group_info
+from atomate2_gmt.tensors.symmetry.groups import (
+    PointGroupInfo,
+    point_group_from_dataset,
+    point_group_info,
+)
 from atomate2_gmt.tensors.symmetry.keys import key_from_dataset, spglib_cell, symmetry_dataset
-from atomate2_gmt.tensors.symmetry.policy import ANGLE_TOLERANCE, SYMPREC
+from atomate2_gmt.tensors.symmetry.policy import ANGLE_TOLERANCE, KEY_ANGLE_TOLERANCE, SYMPREC
 from atomate2_gmt.tensors.symmetry.search import angle_tolerance_matters
 
 if TYPE_CHECKING:
@@ -95,6 +99,56 @@ class SymmetryAnalysis:
         return self._once(  # type: ignore[no-any-return]
             "point_group",
             lambda: point_group_info(self.structure, self.symprec, self.angle_tolerance),
+        )
+
+    @property
+    def point_group_of_dataset(self) -> PointGroupInfo | None:
+        """The point group at ``symprec`` / ``angle_tolerance`` read from :attr:`dataset`
+        (:func:`~atomate2_gmt.tensors.symmetry.groups.point_group_from_dataset`, no second
+        search) where that dataset is the one the point-group search would find: one species
+        per element (spglib's cell types sites by element, the search by species) and an angle
+        tolerance that does not change the lattice operations
+        (:func:`~atomate2_gmt.tensors.symmetry.search.angle_tolerance_matters`). None elsewhere,
+        or without a dataset. Equal to :func:`~atomate2_gmt.tensors.symmetry.groups.
+        point_group_info` with the spglib backend; the same operations as its native search up
+        to round-off and order (tests/tensors/test_symmetry.py)."""
+        return self._once(  # type: ignore[no-any-return]
+            "point_group_of_dataset", self._point_group_of_dataset
+        )
+
+    def _point_group_of_dataset(self) -> PointGroupInfo | None:
+        try:
+            dataset = self.dataset
+        except Exception:
+            return None
+        if dataset is None or not self._one_species_per_element():
+            return None
+        if self.angle_tolerance != KEY_ANGLE_TOLERANCE and self._angle_tolerance_matters(
+            self.angle_tolerance
+        ):
+            return None
+        try:
+            return point_group_from_dataset(
+                self.structure, dataset, self.symprec, self.angle_tolerance
+            )
+        except ValueError:
+            return None
+
+    def _one_species_per_element(self) -> bool:
+        """Whether the sites' species are their elements' (no two oxidation states or spins of
+        one element), so that spglib's cell (typed by atomic number) and the structure's
+        species type the sites alike."""
+        species = {site.specie for site in self.structure}
+        return len(species) == len(set(self.cell[2].tolist()))
+
+    def _angle_tolerance_matters(self, angle_tolerance: float) -> bool:
+        """:func:`~atomate2_gmt.tensors.symmetry.search.angle_tolerance_matters` of the
+        dataset's primitive lattice at ``symprec`` (kept per angle tolerance)."""
+        return self._once(  # type: ignore[no-any-return]
+            f"angle_tolerance_matters:{angle_tolerance!r}",
+            lambda: angle_tolerance_matters(
+                self.dataset.primitive_lattice, self.symprec, angle_tolerance
+            ),
         )
 
     @property
@@ -193,9 +247,9 @@ class SymmetryAnalysis:
             getattr(sp, "spin", None) is not None for sp in structure.types_of_species
         ):
             return False
-        if len({site.specie for site in structure}) != len(set(self.cell[2].tolist())):
+        if not self._one_species_per_element():
             return False
-        return not angle_tolerance_matters(dataset.primitive_lattice, SYMPREC, ANGLE_TOLERANCE)
+        return not self._angle_tolerance_matters(ANGLE_TOLERANCE)
 
 
 def structure_key(structure: Structure, symprec: float = SYMPREC) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import spglib
@@ -28,6 +28,8 @@ from atomate2_gmt.tensors.symmetry.search import (
     _check_min_distance,
     _check_tolerances,
     _native_search,
+    _raw_from_dataset,
+    _RawSymmetry,
     _SearchFailedError,
     _spglib_dataset,
     _spglib_search,
@@ -44,6 +46,7 @@ __all__ = [
     "PointGroupInfo",
     "cartesian_operations",
     "check_group",
+    "point_group_from_dataset",
     "point_group_info",
     "point_group_operations",
     "refined_structure",
@@ -228,6 +231,37 @@ def point_group_info(
             sp, at = sp * _REDUCE_RATE, at * _REDUCE_RATE
     else:
         raise ValueError("symmetry search failed at every tolerance tried: " + "; ".join(errors))
+    return _info_of(raw)
+
+
+def point_group_from_dataset(
+    structure: IStructure,
+    dataset: Any,
+    symprec: float = SYMPREC,
+    angle_tolerance: float = ANGLE_TOLERANCE,
+) -> PointGroupInfo:
+    """:func:`point_group_info` with the spglib backend, read from ``dataset``: a symmetry
+    dataset spglib has already found for ``structure`` at ``symprec`` (no second search).
+
+    The caller vouches that it is the dataset that search would find, as
+    :meth:`~atomate2_gmt.tensors.symmetry.analysis.SymmetryAnalysis.point_group_of_dataset`
+    checks: sites typed by species as spglib typed them, and an ``angle_tolerance`` that does
+    not change the lattice operations (:func:`~atomate2_gmt.tensors.symmetry.search.
+    angle_tolerance_matters`). Raises ``ValueError`` where :func:`point_group_info` would,
+    or where the dataset's operations do not form a group.
+    """
+    _check_tolerances(symprec, angle_tolerance)
+    lattice, frac, _ = _cell_from_structure(structure)
+    _check_min_distance(lattice, frac, symprec)
+    try:
+        raw = _raw_from_dataset(dataset, lattice, symprec, angle_tolerance)
+    except _SearchFailedError as exc:
+        raise ValueError(f"symmetry dataset unusable: {exc}") from None
+    return _info_of(raw)
+
+
+def _info_of(raw: _RawSymmetry) -> PointGroupInfo:
+    """The :class:`PointGroupInfo` of a search's integer operations."""
     ops, defect, _ = cartesian_operations(raw.lattice, raw.rotations)
     ops = snap_operations(ops)
     try:

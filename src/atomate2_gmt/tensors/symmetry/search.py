@@ -413,6 +413,14 @@ def _spglib_search(
     point group is taken from the database for the dataset's Hall number, in the basis of the
     non-idealised standard cell: rows P^-T L, where x_std = P x + p."""
     ds = _spglib_dataset(lattice, frac, types, symprec, angle_tol)
+    return _raw_from_dataset(ds, lattice, symprec, angle_tol)
+
+
+def _raw_from_dataset(
+    ds: Any, lattice: np.ndarray, symprec: float, angle_tol: float
+) -> _RawSymmetry:
+    """:func:`_spglib_search`'s operations from the dataset ``ds`` spglib found at ``symprec``
+    / ``angle_tol`` for the cell with ``lattice`` (rows, Å)."""
     db = spglib.get_symmetry_from_database(int(ds.hall_number))
     if db is None:
         raise _SearchFailedError(f"spglib has no database entry for Hall number {ds.hall_number}")
