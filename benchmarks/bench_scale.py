@@ -16,6 +16,12 @@ whether every crystal is stored exactly once.
     nice -n 10 python benchmarks/bench_scale.py --sizes 1e4 3e4 1e5 --kill-at 0.5
 
 Prints a table; writes benchmarks/results/bench_scale.json and docs/figures/bench_scale_rss.png.
+``--ab TREE`` instead alternates runs of the code in TREE (a git worktree of an earlier commit)
+and of this tree, and writes benchmarks/results/bench_scale_ab.json (wall time, rate, the process
+tree's CPU time and peak PSS of each run):
+
+    git worktree add --detach /tmp/before <commit>
+    python benchmarks/bench_scale.py --sizes 2e4 --ab /tmp/before --rounds 2
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -41,6 +48,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT / "src" / "atomate2_gmt" / "data" / "datasets"
 RESULTS = ROOT / "benchmarks" / "results" / "bench_scale.json"
+AB_RESULTS = ROOT / "benchmarks" / "results" / "bench_scale_ab.json"
 FIGURE = ROOT / "docs" / "figures" / "bench_scale_rss.png"
 STRAIN_STEP = 0.002  # isotropic strain between two copies of a crystal (0.2 %)
 _DONE = re.compile(r"screening: (\d+)/(\d+) structures")
@@ -174,6 +182,7 @@ def run_screen(
     with ``kill_at``, SIGKILL its process group once the log reports that many done."""
     env = {**os.environ, "PYTHONPATH": str(SRC[0]), "PYTHONUNBUFFERED": "1"}
     samples: list[tuple[float, int, int, int]] = []
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     with log.open("w") as err, (log.with_suffix(".out")).open("w") as out:
         proc = subprocess.Popen(
@@ -194,10 +203,13 @@ def run_screen(
                 break
             time.sleep(0.5)
     wall = time.perf_counter() - start
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)  # the tree: each process is reaped
     return {
         "returncode": proc.returncode,
         "killed": killed,
         "wall_s": wall,
+        "cpu_user_s": round(cpu.ru_utime - cpu_before.ru_utime, 2),
+        "cpu_sys_s": round(cpu.ru_stime - cpu_before.ru_stime, 2),
         "peak_rss_mb": max((s[1] for s in samples), default=0) / 2**20,
         "peak_pss_mb": max((s[2] for s in samples), default=0) / 2**20,
         "peak_parent_rss_mb": max((s[3] for s in samples), default=0) / 2**20,
@@ -305,9 +317,22 @@ def main() -> None:
         action="store_true",
         help="keep the rows of --out of other sizes (e.g. add 1e5 to earlier 1e4, 3e4 rows)",
     )
+    parser.add_argument(
+        "--ab",
+        type=Path,
+        default=None,
+        metavar="TREE",
+        help="alternate each size between the code of TREE (e.g. a git worktree of the code "
+        "before) and --src, --rounds times; writes --ab-out instead of --out",
+    )
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--ab-out", type=Path, default=AB_RESULTS)
     args = parser.parse_args()
     if args.src is not None:
         SRC[0] = args.src.resolve()
+    if args.ab is not None:
+        alternate(args)
+        return
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_scale_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -339,6 +364,67 @@ def main() -> None:
         write(rows, args.out)
     plot(rows, args.figure)
     print(f"wrote {args.out} and {args.figure}")
+
+
+def commit_of(tree: Path) -> str:
+    """The git commit checked out in ``tree`` (with ``+changes`` if it has uncommitted ones)."""
+
+    def git(*cmd: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(tree), *cmd], capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def alternate(args: argparse.Namespace) -> None:
+    """``--ab``: each size screened ``--rounds`` times with each tree, alternating (before,
+    after, before, after, ...), so that both see the same machine; a table and ``--ab-out``."""
+    trees = {"before": args.ab.resolve(), "after": SRC[0].parent}
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_scale_"))
+    work.mkdir(parents=True, exist_ok=True)
+    runs: list[dict[str, Any]] = []
+    base = None
+    for size in args.sizes:
+        n = int(size)
+        if not (work / f"scale_{n}.json.gz").is_file() and base is None:
+            base = base_records()
+        source = source_file(n, work, base)
+        for round_ in range(1, args.rounds + 1):
+            for code, tree in trees.items():
+                SRC[0] = tree / "src"
+                project = work / f"project_{n}_{code}"
+                shutil.rmtree(project, ignore_errors=True)
+                load = load_average()
+                run = run_screen(source, project, args.chunk_size, work / f"ab_{n}_{code}.log")
+                docs = stored(project)
+                shutil.rmtree(project, ignore_errors=True)
+                run.pop("samples")
+                runs.append(
+                    {
+                        "n": n,
+                        "round": round_,
+                        "code": code,
+                        "commit": commit_of(tree),
+                        "load_start": load,
+                        **run,
+                        **docs,
+                        "structures_per_s": n / run["wall_s"],
+                    }
+                )
+                r = runs[-1]
+                print(
+                    f"N={n:,} round {round_} {code:6s} {r['commit']:>16s}: {r['wall_s']:6.1f} s "
+                    f"{r['structures_per_s']:6.1f}/s  CPU {r['cpu_user_s']:.0f} + "
+                    f"{r['cpu_sys_s']:.0f} s  PSS {r['peak_pss_mb']:.0f} MB  "
+                    f"documents {r['documents']:,}",
+                    flush=True,
+                )
+    args.ab_out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"command": command_line(), "machine": platform.machine(), "cpus": os.cpu_count()}
+    args.ab_out.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1) + "\n")
+    print(f"wrote {args.ab_out}")
 
 
 def resume_run(source: Path, work: Path, n: int, chunk_size: int, frac: float) -> dict[str, Any]:
