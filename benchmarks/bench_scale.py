@@ -379,9 +379,10 @@ def commit_of(tree: Path) -> str:
 
 
 def alternate(args: argparse.Namespace) -> None:
-    """``--ab``: each size screened ``--rounds`` times with each tree, alternating (before,
-    after, before, after, ...), so that both see the same machine; a table and ``--ab-out``."""
-    trees = {"before": args.ab.resolve(), "after": SRC[0].parent}
+    """``--ab``: each size screened ``--rounds`` times with each tree, alternating in ABBA order
+    (before, after; after, before; ...), so that both see the same machine and neither always
+    runs first; a table and ``--ab-out``."""
+    trees = {"before": args.ab.resolve() / "src", "after": SRC[0]}
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_scale_"))
     work.mkdir(parents=True, exist_ok=True)
     runs: list[dict[str, Any]] = []
@@ -392,8 +393,9 @@ def alternate(args: argparse.Namespace) -> None:
             base = base_records()
         source = source_file(n, work, base)
         for round_ in range(1, args.rounds + 1):
-            for code, tree in trees.items():
-                SRC[0] = tree / "src"
+            order = list(trees.items()) if round_ % 2 else list(trees.items())[::-1]
+            for code, tree in order:
+                SRC[0] = tree
                 project = work / f"project_{n}_{code}"
                 shutil.rmtree(project, ignore_errors=True)
                 load = load_average()
@@ -406,7 +408,7 @@ def alternate(args: argparse.Namespace) -> None:
                         "n": n,
                         "round": round_,
                         "code": code,
-                        "commit": commit_of(tree),
+                        "commit": commit_of(tree.parent),
                         "load_start": load,
                         **run,
                         **docs,

@@ -4,8 +4,10 @@
 size, symprec, part size, workers) and a list of inputs; ``GMTPredictMaker.make`` builds the
 settings from its fields and calls it. The run is pipelined: the inputs are split into parts (a
 short first one, then ``part_size``); while the models load and predict, ``workers`` processes
-read files and compute structure keys and IEEE rotations of the next parts
-(:func:`structure_facts`). On a CPU, forked one-thread model workers inherit the loaded models
+read and check files and compute structure keys, IEEE rotations and point groups of the next
+parts from one spglib search per structure (:func:`structure_facts`), which the models use
+instead of checking and searching again. A run collects cyclic garbage less often
+(:func:`fewer_gc_passes`). On a CPU, forked one-thread model workers inherit the loaded models
 and predict sub-parts of :data:`MODEL_PART_SIZE` structures; the pool stays warm for the next
 run with the same models (module state ``_POOL``, closed at exit). Each part is upserted as soon
 as it is done, and structures whose document is already in the store are skipped.
@@ -19,6 +21,7 @@ import gc
 import logging
 import math
 import os
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -38,9 +41,12 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "FIRST_PART_SIZE",
+    "GC_THRESHOLD",
     "MODEL_PART_SIZE",
     "EngineSettings",
     "close_model_pool",
+    "fewer_gc_passes",
+    "keep_freed_memory",
     "predict_documents",
     "structure_facts",
 ]
@@ -120,10 +126,13 @@ def structure_facts(
     limits: InputLimits | None = None,
 ) -> list[tuple[Candidate, dict[str, Any]]]:
     """The model-free part of a document for each input: read files, check structures, structure
-    key, IEEE rotation and metallicity flag (all from one spglib search per structure,
-    :func:`~atomate2_gmt.schemas.prediction.symmetry_facts`; a key that fails is None and
-    ``from_predictions`` records why). Runs in a worker process while the models predict the
-    previous part (top-level and picklable for that reason)."""
+    key, IEEE rotation, metallicity flag and the point group where the models can use it (all
+    from one spglib search per structure, :func:`~atomate2_gmt.schemas.prediction.
+    symmetry_facts`; a key that fails is None and ``from_predictions`` records why), and
+    ``checked_sites``: the ``max_sites`` a structure read here was checked with (not for a
+    Candidate handed in as it is), so the models do not check it again. Runs in a worker
+    process while the models predict the previous part (top-level and picklable for that
+    reason)."""
     from atomate2_gmt.schemas.prediction import symmetry_facts
 
     limits = limits or InputLimits.from_settings()
@@ -481,8 +490,10 @@ _WORKER_CONTEXT: _Context | None = None
 def _init_worker(threads: int = 1, parent: int | None = None) -> None:
     """Worker initialiser: ``threads`` torch threads and ONE BLAS thread (idle OpenBLAS threads
     spin: with its default of one per core, numpy's BLAS cost a single-threaded worker about a
-    quarter of its CPU in spinning, taken from the other processes), and the worker exits when
-    its parent process ``parent`` dies (:func:`_exit_with_parent`)."""
+    quarter of its CPU in spinning, taken from the other processes), freed memory kept
+    (:func:`keep_freed_memory`), the garbage collector's first threshold of
+    :func:`fewer_gc_passes`, and the worker exits when its parent process ``parent`` dies
+    (:func:`_exit_with_parent`)."""
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -490,13 +501,18 @@ def _init_worker(threads: int = 1, parent: int | None = None) -> None:
     torch.set_num_threads(threads)
     threadpool_limits(limits=1, user_api="blas")
     keep_freed_memory()
-    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])  # a spawned worker; forked ones
-    # inherit it (and the parent's frozen objects) from fewer_gc_passes
+    threshold = gc.get_threshold()
+    if threshold[0] != 0:  # a spawned worker; forked ones inherit it (and the parent's frozen
+        gc.set_threshold(max(threshold[0], GC_THRESHOLD), *threshold[1:])  # objects)
 
 
 #: Allocations of container objects between two passes of Python's cyclic garbage collector over
 #: its youngest generation during a prediction run (Python's default: 700).
 GC_THRESHOLD = 20_000
+
+
+_GC_LOCK = threading.Lock()
+_GC_STATE: dict[str, Any] = {"depth": 0, "threshold": None, "froze": False}
 
 
 @contextlib.contextmanager
@@ -512,15 +528,30 @@ def fewer_gc_passes() -> Iterator[None]:
     scanned again; unfrozen after) and the youngest generation is collected every
     :data:`GC_THRESHOLD` allocations; worker processes forked in the block inherit both.
     Reference counting still frees every acyclic object at once, so memory stays flat.
+
+    Blocks may nest or overlap in threads: the outermost one changes the collector and the last
+    one to end restores it. A process that froze objects itself keeps them frozen, a larger
+    threshold is kept, and a collector switched off (threshold 0) stays off.
     """
-    old = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, *old[1:])
+    with _GC_LOCK:
+        if _GC_STATE["depth"] == 0:
+            old = gc.get_threshold()
+            _GC_STATE["threshold"] = old
+            _GC_STATE["froze"] = gc.get_freeze_count() == 0
+            if _GC_STATE["froze"]:
+                gc.freeze()
+            if old[0] != 0:
+                gc.set_threshold(max(old[0], GC_THRESHOLD), *old[1:])
+        _GC_STATE["depth"] += 1
     try:
         yield
     finally:
-        gc.set_threshold(*old)
-        gc.unfreeze()
+        with _GC_LOCK:
+            _GC_STATE["depth"] -= 1
+            if _GC_STATE["depth"] == 0:
+                gc.set_threshold(*_GC_STATE["threshold"])
+                if _GC_STATE["froze"]:
+                    gc.unfreeze()
 
 
 #: Size below which glibc's malloc serves a block from the heap instead of a fresh mmap (bytes):

@@ -372,3 +372,83 @@ def test_a_point_group_found_at_other_tolerances_is_refused(shipped) -> None:
     same = point_group_info(shipped[0], config.symprec, config.angle_tolerance)
     _, info = prepare_structure(shipped[0], config, point_group=same)
     assert info is same
+
+
+def test_gc_settings_of_the_host_survive_nested_and_threaded_runs() -> None:
+    """fewer_gc_passes nests and overlaps in threads (the last block to end restores the
+    collector), leaves objects the host froze frozen, keeps a larger threshold and keeps a
+    switched-off collector off."""
+    import gc
+    import threading
+
+    from atomate2_gmt import engine
+
+    before = gc.get_threshold()
+    try:
+        gc.freeze()  # the host's own freeze (a pre-fork server does this)
+        host_frozen = gc.get_freeze_count()
+        with engine.fewer_gc_passes():
+            # nothing more frozen, nothing thawed (frozen objects may still be freed)
+            assert host_frozen // 2 < gc.get_freeze_count() <= host_frozen
+            with engine.fewer_gc_passes():
+                assert gc.get_threshold()[0] == engine.GC_THRESHOLD
+            assert gc.get_threshold()[0] == engine.GC_THRESHOLD  # the outer block still runs
+        assert host_frozen // 2 < gc.get_freeze_count() <= host_frozen
+        assert gc.get_threshold() == before
+        gc.unfreeze()
+
+        inside, leave = threading.Event(), threading.Event()
+
+        def other_run() -> None:
+            with engine.fewer_gc_passes():
+                inside.set()
+                leave.wait(10)
+
+        thread = threading.Thread(target=other_run)
+        thread.start()
+        inside.wait(10)
+        with engine.fewer_gc_passes():
+            pass
+        assert gc.get_threshold()[0] == engine.GC_THRESHOLD  # the other run still runs
+        leave.set()
+        thread.join(10)
+        assert gc.get_threshold() == before
+        assert gc.get_freeze_count() == 0
+
+        gc.set_threshold(50_000, *before[1:])
+        with engine.fewer_gc_passes():
+            assert gc.get_threshold()[0] == 50_000
+        gc.set_threshold(0, *before[1:])
+        with engine.fewer_gc_passes():
+            assert gc.get_threshold()[0] == 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+def test_the_readers_point_group_moves_predictions_by_round_off_only(shipped, checkpoints) -> None:
+    """Tensors predicted with the point groups of the reader's spglib search equal those of the
+    model's own search to float64 round-off (the same groups; operations in another order)."""
+    from atomate2_gmt.model.predict import predict_many
+    from atomate2_gmt.tensors.symmetry.analysis import SymmetryAnalysis
+
+    models = {task: path for task, path in checkpoints.items()}
+    found = [SymmetryAnalysis(s, 0.01).point_group_of_dataset for s in shipped]
+    assert all(g is not None for g in found)
+    own = predict_many(shipped, models)
+    given = predict_many(shipped, models, found_point_groups=found)
+    for task in models:
+        for a, b in zip(own.results[task], given.results[task], strict=True):
+            assert a["point_group"] == b["point_group"]
+            ta, tb = np.asarray(a["tensor"]), np.asarray(b["tensor"])
+            assert np.abs(ta - tb).max() <= 1e-7 * max(np.abs(ta).max(), 1e-12)
+
+
+def test_predict_many_names_a_bad_hint(shipped, checkpoints) -> None:
+    from atomate2_gmt.model.predict import predict_many
+
+    models = {"dielectric": checkpoints["dielectric"]}
+    with pytest.raises(ValueError, match="must be PointGroupInfos or None, got a str"):
+        predict_many(shipped[:1], models, found_point_groups=["m-3m"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="checked_sites must give one entry per structure"):
+        predict_many(shipped[:2], models, checked_sites=[2000])

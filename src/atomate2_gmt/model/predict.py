@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -126,12 +127,18 @@ def predict_many(
         raise ValueError("batch_size must be >= 1")
     if not models:
         raise ValueError("models must name at least one task")
-    for name, given in (
-        ("checked_sites", checked_sites),
-        ("found_point_groups", found_point_groups),
+    for name, given, kind in (
+        ("checked_sites", checked_sites, numbers.Integral),
+        ("found_point_groups", found_point_groups, PointGroupInfo),
     ):
-        if given is not None and len(given) != len(structures):
+        if given is None:
+            continue
+        if len(given) != len(structures):
             raise ValueError(f"{name} must give one entry per structure")
+        wrong = [type(g).__name__ for g in given if g is not None and not isinstance(g, kind)]
+        if wrong:
+            need = "integers" if kind is numbers.Integral else f"{kind.__name__}s"
+            raise ValueError(f"{name} entries must be {need} or None, got a {wrong[0]}")
     nets: dict[str, TensorModel] = {}
     for name, model in models.items():
         nets[name], _meta = resolve_model(model, check_task(name.split("@", 1)[0]))
@@ -145,11 +152,12 @@ def predict_many(
             continue
         start = time.perf_counter()
         config = net.config
-        checked = [c is not None and c <= config.max_sites for c in (checked_sites or [None] * n)]
+        checks = [None] * n if checked_sites is None else checked_sites
+        checked = [c is not None and c <= config.max_sites for c in checks]
         tolerances = (config.symprec, config.angle_tolerance)
         found = [
             g if g is not None and (g.symprec, g.angle_tolerance) == tolerances else None
-            for g in (found_point_groups or [None] * n)
+            for g in ([None] * n if found_point_groups is None else found_point_groups)
         ]
         prepared: list[tuple[Any, PointGroupInfo] | Exception] = []
         for structure, done, group in zip(structures, checked, found, strict=True):

@@ -56,15 +56,19 @@ class MetalCheck:
 
 def _oxidation_states(composition: Composition) -> dict[str, float] | None:
     """The most probable charge-balanced assignment (element → state), {} if there is none."""
-    return dict(_guess(composition.reduced_composition))
+    reduced = composition.reduced_composition
+    key = tuple(sorted((str(sp), round(float(n), 8)) for sp, n in reduced.items()))
+    return dict(_guess(key))
 
 
 @lru_cache(maxsize=4096)
-def _guess(reduced: Composition) -> tuple[tuple[str, float], ...]:
-    """:func:`_oxidation_states` of a reduced composition, kept per composition: pymatgen's
-    search costs about 0.8 ms, and candidates of a screen often share a composition (polymorphs,
-    strained or substituted copies). pymatgen's ``Composition`` hashes and compares by its
-    amounts (to 1e-8), so only equal compositions share an entry."""
+def _guess(key: tuple[tuple[str, float], ...]) -> tuple[tuple[str, float], ...]:
+    """:func:`_oxidation_states` of the reduced composition ``key`` ((species, amount) pairs,
+    sorted), kept per composition: pymatgen's search costs about 0.8 ms, and candidates of a
+    screen often share a composition (polymorphs, strained or substituted copies)."""
+    from pymatgen.core import Composition
+
+    reduced = Composition(dict(key))
     try:
         if reduced.num_atoms > MAX_SITES:
             guesses = reduced.oxi_state_guesses(max_sites=-MAX_SITES)
