@@ -106,7 +106,7 @@ def crystal_for_kind(graph: CrystalGraph, info: PointGroupInfo, kind: str) -> Pr
     return PreparedCrystal(
         graph=graph,
         ops=info.ops,
-        output_projector=projector(kind, info.ops),
+        output_projector=projector(kind, info),  # a PointGroupInfo's ops are checked already
         point_group=info.point_group,
         crystal_system=info.crystal_system,
     )

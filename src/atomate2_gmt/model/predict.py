@@ -178,7 +178,10 @@ def predict_many(
     for name, net in nets.items():
         task = name.split("@", 1)[0]
         start = time.perf_counter()
-        net = net.to(dev).eval()
+        if net.device != dev:  # (.to and .eval walk every module: ~1.5 ms a call)
+            net = net.to(dev)
+        if net.training:
+            net.eval()
         crystals: list[tuple[int, PreparedCrystal]] = []
         out: list[dict[str, Any] | None] = [None] * n
         for i, item in enumerate(shared[graph_key(net.config)]):
