@@ -45,6 +45,7 @@ __all__ = [
     "MODEL_PART_SIZE",
     "EngineSettings",
     "close_model_pool",
+    "close_reader_pool",
     "fewer_gc_passes",
     "keep_freed_memory",
     "predict_documents",
@@ -205,32 +206,61 @@ def _predict_documents(
     store: Store | None,
     load: Callable[[str, tuple[str, ...]], Members] | None,
 ) -> PredictionRunDoc:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     parts = _parts(_records_of(candidates), settings.part_size)
     n_workers = settings.workers
     if n_workers is None:
         n_workers = min(2, os.cpu_count() or 1) - 1  # one reader if there are >= 2 cores
-    pool = None
     futures = []
     if n_workers > 0 and len(parts) > 1:  # the workers read and key files while models load
-        method = "fork" if _forks() else "spawn"
-        pool = ProcessPoolExecutor(
-            n_workers,
-            mp_context=multiprocessing.get_context(method),
-            initializer=_init_worker,
-            initargs=(1, os.getpid()),
-        )
+        pool = _reader_pool(n_workers)
         futures = [
             pool.submit(structure_facts, part, i, settings.symprec, settings.limits)
             for i, part in parts
         ]
     try:
         return _Run(settings, store, load or _load_members).predict(parts, futures)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    except BaseException:
+        if futures and not all(f.done() for f in futures):
+            close_reader_pool()  # a failed run's reader may still be busy
+        raise
+
+
+#: The file-reading worker pool of this process (the next run reuses it: a screen's chunk jobs
+#: would otherwise fork and initialise a reader each, while the models wait for its first part).
+_READERS: dict[str, Any] = {"key": None, "pool": None}
+
+
+def _reader_pool(n: int) -> Any:
+    """The pool of ``n`` file-reading workers (:func:`structure_facts` runs there), kept for
+    the next run of this process; a broken one (a worker died) is replaced."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    key = (n, os.getpid())
+    pool = _READERS["pool"]
+    if pool is not None and _READERS["key"] == key and not pool._broken:
+        return pool
+    close_reader_pool()
+    method = "fork" if _forks() else "spawn"
+    pool = ProcessPoolExecutor(
+        n,
+        mp_context=multiprocessing.get_context(method),
+        initializer=_init_worker,
+        initargs=(1, os.getpid()),
+    )
+    _READERS.update(key=key, pool=pool)
+    return pool
+
+
+def close_reader_pool() -> None:
+    """Shut down this process's file-reading workers (at exit, or after a failed run)."""
+    pool = _READERS["pool"]
+    _READERS.update(key=None, pool=None)
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(close_reader_pool)
 
 
 class _Run:

@@ -452,3 +452,45 @@ def test_predict_many_names_a_bad_hint(shipped, checkpoints) -> None:
         predict_many(shipped[:1], models, found_point_groups=["m-3m"])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="checked_sites must give one entry per structure"):
         predict_many(shipped[:2], models, checked_sites=[2000])
+
+
+def test_runs_of_one_process_share_one_reader(shipped, checkpoints) -> None:
+    """The file-reading worker outlives a run: the next run of the process (a screen's next
+    chunk job) uses the same worker process instead of forking one; after a run that fails the
+    next one still reads and predicts."""
+    from atomate2_gmt import engine
+
+    engine.close_reader_pool()
+    loaded = {(t, (p,)): load_members(t, (p,)) for t, p in checkpoints.items()}
+
+    def load(task: str, specs: tuple[str, ...]) -> Any:
+        return loaded[task, specs]
+
+    settings = EngineSettings(
+        tasks=("dielectric",),
+        models={"dielectric": (checkpoints["dielectric"],)},
+        workers=1,
+        model_workers=0,
+        part_size=2,
+    )
+    try:
+        first = predict_documents(settings, shipped, load=load)
+        pool = engine._READERS["pool"]
+        assert pool is not None
+        workers = set(pool._processes)
+        assert len(workers) == 1
+        second = predict_documents(settings, shipped, load=load)
+        assert engine._READERS["pool"] is pool
+        assert set(pool._processes) == workers
+        assert first.n_successful == second.n_successful == len(shipped)
+
+        def broken(task: str, specs: tuple[str, ...]) -> Any:
+            raise RuntimeError("no model today")
+
+        with pytest.raises(RuntimeError, match="no model today"):
+            predict_documents(settings, shipped * 4, load=broken)
+        again = predict_documents(settings, shipped, load=load)
+        assert again.n_successful == len(shipped)
+    finally:
+        engine.close_reader_pool()
+    assert engine._READERS["pool"] is None
