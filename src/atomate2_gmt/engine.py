@@ -6,11 +6,13 @@ settings from its fields and calls it. The run is pipelined: the inputs are spli
 short first one, then ``part_size``); while the models load and predict, ``workers`` processes
 read and check files and compute structure keys, IEEE rotations and point groups of the next
 parts from one spglib search per structure (:func:`structure_facts`), which the models use
-instead of checking and searching again. A run collects cyclic garbage less often
-(:func:`fewer_gc_passes`). On a CPU, forked one-thread model workers inherit the loaded models
-and predict sub-parts of :data:`MODEL_PART_SIZE` structures; the pool stays warm for the next
-run with the same models (module state ``_POOL``, closed at exit). Each part is upserted as soon
-as it is done, and structures whose document is already in the store are skipped.
+instead of checking and searching again; the reading workers, like the model workers below,
+stay for the process's next run (a screen's next chunk job: module state ``_READERS``). A run
+collects cyclic garbage less often (:func:`fewer_gc_passes`). On a CPU, forked one-thread
+model workers inherit the loaded models and predict sub-parts of :data:`MODEL_PART_SIZE`
+structures; the pool stays warm for the next run with the same models (module state ``_POOL``,
+closed at exit). Each part is upserted as soon as it is done, and structures whose document is
+already in the store are skipped.
 """
 
 from __future__ import annotations
