@@ -51,6 +51,18 @@ def checkpoints(tmp_path: Path) -> dict[str, str]:
     return out
 
 
+@pytest.fixture
+def preloaded(checkpoints: dict[str, str]) -> Any:
+    """A model loader for predict_documents(load=...) whose models are loaded (and validated)
+    once, before the test counts what a run does."""
+    loaded = {(t, (p,)): load_members(t, (p,)) for t, p in checkpoints.items()}
+
+    def load(task: str, specs: tuple[str, ...]) -> Any:
+        return loaded[task, specs]
+
+    return load
+
+
 def test_engine_documents_equal_the_makers(shipped, checkpoints, tmp_path) -> None:
     broken = tmp_path / "broken.cif"
     broken.write_text("not a cif")
@@ -291,7 +303,7 @@ class _Cyclic:
 
 
 def test_each_structure_is_checked_once_and_given_candidates_still_are(
-    shipped, checkpoints, monkeypatch
+    shipped, checkpoints, preloaded, monkeypatch
 ) -> None:
     """Structures the engine reads are checked once (as_candidates), not again before the
     graph is built; a Candidate handed in as it is was never checked, so the model checks it."""
@@ -300,7 +312,6 @@ def test_each_structure_is_checked_once_and_given_candidates_still_are(
     from atomate2_gmt.candidates import Candidate
     from atomate2_gmt.model import graph
 
-    loaded = {(t, (p,)): load_members(t, (p,)) for t, p in checkpoints.items()}  # validated
     calls: list[int] = []
     real = graph.structure_problem
 
@@ -315,28 +326,27 @@ def test_each_structure_is_checked_once_and_given_candidates_still_are(
         workers=0,
         model_workers=0,
     )
-    run = predict_documents(settings, shipped[:3], load=lambda t, specs: loaded[t, specs])
+    run = predict_documents(settings, shipped[:3], load=preloaded)
     assert run.n_successful == 3
     assert len(calls) == 3  # one check per structure, shared by both models
 
     crushed = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.01, 0, 0]])
     calls.clear()
     given = [Candidate(source="given", structure=crushed)]
-    run = predict_documents(settings, given, load=lambda t, specs: loaded[t, specs])
+    run = predict_documents(settings, given, load=preloaded)
     assert run.n_failed == 1
     assert "apart" in run.failures[0][1]
     assert len(calls) == 1  # the model's own check
 
 
 def test_models_reuse_the_point_group_of_the_readers_symmetry_search(
-    shipped, checkpoints, monkeypatch
+    shipped, checkpoints, preloaded, monkeypatch
 ) -> None:
     """The reader's spglib search (structure key) gives the models the point group, so the
     model side searches no more where that dataset is the one its search would find; the
     documents carry the same point groups as a search of their own."""
     from atomate2_gmt.model import batch
 
-    loaded = {(t, (p,)): load_members(t, (p,)) for t, p in checkpoints.items()}
     settings = EngineSettings(
         tasks=("dielectric", "piezo"),
         models={task: (path,) for task, path in checkpoints.items()},
@@ -351,7 +361,7 @@ def test_models_reuse_the_point_group_of_the_readers_symmetry_search(
         return real(structure, *args, **kwargs)
 
     monkeypatch.setattr(batch, "point_group_info", counting)
-    run = predict_documents(settings, shipped, load=lambda t, specs: loaded[t, specs])
+    run = predict_documents(settings, shipped, load=preloaded)
     assert run.n_successful == len(shipped)
     assert searches == []
     for doc, structure in zip(run.documents, shipped, strict=True):
@@ -454,18 +464,14 @@ def test_predict_many_names_a_bad_hint(shipped, checkpoints) -> None:
         predict_many(shipped[:2], models, checked_sites=[2000])
 
 
-def test_runs_of_one_process_share_one_reader(shipped, checkpoints) -> None:
+def test_runs_of_one_process_share_one_reader(shipped, checkpoints, preloaded) -> None:
     """The file-reading worker outlives a run: the next run of the process (a screen's next
     chunk job) uses the same worker process instead of forking one; after a run that fails the
     next one still reads and predicts."""
     from atomate2_gmt import engine
 
     engine.close_reader_pool()
-    loaded = {(t, (p,)): load_members(t, (p,)) for t, p in checkpoints.items()}
-
-    def load(task: str, specs: tuple[str, ...]) -> Any:
-        return loaded[task, specs]
-
+    load = preloaded
     settings = EngineSettings(
         tasks=("dielectric",),
         models={"dielectric": (checkpoints["dielectric"],)},
