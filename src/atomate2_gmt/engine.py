@@ -48,9 +48,11 @@ __all__ = [
     "EngineSettings",
     "close_model_pool",
     "close_reader_pool",
+    "drop_read_ahead",
     "fewer_gc_passes",
     "keep_freed_memory",
     "predict_documents",
+    "start_read_ahead",
     "structure_facts",
 ]
 
@@ -188,6 +190,7 @@ def predict_documents(
     candidates: Sequence[CandidateLike],
     store: Store | None = None,
     load: Callable[[str, tuple[str, ...]], Members] | None = None,
+    read_ahead: Sequence[CandidateLike] | None = None,
 ) -> PredictionRunDoc:
     """Predict every input (Candidate, Structure, Structure dict or file path) as ``settings``
     say; with a ``store`` (connected and checked by the caller) each part is upserted when done.
@@ -195,11 +198,18 @@ def predict_documents(
     ``load(task, specs)`` gives a task's loaded models (default: the specs of
     ``settings.models`` through :func:`atomate2_gmt.registry.loading.load_members`).
 
+    ``read_ahead``: the inputs of the run this process makes next (files, or
+    :class:`~atomate2_gmt.sources.SourceSlice` parts; anything else is ignored). Once this
+    run's parts are queued, the reading workers go on to read those, so that the next run's
+    models start at once and the reading fills the time in which this run's last parts are
+    predicted. The next run uses what was read if its inputs and reading settings are the same
+    files unchanged (:func:`~atomate2_gmt.sources.file_identity`); any other run drops it.
+
     Returns a :class:`~atomate2_gmt.schemas.run.PredictionRunDoc`: counts, the documents'
     keys, the failures and timings, and with ``return_documents`` the documents' store dicts.
     """
     with fewer_gc_passes():
-        return _predict_documents(settings, candidates, store, load)
+        return _predict_documents(settings, candidates, store, load, read_ahead)
 
 
 def _predict_documents(
@@ -207,24 +217,105 @@ def _predict_documents(
     candidates: Sequence[CandidateLike],
     store: Store | None,
     load: Callable[[str, tuple[str, ...]], Members] | None,
+    read_ahead: Sequence[CandidateLike] | None = None,
 ) -> PredictionRunDoc:
-    parts = _parts(_records_of(candidates), settings.part_size)
-    n_workers = settings.workers
-    if n_workers is None:
-        n_workers = min(2, os.cpu_count() or 1) - 1  # one reader if there are >= 2 cores
-    futures = []
-    if n_workers > 0 and len(parts) > 1:  # the workers read and key files while models load
-        pool = _reader_pool(n_workers)
-        futures = [
-            pool.submit(structure_facts, part, i, settings.symprec, settings.limits)
-            for i, part in parts
-        ]
+    n_workers = _n_readers(settings)
+    ahead = _take_read_ahead(_reading_key(candidates, settings, n_workers))
+    if ahead is not None:
+        parts, futures = ahead
+    else:
+        parts = _parts(_records_of(candidates), settings.part_size)
+        futures = []
+        if n_workers > 0 and len(parts) > 1:  # the workers read and key files while models load
+            futures = _read(_reader_pool(n_workers), parts, settings)
+    if futures and read_ahead:
+        start_read_ahead(settings, read_ahead)
     try:
         return _Run(settings, store, load or _load_members).predict(parts, futures)
     except BaseException:
         if futures and not all(f.done() for f in futures):
             close_reader_pool()  # a failed run's reader may still be busy
         raise
+
+
+def _read(pool: Any, parts: list[tuple[int, list[Any]]], settings: EngineSettings) -> list[Any]:
+    """Futures of :func:`structure_facts` of each part, computed by ``pool`` in order."""
+    return [
+        pool.submit(structure_facts, part, i, settings.symprec, settings.limits)
+        for i, part in parts
+    ]
+
+
+#: What the reading workers read ahead for this process's next run: the key of its inputs
+#: (:func:`_reading_key`), its parts and their futures.
+_AHEAD: dict[str, Any] = {"key": None, "parts": None, "futures": None}
+
+
+def _reading_key(
+    items: Sequence[CandidateLike], settings: EngineSettings, n_workers: int
+) -> tuple[Any, ...] | None:
+    """What decides the parts and facts a run reads from ``items``: the files' identity and
+    the reading settings; None for inputs that are not all files."""
+    from atomate2_gmt.sources import file_identity
+
+    ident = file_identity(list(items))
+    if ident is None or n_workers < 1:
+        return None
+    return (
+        repr(ident),
+        settings.symprec,
+        settings.limits,
+        settings.part_size,
+        n_workers,
+        os.getpid(),
+    )
+
+
+def _take_read_ahead(key: tuple[Any, ...] | None) -> tuple[list[Any], list[Any]] | None:
+    """The parts and futures read ahead for inputs of ``key``, or None; whatever else was
+    read ahead is dropped (its queued parts cancelled)."""
+    if _AHEAD["key"] is None:
+        return None
+    parts, futures = _AHEAD["parts"], _AHEAD["futures"]
+    found = key is not None and _AHEAD["key"] == key and _READERS["pool"] is not None
+    _AHEAD.update(key=None, parts=None, futures=None)
+    if found:
+        return parts, futures
+    for f in futures:
+        f.cancel()
+    return None
+
+
+def _n_readers(settings: EngineSettings) -> int:
+    """The number of file-reading workers of a run (``settings.workers``; None → one if the
+    machine has two or more cores)."""
+    if settings.workers is not None:
+        return settings.workers
+    return min(2, os.cpu_count() or 1) - 1
+
+
+def start_read_ahead(settings: EngineSettings, items: Sequence[CandidateLike]) -> None:
+    """Queue the parts of ``items`` (files or :class:`~atomate2_gmt.sources.SourceSlice`
+    parts: the inputs of this process's next run with ``settings``) on the reading workers;
+    the next :func:`predict_documents` over the same files uses them (any other run drops
+    them). Nothing happens for other inputs, without reading workers, for a single part, or
+    when the same inputs are queued already."""
+    n_workers = _n_readers(settings)
+    key = _reading_key(items, settings, n_workers)
+    if key is None or (_AHEAD["key"] == key and _READERS["pool"] is not None):
+        return
+    drop_read_ahead()
+    parts = _parts(_records_of(items), settings.part_size)
+    if len(parts) < 2:  # the run reads a single part in-process
+        return
+    futures = _read(_reader_pool(n_workers), parts, settings)
+    _AHEAD.update(key=key, parts=parts, futures=futures)
+
+
+def drop_read_ahead() -> None:
+    """Forget what was read ahead (its queued parts cancelled), e.g. when the run it was for
+    does not happen."""
+    _take_read_ahead(None)
 
 
 #: The file-reading worker pool of this process (the next run reuses it: a screen's chunk jobs
@@ -258,6 +349,7 @@ def close_reader_pool() -> None:
     """Shut down this process's file-reading workers (at exit, or after a failed run)."""
     pool = _READERS["pool"]
     _READERS.update(key=None, pool=None)
+    _AHEAD.update(key=None, parts=None, futures=None)  # read by the workers shut down here
     if pool is not None:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -50,6 +50,7 @@ __all__ = [
     "SourceRecord",
     "SourceSlice",
     "detect_collection",
+    "file_identity",
     "iter_records",
     "n_inputs",
     "record_id",
@@ -204,6 +205,29 @@ class SourceSlice(MSONable):
             rec.index += self.first_index
             rec.file = self.origin or rec.file
             yield rec
+
+
+def file_identity(items: list[Any] | tuple[Any, ...]) -> list[Any] | None:
+    """What identifies inputs that are files: for each a file path ``[resolved path, size,
+    modification time (ns)]``, or a :class:`SourceSlice` (the same of its file, then its kind,
+    bounds, origin and first index). None when an input is no file (a structure in memory),
+    a file cannot be stat'ed, or there is no input. Equal identities mean the same records, as
+    long as files are replaced rather than rewritten within one modification-time tick."""
+    ident: list[Any] = []
+    try:
+        for item in items:
+            if isinstance(item, SourceSlice):
+                st = Path(item.path).stat()
+                bounds = [item.kind, item.start, item.stop, item.origin, item.first_index]
+                ident.append([str(Path(item.path).resolve()), st.st_size, st.st_mtime_ns, bounds])
+            elif isinstance(item, str | os.PathLike):
+                st = Path(item).stat()
+                ident.append([str(Path(item).resolve()), st.st_size, st.st_mtime_ns])
+            else:
+                return None
+    except OSError:
+        return None
+    return ident or None
 
 
 def _part_records(path: Path, kind: str, origin: str) -> Iterator[SourceRecord]:

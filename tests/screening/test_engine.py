@@ -500,3 +500,92 @@ def test_runs_of_one_process_share_one_reader(shipped, checkpoints, preloaded) -
     finally:
         engine.close_reader_pool()
     assert engine._READERS["pool"] is None
+
+
+def _cif_files(structures: list[Any], folder: Path) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n, s in enumerate(structures):
+        path = folder / f"s{n}.cif"
+        s.to(filename=str(path))
+        paths.append(str(path))
+    return paths
+
+
+def test_a_run_reads_the_next_runs_files_ahead(
+    shipped, checkpoints, preloaded, tmp_path, monkeypatch
+) -> None:
+    """With ``read_ahead`` the reading workers read the next run's files once this run's are
+    queued; the next run over the same files reads nothing itself and gives the documents of
+    a run without read-ahead. A run over other files, or over a file changed since, drops what
+    was read ahead and reads its own."""
+    from atomate2_gmt import engine
+
+    engine.close_reader_pool()
+    first = _cif_files(shipped[:3], tmp_path / "a")
+    second = _cif_files(shipped[2:], tmp_path / "b")
+    settings = EngineSettings(
+        tasks=("dielectric",),
+        models={"dielectric": (checkpoints["dielectric"],)},
+        workers=1,
+        model_workers=0,
+        part_size=2,
+    )
+    reads: list[list[Any]] = []
+    read = engine._read
+
+    def counting(pool: Any, parts: list[Any], s: EngineSettings) -> list[Any]:
+        reads.append([item for _, part in parts for item in part])
+        return read(pool, parts, s)
+
+    monkeypatch.setattr(engine, "_read", counting)
+    try:
+        expected = [_comparable(d) for d in predict_documents(settings, second).documents]
+        reads.clear()
+        predict_documents(settings, first, load=preloaded, read_ahead=second)
+        assert reads == [first, second]  # its own files, then the next run's
+        assert engine._AHEAD["key"] is not None
+        got = predict_documents(settings, second, load=preloaded)
+        assert len(reads) == 2  # nothing read again
+        assert engine._AHEAD["key"] is None
+        assert [_comparable(d) for d in got.documents] == expected
+
+        # read ahead for `second`, but the next run is over `first`: dropped, first read
+        predict_documents(settings, first, load=preloaded, read_ahead=second)
+        reads.clear()
+        predict_documents(settings, first, load=preloaded)
+        assert reads == [first]
+        assert engine._AHEAD["key"] is None
+
+        # read ahead, then one of the files is rewritten (another crystal): read again
+        predict_documents(settings, first, load=preloaded, read_ahead=second)
+        shipped[0].to(filename=second[0])
+        reads.clear()
+        changed = predict_documents(settings, second, load=preloaded)
+        assert reads == [second]
+        assert changed.documents[0]["formula_pretty"] == shipped[0].composition.reduced_formula
+    finally:
+        engine.close_reader_pool()
+    assert engine._AHEAD["key"] is None
+
+
+def test_read_ahead_is_dropped_for_inputs_that_are_not_files(
+    shipped, checkpoints, preloaded
+) -> None:
+    """Structures in memory are never read ahead (their identity cannot be checked)."""
+    from atomate2_gmt import engine
+
+    settings = EngineSettings(
+        tasks=("dielectric",),
+        models={"dielectric": (checkpoints["dielectric"],)},
+        workers=1,
+        model_workers=0,
+        part_size=2,
+    )
+    try:
+        predict_documents(settings, shipped, load=preloaded, read_ahead=shipped)
+        assert engine._AHEAD["key"] is None
+        engine.start_read_ahead(settings, shipped)
+        assert engine._AHEAD["key"] is None
+    finally:
+        engine.close_reader_pool()

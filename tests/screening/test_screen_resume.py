@@ -208,3 +208,54 @@ def test_screen_killed_with_sigkill_resumes_without_duplicates(
     lines = DONE.findall((tmp_path / "again.log").read_text())
     assert [int(d) for d, _ in lines] == sorted(int(d) for d, _ in lines)
     assert lines[-1] == (str(n), str(n))
+
+
+def test_each_chunk_is_read_while_the_one_before_is_predicted(
+    tmp_path, project, small_models, good_structures, monkeypatch
+):
+    """``atomate2-gmt screen`` (``run_locally``, one process): a chunk job queues the next
+    chunk's records on the reading worker before it ends, so the next job's models start on
+    records read already; no chunk is read twice. A re-run of finished chunks leaves nothing
+    queued."""
+    from atomate2_gmt import engine
+    from atomate2_gmt.cli.screen import run_screening
+
+    events: list[tuple[str, int]] = []
+    read, run = engine._read, engine._predict_documents
+
+    def reading(pool, parts, settings):
+        events.append(("read", parts[0][1][0].index))
+        return read(pool, parts, settings)
+
+    def running(settings, candidates, *args, **kwargs):
+        first = candidates[0].first_index
+        events.append(("start", first))
+        try:
+            return run(settings, candidates, *args, **kwargs)
+        finally:
+            events.append(("end", first))
+
+    monkeypatch.setattr(engine, "_read", reading)
+    monkeypatch.setattr(engine, "_predict_documents", running)
+    source = _write_collection(tmp_path / "c.json.gz", _distinct_crystals(good_structures, 100))
+    try:
+        out = run_screening(source, ("dielectric",), chunk_size=40, top=3)
+        assert out["n_documents"] == 100
+        # chunks of 40, 40, 20; a chunk of one part (the last: 20 < 32 + 1) is read in-process
+        assert events == [
+            ("read", 0),
+            ("start", 0),
+            ("read", 40),  # chunk 1, queued during chunk 0
+            ("end", 0),
+            ("start", 40),
+            ("end", 40),
+            ("start", 80),
+            ("end", 80),
+        ]
+        events.clear()
+        again = run_screening(source, ("dielectric",), chunk_size=40, top=3)
+        assert again["n_skipped"] == 100
+        assert ("start", 0) not in events  # finished chunks: no engine run
+        assert engine._AHEAD["key"] is None  # what a finished chunk queued was dropped
+    finally:
+        engine.close_reader_pool()

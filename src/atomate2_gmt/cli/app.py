@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import typer
 
 from atomate2_gmt import __version__
@@ -67,7 +69,14 @@ def main() -> None:
     from atomate2_gmt.known_warnings import ignore_known_warnings
 
     ignore_known_warnings()
-    app()
+    try:
+        app()
+    finally:
+        # The interpreter's exit walks every object alive (modules, torch, the models) in its
+        # last garbage collections: 0.8-1.7 s at the end of a screen (docs/benchmarks.md).
+        # Frozen objects are left to the operating system, which frees the process anyway;
+        # atexit handlers and the modules' own cleanup still run.
+        gc.freeze()
 
 
 if __name__ == "__main__":

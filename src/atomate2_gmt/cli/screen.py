@@ -70,6 +70,7 @@ def run_screening(
             store=store,
             check_store=False,
             work_dir=str(Path(settings.PROJECT_DIR).expanduser() / "sources"),
+            read_ahead=True,  # run_locally: the chunk jobs run one after another here
         )
     if relax_top > 0:
         return _run_funnel(maker, candidates, relax_top)

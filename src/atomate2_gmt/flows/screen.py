@@ -59,6 +59,10 @@ class GMTScreenMaker(Maker):
             streaming pass; the parts are reused for the same file and chunk size) and where
             the chunk jobs keep their done markers (``done/``); None → the settings'
             ``PROJECT_DIR``/sources. Workers must see this folder.
+        read_ahead: each chunk job of files reads the next chunk's inputs once its own are
+            queued (``GMTPredictMaker.read_ahead``), so that the models never wait between
+            chunks. For flows run in one process (``run_locally``, as ``atomate2-gmt screen``
+            does); leave False under jobflow-remote, where each job has its own process.
     """
 
     name: str = "gmt_screen"
@@ -69,6 +73,7 @@ class GMTScreenMaker(Maker):
     query: dict[str, Any] | None = None
     check_store: bool = True
     work_dir: str | None = None
+    read_ahead: bool = False
 
     def make(self, candidates: Any) -> Flow:
         """The flow for ``candidates`` (folder, file, store, or list of structures/candidates);
@@ -83,7 +88,9 @@ class GMTScreenMaker(Maker):
         self.predict_maker.resolve_tasks()  # unknown tasks / missing models fail now
         jobs = []
         done_dir = str(self._work_dir() / "done")
-        for n, chunk in enumerate(self._chunks(items)):
+        chunks = self._chunks(items)
+        for n, chunk in enumerate(chunks):
+            following = chunks[n + 1] if n + 1 < len(chunks) else None
             maker = replace(
                 self.predict_maker,
                 name=f"{self.predict_maker.name}_{n}",
@@ -91,6 +98,7 @@ class GMTScreenMaker(Maker):
                 store=self.store,
                 return_documents=False,
                 done_dir=done_dir,
+                read_ahead=following if self.read_ahead and _files(following) else None,
             )
             jobs.append(maker.make(chunk))
         rank = rank_predictions(
@@ -128,3 +136,12 @@ class GMTScreenMaker(Maker):
         store = self.store if self.store is not None else candidate_store(settings)
         check_store(store, timeout_s=settings.STORE_TIMEOUT_S)
         store.close()
+
+
+def _files(chunk: list[Any] | None) -> bool:
+    """Whether ``chunk`` is inputs that are files (paths or source slices) only."""
+    import os
+
+    from atomate2_gmt.sources import SourceSlice
+
+    return bool(chunk) and all(isinstance(x, SourceSlice | str | os.PathLike) for x in chunk or ())

@@ -103,6 +103,13 @@ class GMTPredictMaker(Maker):
             failure and whose documents are all in the store (as successful documents of the
             current schema) returns that summary without reading its inputs
             (:func:`chunk_marker`, :func:`finished_chunk`). None → no markers.
+        read_ahead: the inputs of the job this process runs next (files or
+            :class:`~atomate2_gmt.sources.SourceSlice` parts; a screening flow run by
+            ``run_locally`` sets it to the next chunk's): once this job's inputs are queued, its
+            reading workers read those (:func:`atomate2_gmt.engine.predict_documents`), unless
+            the next job's done marker is there already. None → nothing read ahead (the
+            default: under jobflow-remote each job runs in its own process, where the reading
+            would be lost).
         project_dir: the project folder whose settings file-backed defaults (embedded stores,
             registry, caches) the job uses; None → the worker's ``PROJECT_DIR``. The only part
             of the settings a job document names: the rest (credentials included) is resolved
@@ -133,6 +140,7 @@ class GMTPredictMaker(Maker):
     ensemble: dict[str, list[str]] = field(default_factory=dict)
     ensemble_spread_scale: dict[str, float] = field(default_factory=dict)
     done_dir: str | None = None
+    read_ahead: list[Any] | None = None
     project_dir: str | None = None
 
     def settings(self) -> GMTSettings:
@@ -272,16 +280,27 @@ def _predict_chunk(
 
     marker = None
     if store is not None and maker.done_dir is not None:
+        # the reading workers start on the inputs (unless the previous chunk job queued them)
+        # while the models load for the version of the done marker
+        engine.start_read_ahead(engine_settings, candidates)
         version = model_version(engine_settings, load)
         marker = chunk_marker(maker.done_dir, candidates, version, engine_settings)
     if marker is not None and maker.skip_existing:
         done = finished_chunk(marker, store, version)  # type: ignore[arg-type]
         if done is not None:
+            engine.drop_read_ahead()
             logger.info("%d structures of a finished chunk (%s): not read again", done.n, marker)
             with progress.task("predicting", done.n, unit="structures") as bar:
                 bar.skip(done.n)
             return done
-    run = engine.predict_documents(engine_settings, candidates, store=store, load=load)
+    read_ahead = maker.read_ahead
+    if read_ahead and marker is not None:
+        following = chunk_marker(maker.done_dir, read_ahead, version, engine_settings)  # type: ignore[arg-type]
+        if following is None or following.exists():  # not files, or finished already
+            read_ahead = None
+    run = engine.predict_documents(
+        engine_settings, candidates, store=store, load=load, read_ahead=read_ahead
+    )
     if marker is None:
         return run
     try:
@@ -321,24 +340,11 @@ def chunk_marker(
     the symmetry tolerance, the document schema and structure-key versions. None when an input
     is no file (a structure in memory) or cannot be stat'ed."""
     from atomate2_gmt.schemas.fields import PREDICTION_SCHEMA_VERSION
-    from atomate2_gmt.sources import SourceSlice
+    from atomate2_gmt.sources import file_identity
     from atomate2_gmt.tensors.symmetry.keys import KEY_VERSION
 
-    ident: list[Any] = []
-    try:
-        for item in candidates:
-            if isinstance(item, SourceSlice):
-                st = Path(item.path).stat()
-                bounds = [item.kind, item.start, item.stop, item.origin, item.first_index]
-                ident.append([str(Path(item.path).resolve()), st.st_size, st.st_mtime_ns, bounds])
-            elif isinstance(item, str | os.PathLike):
-                st = Path(item).stat()
-                ident.append([str(Path(item).resolve()), st.st_size, st.st_mtime_ns])
-            else:
-                return None
-    except OSError:
-        return None
-    if not ident:
+    ident = file_identity(list(candidates))
+    if ident is None:
         return None
     tag = json.dumps(
         [ident, version, list(settings.tasks), settings.symprec, PREDICTION_SCHEMA_VERSION,
