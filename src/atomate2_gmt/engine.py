@@ -616,8 +616,10 @@ def _init_worker(threads: int = 1, parent: int | None = None) -> None:
     spin: with its default of one per core, numpy's BLAS cost a single-threaded worker about a
     quarter of its CPU in spinning, taken from the other processes), freed memory kept
     (:func:`keep_freed_memory`), the garbage collector's first threshold of
-    :func:`fewer_gc_passes`, and the worker exits when its parent process ``parent`` dies
-    (:func:`_exit_with_parent`)."""
+    :func:`fewer_gc_passes` with the objects the worker starts with frozen (a worker forked
+    outside that block, such as a reader started while the models load, would otherwise scan
+    the parent's whole heap and, by writing to it, copy its pages), and the worker exits when
+    its parent process ``parent`` dies (:func:`_exit_with_parent`)."""
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -625,9 +627,10 @@ def _init_worker(threads: int = 1, parent: int | None = None) -> None:
     torch.set_num_threads(threads)
     threadpool_limits(limits=1, user_api="blas")
     keep_freed_memory()
+    gc.freeze()
     threshold = gc.get_threshold()
-    if threshold[0] != 0:  # a spawned worker; forked ones inherit it (and the parent's frozen
-        gc.set_threshold(max(threshold[0], GC_THRESHOLD), *threshold[1:])  # objects)
+    if threshold[0] != 0:
+        gc.set_threshold(max(threshold[0], GC_THRESHOLD), *threshold[1:])
 
 
 #: Allocations of container objects between two passes of Python's cyclic garbage collector over

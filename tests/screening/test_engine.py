@@ -589,3 +589,29 @@ def test_read_ahead_is_dropped_for_inputs_that_are_not_files(
         assert engine._AHEAD["key"] is None
     finally:
         engine.close_reader_pool()
+
+
+def _collector_state() -> tuple[int, tuple[int, ...]]:
+    import gc
+
+    return gc.get_freeze_count(), gc.get_threshold()
+
+
+def test_a_reader_forked_outside_a_run_freezes_what_it_inherits(shipped, tmp_path) -> None:
+    """A reading worker started outside :func:`fewer_gc_passes` (reading ahead between two
+    runs) still leaves the heap it inherits to the operating system's shared pages: frozen,
+    with the larger first threshold."""
+    import gc
+
+    from atomate2_gmt import engine
+
+    engine.close_reader_pool()
+    settings = EngineSettings(tasks=("dielectric",), workers=1, part_size=2)
+    assert gc.get_freeze_count() == 0
+    try:
+        engine.start_read_ahead(settings, _cif_files(shipped[:3], tmp_path / "a"))
+        frozen, threshold = engine._READERS["pool"].submit(_collector_state).result()
+    finally:
+        engine.close_reader_pool()
+    assert frozen > 10_000  # modules, pymatgen, torch: everything the worker started with
+    assert threshold[0] == engine.GC_THRESHOLD

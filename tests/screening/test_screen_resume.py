@@ -243,8 +243,8 @@ def test_each_chunk_is_read_while_the_one_before_is_predicted(
         assert out["n_documents"] == 100
         # chunks of 40, 40, 20; a chunk of one part (the last: 20 < 32 + 1) is read in-process
         assert events == [
-            ("read", 0),
             ("start", 0),
+            ("read", 0),
             ("read", 40),  # chunk 1, queued during chunk 0
             ("end", 0),
             ("start", 40),

@@ -251,8 +251,14 @@ def predict_documents(
     if maker.write_to_store:  # fail before any prediction if the store is unreachable
         store = maker.store if maker.store is not None else candidate_store(settings)
         check_store(store, timeout_s=settings.STORE_TIMEOUT_S)
+    from atomate2_gmt import engine
+
     try:
-        return _predict_chunk(maker, candidates, settings, store)
+        # the whole job, not only the engine's run, collects garbage less often: its reading
+        # worker starts before the models load, and full collections in this process would
+        # write to (and so copy) every page the worker shares with it
+        with engine.fewer_gc_passes():
+            return _predict_chunk(maker, candidates, settings, store)
     finally:
         # the job's own connection: closed, or a screen of many chunks holds one per chunk
         # (an SQLite connection and its page cache of up to 2 MB, a file descriptor each)
@@ -280,15 +286,12 @@ def _predict_chunk(
 
     marker = None
     if store is not None and maker.done_dir is not None:
-        # the reading workers start on the inputs (unless the previous chunk job queued them)
-        # while the models load for the version of the done marker
-        engine.start_read_ahead(engine_settings, candidates)
         version = model_version(engine_settings, load)
         marker = chunk_marker(maker.done_dir, candidates, version, engine_settings)
     if marker is not None and maker.skip_existing:
         done = finished_chunk(marker, store, version)  # type: ignore[arg-type]
         if done is not None:
-            engine.drop_read_ahead()
+            engine.drop_read_ahead()  # if the job before read this chunk ahead
             logger.info("%d structures of a finished chunk (%s): not read again", done.n, marker)
             with progress.task("predicting", done.n, unit="structures") as bar:
                 bar.skip(done.n)
