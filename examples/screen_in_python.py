@@ -24,6 +24,7 @@ maker = GMTScreenMaker(
     predict_maker=GMTPredictMaker(tasks=("dielectric", "piezo"), batch_size=64),
     chunk_size=50,  # two parallel prediction jobs under jobflow-remote
     top=5,
+    read_ahead=True,  # run_locally below: each chunk job reads the next one's files ahead
 )
 flow = maker.make(candidates)
 responses = run_locally(flow, ensure_success=True)
