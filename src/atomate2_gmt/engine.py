@@ -219,8 +219,9 @@ def _predict_documents(
     load: Callable[[str, tuple[str, ...]], Members] | None,
     read_ahead: Sequence[CandidateLike] | None = None,
 ) -> PredictionRunDoc:
+    candidates = list(candidates)
     n_workers = _n_readers(settings)
-    ahead = _take_read_ahead(_reading_key(candidates, settings, n_workers))
+    ahead = _take_read_ahead(candidates, settings, n_workers)
     if ahead is not None:
         parts, futures = ahead
     else:
@@ -228,12 +229,18 @@ def _predict_documents(
         futures = []
         if n_workers > 0 and len(parts) > 1:  # the workers read and key files while models load
             futures = _read(_reader_pool(n_workers), parts, settings)
-    if futures and read_ahead:
-        start_read_ahead(settings, read_ahead)
     try:
+        if futures and read_ahead:
+            try:
+                start_read_ahead(settings, read_ahead)
+            except Exception as exc:  # the next run reads its inputs itself
+                logger.warning("the next inputs are not read ahead: %s", exc)
+                drop_read_ahead()
         return _Run(settings, store, load or _load_members).predict(parts, futures)
     except BaseException:
-        if futures and not all(f.done() for f in futures):
+        queued = [*futures, *(_AHEAD["futures"] or [])]
+        drop_read_ahead()
+        if not all(f.done() for f in queued):
             close_reader_pool()  # a failed run's reader may still be busy
         raise
 
@@ -258,8 +265,10 @@ def _reading_key(
     the reading settings; None for inputs that are not all files."""
     from atomate2_gmt.sources import file_identity
 
+    if n_workers < 1:
+        return None
     ident = file_identity(list(items))
-    if ident is None or n_workers < 1:
+    if ident is None:
         return None
     return (
         repr(ident),
@@ -271,14 +280,27 @@ def _reading_key(
     )
 
 
-def _take_read_ahead(key: tuple[Any, ...] | None) -> tuple[list[Any], list[Any]] | None:
-    """The parts and futures read ahead for inputs of ``key``, or None; whatever else was
-    read ahead is dropped (its queued parts cancelled)."""
+def _take_read_ahead(
+    items: Sequence[CandidateLike] | None, settings: EngineSettings | None, n_workers: int = 0
+) -> tuple[list[Any], list[Any]] | None:
+    """The parts and futures read ahead for ``items`` with ``settings``, or None; whatever
+    else was read ahead is dropped (its queued parts cancelled), and so is a read-ahead whose
+    reading worker died or failed (the run then reads again, with a new worker)."""
     if _AHEAD["key"] is None:
         return None
-    parts, futures = _AHEAD["parts"], _AHEAD["futures"]
-    found = key is not None and _AHEAD["key"] == key and _READERS["pool"] is not None
+    key, parts, futures = _AHEAD["key"], _AHEAD["parts"], _AHEAD["futures"]
     _AHEAD.update(key=None, parts=None, futures=None)
+    if key[-1] != os.getpid():  # inherited by a forked process: not its to cancel
+        return None
+    pool = _READERS["pool"]
+    found = (
+        items is not None
+        and settings is not None
+        and pool is not None
+        and not pool._broken
+        and _reading_key(items, settings, n_workers) == key
+        and not any(f.cancelled() or (f.done() and f.exception() is not None) for f in futures)
+    )
     if found:
         return parts, futures
     for f in futures:
@@ -300,6 +322,7 @@ def start_read_ahead(settings: EngineSettings, items: Sequence[CandidateLike]) -
     the next :func:`predict_documents` over the same files uses them (any other run drops
     them). Nothing happens for other inputs, without reading workers, for a single part, or
     when the same inputs are queued already."""
+    items = list(items)
     n_workers = _n_readers(settings)
     key = _reading_key(items, settings, n_workers)
     if key is None or (_AHEAD["key"] == key and _READERS["pool"] is not None):
@@ -315,7 +338,7 @@ def start_read_ahead(settings: EngineSettings, items: Sequence[CandidateLike]) -
 def drop_read_ahead() -> None:
     """Forget what was read ahead (its queued parts cancelled), e.g. when the run it was for
     does not happen."""
-    _take_read_ahead(None)
+    _take_read_ahead(None, None)
 
 
 #: The file-reading worker pool of this process (the next run reuses it: a screen's chunk jobs
@@ -329,7 +352,7 @@ def _reader_pool(n: int) -> Any:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    key = (n, os.getpid())
+    key = (n, os.getpid(), os.getcwd())  # a worker reads relative paths from its own cwd
     pool = _READERS["pool"]
     if pool is not None and _READERS["key"] == key and not pool._broken:
         return pool
@@ -369,7 +392,7 @@ class _Run:
         self.settings = settings
         self.store = store
         self.load = load
-        self.docs: list[Any] = []
+        self.docs: list[dict[str, Any]] = []  # the documents' store dicts
         self.skipped: list[str] = []  # prediction ids already in the store (not predicted again)
         self.replaced: list[list[str]] = []  # [prediction id, reason]: stored, not trusted
         self.timings: dict[str, float] = {}
@@ -429,9 +452,9 @@ class _Run:
             self.bar.close()
         return self.output(time.perf_counter() - start)
 
-    def keep(self, part_docs: list[Any]) -> None:
-        """Add a part's documents; with a store they are written now (a run that dies keeps
-        this part)."""
+    def keep(self, part_docs: list[dict[str, Any]]) -> None:
+        """Add a part's documents (store dicts); with a store they are written now (a run that
+        dies keeps this part)."""
         from atomate2_gmt.stores import upsert_predictions
 
         self.docs.extend(part_docs)
@@ -497,7 +520,7 @@ class _Run:
         from atomate2_gmt.schemas.run import PredictionRunDoc
 
         docs, skipped, tasks = self.docs, self.skipped, self.settings.tasks
-        failures = [(d.source, d.error or "") for d in docs if d.state == "failed"]
+        failures = [(d["source"], d.get("error") or "") for d in docs if d["state"] == "failed"]
         logger.info(
             "predicted %d structures (%d failed, %d already in the store) for %s in %.1f s on %s",
             len(docs),
@@ -509,13 +532,13 @@ class _Run:
         )
         out_docs: list[dict[str, Any]] = []
         if self.settings.return_documents:
-            out_docs = [d.to_store_dict() for d in docs]
+            out_docs = list(docs)
             if skipped:
                 assert self.store is not None
                 found = self.store.query({"prediction_id": {"$in": skipped}})
                 out_docs.extend({k: v for k, v in d.items() if k != "_id"} for d in found)
         n = len(docs) + len(skipped)
-        ids = [d.prediction_id for d in docs] + skipped
+        ids = [d["prediction_id"] for d in docs] + skipped
         return PredictionRunDoc(
             n=n,
             n_documents=len(set(ids)),
@@ -617,8 +640,8 @@ def _init_worker(threads: int = 1, parent: int | None = None) -> None:
     quarter of its CPU in spinning, taken from the other processes), freed memory kept
     (:func:`keep_freed_memory`), the garbage collector's first threshold of
     :func:`fewer_gc_passes` with the objects the worker starts with frozen (a worker forked
-    outside that block, such as a reader started while the models load, would otherwise scan
-    the parent's whole heap and, by writing to it, copy its pages), and the worker exits when
+    outside that block would otherwise scan the parent's whole heap and, by writing to it,
+    copy its pages), and the worker exits when
     its parent process ``parent`` dies (:func:`_exit_with_parent`)."""
     import torch
     from threadpoolctl import threadpool_limits
@@ -816,8 +839,11 @@ def _model_pool(settings: EngineSettings, ctx: _Context, n_items: int) -> Any:
 
 def _documents(
     ctx: _Context, facts: list[tuple[Candidate, dict[str, Any]]], timings: dict[str, float]
-) -> list[Any]:
-    """Predict one part and build its documents; adds the part's stage times to ``timings``."""
+) -> list[dict[str, Any]]:
+    """Predict one part and build its documents' store dicts (``GMTPredictionDoc.
+    to_store_dict``: in a model worker this is where they are made, and a plain dict crosses
+    back to the command five times faster than the pydantic document); adds the part's stage
+    times to ``timings``."""
     from atomate2_gmt.data.domain import domain_distances
     from atomate2_gmt.model.predict import predict_many
 
@@ -863,8 +889,9 @@ def _documents(
         docs.append(
             _document(ctx, cand, fact, {t: r[i] for t, r in result.results.items()}, shared)
         )
+    out = [d.to_store_dict() for d in docs]
     timings["documents"] = timings.get("documents", 0.0) + time.perf_counter() - t0
-    return docs
+    return out
 
 
 def _failed_document(ctx: _Context, cand: Candidate, reason: str) -> Any:

@@ -3,9 +3,11 @@ prediction Maker makes; checkpoint specs loaded by registry.loading; clear error
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -464,7 +466,20 @@ def test_predict_many_names_a_bad_hint(shipped, checkpoints) -> None:
         predict_many(shipped[:2], models, checked_sites=[2000])
 
 
-def test_runs_of_one_process_share_one_reader(shipped, checkpoints, preloaded) -> None:
+@pytest.fixture
+def one_reader(checkpoints: dict[str, str]) -> EngineSettings:
+    """Settings of a dielectric run with one reading worker, parts of two structures and the
+    models in-process."""
+    return EngineSettings(
+        tasks=("dielectric",),
+        models={"dielectric": (checkpoints["dielectric"],)},
+        workers=1,
+        model_workers=0,
+        part_size=2,
+    )
+
+
+def test_runs_of_one_process_share_one_reader(shipped, one_reader, preloaded) -> None:
     """The file-reading worker outlives a run: the next run of the process (a screen's next
     chunk job) uses the same worker process instead of forking one; after a run that fails the
     next one still reads and predicts."""
@@ -472,13 +487,7 @@ def test_runs_of_one_process_share_one_reader(shipped, checkpoints, preloaded) -
 
     engine.close_reader_pool()
     load = preloaded
-    settings = EngineSettings(
-        tasks=("dielectric",),
-        models={"dielectric": (checkpoints["dielectric"],)},
-        workers=1,
-        model_workers=0,
-        part_size=2,
-    )
+    settings = one_reader
     try:
         first = predict_documents(settings, shipped, load=load)
         pool = engine._READERS["pool"]
@@ -512,8 +521,16 @@ def _cif_files(structures: list[Any], folder: Path) -> list[str]:
     return paths
 
 
+@pytest.fixture
+def two_file_runs(shipped, one_reader, tmp_path) -> tuple[list[str], list[str], EngineSettings]:
+    """Two runs' inputs (CIF files of shipped structures, one in common) and their settings."""
+    settings = one_reader
+    first = _cif_files(shipped[:3], tmp_path / "a")
+    return first, _cif_files(shipped[2:], tmp_path / "b"), settings
+
+
 def test_a_run_reads_the_next_runs_files_ahead(
-    shipped, checkpoints, preloaded, tmp_path, monkeypatch
+    shipped, preloaded, two_file_runs, monkeypatch
 ) -> None:
     """With ``read_ahead`` the reading workers read the next run's files once this run's are
     queued; the next run over the same files reads nothing itself and gives the documents of
@@ -522,15 +539,7 @@ def test_a_run_reads_the_next_runs_files_ahead(
     from atomate2_gmt import engine
 
     engine.close_reader_pool()
-    first = _cif_files(shipped[:3], tmp_path / "a")
-    second = _cif_files(shipped[2:], tmp_path / "b")
-    settings = EngineSettings(
-        tasks=("dielectric",),
-        models={"dielectric": (checkpoints["dielectric"],)},
-        workers=1,
-        model_workers=0,
-        part_size=2,
-    )
+    first, second, settings = two_file_runs
     reads: list[list[Any]] = []
     read = engine._read
 
@@ -564,24 +573,62 @@ def test_a_run_reads_the_next_runs_files_ahead(
         changed = predict_documents(settings, second, load=preloaded)
         assert reads == [second]
         assert changed.documents[0]["formula_pretty"] == shipped[0].composition.reduced_formula
+        # read ahead with other reading settings (parts of another size): read again
+        predict_documents(settings, first, load=preloaded, read_ahead=second)
+        reads.clear()
+        other = EngineSettings(**{**settings.__dict__, "part_size": 1})
+        predict_documents(other, second, load=preloaded)
+        assert reads == [second]
     finally:
         engine.close_reader_pool()
     assert engine._AHEAD["key"] is None
 
 
+def test_a_read_ahead_whose_reader_died_is_read_again(
+    preloaded, two_file_runs, monkeypatch
+) -> None:
+    """The reading worker is killed after it was given the next run's files: the next run
+    reads them again with a new worker instead of failing on the dead one's parts."""
+    import os
+    import signal
+
+    from atomate2_gmt import engine
+
+    engine.close_reader_pool()
+    first, second, settings = two_file_runs
+    read = engine._read
+
+    def slow_ahead(pool: Any, parts: list[Any], s: EngineSettings) -> list[Any]:
+        if str(parts[0][1][0]) == second[0]:  # the worker is busy when the next files queue
+            pool.submit(time.sleep, 5)
+        return read(pool, parts, s)
+
+    monkeypatch.setattr(engine, "_read", slow_ahead)
+    try:
+        expected = [_comparable(d) for d in predict_documents(settings, second).documents]
+        predict_documents(settings, first, load=preloaded, read_ahead=second)
+        pool = engine._READERS["pool"]
+        futures = engine._AHEAD["futures"]
+        for pid in list(pool._processes):
+            os.kill(pid, signal.SIGKILL)
+        for f in futures:
+            with contextlib.suppress(Exception):
+                f.result(timeout=30)
+        assert all(f.exception() is not None for f in futures)  # the dead worker's parts
+        got = predict_documents(settings, second, load=preloaded)
+        assert engine._READERS["pool"] is not pool
+        assert [_comparable(d) for d in got.documents] == expected
+    finally:
+        engine.close_reader_pool()
+
+
 def test_read_ahead_is_dropped_for_inputs_that_are_not_files(
-    shipped, checkpoints, preloaded
+    shipped, one_reader, preloaded
 ) -> None:
     """Structures in memory are never read ahead (their identity cannot be checked)."""
     from atomate2_gmt import engine
 
-    settings = EngineSettings(
-        tasks=("dielectric",),
-        models={"dielectric": (checkpoints["dielectric"],)},
-        workers=1,
-        model_workers=0,
-        part_size=2,
-    )
+    settings = one_reader
     try:
         predict_documents(settings, shipped, load=preloaded, read_ahead=shipped)
         assert engine._AHEAD["key"] is None

@@ -95,3 +95,25 @@ def test_server_lost_mid_run_is_loud_and_a_rerun_completes(
     store.connect()
     assert store.count() == len(good_structures)
     assert len(store.distinct("prediction_id")) == len(good_structures)
+
+
+def test_chunk_jobs_read_the_next_chunk_ahead_only_when_asked(tmp_path, good_structures):
+    """``read_ahead=True`` gives each chunk job of files the next chunk's inputs (the last one
+    none); the default (for jobflow-remote, one process per job) gives none; a chunk of
+    structures in memory is never read ahead."""
+    paths = []
+    for n, s in enumerate(good_structures[:6]):
+        paths.append(str(tmp_path / f"s{n}.cif"))
+        s.to(filename=paths[-1])
+    predict = SmallModelPredictMaker(tasks=("dielectric",))
+
+    def read_ahead_of(flow):
+        return [job.function.__self__.read_ahead for job in flow.jobs[:-1]]
+
+    ahead = GMTScreenMaker(predict_maker=predict, chunk_size=2, read_ahead=True)
+    assert read_ahead_of(ahead.make(paths)) == [paths[2:4], paths[4:6], None]
+    assert (
+        read_ahead_of(GMTScreenMaker(predict_maker=predict, chunk_size=2).make(paths)) == [None] * 3
+    )
+    in_memory = ahead.make(good_structures[:4])
+    assert read_ahead_of(in_memory) == [None, None]

@@ -254,9 +254,9 @@ def predict_documents(
     from atomate2_gmt import engine
 
     try:
-        # the whole job, not only the engine's run, collects garbage less often: its reading
-        # worker starts before the models load, and full collections in this process would
-        # write to (and so copy) every page the worker shares with it
+        # the whole job, not only the engine's run, collects garbage less often (loading the
+        # models and checking the done marker allocate too; frozen objects stay shared with
+        # the workers the job forks)
         with engine.fewer_gc_passes():
             return _predict_chunk(maker, candidates, settings, store)
     finally:
@@ -297,7 +297,7 @@ def _predict_chunk(
                 bar.skip(done.n)
             return done
     read_ahead = maker.read_ahead
-    if read_ahead and marker is not None:
+    if read_ahead and marker is not None and maker.skip_existing:
         following = chunk_marker(maker.done_dir, read_ahead, version, engine_settings)  # type: ignore[arg-type]
         if following is None or following.exists():  # not files, or finished already
             read_ahead = None
