@@ -7,7 +7,9 @@ short first one, then ``part_size``); while the models load and predict, ``worke
 read and check files and compute structure keys, IEEE rotations and point groups of the next
 parts from one spglib search per structure (:func:`structure_facts`), which the models use
 instead of checking and searching again; the reading workers, like the model workers below,
-stay for the process's next run (a screen's next chunk job: module state ``_READERS``). A run
+stay for the process's next run (a screen's next chunk job: module state ``_READERS``), and a
+run told the next run's files (``read_ahead``) queues them once its own are queued (module
+state ``_AHEAD``), so that the next run's models do not wait for its first part. A run
 collects cyclic garbage less often (:func:`fewer_gc_passes`). On a CPU, forked one-thread
 model workers inherit the loaded models and predict sub-parts of :data:`MODEL_PART_SIZE`
 structures; the pool stays warm for the next run with the same models (module state ``_POOL``,
