@@ -283,31 +283,27 @@ def _reading_key(
 
 
 def _take_read_ahead(
-    items: Sequence[CandidateLike] | None, settings: EngineSettings | None, n_workers: int = 0
+    items: Sequence[CandidateLike], settings: EngineSettings, n_workers: int
 ) -> tuple[list[Any], list[Any]] | None:
     """The parts and futures read ahead for ``items`` with ``settings``, or None; whatever
     else was read ahead is dropped (its queued parts cancelled), and so is a read-ahead whose
     reading worker died or failed (the run then reads again, with a new worker)."""
-    if _AHEAD["key"] is None:
-        return None
     key, parts, futures = _AHEAD["key"], _AHEAD["parts"], _AHEAD["futures"]
-    _AHEAD.update(key=None, parts=None, futures=None)
-    if key[-1] != os.getpid():  # inherited by a forked process: not its to cancel
+    if key is None:
         return None
     pool = _READERS["pool"]
     found = (
-        items is not None
-        and settings is not None
+        key[-1] == os.getpid()
         and pool is not None
         and not pool._broken
         and _reading_key(items, settings, n_workers) == key
         and not any(f.cancelled() or (f.done() and f.exception() is not None) for f in futures)
     )
-    if found:
-        return parts, futures
-    for f in futures:
-        f.cancel()
-    return None
+    if not found:
+        drop_read_ahead()
+        return None
+    _AHEAD.update(key=None, parts=None, futures=None)
+    return parts, futures
 
 
 def _n_readers(settings: EngineSettings) -> int:
@@ -340,7 +336,11 @@ def start_read_ahead(settings: EngineSettings, items: Sequence[CandidateLike]) -
 def drop_read_ahead() -> None:
     """Forget what was read ahead (its queued parts cancelled), e.g. when the run it was for
     does not happen."""
-    _take_read_ahead(None, None)
+    key, futures = _AHEAD["key"], _AHEAD["futures"]
+    _AHEAD.update(key=None, parts=None, futures=None)
+    if key is not None and key[-1] == os.getpid():  # a forked process's copy: not its to cancel
+        for f in futures:
+            f.cancel()
 
 
 #: The file-reading worker pool of this process (the next run reuses it: a screen's chunk jobs
@@ -653,14 +653,19 @@ def _init_worker(threads: int = 1, parent: int | None = None) -> None:
     threadpool_limits(limits=1, user_api="blas")
     keep_freed_memory()
     gc.freeze()
-    threshold = gc.get_threshold()
-    if threshold[0] != 0:
-        gc.set_threshold(max(threshold[0], GC_THRESHOLD), *threshold[1:])
+    _raise_gc_threshold(gc.get_threshold())
 
 
 #: Allocations of container objects between two passes of Python's cyclic garbage collector over
 #: its youngest generation during a prediction run (Python's default: 700).
 GC_THRESHOLD = 20_000
+
+
+def _raise_gc_threshold(old: tuple[int, ...]) -> None:
+    """Set the collector's first threshold to at least :data:`GC_THRESHOLD` (from ``old``,
+    :func:`gc.get_threshold`); a collector switched off (threshold 0) stays off."""
+    if old[0] != 0:
+        gc.set_threshold(max(old[0], GC_THRESHOLD), *old[1:])
 
 
 _GC_LOCK = threading.Lock()
@@ -692,8 +697,7 @@ def fewer_gc_passes() -> Iterator[None]:
             _GC_STATE["froze"] = gc.get_freeze_count() == 0
             if _GC_STATE["froze"]:
                 gc.freeze()
-            if old[0] != 0:
-                gc.set_threshold(max(old[0], GC_THRESHOLD), *old[1:])
+            _raise_gc_threshold(old)
         _GC_STATE["depth"] += 1
     try:
         yield

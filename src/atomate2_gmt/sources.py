@@ -51,6 +51,7 @@ __all__ = [
     "SourceSlice",
     "detect_collection",
     "file_identity",
+    "is_file_input",
     "iter_records",
     "n_inputs",
     "record_id",
@@ -207,6 +208,11 @@ class SourceSlice(MSONable):
             yield rec
 
 
+def is_file_input(item: Any) -> bool:
+    """Whether ``item`` is an input read from a file: a path or a :class:`SourceSlice`."""
+    return isinstance(item, SourceSlice | str | os.PathLike)
+
+
 def file_identity(items: list[Any] | tuple[Any, ...]) -> list[Any] | None:
     """What identifies inputs that are files: for each a file path ``[resolved path, size,
     modification time (ns)]``, or a :class:`SourceSlice` (the same of its file, then its kind,
@@ -220,7 +226,7 @@ def file_identity(items: list[Any] | tuple[Any, ...]) -> list[Any] | None:
                 st = Path(item.path).stat()
                 bounds = [item.kind, item.start, item.stop, item.origin, item.first_index]
                 ident.append([str(Path(item.path).resolve()), st.st_size, st.st_mtime_ns, bounds])
-            elif isinstance(item, str | os.PathLike):
+            elif is_file_input(item):
                 st = Path(item).stat()
                 ident.append([str(Path(item).resolve()), st.st_size, st.st_mtime_ns])
             else:

@@ -140,8 +140,6 @@ class GMTScreenMaker(Maker):
 
 def _files(chunk: list[Any] | None) -> bool:
     """Whether ``chunk`` is inputs that are files (paths or source slices) only."""
-    import os
+    from atomate2_gmt.sources import is_file_input
 
-    from atomate2_gmt.sources import SourceSlice
-
-    return bool(chunk) and all(isinstance(x, SourceSlice | str | os.PathLike) for x in chunk or ())
+    return bool(chunk) and all(is_file_input(x) for x in chunk or ())
